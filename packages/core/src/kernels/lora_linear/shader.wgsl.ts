@@ -1,0 +1,246 @@
+/**
+ * WGSL for every LoRA linear program: one tiled matmul with a LoRA-aware prologue (dropout on an operand's loads)
+ * and epilogue (bias, low-rank update), configured four ways by `webgpu.ts`:
+ *
+ *   forward   y  = x·W + b + s · h·Bᵀ          h  = keep · drop(x)·Aᵀ
+ *   backward  dx = dy·Wᵀ + s·keep · mask ∘ (g·A)  g = dy·B
+ *             dA = s·keep · gᵀ·drop(x)          dB = s · dyᵀ·h
+ *
+ * Letters: the program computes out[M, N] = outScale · Σ_k X(m, k)·W(k, n)  (+ bias[n])
+ *                                         (+ loraScale · keep(m, n) · Σ_r H[m, r]·U(r, n)).
+ * X is stored [M, K] ('mk') or [K, M] ('km'); W is stored [K, N] ('kn') or [N, K] ('nk'); U is [R, N] or [N, R].
+ * Shapes are uniforms, so one compiled pipeline serves every shape; only layouts, flags and tile sizes are
+ * spliced into the source, and all of them are in the shader key.
+ */
+import { DROPOUT_WGSL } from './dropout.js';
+
+export interface MatmulLayout {
+  xLayout: 'mk' | 'km';
+  wLayout: 'kn' | 'nk';
+  /** Which operand's loads are multiplied by the dropout mask (indexed by its row-major storage index). */
+  dropout: 'none' | 'x' | 'w';
+  /** Add loraScale · Σ_r H[m, r]·U(r, n) while the accumulator is still in registers. */
+  lowRank: 'none' | 'rn' | 'nr';
+  /** Multiply the low-rank term by the dropout mask at (m, n) (dx of a dropped-out input). */
+  lowRankMask: boolean;
+  bias: boolean;
+}
+
+export interface TileConfig {
+  /** 'shared': workgroup-memory tiles, for GPUs. 'direct': register tiles read straight from storage, for CPU adapters. */
+  kind: 'shared' | 'direct';
+  /** Workgroup size [x over N, y over M]; each invocation computes 4 rows × 4 columns. */
+  workgroup: [number, number];
+  /** Depth of one K step held in workgroup memory ('shared' only). */
+  tileK: number;
+  /** vec4 loads of X (along its contiguous dim) and of W. */
+  vec4X: boolean;
+  vec4W: boolean;
+}
+
+export const UNIFORMS_WGSL =
+  'M : i32, N : i32, K : i32, R : i32, outScale : f32, loraScale : f32, seedHash : u32, dropThreshold : u32,';
+
+/** A key that names every choice spliced into the source. */
+export function shaderKey(layout: MatmulLayout, tile: TileConfig): string {
+  return [
+    'webtuneLoraMatmul',
+    layout.xLayout,
+    layout.wLayout,
+    layout.dropout,
+    layout.lowRank,
+    layout.lowRankMask ? 'lrmask' : '',
+    layout.bias ? 'bias' : '',
+    tile.kind,
+    tile.workgroup.join('x'),
+    tile.tileK,
+    tile.vec4X ? 'x4' : 'x1',
+    tile.vec4W ? 'w4' : 'w1',
+  ].join('_');
+}
+
+/** Loads X(m, k) and W(k, n) as scalars, with the dropout mask applied where configured. */
+function scalarLoaders(layout: MatmulLayout, tile: TileConfig): string {
+  const xIndex = layout.xLayout === 'mk' ? 'm * uniforms.K + k' : 'k * uniforms.M + m';
+  const wIndex = layout.wLayout === 'kn' ? 'k * uniforms.N + n' : 'n * uniforms.K + k';
+  const xRead = tile.vec4X ? `X[(${xIndex}) / 4][(${xIndex}) % 4]` : `X[${xIndex}]`;
+  const wRead = tile.vec4W ? `W[(${wIndex}) / 4][(${wIndex}) % 4]` : `W[${wIndex}]`;
+  const xMask = layout.dropout === 'x' ? ` * dropoutKeep(${xIndex})` : '';
+  const wMask = layout.dropout === 'w' ? ` * dropoutKeep(${wIndex})` : '';
+  return `
+fn loadX(m: i32, k: i32) -> f32 { return ${xRead}${xMask}; }
+fn loadW(k: i32, n: i32) -> f32 { return ${wRead}${wMask}; }`;
+}
+
+/** Reads 4 consecutive columns W(k, n..n+3); n + 3 < N is the caller's guarantee. */
+function wRowLoader(layout: MatmulLayout, tile: TileConfig): string {
+  if (layout.wLayout === 'kn' && tile.vec4W && layout.dropout !== 'w') {
+    return `fn loadW4(k: i32, n: i32) -> vec4<f32> { return W[(k * uniforms.N + n) / 4]; }`;
+  }
+  return `fn loadW4(k: i32, n: i32) -> vec4<f32> {
+  return vec4<f32>(loadW(k, n), loadW(k, n + 1), loadW(k, n + 2), loadW(k, n + 3));
+}`;
+}
+
+/** The epilogue: bias, low-rank term and store for one 4-row × 4-column register block. */
+function epilogue(layout: MatmulLayout): string {
+  const uRead = layout.lowRank === 'rn' ? 'U[r * uniforms.N + n]' : 'U[n * uniforms.R + r]';
+  const lowRank =
+    layout.lowRank === 'none'
+      ? ''
+      : `
+      var lr = 0.0;
+      for (var r = 0; r < uniforms.R; r++) { lr = fma(H[m * uniforms.R + r], ${uRead}, lr); }
+      v = fma(uniforms.loraScale${layout.lowRankMask ? ' * dropoutKeep(m * uniforms.N + n)' : ''}, lr, v);`;
+  return `
+fn storeBlock(row0: i32, col0: i32, acc: array<vec4<f32>, 4>) {
+  for (var i = 0; i < 4; i++) {
+    let m = row0 + i;
+    if (m >= uniforms.M) { return; }
+    for (var j = 0; j < 4; j++) {
+      let n = col0 + j;
+      if (n >= uniforms.N) { break; }
+      var v = uniforms.outScale * acc[i][j];${layout.bias ? '\n      v = v + bias[n];' : ''}${lowRank}
+      result[m * uniforms.N + n] = v;
+    }
+  }
+}`;
+}
+
+/**
+ * Workgroup-memory tiling for GPUs. A workgroup of [WX, WY] invocations owns an output tile of
+ * TM = 4·WY rows × TN = 4·WX columns. Per K step of depth TK it stages X[TM × TK] and W[TK × TN] in workgroup
+ * memory, both k-major and packed as vec4 along M and N, so that each invocation's inner loop is
+ * one vec4 read of 4 rows, one vec4 read of 4 columns and 4 vec4 FMAs.
+ */
+function sharedBody(tile: TileConfig): string {
+  const [wx, wy] = tile.workgroup;
+  const tm = 4 * wy;
+  const tn = 4 * wx;
+  const tk = tile.tileK;
+  const threads = wx * wy;
+  return `
+var<workgroup> xs: array<array<vec4<f32>, ${tm / 4}>, ${tk}>;
+var<workgroup> ws: array<array<vec4<f32>, ${tn / 4}>, ${tk}>;
+
+fn main() {
+  let tx = i32(localId.x);
+  let ty = i32(localId.y);
+  let lid = ty * ${wx} + tx;
+  let m0 = i32(workgroupId.y) * ${tm};
+  let n0 = i32(workgroupId.x) * ${tn};
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0; k0 < uniforms.K; k0 += ${tk}) {
+    // Stage X: TM × TK elements, ${(tm * tk) / threads} per invocation; out-of-range elements are zero.
+    for (var e = lid; e < ${tm * tk}; e += ${threads}) {
+      let mm = e / ${tk};
+      let kk = e % ${tk};
+      let m = m0 + mm;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (m < uniforms.M && k < uniforms.K) { v = loadX(m, k); }
+      xs[kk][mm / 4][mm % 4] = v;
+    }
+    // Stage W: TK × TN elements.
+    for (var e = lid; e < ${tk * tn}; e += ${threads}) {
+      let kk = e / ${tn};
+      let nn = e % ${tn};
+      let k = k0 + kk;
+      let n = n0 + nn;
+      var v = 0.0;
+      if (n < uniforms.N && k < uniforms.K) { v = loadW(k, n); }
+      ws[kk][nn / 4][nn % 4] = v;
+    }
+    workgroupBarrier();
+    for (var kk = 0; kk < ${tk}; kk++) {
+      let a = xs[kk][ty];
+      let b = ws[kk][tx];
+      acc[0] = fma(vec4<f32>(a.x), b, acc[0]);
+      acc[1] = fma(vec4<f32>(a.y), b, acc[1]);
+      acc[2] = fma(vec4<f32>(a.z), b, acc[2]);
+      acc[3] = fma(vec4<f32>(a.w), b, acc[3]);
+    }
+    workgroupBarrier();
+  }
+  storeBlock(m0 + ty * 4, n0 + tx * 4, acc);
+}`;
+}
+
+/**
+ * Register tiling without workgroup memory, for adapters that run shaders on CPU cores (lavapipe, SwiftShader):
+ * there, barriers are costly and caches already do what workgroup memory would. Each invocation reads its
+ * 4 rows of X and 4 columns of W straight from storage; rows and columns past the edge are clamped for the
+ * reads and skipped at the store, so the k loop carries no bounds checks.
+ */
+function directBody(tile: TileConfig): string {
+  const [wx, wy] = tile.workgroup;
+  return `
+// Columns col0..col0+3 of row k of W; past the right edge they repeat the last column (never stored).
+fn loadWCols(k: i32, col0: i32, full: bool) -> vec4<f32> {
+  if (full) { return loadW4(k, col0); }
+  let c = uniforms.N - 1;
+  return vec4<f32>(loadW(k, col0), loadW(k, min(col0 + 1, c)), loadW(k, min(col0 + 2, c)), loadW(k, min(col0 + 3, c)));
+}
+
+fn main() {
+  let row0 = i32(globalId.y) * 4;
+  let col0 = i32(globalId.x) * 4;
+  if (row0 >= uniforms.M || col0 >= uniforms.N) { return; }
+  let m1 = min(row0 + 1, uniforms.M - 1);
+  let m2 = min(row0 + 2, uniforms.M - 1);
+  let m3 = min(row0 + 3, uniforms.M - 1);
+  let full = col0 + 3 < uniforms.N;
+  var acc: array<vec4<f32>, 4>;
+  // Four k at a time: 4 reads of 4 consecutive k per row of X, 4 column reads of W, 16 vec4 FMAs.
+  let k4 = uniforms.K - uniforms.K % 4;
+  for (var k = 0; k < k4; k += 4) {
+    let b0 = loadWCols(k, col0, full);
+    let b1 = loadWCols(k + 1, col0, full);
+    let b2 = loadWCols(k + 2, col0, full);
+    let b3 = loadWCols(k + 3, col0, full);
+    let a0 = loadX4(row0, k);
+    let a1 = loadX4(m1, k);
+    let a2 = loadX4(m2, k);
+    let a3 = loadX4(m3, k);
+    acc[0] = fma(vec4<f32>(a0.x), b0, fma(vec4<f32>(a0.y), b1, fma(vec4<f32>(a0.z), b2, fma(vec4<f32>(a0.w), b3, acc[0]))));
+    acc[1] = fma(vec4<f32>(a1.x), b0, fma(vec4<f32>(a1.y), b1, fma(vec4<f32>(a1.z), b2, fma(vec4<f32>(a1.w), b3, acc[1]))));
+    acc[2] = fma(vec4<f32>(a2.x), b0, fma(vec4<f32>(a2.y), b1, fma(vec4<f32>(a2.z), b2, fma(vec4<f32>(a2.w), b3, acc[2]))));
+    acc[3] = fma(vec4<f32>(a3.x), b0, fma(vec4<f32>(a3.y), b1, fma(vec4<f32>(a3.z), b2, fma(vec4<f32>(a3.w), b3, acc[3]))));
+  }
+  for (var k = k4; k < uniforms.K; k++) {
+    let b = loadWCols(k, col0, full);
+    acc[0] = fma(vec4<f32>(loadX(row0, k)), b, acc[0]);
+    acc[1] = fma(vec4<f32>(loadX(m1, k)), b, acc[1]);
+    acc[2] = fma(vec4<f32>(loadX(m2, k)), b, acc[2]);
+    acc[3] = fma(vec4<f32>(loadX(m3, k)), b, acc[3]);
+  }
+  storeBlock(row0, col0, acc);
+}
+// workgroup ${wx}x${wy}`;
+}
+
+/** Reads X(m, k..k+3); k + 3 < K is the caller's guarantee. */
+function xRowLoader(layout: MatmulLayout, tile: TileConfig): string {
+  if (layout.xLayout === 'mk' && tile.vec4X) {
+    const mask =
+      layout.dropout === 'x'
+        ? ` * vec4<f32>(dropoutKeep(i), dropoutKeep(i + 1), dropoutKeep(i + 2), dropoutKeep(i + 3))`
+        : '';
+    return `fn loadX4(m: i32, k: i32) -> vec4<f32> { let i = m * uniforms.K + k; return X[i / 4]${mask}; }`;
+  }
+  return `fn loadX4(m: i32, k: i32) -> vec4<f32> {
+  return vec4<f32>(loadX(m, k), loadX(m, k + 1), loadX(m, k + 2), loadX(m, k + 3));
+}`;
+}
+
+/** The user code of one program; tfjs prepends bindings (result, X, W[, H, U][, bias]) and the uniforms. */
+export function matmulShader(layout: MatmulLayout, tile: TileConfig): string {
+  return [
+    layout.dropout !== 'none' || layout.lowRankMask ? DROPOUT_WGSL : '',
+    scalarLoaders(layout, tile),
+    wRowLoader(layout, tile),
+    xRowLoader(layout, tile),
+    epilogue(layout),
+    tile.kind === 'shared' ? sharedBody(tile) : directBody(tile),
+  ].join('\n');
+}

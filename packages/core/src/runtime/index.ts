@@ -1,0 +1,4 @@
+export { initRuntime, gpuInfo, gpuDevice, disposeRuntime, isSoftwareGpu, requireRuntime } from './runtime.js';
+export type { GpuInfo, RuntimeOptions } from './runtime.js';
+export { describeAdapter, isSoftwareAdapter, OPTIONAL_FEATURES } from './device.js';
+export type { DeviceRequest } from './device.js';
