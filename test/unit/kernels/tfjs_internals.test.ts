@@ -1,0 +1,72 @@
+/**
+ * Pins what webtune assumes about tfjs-backend-webgpu's internals, so that an upgrade that moves them fails here
+ * with a clear message rather than as wrong numbers in a kernel.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { disposeRuntime } from '@webtune/core';
+import { runProgram, webgpuBackendOf, type WebGPUProgram } from '../../../packages/core/src/kernels/tfjs_internals.js';
+import { UNIFORMS_WGSL } from '../../../packages/core/src/kernels/lora_linear/shader.wgsl.js';
+import { needGpu, startGpu } from '../../helpers/gpu.js';
+
+beforeAll(async () => {
+  await startGpu();
+});
+afterAll(() => disposeRuntime());
+
+/** Writes back its uniforms and its input's shape, as tfjs declares them. */
+class EchoUniformsProgram implements WebGPUProgram {
+  outputShape = [10];
+  shaderKey = 'webtuneEchoUniforms';
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number] = [1, 1, 1];
+  variableNames = ['X'];
+  workgroupSize: [number, number, number] = [1, 1, 1];
+  uniforms = UNIFORMS_WGSL;
+  getUserCode() {
+    return `
+fn main(index: i32) {
+  if (index != 0) { return; }
+  result[0] = f32(uniforms.M);
+  result[1] = f32(uniforms.N);
+  result[2] = f32(uniforms.K);
+  result[3] = f32(uniforms.R);
+  result[4] = uniforms.outScale;
+  result[5] = uniforms.loraScale;
+  result[6] = f32(uniforms.seedHash);
+  result[7] = f32(uniforms.dropThreshold);
+  result[8] = f32(uniforms.xShape.x * 100 + uniforms.xShape.y);
+  result[9] = X[5];
+}`;
+  }
+}
+
+describe('tfjs-backend-webgpu internals webtune relies on', () => {
+  it('exposes runWebGPUProgram and the device on WebGPUBackend', async (ctx) => {
+    await needGpu(ctx);
+    expect(typeof WebGPUBackend.prototype.runWebGPUProgram).toBe('function');
+    const backend = webgpuBackendOf(tf.backend());
+    expect(backend.device).toBeDefined();
+    expect(() => webgpuBackendOf({})).toThrow(/not tfjs-backend-webgpu/);
+  });
+
+  it('binds inputs by variableNames and appends program uniforms after the shapes, in order', async (ctx) => {
+    await needGpu(ctx);
+    const backend = webgpuBackendOf(tf.backend());
+    const x = tf.range(0, 12, 1, 'float32').reshape([3, 4]);
+    const out = runProgram(backend, new EchoUniformsProgram(), [x], [
+      { type: 'int32', data: [3] },
+      { type: 'int32', data: [5] },
+      { type: 'int32', data: [7] },
+      { type: 'int32', data: [2] },
+      { type: 'float32', data: [0.5] },
+      { type: 'float32', data: [1.25] },
+      { type: 'uint32', data: [123456] },
+      { type: 'uint32', data: [4000000000] },
+    ]);
+    const values = await tf.engine().makeTensorFromTensorInfo(out).data();
+    expect(Array.from(values)).toEqual([3, 5, 7, 2, 0.5, 1.25, 123456, 4000000000, 304, 5]);
+    x.dispose();
+  });
+});
