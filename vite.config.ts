@@ -2,34 +2,46 @@
  * One Vite config: the demo app (root `demo/`), the worker bundles it imports, and the test projects.
  * Tests import packages by their public names; the aliases point those at the sources so no build is needed.
  */
-import { fileURLToPath } from 'node:url';
-import { defineConfig } from 'vitest/config';
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
 export const aliases = {
-  '@webtune/core': here('./packages/core/src/index.ts'),
-  '@webtune/worker': here('./packages/worker/src/index.ts'),
+  "@webtune/core": here("./packages/core/src/index.ts"),
+  "@webtune/worker": here("./packages/worker/src/index.ts"),
 };
 
 export default defineConfig({
-  root: here('./demo'),
+  root: here("./demo"),
   publicDir: false,
   resolve: { alias: aliases },
-  worker: { format: 'es' },
-  build: { outDir: here('./dist/demo'), emptyOutDir: true, target: 'es2022' },
+  worker: { format: "es" },
+  build: { outDir: here("./dist/demo"), emptyOutDir: true, target: "es2022" },
   test: {
-    root: here('.'),
+    root: here("."),
     // Dawn on lavapipe already uses every core; test files run one at a time.
     fileParallelism: false,
     projects: [
       {
         extends: true,
-        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], pool: 'forks', testTimeout: 180_000, hookTimeout: 180_000 },
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts"],
+          pool: "forks",
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+        },
       },
       {
         extends: true,
-        test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], pool: 'forks', testTimeout: 300_000, hookTimeout: 300_000 },
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          pool: "forks",
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+        },
       },
     ],
   },

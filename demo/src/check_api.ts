@@ -1,5 +1,5 @@
 /** What the kernel-check worker exposes through comlink. */
-import type { GpuInfo, LoraCheckResult } from '@webtune/core';
+import type { GpuInfo, LoraCheckResult } from "@webtune/core";
 
 export interface KernelCheckReport {
   info: GpuInfo;

@@ -1,6 +1,6 @@
 /** The check page: starts the worker, shows the device and the kernel errors, and publishes the report for tests. */
-import * as Comlink from 'comlink';
-import type { KernelCheckApi, KernelCheckReport } from './check_api.js';
+import * as Comlink from "comlink";
+import type { KernelCheckApi, KernelCheckReport } from "./check_api.js";
 
 const TOLERANCE = 1e-4;
 
@@ -11,57 +11,72 @@ declare global {
 }
 
 function row(cells: string[], verdict?: boolean): HTMLTableRowElement {
-  const tr = document.createElement('tr');
+  const tr = document.createElement("tr");
   for (const text of cells) {
-    const td = document.createElement('td');
+    const td = document.createElement("td");
     td.textContent = text;
     tr.append(td);
   }
   if (verdict !== undefined) {
-    const td = document.createElement('td');
-    td.textContent = verdict ? 'pass' : 'FAIL';
-    td.className = verdict ? 'pass' : 'fail';
+    const td = document.createElement("td");
+    td.textContent = verdict ? "pass" : "FAIL";
+    td.className = verdict ? "pass" : "fail";
     tr.append(td);
   }
   return tr;
 }
 
 function showDevice(entries: [string, string][]): void {
-  const dl = document.querySelector('#device')!;
+  const dl = document.querySelector("#device")!;
   dl.replaceChildren();
   for (const [k, v] of entries) {
-    const dt = document.createElement('dt');
+    const dt = document.createElement("dt");
     dt.textContent = k;
-    const dd = document.createElement('dd');
+    const dd = document.createElement("dd");
     dd.textContent = v;
     dl.append(dt, dd);
   }
 }
 
 async function main(): Promise<void> {
-  const worker = new Worker(new URL('./check.worker.ts', import.meta.url), { type: 'module' });
+  const worker = new Worker(new URL("./check.worker.ts", import.meta.url), {
+    type: "module",
+  });
   const api = Comlink.wrap<KernelCheckApi>(worker);
   try {
     const report = await api.run();
     const { info } = report;
     showDevice([
-      ['backend', info.backend],
-      ['adapter', [info.vendor, info.architecture, info.description].filter(Boolean).join(' / ')],
-      ['software', info.software ? 'yes (shaders run on the CPU)' : 'no'],
-      ['features', info.features.join(', ') || 'none'],
-      ['max binding', `${((info.limits['maxStorageBufferBindingSize'] ?? 0) / 2 ** 20).toFixed(0)} MiB`],
-      ['in worker', String(report.inWorker)],
+      ["backend", info.backend],
+      [
+        "adapter",
+        [info.vendor, info.architecture, info.description]
+          .filter(Boolean)
+          .join(" / "),
+      ],
+      ["software", info.software ? "yes (shaders run on the CPU)" : "no"],
+      ["features", info.features.join(", ") || "none"],
+      [
+        "max binding",
+        `${((info.limits["maxStorageBufferBindingSize"] ?? 0) / 2 ** 20).toFixed(0)} MiB`,
+      ],
+      ["in worker", String(report.inWorker)],
     ]);
-    const body = document.querySelector('#check tbody')!;
+    const body = document.querySelector("#check tbody")!;
     for (const r of report.results) {
       const c = r.case;
       const errs = [r.errors.y, r.errors.dx, r.errors.dA, r.errors.dB];
-      const label = `T${c.T} ${c.IN}→${c.OUT} r${c.R} ${c.weightLayout}${c.bias ? ' +b' : ''}${c.dropout ? ` p${c.dropout}` : ''}`;
-      body.append(row([label, ...errs.map((e) => e.toExponential(1))], errs.every((e) => e <= TOLERANCE)));
+      const label = `T${c.T} ${c.IN}→${c.OUT} r${c.R} ${c.weightLayout}${c.bias ? " +b" : ""}${c.dropout ? ` p${c.dropout}` : ""}`;
+      body.append(
+        row(
+          [label, ...errs.map((e) => e.toExponential(1))],
+          errs.every((e) => e <= TOLERANCE),
+        ),
+      );
     }
     window.webtuneCheck = report;
   } catch (error) {
-    showDevice([['error', String(error)]]);
+    showDevice([["error", String(error)]]);
     window.webtuneCheck = { error: String(error) };
   } finally {
     worker.terminate();

@@ -2,44 +2,57 @@
  * Real Chromium for end-to-end tests: Debian's build, headless, with WebGPU on SwiftShader. The demo is built by
  * Vite and served by `vite preview` on localhost (WebGPU needs a secure context).
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
-import { build, preview, type PreviewServer } from 'vite';
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { chromium, type Browser } from "playwright-core";
+import { build, preview, type PreviewServer } from "vite";
 
-export const CHROMIUM = process.env['WEBTUNE_CHROMIUM'] ?? '/usr/bin/chromium';
+export const CHROMIUM = process.env["WEBTUNE_CHROMIUM"] ?? "/usr/bin/chromium";
 
-const configFile = fileURLToPath(new URL('../../vite.config.ts', import.meta.url));
+const configFile = fileURLToPath(
+  new URL("../../vite.config.ts", import.meta.url),
+);
 
 export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--enable-unsafe-webgpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
+  "--no-sandbox",
+  "--enable-unsafe-webgpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
 ];
 
 export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `Chromium not found at ${CHROMIUM}: install it with \`sudo bash scripts/setup-system.sh\` ` +
-        '(or set WEBTUNE_CHROMIUM to a Chromium binary).',
+        "(or set WEBTUNE_CHROMIUM to a Chromium binary).",
     );
   }
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
 }
 
 /** Builds the demo and serves it on a free localhost port. */
-export async function serveDemo(): Promise<{ url: string; close: () => Promise<void> }> {
-  await build({ configFile, logLevel: 'warn' });
+export async function serveDemo(): Promise<{
+  url: string;
+  close: () => Promise<void>;
+}> {
+  await build({ configFile, logLevel: "warn" });
   const server: PreviewServer = await preview({
     configFile,
-    logLevel: 'warn',
-    preview: { host: '127.0.0.1', port: 0, strictPort: false },
+    logLevel: "warn",
+    preview: { host: "127.0.0.1", port: 0, strictPort: false },
   });
   const address = server.httpServer.address();
-  if (address === null || typeof address === 'string') throw new Error('vite preview did not report a port');
-  return { url: `http://127.0.0.1:${address.port}/`, close: () => server.close() };
+  if (address === null || typeof address === "string")
+    throw new Error("vite preview did not report a port");
+  return {
+    url: `http://127.0.0.1:${address.port}/`,
+    close: () => server.close(),
+  };
 }

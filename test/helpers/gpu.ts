@@ -2,10 +2,10 @@
  * Starting WebGPU in tests. A test that needs a GPU fails with the runtime's DeviceError when there is none;
  * only WEBTUNE_ALLOW_NO_GPU=1 turns that into an explicit, reported skip.
  */
-import { initRuntime, type GpuInfo } from '@webtune/core';
-import type { TestContext } from 'vitest';
+import { initRuntime, type GpuInfo } from "@webtune/core";
+import type { TestContext } from "vitest";
 
-export const allowNoGpu = process.env['WEBTUNE_ALLOW_NO_GPU'] === '1';
+export const allowNoGpu = process.env["WEBTUNE_ALLOW_NO_GPU"] === "1";
 
 let started: Promise<GpuInfo | undefined> | undefined;
 
@@ -13,7 +13,9 @@ let started: Promise<GpuInfo | undefined> | undefined;
 export function startGpu(): Promise<GpuInfo | undefined> {
   started ??= initRuntime().catch((error: unknown) => {
     if (allowNoGpu) {
-      console.warn(`WEBTUNE_ALLOW_NO_GPU=1: GPU tests are skipped because WebGPU did not start: ${String(error)}`);
+      console.warn(
+        `WEBTUNE_ALLOW_NO_GPU=1: GPU tests are skipped because WebGPU did not start: ${String(error)}`,
+      );
       return undefined;
     }
     throw error;
@@ -24,6 +26,6 @@ export function startGpu(): Promise<GpuInfo | undefined> {
 /** Call first in each GPU test: skips it, visibly, only when WebGPU is absent and that was allowed. */
 export async function needGpu(ctx: TestContext): Promise<GpuInfo> {
   const info = await startGpu();
-  if (!info) ctx.skip('no WebGPU and WEBTUNE_ALLOW_NO_GPU=1');
+  if (!info) ctx.skip("no WebGPU and WEBTUNE_ALLOW_NO_GPU=1");
   return info!;
 }

@@ -10,6 +10,6 @@
  * const y = loraLinear(x, W, null, A, B, { scale: 16 / 8, weightLayout: 'out_in' });
  * ```
  */
-export * from './errors.js';
-export * from './runtime/index.js';
-export * from './kernels/index.js';
+export * from "./errors.js";
+export * from "./runtime/index.js";
+export * from "./kernels/index.js";

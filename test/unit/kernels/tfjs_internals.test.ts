@@ -2,13 +2,17 @@
  * Pins what webtune assumes about tfjs-backend-webgpu's internals, so that an upgrade that moves them fails here
  * with a clear message rather than as wrong numbers in a kernel.
  */
-import * as tf from '@tensorflow/tfjs';
-import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { disposeRuntime } from '@webtune/core';
-import { runProgram, webgpuBackendOf, type WebGPUProgram } from '../../../packages/core/src/kernels/tfjs_internals.js';
-import { UNIFORMS_WGSL } from '../../../packages/core/src/kernels/lora_linear/shader.wgsl.js';
-import { needGpu, startGpu } from '../../helpers/gpu.js';
+import * as tf from "@tensorflow/tfjs";
+import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { disposeRuntime } from "@webtune/core";
+import {
+  runProgram,
+  webgpuBackendOf,
+  type WebGPUProgram,
+} from "../../../packages/core/src/kernels/tfjs_internals.js";
+import { UNIFORMS_WGSL } from "../../../packages/core/src/kernels/lora_linear/shader.wgsl.js";
+import { needGpu, startGpu } from "../../helpers/gpu.js";
 
 beforeAll(async () => {
   await startGpu();
@@ -18,10 +22,10 @@ afterAll(() => disposeRuntime());
 /** Writes back its uniforms and its input's shape, as tfjs declares them. */
 class EchoUniformsProgram implements WebGPUProgram {
   outputShape = [10];
-  shaderKey = 'webtuneEchoUniforms';
+  shaderKey = "webtuneEchoUniforms";
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number] = [1, 1, 1];
-  variableNames = ['X'];
+  variableNames = ["X"];
   workgroupSize: [number, number, number] = [1, 1, 1];
   uniforms = UNIFORMS_WGSL;
   getUserCode() {
@@ -42,31 +46,38 @@ fn main(index: i32) {
   }
 }
 
-describe('tfjs-backend-webgpu internals webtune relies on', () => {
-  it('exposes runWebGPUProgram and the device on WebGPUBackend', async (ctx) => {
+describe("tfjs-backend-webgpu internals webtune relies on", () => {
+  it("exposes runWebGPUProgram and the device on WebGPUBackend", async (ctx) => {
     await needGpu(ctx);
-    expect(typeof WebGPUBackend.prototype.runWebGPUProgram).toBe('function');
+    expect(typeof WebGPUBackend.prototype.runWebGPUProgram).toBe("function");
     const backend = webgpuBackendOf(tf.backend());
     expect(backend.device).toBeDefined();
     expect(() => webgpuBackendOf({})).toThrow(/not tfjs-backend-webgpu/);
   });
 
-  it('binds inputs by variableNames and appends program uniforms after the shapes, in order', async (ctx) => {
+  it("binds inputs by variableNames and appends program uniforms after the shapes, in order", async (ctx) => {
     await needGpu(ctx);
     const backend = webgpuBackendOf(tf.backend());
-    const x = tf.range(0, 12, 1, 'float32').reshape([3, 4]);
-    const out = runProgram(backend, new EchoUniformsProgram(), [x], [
-      { type: 'int32', data: [3] },
-      { type: 'int32', data: [5] },
-      { type: 'int32', data: [7] },
-      { type: 'int32', data: [2] },
-      { type: 'float32', data: [0.5] },
-      { type: 'float32', data: [1.25] },
-      { type: 'uint32', data: [123456] },
-      { type: 'uint32', data: [4000000000] },
-    ]);
+    const x = tf.range(0, 12, 1, "float32").reshape([3, 4]);
+    const out = runProgram(
+      backend,
+      new EchoUniformsProgram(),
+      [x],
+      [
+        { type: "int32", data: [3] },
+        { type: "int32", data: [5] },
+        { type: "int32", data: [7] },
+        { type: "int32", data: [2] },
+        { type: "float32", data: [0.5] },
+        { type: "float32", data: [1.25] },
+        { type: "uint32", data: [123456] },
+        { type: "uint32", data: [4000000000] },
+      ],
+    );
     const values = await tf.engine().makeTensorFromTensorInfo(out).data();
-    expect(Array.from(values)).toEqual([3, 5, 7, 2, 0.5, 1.25, 123456, 4000000000, 304, 5]);
+    expect(Array.from(values)).toEqual([
+      3, 5, 7, 2, 0.5, 1.25, 123456, 4000000000, 304, 5,
+    ]);
     x.dispose();
   });
 });

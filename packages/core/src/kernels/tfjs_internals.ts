@@ -3,27 +3,32 @@
  * program, releasing an intermediate, and the shape of the header tfjs writes above every program's WGSL.
  * If a tfjs upgrade moves any of this, `test/unit/kernels/tfjs_internals.test.ts` fails loudly.
  */
-import * as tf from '@tensorflow/tfjs';
-import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
-import { ShapeError } from '../errors.js';
+import * as tf from "@tensorflow/tfjs";
+import type {
+  WebGPUBackend,
+  WebGPUProgram,
+} from "@tensorflow/tfjs-backend-webgpu";
+import { ShapeError } from "../errors.js";
 
 export type { WebGPUProgram };
 export type TensorInfo = tf.TensorInfo;
 
 /** A uniform value appended after tfjs's own (NaN, Infinity, shapes and strides), in `program.uniforms` order. */
 export interface ProgramUniform {
-  type: 'int32' | 'uint32' | 'float32';
+  type: "int32" | "uint32" | "float32";
   data: number[];
 }
 
 /** tfjs declares storage bindings in this order: `result` first, then `program.variableNames`. */
-export const OUTPUT_BINDING_NAME = 'result';
+export const OUTPUT_BINDING_NAME = "result";
 
 /** The backend a kernel function received, checked to be tfjs-backend-webgpu. */
 export function webgpuBackendOf(backend: unknown): WebGPUBackend {
   const b = backend as Partial<WebGPUBackend>;
-  if (typeof b.runWebGPUProgram !== 'function' || b.device === undefined) {
-    throw new ShapeError('A webtune WebGPU kernel was invoked on a backend that is not tfjs-backend-webgpu.');
+  if (typeof b.runWebGPUProgram !== "function" || b.device === undefined) {
+    throw new ShapeError(
+      "A webtune WebGPU kernel was invoked on a backend that is not tfjs-backend-webgpu.",
+    );
   }
   return backend as WebGPUBackend;
 }
@@ -41,15 +46,18 @@ export function runProgram(
   const limit = backend.device.limits.maxComputeWorkgroupsPerDimension;
   if (program.dispatch.some((d) => d > limit)) {
     throw new ShapeError(
-      `${program.constructor.name}: dispatch [${program.dispatch.join(', ')}] exceeds this device's ` +
+      `${program.constructor.name}: dispatch [${program.dispatch.join(", ")}] exceeds this device's ` +
         `maxComputeWorkgroupsPerDimension (${limit}); split the batch.`,
     );
   }
-  return backend.runWebGPUProgram(program, inputs, 'float32', uniforms);
+  return backend.runWebGPUProgram(program, inputs, "float32", uniforms);
 }
 
 /** Frees an intermediate a kernel made and will not return. */
-export function disposeIntermediate(backend: WebGPUBackend, info: TensorInfo): void {
+export function disposeIntermediate(
+  backend: WebGPUBackend,
+  info: TensorInfo,
+): void {
   backend.disposeData(info.dataId);
 }
 

@@ -1,4 +1,15 @@
-export { initRuntime, gpuInfo, gpuDevice, disposeRuntime, isSoftwareGpu, requireRuntime } from './runtime.js';
-export type { GpuInfo, RuntimeOptions } from './runtime.js';
-export { describeAdapter, isSoftwareAdapter, OPTIONAL_FEATURES } from './device.js';
-export type { DeviceRequest } from './device.js';
+export {
+  initRuntime,
+  gpuInfo,
+  gpuDevice,
+  disposeRuntime,
+  isSoftwareGpu,
+  requireRuntime,
+} from "./runtime.js";
+export type { GpuInfo, RuntimeOptions } from "./runtime.js";
+export {
+  describeAdapter,
+  isSoftwareAdapter,
+  OPTIONAL_FEATURES,
+} from "./device.js";
+export type { DeviceRequest } from "./device.js";

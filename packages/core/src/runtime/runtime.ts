@@ -2,24 +2,30 @@
  * Starts tfjs on webtune's own GPUDevice (so shader-f16 and subgroups can be granted), or on the CPU backend
  * when the caller opts in. One runtime per JavaScript realm (page, worker or Node process).
  */
-import * as tf from '@tensorflow/tfjs';
-import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { DeviceError } from '../errors.js';
-import { acquireDevice, describeAdapter, isSoftwareAdapter, NO_ADAPTER_HELP, type DeviceRequest } from './device.js';
+import * as tf from "@tensorflow/tfjs";
+import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
+import { DeviceError } from "../errors.js";
+import {
+  acquireDevice,
+  describeAdapter,
+  isSoftwareAdapter,
+  NO_ADAPTER_HELP,
+  type DeviceRequest,
+} from "./device.js";
 
 export interface RuntimeOptions extends DeviceRequest {
   /**
    * What to do when WebGPU cannot start. `'none'` (default) throws DeviceError; `'cpu'` runs on tfjs's CPU backend
    * with the kernels' CPU references, and logs once that this is slow.
    */
-  fallback?: 'none' | 'cpu';
+  fallback?: "none" | "cpu";
   /** Start on the CPU backend without trying WebGPU (for tests of the CPU references). */
-  backend?: 'webgpu' | 'cpu';
+  backend?: "webgpu" | "cpu";
 }
 
 /** What `gpuInfo()` reports about the device webtune runs on. */
 export interface GpuInfo {
-  backend: 'webgpu' | 'cpu';
+  backend: "webgpu" | "cpu";
   vendor: string;
   architecture: string;
   description: string;
@@ -40,7 +46,7 @@ interface RuntimeState {
 let state: RuntimeState | undefined;
 let starting: Promise<GpuInfo> | undefined;
 
-const BACKEND_NAME = 'webgpu';
+const BACKEND_NAME = "webgpu";
 
 /**
  * Acquires a GPU and makes it tfjs's backend. Idempotent: later calls return the running runtime's info.
@@ -59,11 +65,13 @@ export function initRuntime(options: RuntimeOptions = {}): Promise<GpuInfo> {
 }
 
 async function start(options: RuntimeOptions): Promise<GpuInfo> {
-  if (options.backend === 'cpu') return startCpu('requested with backend: "cpu"');
+  if (options.backend === "cpu")
+    return startCpu('requested with backend: "cpu"');
   try {
     return await startWebGPU(options);
   } catch (error) {
-    if (options.fallback === 'cpu' && error instanceof DeviceError) return startCpu(error.message);
+    if (options.fallback === "cpu" && error instanceof DeviceError)
+      return startCpu(error.message);
     throw error;
   }
 }
@@ -75,12 +83,15 @@ async function startWebGPU(options: RuntimeOptions): Promise<GpuInfo> {
   if (tf.findBackendFactory(BACKEND_NAME)) tf.removeBackend(BACKEND_NAME);
   tf.registerBackend(BACKEND_NAME, () => backend, 3);
   const ok = await tf.setBackend(BACKEND_NAME);
-  if (!ok) throw new DeviceError(`tfjs could not start its WebGPU backend on ${describeAdapter(adapter.info)}.`);
+  if (!ok)
+    throw new DeviceError(
+      `tfjs could not start its WebGPU backend on ${describeAdapter(adapter.info)}.`,
+    );
   // tfjs silently computes ops on tensors under 1000 elements on the CPU; LoRA's small matrices fall into that.
-  tf.env().set('WEBGPU_CPU_FORWARD', false);
+  tf.env().set("WEBGPU_CPU_FORWARD", false);
 
   const info: GpuInfo = {
-    backend: 'webgpu',
+    backend: "webgpu",
     vendor: adapter.info.vendor,
     architecture: adapter.info.architecture,
     description: adapter.info.description,
@@ -91,14 +102,17 @@ async function startWebGPU(options: RuntimeOptions): Promise<GpuInfo> {
   };
   const current: RuntimeState = { info, device };
   // WebGPU reports validation and out-of-memory errors as events, and the failed work reads as zeros. Say so.
-  device.addEventListener('uncapturederror', (event) => {
+  device.addEventListener("uncapturederror", (event) => {
     const error = (event as GPUUncapturedErrorEvent).error;
-    console.error(`webtune: WebGPU error on ${describeAdapter(adapter.info)}: ${error.constructor.name}: ${error.message}`);
+    console.error(
+      `webtune: WebGPU error on ${describeAdapter(adapter.info)}: ${error.constructor.name}: ${error.message}`,
+    );
   });
   state = current;
   // Any loss not caused by disposeRuntime() (which clears `state` first) leaves the runtime unusable.
   void lost.then((reason) => {
-    if (state === current) current.lostReason = `${reason.reason}: ${reason.message || 'no message'}`;
+    if (state === current)
+      current.lostReason = `${reason.reason}: ${reason.message || "no message"}`;
   });
   return info;
 }
@@ -108,14 +122,14 @@ function startCpu(why: string): Promise<GpuInfo> {
     `webtune: running on tfjs's CPU backend (${why}). This is correct but slow, tens of times slower than a GPU. ` +
       NO_ADAPTER_HELP,
   );
-  return tf.setBackend('cpu').then((ok) => {
+  return tf.setBackend("cpu").then((ok) => {
     if (!ok) throw new DeviceError("tfjs's CPU backend failed to start.");
     const info: GpuInfo = {
-      backend: 'cpu',
-      vendor: 'cpu',
-      architecture: 'tfjs-backend-cpu',
+      backend: "cpu",
+      vendor: "cpu",
+      architecture: "tfjs-backend-cpu",
       description: `tfjs CPU backend (${why})`,
-      device: '',
+      device: "",
       software: true,
       features: [],
       limits: {},
@@ -128,10 +142,14 @@ function startCpu(why: string): Promise<GpuInfo> {
 function readLimits(limits: GPUSupportedLimits): Record<string, number> {
   const out: Record<string, number> = {};
   // GPUSupportedLimits exposes its fields as prototype getters, so Object.keys sees nothing.
-  for (let proto = limits as object; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+  for (
+    let proto = limits as object;
+    proto && proto !== Object.prototype;
+    proto = Object.getPrototypeOf(proto)
+  ) {
     for (const key of Object.getOwnPropertyNames(proto)) {
       const value = (limits as unknown as Record<string, unknown>)[key];
-      if (typeof value === 'number') out[key] = value;
+      if (typeof value === "number") out[key] = value;
     }
   }
   return out;
@@ -147,11 +165,14 @@ export function gpuInfo(): GpuInfo {
 
 /** The running runtime, checked to be alive. Kernels call this before any GPU work. */
 export function requireRuntime(): RuntimeState {
-  if (!state) throw new DeviceError('The webtune runtime is not started: call `await initRuntime()` first.');
+  if (!state)
+    throw new DeviceError(
+      "The webtune runtime is not started: call `await initRuntime()` first.",
+    );
   if (state.lostReason !== undefined) {
     throw new DeviceError(
       `The GPU device was lost (${state.lostReason}). Tensors on it are gone: call disposeRuntime(), then initRuntime() ` +
-        'and reload the model. A lost device often means the GPU ran out of memory or a driver reset; try a smaller batch.',
+        "and reload the model. A lost device often means the GPU ran out of memory or a driver reset; try a smaller batch.",
     );
   }
   return state;
@@ -170,7 +191,7 @@ export function disposeRuntime(): void {
   const { device, info } = state;
   state = undefined;
   tf.disposeVariables();
-  if (info.backend === 'webgpu') {
+  if (info.backend === "webgpu") {
     if (tf.findBackendFactory(BACKEND_NAME)) tf.removeBackend(BACKEND_NAME);
     device?.destroy();
   }
@@ -179,6 +200,9 @@ export function disposeRuntime(): void {
 /** The GPUDevice webtune runs on, for callers that add their own WebGPU work. Throws on the CPU backend. */
 export function gpuDevice(): GPUDevice {
   const { device } = requireRuntime();
-  if (!device) throw new DeviceError('gpuDevice(): the runtime runs on the CPU backend, which has no GPUDevice.');
+  if (!device)
+    throw new DeviceError(
+      "gpuDevice(): the runtime runs on the CPU backend, which has no GPUDevice.",
+    );
   return device;
 }

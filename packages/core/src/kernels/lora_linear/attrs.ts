@@ -3,7 +3,7 @@ export interface LoraKernelAttrs {
   /** s = lora_alpha / r (or / √r with rsLoRA). */
   scale: number;
   /** 'in_out': W is [IN, OUT] (GPT-2 Conv1D); 'out_in': W is [OUT, IN] (nn.Linear). */
-  weightLayout: 'in_out' | 'out_in';
+  weightLayout: "in_out" | "out_in";
   /** Dropout probability on LoRA's input, in [0, 1). */
   dropout: number;
   /** Seed of the dropout mask; the backward pass recomputes the same mask from it. */
@@ -13,24 +13,24 @@ export interface LoraKernelAttrs {
 /** tfjs kernel names; each is registered for 'webgpu' (WGSL) and 'cpu' (the reference). */
 export const KERNELS = {
   /** {x [T, IN], W, A [R, IN], B [OUT, R], bias? [OUT]} -> y [T, OUT] */
-  forward: 'WebtuneLoraLinear',
+  forward: "WebtuneLoraLinear",
   /** {dy [T, OUT], B} -> g [T, R] */
-  projectGrad: 'WebtuneLoraProjectGrad',
+  projectGrad: "WebtuneLoraProjectGrad",
   /** {dy, W, g, A} -> dx [T, IN] */
-  gradX: 'WebtuneLoraGradX',
+  gradX: "WebtuneLoraGradX",
   /** {g, x} -> dA [R, IN] */
-  gradA: 'WebtuneLoraGradA',
+  gradA: "WebtuneLoraGradA",
   /** {dy, x, A} -> dB [OUT, R] */
-  gradB: 'WebtuneLoraGradB',
+  gradB: "WebtuneLoraGradB",
 } as const;
 
 /** Reads the attrs tfjs hands a kernel back into their typed form. */
 export function readAttrs(attrs: Record<string, unknown>): LoraKernelAttrs {
   return {
-    scale: attrs['scale'] as number,
-    weightLayout: attrs['weightLayout'] as LoraKernelAttrs['weightLayout'],
-    dropout: attrs['dropout'] as number,
-    seed: attrs['seed'] as number,
+    scale: attrs["scale"] as number,
+    weightLayout: attrs["weightLayout"] as LoraKernelAttrs["weightLayout"],
+    dropout: attrs["dropout"] as number,
+    seed: attrs["seed"] as number,
   };
 }
 
@@ -43,7 +43,9 @@ export interface LoraDims {
 }
 
 /** Reads the dims from whichever of a kernel's inputs carry them (names as in `KERNELS`). */
-export function dimsOf(inputs: Partial<Record<string, { shape: number[] } | undefined>>): LoraDims {
+export function dimsOf(
+  inputs: Partial<Record<string, { shape: number[] } | undefined>>,
+): LoraDims {
   const { x, dy, g, A, B } = inputs;
   const rows = x ?? dy ?? g;
   return {

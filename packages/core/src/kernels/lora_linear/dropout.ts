@@ -40,11 +40,18 @@ export function dropThreshold(p: number): number {
 }
 
 /** The uniforms the WGSL mask reads, for a dropout probability and seed. */
-export function dropoutUniforms(p: number, seed: number): { seedHash: number; threshold: number } {
+export function dropoutUniforms(
+  p: number,
+  seed: number,
+): { seedHash: number; threshold: number } {
   return { seedHash: lowbias32(seed >>> 0), threshold: dropThreshold(p) };
 }
 
 /** JavaScript twin of `dropoutKeep`: 1 when element `index` is kept, else 0. */
-export function dropoutKeep(index: number, seedHash: number, threshold: number): number {
+export function dropoutKeep(
+  index: number,
+  seedHash: number,
+  threshold: number,
+): number {
   return lowbias32((index ^ seedHash) >>> 0) >= threshold ? 1 : 0;
 }

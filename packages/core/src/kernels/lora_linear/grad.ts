@@ -7,22 +7,31 @@
  *   dA = s · gᵀ·drop(x)
  *   dB = s · dyᵀ·h,  h = drop(x)·Aᵀ recomputed
  */
-import { engine, registerGradient, type NamedAttrMap, type Tensor } from '@tensorflow/tfjs';
-import { ConfigError } from '../../errors.js';
-import { KERNELS } from './attrs.js';
+import {
+  engine,
+  registerGradient,
+  type NamedAttrMap,
+  type Tensor,
+} from "@tensorflow/tfjs";
+import { ConfigError } from "../../errors.js";
+import { KERNELS } from "./attrs.js";
 
 function frozen(name: string): Tensor {
   throw new ConfigError(
     `loraLinear: ${name} is a frozen base tensor and has no gradient. Differentiate with respect to A and B only ` +
-      '(keep base weights out of tf.grads/variableGrads, or make them non-trainable), or use tf.matMul for full fine-tuning.',
+      "(keep base weights out of tf.grads/variableGrads, or make them non-trainable), or use tf.matMul for full fine-tuning.",
   );
 }
 
 export function registerLoraGradient(): void {
   registerGradient({
     kernelName: KERNELS.forward,
-    inputsToSave: ['x', 'W', 'A', 'B'],
-    gradFunc: (dyOrDys: Tensor | Tensor[], saved: Tensor[], attrs: NamedAttrMap) => {
+    inputsToSave: ["x", "W", "A", "B"],
+    gradFunc: (
+      dyOrDys: Tensor | Tensor[],
+      saved: Tensor[],
+      attrs: NamedAttrMap,
+    ) => {
       const dy = dyOrDys as Tensor;
       const [x, W, A, B] = saved as [Tensor, Tensor, Tensor, Tensor];
       const run = (name: string, inputs: Record<string, Tensor>) =>
@@ -32,8 +41,8 @@ export function registerLoraGradient(): void {
         x: () => run(KERNELS.gradX, { dy, W, g, A }),
         A: () => run(KERNELS.gradA, { g, x }),
         B: () => run(KERNELS.gradB, { dy, x, A }),
-        W: () => frozen('W'),
-        bias: () => frozen('bias'),
+        W: () => frozen("W"),
+        bias: () => frozen("bias"),
       };
     },
   });

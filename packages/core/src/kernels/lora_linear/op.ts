@@ -1,19 +1,19 @@
 /**
  * The public LoRA linear op: validation at the edge, then one tfjs kernel with a registered gradient.
  */
-import * as tf from '@tensorflow/tfjs';
-import { ConfigError, ShapeError } from '../../errors.js';
-import { requireRuntime } from '../../runtime/runtime.js';
-import { KERNELS, type LoraKernelAttrs } from './attrs.js';
-import { registerCpuKernels } from './cpu.js';
-import { registerLoraGradient } from './grad.js';
-import { registerWebGPUKernels } from './webgpu.js';
+import * as tf from "@tensorflow/tfjs";
+import { ConfigError, ShapeError } from "../../errors.js";
+import { requireRuntime } from "../../runtime/runtime.js";
+import { KERNELS, type LoraKernelAttrs } from "./attrs.js";
+import { registerCpuKernels } from "./cpu.js";
+import { registerLoraGradient } from "./grad.js";
+import { registerWebGPUKernels } from "./webgpu.js";
 
 export interface LoraLinearOptions {
   /** s in y = x·W + b + s·(drop(x)·Aᵀ)·Bᵀ: lora_alpha / r, or lora_alpha / √r with rsLoRA. */
   scale: number;
   /** 'in_out': W is [in, out] (GPT-2's Conv1D); 'out_in': W is [out, in] (nn.Linear). W is read in place. */
-  weightLayout: 'in_out' | 'out_in';
+  weightLayout: "in_out" | "out_in";
   /** Dropout probability on LoRA's input (PEFT's lora_dropout), in [0, 1). Default 0. */
   dropout?: number;
   /** Seed of the dropout mask, an integer in [0, 2³²); the backward pass reuses the same mask. Default 0. */
@@ -54,27 +54,41 @@ export function loraLinear(
   const attrs = validate(x, W, bias ?? undefined, A, B, options);
   const IN = x.shape[x.rank - 1]!;
   const OUT = B.shape[0];
-  if (tf.getBackend() === 'webgpu') {
+  if (tf.getBackend() === "webgpu") {
     const { info } = requireRuntime();
-    checkBindingLimit({ x, W, A, B, y: [x.size / IN, OUT] }, info.limits['maxStorageBufferBindingSize'] ?? Infinity);
+    checkBindingLimit(
+      { x, W, A, B, y: [x.size / IN, OUT] },
+      info.limits["maxStorageBufferBindingSize"] ?? Infinity,
+    );
   }
   ensureRegistered();
   return tf.tidy(() => {
     const x2d = x.reshape([-1, IN]);
-    const inputs: tf.NamedTensorMap = bias ? { x: x2d, W, A, B, bias } : { x: x2d, W, A, B };
-    const y = tf.engine().runKernel(KERNELS.forward, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+    const inputs: tf.NamedTensorMap = bias
+      ? { x: x2d, W, A, B, bias }
+      : { x: x2d, W, A, B };
+    const y = tf
+      .engine()
+      .runKernel(
+        KERNELS.forward,
+        inputs,
+        attrs as unknown as tf.NamedAttrMap,
+      ) as tf.Tensor;
     return y.reshape([...x.shape.slice(0, -1), OUT]);
   });
 }
 
 /** Every tensor a kernel binds must fit one storage binding; a larger one would silently read as zeros. */
-function checkBindingLimit(tensors: Record<string, tf.Tensor | [number, number]>, limit: number): void {
+function checkBindingLimit(
+  tensors: Record<string, tf.Tensor | [number, number]>,
+  limit: number,
+): void {
   for (const [name, t] of Object.entries(tensors)) {
     const shape = Array.isArray(t) ? t : t.shape;
     const bytes = shape.reduce((a, b) => a * b, 1) * 4;
     if (bytes > limit) {
       throw new ShapeError(
-        `loraLinear: ${name} [${shape.join(', ')}] takes ${bytes} bytes, over this device's maxStorageBufferBindingSize ` +
+        `loraLinear: ${name} [${shape.join(", ")}] takes ${bytes} bytes, over this device's maxStorageBufferBindingSize ` +
           `(${limit} bytes). Use fewer tokens per call, or a GPU with a larger binding limit.`,
       );
     }
@@ -82,7 +96,7 @@ function checkBindingLimit(tensors: Record<string, tf.Tensor | [number, number]>
 }
 
 function shapeOf(t: tf.Tensor): string {
-  return `[${t.shape.join(', ')}]`;
+  return `[${t.shape.join(", ")}]`;
 }
 
 function validate(
@@ -93,49 +107,92 @@ function validate(
   B: tf.Tensor,
   options: LoraLinearOptions,
 ): LoraKernelAttrs {
-  const named: [string, tf.Tensor | undefined][] = [['x', x], ['W', W], ['bias', bias], ['A', A], ['B', B]];
+  const named: [string, tf.Tensor | undefined][] = [
+    ["x", x],
+    ["W", W],
+    ["bias", bias],
+    ["A", A],
+    ["B", B],
+  ];
   for (const [name, t] of named) {
     if (t === undefined) continue;
-    if (t.dtype !== 'float32') throw new ShapeError(`loraLinear: ${name} must be float32, got ${t.dtype} ${shapeOf(t)}.`);
-    if (t.isDisposed) throw new ShapeError(`loraLinear: ${name} ${shapeOf(t)} is already disposed.`);
+    if (t.dtype !== "float32")
+      throw new ShapeError(
+        `loraLinear: ${name} must be float32, got ${t.dtype} ${shapeOf(t)}.`,
+      );
+    if (t.isDisposed)
+      throw new ShapeError(
+        `loraLinear: ${name} ${shapeOf(t)} is already disposed.`,
+      );
   }
-  if (x.rank < 1) throw new ShapeError(`loraLinear: x must be [..., in], got a scalar.`);
-  for (const [name, t] of [['W', W], ['A', A], ['B', B]] as const) {
-    if (t.rank !== 2) throw new ShapeError(`loraLinear: ${name} must be 2-D, got ${shapeOf(t)}.`);
+  if (x.rank < 1)
+    throw new ShapeError(`loraLinear: x must be [..., in], got a scalar.`);
+  for (const [name, t] of [
+    ["W", W],
+    ["A", A],
+    ["B", B],
+  ] as const) {
+    if (t.rank !== 2)
+      throw new ShapeError(
+        `loraLinear: ${name} must be 2-D, got ${shapeOf(t)}.`,
+      );
   }
   const { weightLayout } = options;
-  if (weightLayout !== 'in_out' && weightLayout !== 'out_in') {
-    throw new ConfigError(`loraLinear: weightLayout must be 'in_out' or 'out_in', got ${String(weightLayout)}.`);
+  if (weightLayout !== "in_out" && weightLayout !== "out_in") {
+    throw new ConfigError(
+      `loraLinear: weightLayout must be 'in_out' or 'out_in', got ${String(weightLayout)}.`,
+    );
   }
   const IN = x.shape[x.rank - 1]!;
-  const [wIn, OUT] = weightLayout === 'in_out' ? [W.shape[0]!, W.shape[1]!] : [W.shape[1]!, W.shape[0]!];
-  const layoutText = weightLayout === 'in_out' ? '[in, out]' : '[out, in]';
+  const [wIn, OUT] =
+    weightLayout === "in_out"
+      ? [W.shape[0]!, W.shape[1]!]
+      : [W.shape[1]!, W.shape[0]!];
+  const layoutText = weightLayout === "in_out" ? "[in, out]" : "[out, in]";
   if (wIn !== IN) {
-    throw new ShapeError(`loraLinear: W ${shapeOf(W)} read as ${layoutText} expects in = ${wIn}, but x ${shapeOf(x)} has ${IN} features.`);
+    throw new ShapeError(
+      `loraLinear: W ${shapeOf(W)} read as ${layoutText} expects in = ${wIn}, but x ${shapeOf(x)} has ${IN} features.`,
+    );
   }
   const R = A.shape[0]!;
-  if (R === 0) throw new ShapeError(`loraLinear: rank r must be >= 1, but A is ${shapeOf(A)} (r = 0).`);
+  if (R === 0)
+    throw new ShapeError(
+      `loraLinear: rank r must be >= 1, but A is ${shapeOf(A)} (r = 0).`,
+    );
   if (A.shape[1] !== IN) {
-    throw new ShapeError(`loraLinear: A ${shapeOf(A)} must be [r, in] = [${R}, ${IN}]: its columns must match x's ${IN} features.`);
+    throw new ShapeError(
+      `loraLinear: A ${shapeOf(A)} must be [r, in] = [${R}, ${IN}]: its columns must match x's ${IN} features.`,
+    );
   }
   if (B.shape[0] !== OUT || B.shape[1] !== R) {
-    throw new ShapeError(`loraLinear: B ${shapeOf(B)} must be [out, r] = [${OUT}, ${R}] (out from W ${shapeOf(W)}, r from A ${shapeOf(A)}).`);
+    throw new ShapeError(
+      `loraLinear: B ${shapeOf(B)} must be [out, r] = [${OUT}, ${R}] (out from W ${shapeOf(W)}, r from A ${shapeOf(A)}).`,
+    );
   }
   if (bias && (bias.rank !== 1 || bias.shape[0] !== OUT)) {
-    throw new ShapeError(`loraLinear: bias ${shapeOf(bias)} must be [out] = [${OUT}].`);
+    throw new ShapeError(
+      `loraLinear: bias ${shapeOf(bias)} must be [out] = [${OUT}].`,
+    );
   }
-  if (x.size === 0) throw new ShapeError(`loraLinear: x ${shapeOf(x)} is empty.`);
+  if (x.size === 0)
+    throw new ShapeError(`loraLinear: x ${shapeOf(x)} is empty.`);
   const { scale } = options;
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) {
-    throw new ConfigError(`loraLinear: scale must be a finite number (lora_alpha / r), got ${String(scale)}.`);
+  if (typeof scale !== "number" || !Number.isFinite(scale)) {
+    throw new ConfigError(
+      `loraLinear: scale must be a finite number (lora_alpha / r), got ${String(scale)}.`,
+    );
   }
   const dropout = options.dropout ?? 0;
   if (!(dropout >= 0 && dropout < 1)) {
-    throw new ConfigError(`loraLinear: dropout must be in [0, 1), got ${String(dropout)}.`);
+    throw new ConfigError(
+      `loraLinear: dropout must be in [0, 1), got ${String(dropout)}.`,
+    );
   }
   const seed = options.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
-    throw new ConfigError(`loraLinear: seed must be an integer in [0, 2^32), got ${String(seed)}.`);
+    throw new ConfigError(
+      `loraLinear: seed must be an integer in [0, 2^32), got ${String(seed)}.`,
+    );
   }
   return { scale, weightLayout, dropout, seed };
 }

@@ -5,34 +5,52 @@
  * Letters: T tokens (batch × sequence), IN input features, OUT output features, R rank.
  * x: [T, IN], W: [IN, OUT] ('in_out') or [OUT, IN] ('out_in'), b: [OUT], A: [R, IN], B: [OUT, R].
  */
-import type { LoraDims as Dims, LoraKernelAttrs } from './attrs.js';
-import { dropoutKeep, dropoutUniforms } from './dropout.js';
-
+import type { LoraDims as Dims, LoraKernelAttrs } from "./attrs.js";
+import { dropoutKeep, dropoutUniforms } from "./dropout.js";
 
 /** W(i, o) for either layout. */
-function weightAt(W: Float32Array, i: number, o: number, d: Dims, layout: LoraKernelAttrs['weightLayout']): number {
-  return layout === 'in_out' ? W[i * d.OUT + o]! : W[o * d.IN + i]!;
+function weightAt(
+  W: Float32Array,
+  i: number,
+  o: number,
+  d: Dims,
+  layout: LoraKernelAttrs["weightLayout"],
+): number {
+  return layout === "in_out" ? W[i * d.OUT + o]! : W[o * d.IN + i]!;
 }
 
 /** drop(x)[t, i] / (1 - p), as a dense array: the dropout mask of the forward pass, applied to x. */
-export function droppedInputReference(x: Float32Array, d: Dims, a: LoraKernelAttrs): Float64Array {
+export function droppedInputReference(
+  x: Float32Array,
+  d: Dims,
+  a: LoraKernelAttrs,
+): Float64Array {
   const { seedHash, threshold } = dropoutUniforms(a.dropout, a.seed);
   const keep = 1 / (1 - a.dropout);
   const out = new Float64Array(d.T * d.IN);
   for (let e = 0; e < out.length; e++) {
-    out[e] = a.dropout > 0 ? x[e]! * dropoutKeep(e, seedHash, threshold) * keep : x[e]!;
+    out[e] =
+      a.dropout > 0
+        ? x[e]! * dropoutKeep(e, seedHash, threshold) * keep
+        : x[e]!;
   }
   return out;
 }
 
 /** h[T, R] = drop(x)·Aᵀ (with 1/(1-p) folded in). */
-export function projectDownReference(x: Float32Array, A: Float32Array, d: Dims, a: LoraKernelAttrs): Float64Array {
+export function projectDownReference(
+  x: Float32Array,
+  A: Float32Array,
+  d: Dims,
+  a: LoraKernelAttrs,
+): Float64Array {
   const xd = droppedInputReference(x, d, a);
   const h = new Float64Array(d.T * d.R);
   for (let t = 0; t < d.T; t++) {
     for (let r = 0; r < d.R; r++) {
       let sum = 0;
-      for (let i = 0; i < d.IN; i++) sum += xd[t * d.IN + i]! * A[r * d.IN + i]!;
+      for (let i = 0; i < d.IN; i++)
+        sum += xd[t * d.IN + i]! * A[r * d.IN + i]!;
       h[t * d.R + r] = sum;
     }
   }
@@ -54,7 +72,8 @@ export function loraForwardReference(
   for (let t = 0; t < d.T; t++) {
     for (let o = 0; o < d.OUT; o++) {
       let base = bias ? bias[o]! : 0;
-      for (let i = 0; i < d.IN; i++) base += x[t * d.IN + i]! * weightAt(W, i, o, d, a.weightLayout);
+      for (let i = 0; i < d.IN; i++)
+        base += x[t * d.IN + i]! * weightAt(W, i, o, d, a.weightLayout);
       let low = 0;
       for (let r = 0; r < d.R; r++) low += h[t * d.R + r]! * B[o * d.R + r]!;
       y[t * d.OUT + o] = base + a.scale * low;
@@ -64,12 +83,17 @@ export function loraForwardReference(
 }
 
 /** g[T, R] = dy·B. */
-export function projectGradReference(dy: Float32Array, B: Float32Array, d: Dims): Float32Array {
+export function projectGradReference(
+  dy: Float32Array,
+  B: Float32Array,
+  d: Dims,
+): Float32Array {
   const g = new Float32Array(d.T * d.R);
   for (let t = 0; t < d.T; t++) {
     for (let r = 0; r < d.R; r++) {
       let sum = 0;
-      for (let o = 0; o < d.OUT; o++) sum += dy[t * d.OUT + o]! * B[o * d.R + r]!;
+      for (let o = 0; o < d.OUT; o++)
+        sum += dy[t * d.OUT + o]! * B[o * d.R + r]!;
       g[t * d.R + r] = sum;
     }
   }
@@ -91,11 +115,13 @@ export function loraGradXReference(
   for (let t = 0; t < d.T; t++) {
     for (let i = 0; i < d.IN; i++) {
       let base = 0;
-      for (let o = 0; o < d.OUT; o++) base += dy[t * d.OUT + o]! * weightAt(W, i, o, d, a.weightLayout);
+      for (let o = 0; o < d.OUT; o++)
+        base += dy[t * d.OUT + o]! * weightAt(W, i, o, d, a.weightLayout);
       let low = 0;
       for (let r = 0; r < d.R; r++) low += g[t * d.R + r]! * A[r * d.IN + i]!;
       const e = t * d.IN + i;
-      const mask = a.dropout > 0 ? dropoutKeep(e, seedHash, threshold) * keep : 1;
+      const mask =
+        a.dropout > 0 ? dropoutKeep(e, seedHash, threshold) * keep : 1;
       dx[e] = base + a.scale * mask * low;
     }
   }
@@ -103,7 +129,12 @@ export function loraGradXReference(
 }
 
 /** dA[R, IN] = s · gᵀ·drop(x). */
-export function loraGradAReference(g: Float32Array, x: Float32Array, d: Dims, a: LoraKernelAttrs): Float32Array {
+export function loraGradAReference(
+  g: Float32Array,
+  x: Float32Array,
+  d: Dims,
+  a: LoraKernelAttrs,
+): Float32Array {
   const xd = droppedInputReference(x, d, a);
   const dA = new Float32Array(d.R * d.IN);
   for (let r = 0; r < d.R; r++) {

@@ -3,16 +3,16 @@
  * current tfjs backend, and the CPU reference of each. Tests use it as their oracle harness; apps can run it once
  * to catch a broken GPU driver before training on it.
  */
-import * as tf from '@tensorflow/tfjs';
-import type { LoraKernelAttrs } from './attrs.js';
-import { loraLinear, type LoraLinearOptions } from './op.js';
+import * as tf from "@tensorflow/tfjs";
+import type { LoraKernelAttrs } from "./attrs.js";
+import { loraLinear, type LoraLinearOptions } from "./op.js";
 import {
   loraForwardReference,
   loraGradAReference,
   loraGradBReference,
   loraGradXReference,
   projectGradReference,
-} from './reference.js';
+} from "./reference.js";
 
 export interface LoraCheckCase {
   /** Tokens (batch × sequence), input and output features, rank. */
@@ -20,7 +20,7 @@ export interface LoraCheckCase {
   IN: number;
   OUT: number;
   R: number;
-  weightLayout: LoraLinearOptions['weightLayout'];
+  weightLayout: LoraLinearOptions["weightLayout"];
   bias?: boolean;
   dropout?: number;
   seed?: number;
@@ -61,7 +61,10 @@ export function seededValues(n: number, seed: number): Float32Array {
  * max over i of |actual − expected| / max(|expected|, rms(expected)). The rms floor keeps entries that cancel to
  * near zero from demanding more digits than f32 accumulation has. NaN anywhere gives NaN.
  */
-export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): { error: number; index: number } {
+export function relativeError(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+): { error: number; index: number } {
   if (actual.length !== expected.length) return { error: Infinity, index: -1 };
   let sq = 0;
   for (let i = 0; i < expected.length; i++) sq += expected[i]! * expected[i]!;
@@ -69,7 +72,9 @@ export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<num
   let error = 0;
   let index = -1;
   for (let i = 0; i < expected.length; i++) {
-    const err = Math.abs(actual[i]! - expected[i]!) / Math.max(Math.abs(expected[i]!), rms, 1e-30);
+    const err =
+      Math.abs(actual[i]! - expected[i]!) /
+      Math.max(Math.abs(expected[i]!), rms, 1e-30);
     if (!(err <= error)) {
       error = err;
       index = i;
@@ -100,7 +105,12 @@ function caseData(c: LoraCheckCase): CaseData {
 }
 
 function attrsOf(c: LoraCheckCase): LoraKernelAttrs {
-  return { scale: c.scale ?? 2, weightLayout: c.weightLayout, dropout: c.dropout ?? 0, seed: c.seed ?? 7 };
+  return {
+    scale: c.scale ?? 2,
+    weightLayout: c.weightLayout,
+    dropout: c.dropout ?? 0,
+    seed: c.seed ?? 7,
+  };
 }
 
 /** y, dx, dA and dB of one case on the current tfjs backend. Disposes everything it makes. */
@@ -109,7 +119,10 @@ export async function runLoraCase(c: LoraCheckCase): Promise<LoraCheckTensors> {
   const lead = c.lead ?? [c.T];
   const t = {
     x: tf.tensor(data.x, [...lead, c.IN]),
-    W: tf.tensor2d(data.W, c.weightLayout === 'in_out' ? [c.IN, c.OUT] : [c.OUT, c.IN]),
+    W: tf.tensor2d(
+      data.W,
+      c.weightLayout === "in_out" ? [c.IN, c.OUT] : [c.OUT, c.IN],
+    ),
     bias: data.bias ? tf.tensor1d(data.bias) : null,
     A: tf.tensor2d(data.A, [c.R, c.IN]),
     B: tf.tensor2d(data.B, [c.OUT, c.R]),
@@ -121,10 +134,14 @@ export async function runLoraCase(c: LoraCheckCase): Promise<LoraCheckTensors> {
     const y = loraLinear(t.x, t.W, t.bias, t.A, t.B, options);
     outputs.push(y);
     const f = (x: tf.Tensor, A: tf.Tensor, B: tf.Tensor) =>
-      loraLinear(x, t.W, t.bias, A as tf.Tensor2D, B as tf.Tensor2D, options).mul(t.cot).sum();
+      loraLinear(x, t.W, t.bias, A as tf.Tensor2D, B as tf.Tensor2D, options)
+        .mul(t.cot)
+        .sum();
     const grads = tf.grads(f)([t.x, t.A, t.B]);
     outputs.push(...grads);
-    const [y_, dx, dA, dB] = await Promise.all(outputs.map((o) => o.data() as Promise<Float32Array>));
+    const [y_, dx, dA, dB] = await Promise.all(
+      outputs.map((o) => o.data() as Promise<Float32Array>),
+    );
     return { y: y_!, dx: dx!, dA: dA!, dB: dB! };
   } finally {
     tf.dispose([...outputs, t.x, t.W, t.A, t.B, t.cot]);
@@ -148,8 +165,16 @@ export function referenceLoraCase(c: LoraCheckCase): LoraCheckTensors {
 
 /** Cases that cover both weight layouts, bias, dropout and shapes off every tile edge. */
 export const DEFAULT_CHECK_CASES: LoraCheckCase[] = [
-  { T: 7, IN: 13, OUT: 9, R: 3, weightLayout: 'in_out', bias: true },
-  { T: 33, IN: 64, OUT: 48, R: 8, weightLayout: 'out_in', dropout: 0.1, seed: 3 },
+  { T: 7, IN: 13, OUT: 9, R: 3, weightLayout: "in_out", bias: true },
+  {
+    T: 33,
+    IN: 64,
+    OUT: 48,
+    R: 8,
+    weightLayout: "out_in",
+    dropout: 0.1,
+    seed: 3,
+  },
 ];
 
 /**
@@ -162,7 +187,9 @@ export const DEFAULT_CHECK_CASES: LoraCheckCase[] = [
  * if (results.some((r) => Object.values(r.errors).some((e) => !(e <= 1e-4)))) alert('this GPU computes wrong results');
  * ```
  */
-export async function verifyLoraKernels(cases: LoraCheckCase[] = DEFAULT_CHECK_CASES): Promise<LoraCheckResult[]> {
+export async function verifyLoraKernels(
+  cases: LoraCheckCase[] = DEFAULT_CHECK_CASES,
+): Promise<LoraCheckResult[]> {
   const results: LoraCheckResult[] = [];
   for (const c of cases) {
     const got = await runLoraCase(c);

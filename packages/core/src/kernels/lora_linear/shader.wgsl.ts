@@ -12,15 +12,15 @@
  * Shapes are uniforms, so one compiled pipeline serves every shape; only layouts, flags and tile sizes are
  * spliced into the source, and all of them are in the shader key.
  */
-import { DROPOUT_WGSL } from './dropout.js';
+import { DROPOUT_WGSL } from "./dropout.js";
 
 export interface MatmulLayout {
-  xLayout: 'mk' | 'km';
-  wLayout: 'kn' | 'nk';
+  xLayout: "mk" | "km";
+  wLayout: "kn" | "nk";
   /** Which operand's loads are multiplied by the dropout mask (indexed by its row-major storage index). */
-  dropout: 'none' | 'x' | 'w';
+  dropout: "none" | "x" | "w";
   /** Add loraScale · Σ_r H[m, r]·U(r, n) while the accumulator is still in registers. */
-  lowRank: 'none' | 'rn' | 'nr';
+  lowRank: "none" | "rn" | "nr";
   /** Multiply the low-rank term by the dropout mask at (m, n) (dx of a dropped-out input). */
   lowRankMask: boolean;
   bias: boolean;
@@ -28,7 +28,7 @@ export interface MatmulLayout {
 
 export interface TileConfig {
   /** 'shared': workgroup-memory tiles, for GPUs. 'direct': register tiles read straight from storage, for CPU adapters. */
-  kind: 'shared' | 'direct';
+  kind: "shared" | "direct";
   /** Workgroup size [x over N, y over M]; each invocation computes 4 rows × 4 columns. */
   workgroup: [number, number];
   /** Depth of one K step held in workgroup memory ('shared' only). */
@@ -39,34 +39,40 @@ export interface TileConfig {
 }
 
 export const UNIFORMS_WGSL =
-  'M : i32, N : i32, K : i32, R : i32, outScale : f32, loraScale : f32, seedHash : u32, dropThreshold : u32,';
+  "M : i32, N : i32, K : i32, R : i32, outScale : f32, loraScale : f32, seedHash : u32, dropThreshold : u32,";
 
 /** A key that names every choice spliced into the source. */
 export function shaderKey(layout: MatmulLayout, tile: TileConfig): string {
   return [
-    'webtuneLoraMatmul',
+    "webtuneLoraMatmul",
     layout.xLayout,
     layout.wLayout,
     layout.dropout,
     layout.lowRank,
-    layout.lowRankMask ? 'lrmask' : '',
-    layout.bias ? 'bias' : '',
+    layout.lowRankMask ? "lrmask" : "",
+    layout.bias ? "bias" : "",
     tile.kind,
-    tile.workgroup.join('x'),
+    tile.workgroup.join("x"),
     tile.tileK,
-    tile.vec4X ? 'x4' : 'x1',
-    tile.vec4W ? 'w4' : 'w1',
-  ].join('_');
+    tile.vec4X ? "x4" : "x1",
+    tile.vec4W ? "w4" : "w1",
+  ].join("_");
 }
 
 /** Loads X(m, k) and W(k, n) as scalars, with the dropout mask applied where configured. */
 function scalarLoaders(layout: MatmulLayout, tile: TileConfig): string {
-  const xIndex = layout.xLayout === 'mk' ? 'm * uniforms.K + k' : 'k * uniforms.M + m';
-  const wIndex = layout.wLayout === 'kn' ? 'k * uniforms.N + n' : 'n * uniforms.K + k';
-  const xRead = tile.vec4X ? `X[(${xIndex}) / 4][(${xIndex}) % 4]` : `X[${xIndex}]`;
-  const wRead = tile.vec4W ? `W[(${wIndex}) / 4][(${wIndex}) % 4]` : `W[${wIndex}]`;
-  const xMask = layout.dropout === 'x' ? ` * dropoutKeep(${xIndex})` : '';
-  const wMask = layout.dropout === 'w' ? ` * dropoutKeep(${wIndex})` : '';
+  const xIndex =
+    layout.xLayout === "mk" ? "m * uniforms.K + k" : "k * uniforms.M + m";
+  const wIndex =
+    layout.wLayout === "kn" ? "k * uniforms.N + n" : "n * uniforms.K + k";
+  const xRead = tile.vec4X
+    ? `X[(${xIndex}) / 4][(${xIndex}) % 4]`
+    : `X[${xIndex}]`;
+  const wRead = tile.vec4W
+    ? `W[(${wIndex}) / 4][(${wIndex}) % 4]`
+    : `W[${wIndex}]`;
+  const xMask = layout.dropout === "x" ? ` * dropoutKeep(${xIndex})` : "";
+  const wMask = layout.dropout === "w" ? ` * dropoutKeep(${wIndex})` : "";
   return `
 fn loadX(m: i32, k: i32) -> f32 { return ${xRead}${xMask}; }
 fn loadW(k: i32, n: i32) -> f32 { return ${wRead}${wMask}; }`;
@@ -74,7 +80,7 @@ fn loadW(k: i32, n: i32) -> f32 { return ${wRead}${wMask}; }`;
 
 /** Reads 4 consecutive columns W(k, n..n+3); n + 3 < N is the caller's guarantee. */
 function wRowLoader(layout: MatmulLayout, tile: TileConfig): string {
-  if (layout.wLayout === 'kn' && tile.vec4W && layout.dropout !== 'w') {
+  if (layout.wLayout === "kn" && tile.vec4W && layout.dropout !== "w") {
     return `fn loadW4(k: i32, n: i32) -> vec4<f32> { return W[(k * uniforms.N + n) / 4]; }`;
   }
   return `fn loadW4(k: i32, n: i32) -> vec4<f32> {
@@ -84,14 +90,15 @@ function wRowLoader(layout: MatmulLayout, tile: TileConfig): string {
 
 /** The epilogue: bias, low-rank term and store for one 4-row × 4-column register block. */
 function epilogue(layout: MatmulLayout): string {
-  const uRead = layout.lowRank === 'rn' ? 'U[r * uniforms.N + n]' : 'U[n * uniforms.R + r]';
+  const uRead =
+    layout.lowRank === "rn" ? "U[r * uniforms.N + n]" : "U[n * uniforms.R + r]";
   const lowRank =
-    layout.lowRank === 'none'
-      ? ''
+    layout.lowRank === "none"
+      ? ""
       : `
       var lr = 0.0;
       for (var r = 0; r < uniforms.R; r++) { lr = fma(H[m * uniforms.R + r], ${uRead}, lr); }
-      v = fma(uniforms.loraScale${layout.lowRankMask ? ' * dropoutKeep(m * uniforms.N + n)' : ''}, lr, v);`;
+      v = fma(uniforms.loraScale${layout.lowRankMask ? " * dropoutKeep(m * uniforms.N + n)" : ""}, lr, v);`;
   return `
 fn storeBlock(row0: i32, col0: i32, acc: array<vec4<f32>, 4>) {
   for (var i = 0; i < 4; i++) {
@@ -100,7 +107,7 @@ fn storeBlock(row0: i32, col0: i32, acc: array<vec4<f32>, 4>) {
     for (var j = 0; j < 4; j++) {
       let n = col0 + j;
       if (n >= uniforms.N) { break; }
-      var v = uniforms.outScale * acc[i][j];${layout.bias ? '\n      v = v + bias[n];' : ''}${lowRank}
+      var v = uniforms.outScale * acc[i][j];${layout.bias ? "\n      v = v + bias[n];" : ""}${lowRank}
       result[m * uniforms.N + n] = v;
     }
   }
@@ -221,11 +228,11 @@ fn main() {
 
 /** Reads X(m, k..k+3); k + 3 < K is the caller's guarantee. */
 function xRowLoader(layout: MatmulLayout, tile: TileConfig): string {
-  if (layout.xLayout === 'mk' && tile.vec4X) {
+  if (layout.xLayout === "mk" && tile.vec4X) {
     const mask =
-      layout.dropout === 'x'
+      layout.dropout === "x"
         ? ` * vec4<f32>(dropoutKeep(i), dropoutKeep(i + 1), dropoutKeep(i + 2), dropoutKeep(i + 3))`
-        : '';
+        : "";
     return `fn loadX4(m: i32, k: i32) -> vec4<f32> { let i = m * uniforms.K + k; return X[i / 4]${mask}; }`;
   }
   return `fn loadX4(m: i32, k: i32) -> vec4<f32> {
@@ -236,11 +243,11 @@ function xRowLoader(layout: MatmulLayout, tile: TileConfig): string {
 /** The user code of one program; tfjs prepends bindings (result, X, W[, H, U][, bias]) and the uniforms. */
 export function matmulShader(layout: MatmulLayout, tile: TileConfig): string {
   return [
-    layout.dropout !== 'none' || layout.lowRankMask ? DROPOUT_WGSL : '',
+    layout.dropout !== "none" || layout.lowRankMask ? DROPOUT_WGSL : "",
     scalarLoaders(layout, tile),
     wRowLoader(layout, tile),
     xRowLoader(layout, tile),
     epilogue(layout),
-    tile.kind === 'shared' ? sharedBody(tile) : directBody(tile),
-  ].join('\n');
+    tile.kind === "shared" ? sharedBody(tile) : directBody(tile),
+  ].join("\n");
 }

@@ -2,9 +2,9 @@
  * The one place where tile sizes and the shared/direct kernel kind are chosen, from the problem's shape and the
  * adapter. `setLoraKernelVariant` overrides the choice so tests can cover every variant on any machine.
  */
-import type { MatmulLayout, TileConfig } from './shader.wgsl.js';
+import type { MatmulLayout, TileConfig } from "./shader.wgsl.js";
 
-export type KernelKind = TileConfig['kind'];
+export type KernelKind = TileConfig["kind"];
 
 let forcedKind: KernelKind | undefined;
 
@@ -19,14 +19,20 @@ export interface ProblemShape {
   K: number;
 }
 
-export function chooseTile(shape: ProblemShape, layout: MatmulLayout, softwareAdapter: boolean): TileConfig {
-  const kind: KernelKind = forcedKind ?? (softwareAdapter ? 'direct' : 'shared');
-  const vec4X = layout.xLayout === 'mk' ? shape.K % 4 === 0 : shape.M % 4 === 0;
-  const vec4W = layout.wLayout === 'kn' ? shape.N % 4 === 0 : shape.K % 4 === 0;
+export function chooseTile(
+  shape: ProblemShape,
+  layout: MatmulLayout,
+  softwareAdapter: boolean,
+): TileConfig {
+  const kind: KernelKind =
+    forcedKind ?? (softwareAdapter ? "direct" : "shared");
+  const vec4X = layout.xLayout === "mk" ? shape.K % 4 === 0 : shape.M % 4 === 0;
+  const vec4W = layout.wLayout === "kn" ? shape.N % 4 === 0 : shape.K % 4 === 0;
   // Narrow outputs (N = rank) get a tall tile, short ones (M = rank) a wide tile, so few invocations idle.
   let workgroup: [number, number] = [16, 16];
   if (shape.N <= 16) workgroup = [4, 64];
   else if (shape.M <= 16) workgroup = [64, 4];
-  if (kind === 'direct') workgroup = shape.N <= 16 ? [4, 16] : shape.M <= 16 ? [16, 4] : [8, 8];
+  if (kind === "direct")
+    workgroup = shape.N <= 16 ? [4, 16] : shape.M <= 16 ? [16, 4] : [8, 8];
   return { kind, workgroup, tileK: 16, vec4X, vec4W };
 }

@@ -2,7 +2,7 @@
  * WebGPU kernels for the LoRA linear op: the program class, and the kernel functions that compose the forward
  * pass and each gradient from `matmulShader` configurations.
  */
-import { webgpu_util } from '@tensorflow/tfjs-backend-webgpu';
+import { webgpu_util } from "@tensorflow/tfjs-backend-webgpu";
 import {
   disposeIntermediate,
   runProgram,
@@ -10,14 +10,30 @@ import {
   type ProgramUniform,
   type TensorInfo,
   type WebGPUProgram,
-} from '../tfjs_internals.js';
-import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { isSoftwareGpu } from '../../runtime/runtime.js';
-import { dropoutUniforms } from './dropout.js';
-import { matmulShader, shaderKey, UNIFORMS_WGSL, type MatmulLayout, type TileConfig } from './shader.wgsl.js';
-import { chooseTile, type ProblemShape } from './variant.js';
-import { dimsOf, KERNELS, readAttrs, type LoraDims, type LoraKernelAttrs } from './attrs.js';
-import { registerKernel, type KernelConfig, type NamedTensorInfoMap } from '@tensorflow/tfjs';
+} from "../tfjs_internals.js";
+import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
+import { isSoftwareGpu } from "../../runtime/runtime.js";
+import { dropoutUniforms } from "./dropout.js";
+import {
+  matmulShader,
+  shaderKey,
+  UNIFORMS_WGSL,
+  type MatmulLayout,
+  type TileConfig,
+} from "./shader.wgsl.js";
+import { chooseTile, type ProblemShape } from "./variant.js";
+import {
+  dimsOf,
+  KERNELS,
+  readAttrs,
+  type LoraDims,
+  type LoraKernelAttrs,
+} from "./attrs.js";
+import {
+  registerKernel,
+  type KernelConfig,
+  type NamedTensorInfoMap,
+} from "@tensorflow/tfjs";
 
 /** tfjs's view of one configured matmul: out[M, N], inputs X, W and optionally H, U, bias. */
 class LoraMatmulProgram implements WebGPUProgram {
@@ -36,14 +52,19 @@ class LoraMatmulProgram implements WebGPUProgram {
     private readonly tile: TileConfig,
   ) {
     this.outputShape = [shape.M, shape.N];
-    this.variableNames = ['X', 'W'];
-    if (layout.lowRank !== 'none') this.variableNames.push('H', 'U');
-    if (layout.bias) this.variableNames.push('bias');
+    this.variableNames = ["X", "W"];
+    if (layout.lowRank !== "none") this.variableNames.push("H", "U");
+    if (layout.bias) this.variableNames.push("bias");
     this.variableComponents = this.variableNames.map((name) =>
-      (name === 'X' && tile.vec4X) || (name === 'W' && tile.vec4W) ? 4 : 1,
+      (name === "X" && tile.vec4X) || (name === "W" && tile.vec4W) ? 4 : 1,
     );
     this.workgroupSize = [tile.workgroup[0], tile.workgroup[1], 1];
-    this.dispatch = webgpu_util.computeDispatch(this.dispatchLayout, this.outputShape, this.workgroupSize, [4, 4, 1]);
+    this.dispatch = webgpu_util.computeDispatch(
+      this.dispatchLayout,
+      this.outputShape,
+      this.workgroupSize,
+      [4, 4, 1],
+    );
     this.shaderKey = shaderKey(layout, tile);
   }
 
@@ -62,37 +83,54 @@ interface MatmulCall {
 }
 
 /** Runs one configured matmul and returns its [M, N] output. */
-export function runLoraMatmul(backend: WebGPUBackend, call: MatmulCall): TensorInfo {
+export function runLoraMatmul(
+  backend: WebGPUBackend,
+  call: MatmulCall,
+): TensorInfo {
   const { shape, layout } = call;
   const tile = chooseTile(shape, layout, isSoftwareGpu());
   const program = new LoraMatmulProgram(shape, layout, tile);
   const mask = dropoutUniforms(call.dropout?.p ?? 0, call.dropout?.seed ?? 0);
   const uniforms: ProgramUniform[] = [
-    { type: 'int32', data: [shape.M] },
-    { type: 'int32', data: [shape.N] },
-    { type: 'int32', data: [shape.K] },
-    { type: 'int32', data: [shape.R ?? 0] },
-    { type: 'float32', data: [call.outScale ?? 1] },
-    { type: 'float32', data: [call.loraScale ?? 0] },
-    { type: 'uint32', data: [mask.seedHash] },
-    { type: 'uint32', data: [mask.threshold] },
+    { type: "int32", data: [shape.M] },
+    { type: "int32", data: [shape.N] },
+    { type: "int32", data: [shape.K] },
+    { type: "int32", data: [shape.R ?? 0] },
+    { type: "float32", data: [call.outScale ?? 1] },
+    { type: "float32", data: [call.loraScale ?? 0] },
+    { type: "uint32", data: [mask.seedHash] },
+    { type: "uint32", data: [mask.threshold] },
   ];
   return runProgram(backend, program, call.inputs, uniforms);
 }
 
-const NO_EPILOGUE = { lowRank: 'none', lowRankMask: false, bias: false } as const;
+const NO_EPILOGUE = {
+  lowRank: "none",
+  lowRankMask: false,
+  bias: false,
+} as const;
 
 /** keep = 1 / (1 - p): inverted dropout scales the kept elements up. */
 export function keepScale(p: number): number {
   return 1 / (1 - p);
 }
 
-
 /** h[T, R] = keep · drop(x)·Aᵀ. */
-export function projectDown(backend: WebGPUBackend, x: TensorInfo, A: TensorInfo, d: LoraDims, a: LoraKernelAttrs) {
+export function projectDown(
+  backend: WebGPUBackend,
+  x: TensorInfo,
+  A: TensorInfo,
+  d: LoraDims,
+  a: LoraKernelAttrs,
+) {
   return runLoraMatmul(backend, {
     shape: { M: d.T, N: d.R, K: d.IN },
-    layout: { xLayout: 'mk', wLayout: 'nk', dropout: a.dropout > 0 ? 'x' : 'none', ...NO_EPILOGUE },
+    layout: {
+      xLayout: "mk",
+      wLayout: "nk",
+      dropout: a.dropout > 0 ? "x" : "none",
+      ...NO_EPILOGUE,
+    },
     inputs: [x, A],
     outScale: keepScale(a.dropout),
     dropout: { p: a.dropout, seed: a.seed },
@@ -102,7 +140,13 @@ export function projectDown(backend: WebGPUBackend, x: TensorInfo, A: TensorInfo
 /** y[T, OUT] = x·W + b + s · h·Bᵀ, the low-rank term added in the matmul's epilogue. */
 export function loraForward(
   backend: WebGPUBackend,
-  inputs: { x: TensorInfo; W: TensorInfo; A: TensorInfo; B: TensorInfo; bias?: TensorInfo },
+  inputs: {
+    x: TensorInfo;
+    W: TensorInfo;
+    A: TensorInfo;
+    B: TensorInfo;
+    bias?: TensorInfo;
+  },
   a: LoraKernelAttrs,
 ): TensorInfo {
   const { x, W, A, B, bias } = inputs;
@@ -112,10 +156,10 @@ export function loraForward(
     return runLoraMatmul(backend, {
       shape: { M: d.T, N: d.OUT, K: d.IN, R: d.R },
       layout: {
-        xLayout: 'mk',
-        wLayout: a.weightLayout === 'in_out' ? 'kn' : 'nk',
-        dropout: 'none',
-        lowRank: 'nr',
+        xLayout: "mk",
+        wLayout: a.weightLayout === "in_out" ? "kn" : "nk",
+        dropout: "none",
+        lowRank: "nr",
         lowRankMask: false,
         bias: bias !== undefined,
       },
@@ -128,10 +172,15 @@ export function loraForward(
 }
 
 /** g[T, R] = dy·B. */
-export function projectGrad(backend: WebGPUBackend, dy: TensorInfo, B: TensorInfo, d: LoraDims): TensorInfo {
+export function projectGrad(
+  backend: WebGPUBackend,
+  dy: TensorInfo,
+  B: TensorInfo,
+  d: LoraDims,
+): TensorInfo {
   return runLoraMatmul(backend, {
     shape: { M: d.T, N: d.R, K: d.OUT },
-    layout: { xLayout: 'mk', wLayout: 'kn', dropout: 'none', ...NO_EPILOGUE },
+    layout: { xLayout: "mk", wLayout: "kn", dropout: "none", ...NO_EPILOGUE },
     inputs: [dy, B],
   });
 }
@@ -146,11 +195,11 @@ export function loraGradX(
   return runLoraMatmul(backend, {
     shape: { M: d.T, N: d.IN, K: d.OUT, R: d.R },
     layout: {
-      xLayout: 'mk',
+      xLayout: "mk",
       // x·W read W as [IN, OUT] = [K, N] for 'in_out'; dy·Wᵀ reads the same buffer as [N, K].
-      wLayout: a.weightLayout === 'in_out' ? 'nk' : 'kn',
-      dropout: 'none',
-      lowRank: 'rn',
+      wLayout: a.weightLayout === "in_out" ? "nk" : "kn",
+      dropout: "none",
+      lowRank: "rn",
       lowRankMask: a.dropout > 0,
       bias: false,
     },
@@ -161,10 +210,21 @@ export function loraGradX(
 }
 
 /** dA[R, IN] = s·keep · gᵀ·drop(x). */
-export function loraGradA(backend: WebGPUBackend, g: TensorInfo, x: TensorInfo, d: LoraDims, a: LoraKernelAttrs) {
+export function loraGradA(
+  backend: WebGPUBackend,
+  g: TensorInfo,
+  x: TensorInfo,
+  d: LoraDims,
+  a: LoraKernelAttrs,
+) {
   return runLoraMatmul(backend, {
     shape: { M: d.R, N: d.IN, K: d.T },
-    layout: { xLayout: 'km', wLayout: 'kn', dropout: a.dropout > 0 ? 'w' : 'none', ...NO_EPILOGUE },
+    layout: {
+      xLayout: "km",
+      wLayout: "kn",
+      dropout: a.dropout > 0 ? "w" : "none",
+      ...NO_EPILOGUE,
+    },
     inputs: [g, x],
     outScale: a.scale * keepScale(a.dropout),
     dropout: { p: a.dropout, seed: a.seed },
@@ -172,24 +232,33 @@ export function loraGradA(backend: WebGPUBackend, g: TensorInfo, x: TensorInfo, 
 }
 
 /** dB[OUT, R] = s · dyᵀ·h. */
-export function loraGradB(backend: WebGPUBackend, dy: TensorInfo, h: TensorInfo, d: LoraDims, a: LoraKernelAttrs) {
+export function loraGradB(
+  backend: WebGPUBackend,
+  dy: TensorInfo,
+  h: TensorInfo,
+  d: LoraDims,
+  a: LoraKernelAttrs,
+) {
   return runLoraMatmul(backend, {
     shape: { M: d.OUT, N: d.R, K: d.T },
-    layout: { xLayout: 'km', wLayout: 'kn', dropout: 'none', ...NO_EPILOGUE },
+    layout: { xLayout: "km", wLayout: "kn", dropout: "none", ...NO_EPILOGUE },
     inputs: [dy, h],
     outScale: a.scale,
   });
 }
 
-
 /** Registers the WGSL kernels with tfjs for the 'webgpu' backend. */
 export function registerWebGPUKernels(): void {
-  const configs: Omit<KernelConfig, 'backendName'>[] = [
+  const configs: Omit<KernelConfig, "backendName">[] = [
     {
       kernelName: KERNELS.forward,
       kernelFunc: ({ inputs, backend, attrs }) => {
         const { x, W, A, B, bias } = inputs as NamedTensorInfoMap;
-        return loraForward(webgpuBackendOf(backend), { x: x!, W: W!, A: A!, B: B!, bias }, readAttrs(attrs!));
+        return loraForward(
+          webgpuBackendOf(backend),
+          { x: x!, W: W!, A: A!, B: B!, bias },
+          readAttrs(attrs!),
+        );
       },
     },
     {
@@ -205,7 +274,12 @@ export function registerWebGPUKernels(): void {
       kernelFunc: ({ inputs, backend, attrs }) => {
         const { dy, W, g, A } = inputs as NamedTensorInfoMap;
         const d = dimsOf(inputs);
-        return loraGradX(webgpuBackendOf(backend), { dy: dy!, W: W!, g: g!, A: A! }, d, readAttrs(attrs!));
+        return loraGradX(
+          webgpuBackendOf(backend),
+          { dy: dy!, W: W!, g: g!, A: A! },
+          d,
+          readAttrs(attrs!),
+        );
       },
     },
     {
@@ -213,7 +287,13 @@ export function registerWebGPUKernels(): void {
       kernelFunc: ({ inputs, backend, attrs }) => {
         const { g, x } = inputs as NamedTensorInfoMap;
         const d = dimsOf(inputs);
-        return loraGradA(webgpuBackendOf(backend), g!, x!, d, readAttrs(attrs!));
+        return loraGradA(
+          webgpuBackendOf(backend),
+          g!,
+          x!,
+          d,
+          readAttrs(attrs!),
+        );
       },
     },
     {
@@ -233,5 +313,6 @@ export function registerWebGPUKernels(): void {
       },
     },
   ];
-  for (const config of configs) registerKernel({ ...config, backendName: 'webgpu' });
+  for (const config of configs)
+    registerKernel({ ...config, backendName: "webgpu" });
 }
