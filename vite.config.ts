@@ -20,6 +20,7 @@ export default defineConfig({
   build: { outDir: here("./dist/demo"), emptyOutDir: true, target: "es2022" },
   test: {
     root: here("."),
+    reporters: ["default", here("./test/reporters/summary.ts")],
     // Dawn on lavapipe already uses every core; test files run one at a time.
     fileParallelism: false,
     projects: [
