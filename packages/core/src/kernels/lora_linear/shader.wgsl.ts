@@ -78,14 +78,59 @@ fn loadX(m: i32, k: i32) -> f32 { return ${xRead}${xMask}; }
 fn loadW(k: i32, n: i32) -> f32 { return ${wRead}${wMask}; }`;
 }
 
-/** Reads 4 consecutive columns W(k, n..n+3); n + 3 < N is the caller's guarantee. */
-function wRowLoader(layout: MatmulLayout, tile: TileConfig): string {
-  if (layout.wLayout === "kn" && tile.vec4W && layout.dropout !== "w") {
-    return `fn loadW4(k: i32, n: i32) -> vec4<f32> { return W[(k * uniforms.N + n) / 4]; }`;
-  }
-  return `fn loadW4(k: i32, n: i32) -> vec4<f32> {
-  return vec4<f32>(loadW(k, n), loadW(k, n + 1), loadW(k, n + 2), loadW(k, n + 3));
-}`;
+/**
+ * Four consecutive elements of an operand along one of its dims. Where the storage is contiguous along that dim
+ * and vec4-typed, that is one 16-byte load (times the dropout mask, if any); elsewhere four scalar loads.
+ */
+function vectorLoaders(layout: MatmulLayout, tile: TileConfig): string {
+  const mask4 = (i: string) =>
+    `vec4<f32>(dropoutKeep(${i}), dropoutKeep(${i} + 1), dropoutKeep(${i} + 2), dropoutKeep(${i} + 3))`;
+  const loader = (
+    fn: string,
+    args: string,
+    vectorIndex: string | undefined,
+    masked: boolean,
+    scalars: string,
+  ) =>
+    vectorIndex !== undefined
+      ? `fn ${fn}(${args}) -> vec4<f32> { let i = ${vectorIndex}; return ${masked ? `X_OR_W[i / 4] * ${mask4("i")}` : "X_OR_W[i / 4]"}; }`
+      : `fn ${fn}(${args}) -> vec4<f32> { return vec4<f32>(${scalars}); }`;
+  const xMk = layout.xLayout === "mk" && tile.vec4X;
+  const xKm = layout.xLayout === "km" && tile.vec4X;
+  const wKn = layout.wLayout === "kn" && tile.vec4W;
+  const wNk = layout.wLayout === "nk" && tile.vec4W;
+  const xMasked = layout.dropout === "x";
+  const wMasked = layout.dropout === "w";
+  return [
+    loader(
+      "loadX4k",
+      "m: i32, k: i32",
+      xMk ? "m * uniforms.K + k" : undefined,
+      xMasked,
+      "loadX(m, k), loadX(m, k + 1), loadX(m, k + 2), loadX(m, k + 3)",
+    ).replace("X_OR_W", "X"),
+    loader(
+      "loadX4m",
+      "m: i32, k: i32",
+      xKm ? "k * uniforms.M + m" : undefined,
+      xMasked,
+      "loadX(m, k), loadX(m + 1, k), loadX(m + 2, k), loadX(m + 3, k)",
+    ).replace("X_OR_W", "X"),
+    loader(
+      "loadW4n",
+      "k: i32, n: i32",
+      wKn ? "k * uniforms.N + n" : undefined,
+      wMasked,
+      "loadW(k, n), loadW(k, n + 1), loadW(k, n + 2), loadW(k, n + 3)",
+    ).replace("X_OR_W", "W"),
+    loader(
+      "loadW4k",
+      "k: i32, n: i32",
+      wNk ? "n * uniforms.K + k" : undefined,
+      wMasked,
+      "loadW(k, n), loadW(k + 1, n), loadW(k + 2, n), loadW(k + 3, n)",
+    ).replace("X_OR_W", "W"),
+  ].join("\n");
 }
 
 /** The epilogue: bias, low-rank term and store for one 4-row × 4-column register block. */
@@ -115,17 +160,110 @@ fn storeBlock(row0: i32, col0: i32, acc: array<vec4<f32>, 4>) {
 }
 
 /**
+ * The loop that stages one operand's [outer × TK] slice into workgroup memory `dst`, stored k-major and packed
+ * as vec4 along the outer dim (M for X, N for W). Reads are 16-byte vectors along the operand's contiguous dim
+ * where it allows them; elements past an edge are staged as zero. Offsets are multiples of 4 and vec4 needs the
+ * contiguous extent to be a multiple of 4, so a vector is either wholly inside or wholly outside.
+ */
+function stage(
+  dst: string,
+  outer: number,
+  tk: number,
+  threads: number,
+  o: {
+    origin: string;
+    bound: string;
+    load: string;
+    load4Outer: string;
+    load4K: string;
+    contiguous: "k" | "outer" | "none";
+  },
+  order: (outerIndex: string, k: string) => string,
+): string {
+  if (o.contiguous === "outer") {
+    // One vec4 of 4 outer neighbours at one k: stored as is.
+    return `
+    for (var e = lid; e < ${(outer * tk) / 4}; e += ${threads}) {
+      let kk = e / ${outer / 4};
+      let oq = (e % ${outer / 4}) * 4;
+      var v = vec4<f32>(0.0);
+      if (${o.origin} + oq < ${o.bound} && k0 + kk < uniforms.K) { v = ${o.load4Outer}(${order(`${o.origin} + oq`, "k0 + kk")}); }
+      ${dst}[kk][oq / 4] = v;
+    }`;
+  }
+  if (o.contiguous === "k") {
+    // One vec4 of 4 consecutive k at one outer index: scattered into 4 k rows.
+    return `
+    for (var e = lid; e < ${(outer * tk) / 4}; e += ${threads}) {
+      let oo = e / ${tk / 4};
+      let kq = (e % ${tk / 4}) * 4;
+      var v = vec4<f32>(0.0);
+      if (${o.origin} + oo < ${o.bound} && k0 + kq < uniforms.K) { v = ${o.load4K}(${order(`${o.origin} + oo`, "k0 + kq")}); }
+      for (var j = 0; j < 4; j++) { ${dst}[kq + j][oo / 4][oo % 4] = v[j]; }
+    }`;
+  }
+  return `
+    for (var e = lid; e < ${outer * tk}; e += ${threads}) {
+      let oo = e / ${tk};
+      let kk = e % ${tk};
+      var v = 0.0;
+      if (${o.origin} + oo < ${o.bound} && k0 + kk < uniforms.K) { v = ${o.load}(${order(`${o.origin} + oo`, "k0 + kk")}); }
+      ${dst}[kk][oo / 4][oo % 4] = v;
+    }`;
+}
+
+/**
  * Workgroup-memory tiling for GPUs. A workgroup of [WX, WY] invocations owns an output tile of
  * TM = 4·WY rows × TN = 4·WX columns. Per K step of depth TK it stages X[TM × TK] and W[TK × TN] in workgroup
- * memory, both k-major and packed as vec4 along M and N, so that each invocation's inner loop is
- * one vec4 read of 4 rows, one vec4 read of 4 columns and 4 vec4 FMAs.
+ * memory (vec4 global loads where the layout allows), both k-major and packed as vec4 along M and N, so that each
+ * invocation's inner loop is one vec4 read of 4 rows, one vec4 read of 4 columns and 4 vec4 FMAs.
  */
-function sharedBody(tile: TileConfig): string {
+function sharedBody(layout: MatmulLayout, tile: TileConfig): string {
   const [wx, wy] = tile.workgroup;
   const tm = 4 * wy;
   const tn = 4 * wx;
   const tk = tile.tileK;
   const threads = wx * wy;
+  const xContiguous = !tile.vec4X
+    ? "none"
+    : layout.xLayout === "mk"
+      ? "k"
+      : "outer";
+  const wContiguous = !tile.vec4W
+    ? "none"
+    : layout.wLayout === "nk"
+      ? "k"
+      : "outer";
+  const stageX = stage(
+    "xs",
+    tm,
+    tk,
+    threads,
+    {
+      origin: "m0",
+      bound: "uniforms.M",
+      load: "loadX",
+      load4Outer: "loadX4m",
+      load4K: "loadX4k",
+      contiguous: xContiguous,
+    },
+    (m, k) => `${m}, ${k}`,
+  );
+  const stageW = stage(
+    "ws",
+    tn,
+    tk,
+    threads,
+    {
+      origin: "n0",
+      bound: "uniforms.N",
+      load: "loadW",
+      load4Outer: "loadW4n",
+      load4K: "loadW4k",
+      contiguous: wContiguous,
+    },
+    (n, k) => `${k}, ${n}`,
+  );
   return `
 var<workgroup> xs: array<array<vec4<f32>, ${tm / 4}>, ${tk}>;
 var<workgroup> ws: array<array<vec4<f32>, ${tn / 4}>, ${tk}>;
@@ -138,26 +276,8 @@ fn main() {
   let n0 = i32(workgroupId.x) * ${tn};
   var acc: array<vec4<f32>, 4>;
   for (var k0 = 0; k0 < uniforms.K; k0 += ${tk}) {
-    // Stage X: TM × TK elements, ${(tm * tk) / threads} per invocation; out-of-range elements are zero.
-    for (var e = lid; e < ${tm * tk}; e += ${threads}) {
-      let mm = e / ${tk};
-      let kk = e % ${tk};
-      let m = m0 + mm;
-      let k = k0 + kk;
-      var v = 0.0;
-      if (m < uniforms.M && k < uniforms.K) { v = loadX(m, k); }
-      xs[kk][mm / 4][mm % 4] = v;
-    }
-    // Stage W: TK × TN elements.
-    for (var e = lid; e < ${tk * tn}; e += ${threads}) {
-      let kk = e / ${tn};
-      let nn = e % ${tn};
-      let k = k0 + kk;
-      let n = n0 + nn;
-      var v = 0.0;
-      if (n < uniforms.N && k < uniforms.K) { v = loadW(k, n); }
-      ws[kk][nn / 4][nn % 4] = v;
-    }
+    // Stage X: ${tm} × ${tk}.${stageX}
+    // Stage W: ${tk} × ${tn}.${stageW}
     workgroupBarrier();
     for (var kk = 0; kk < ${tk}; kk++) {
       let a = xs[kk][ty];
@@ -184,7 +304,7 @@ function directBody(tile: TileConfig): string {
   return `
 // Columns col0..col0+3 of row k of W; past the right edge they repeat the last column (never stored).
 fn loadWCols(k: i32, col0: i32, full: bool) -> vec4<f32> {
-  if (full) { return loadW4(k, col0); }
+  if (full) { return loadW4n(k, col0); }
   let c = uniforms.N - 1;
   return vec4<f32>(loadW(k, col0), loadW(k, min(col0 + 1, c)), loadW(k, min(col0 + 2, c)), loadW(k, min(col0 + 3, c)));
 }
@@ -205,10 +325,10 @@ fn main() {
     let b1 = loadWCols(k + 1, col0, full);
     let b2 = loadWCols(k + 2, col0, full);
     let b3 = loadWCols(k + 3, col0, full);
-    let a0 = loadX4(row0, k);
-    let a1 = loadX4(m1, k);
-    let a2 = loadX4(m2, k);
-    let a3 = loadX4(m3, k);
+    let a0 = loadX4k(row0, k);
+    let a1 = loadX4k(m1, k);
+    let a2 = loadX4k(m2, k);
+    let a3 = loadX4k(m3, k);
     acc[0] = fma(vec4<f32>(a0.x), b0, fma(vec4<f32>(a0.y), b1, fma(vec4<f32>(a0.z), b2, fma(vec4<f32>(a0.w), b3, acc[0]))));
     acc[1] = fma(vec4<f32>(a1.x), b0, fma(vec4<f32>(a1.y), b1, fma(vec4<f32>(a1.z), b2, fma(vec4<f32>(a1.w), b3, acc[1]))));
     acc[2] = fma(vec4<f32>(a2.x), b0, fma(vec4<f32>(a2.y), b1, fma(vec4<f32>(a2.z), b2, fma(vec4<f32>(a2.w), b3, acc[2]))));
@@ -226,28 +346,13 @@ fn main() {
 // workgroup ${wx}x${wy}`;
 }
 
-/** Reads X(m, k..k+3); k + 3 < K is the caller's guarantee. */
-function xRowLoader(layout: MatmulLayout, tile: TileConfig): string {
-  if (layout.xLayout === "mk" && tile.vec4X) {
-    const mask =
-      layout.dropout === "x"
-        ? ` * vec4<f32>(dropoutKeep(i), dropoutKeep(i + 1), dropoutKeep(i + 2), dropoutKeep(i + 3))`
-        : "";
-    return `fn loadX4(m: i32, k: i32) -> vec4<f32> { let i = m * uniforms.K + k; return X[i / 4]${mask}; }`;
-  }
-  return `fn loadX4(m: i32, k: i32) -> vec4<f32> {
-  return vec4<f32>(loadX(m, k), loadX(m, k + 1), loadX(m, k + 2), loadX(m, k + 3));
-}`;
-}
-
 /** The user code of one program; tfjs prepends bindings (result, X, W[, H, U][, bias]) and the uniforms. */
 export function matmulShader(layout: MatmulLayout, tile: TileConfig): string {
   return [
     layout.dropout !== "none" || layout.lowRankMask ? DROPOUT_WGSL : "",
     scalarLoaders(layout, tile),
-    wRowLoader(layout, tile),
-    xRowLoader(layout, tile),
+    vectorLoaders(layout, tile),
     epilogue(layout),
-    tile.kind === "shared" ? sharedBody(tile) : directBody(tile),
+    tile.kind === "shared" ? sharedBody(layout, tile) : directBody(tile),
   ].join("\n");
 }
