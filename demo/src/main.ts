@@ -1,6 +1,12 @@
 /** The check page: starts the worker, shows the device and the kernel errors, and publishes the report for tests. */
-import * as Comlink from "comlink";
-import type { KernelCheckApi, KernelCheckReport } from "./check_api.js";
+import type { GpuInfo, LoraCheckResult } from "@webtune/core";
+import { createTrainer } from "@webtune/worker";
+
+/** What the page publishes for end-to-end tests. */
+export interface KernelCheckReport {
+  info: GpuInfo;
+  results: LoraCheckResult[];
+}
 
 const TOLERANCE = 1e-4;
 
@@ -39,13 +45,10 @@ function showDevice(entries: [string, string][]): void {
 }
 
 async function main(): Promise<void> {
-  const worker = new Worker(new URL("./check.worker.ts", import.meta.url), {
-    type: "module",
-  });
-  const api = Comlink.wrap<KernelCheckApi>(worker);
+  const trainer = createTrainer();
   try {
-    const report = await api.run();
-    const { info } = report;
+    const info = await trainer.api.init();
+    const results = await trainer.api.verifyKernels();
     showDevice([
       ["backend", info.backend],
       [
@@ -60,10 +63,9 @@ async function main(): Promise<void> {
         "max binding",
         `${((info.limits["maxStorageBufferBindingSize"] ?? 0) / 2 ** 20).toFixed(0)} MiB`,
       ],
-      ["in worker", String(report.inWorker)],
     ]);
     const body = document.querySelector("#check tbody")!;
-    for (const r of report.results) {
+    for (const r of results) {
       const c = r.case;
       const errs = [r.errors.y, r.errors.dx, r.errors.dA, r.errors.dB];
       const label = `T${c.T} ${c.IN}→${c.OUT} r${c.R} ${c.weightLayout}${c.bias ? " +b" : ""}${c.dropout ? ` p${c.dropout}` : ""}`;
@@ -74,12 +76,12 @@ async function main(): Promise<void> {
         ),
       );
     }
-    window.webtuneCheck = report;
+    window.webtuneCheck = { info, results };
   } catch (error) {
     showDevice([["error", String(error)]]);
     window.webtuneCheck = { error: String(error) };
   } finally {
-    worker.terminate();
+    await trainer.terminate();
   }
 }
 
