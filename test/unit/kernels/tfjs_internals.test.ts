@@ -4,8 +4,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { disposeRuntime } from "@webtune/core";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { disposeRuntime, loraLinear } from "@webtune/core";
 import {
   runProgram,
   webgpuBackendOf,
@@ -47,6 +47,35 @@ fn main(index: i32) {
 }
 
 describe("tfjs-backend-webgpu internals webtune relies on", () => {
+  it("prints webtune's generated WGSL under WEBGPU_PRINT_SHADER", async (ctx) => {
+    await needGpu(ctx);
+    const printed: string[] = [];
+    const debug = vi
+      .spyOn(console, "debug")
+      .mockImplementation((text: unknown) => void printed.push(String(text)));
+    tf.env().set("WEBGPU_PRINT_SHADER", "webtuneLoraMatmul");
+    try {
+      // A shape and layout no other test in this file compiles, so the pipeline is built (and printed) now.
+      const y = loraLinear(
+        tf.ones([3, 5]),
+        tf.ones([5, 2]) as tf.Tensor2D,
+        null,
+        tf.ones([1, 5]) as tf.Tensor2D,
+        tf.ones([2, 1]) as tf.Tensor2D,
+        { scale: 1, weightLayout: "in_out" },
+      );
+      await y.data();
+    } finally {
+      tf.env().set("WEBGPU_PRINT_SHADER", "");
+      debug.mockRestore();
+    }
+    expect(
+      printed.some(
+        (s) => s.includes("fn storeBlock") && s.includes("@compute"),
+      ),
+    ).toBe(true);
+  });
+
   it("exposes runWebGPUProgram and the device on WebGPUBackend", async (ctx) => {
     await needGpu(ctx);
     expect(typeof WebGPUBackend.prototype.runWebGPUProgram).toBe("function");
