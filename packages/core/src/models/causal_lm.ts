@@ -1,0 +1,209 @@
+/**
+ * What every architecture is to the rest of webtune: token ids in, logits (or a loss) out, a KV cache for
+ * generation, and its projections as named Linear layers for adapters.
+ *
+ * Letters: B batch, T tokens, C hidden size, V vocabulary, N = B·T.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { ShapeError } from "../errors.js";
+import type { Embedding } from "./embedding.js";
+import type { Linear } from "./layers.js";
+
+/** Sizes every architecture shares, from its config.json. */
+export interface ModelDims {
+  modelType: string;
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositions: number;
+  tieWordEmbeddings: boolean;
+  bosTokenId?: number;
+  eosTokenIds: number[];
+}
+
+/** Keys and values of every layer so far: [B, kv heads, S, head dim] each. */
+export class KVCache {
+  readonly layers: ({ k: tf.Tensor4D; v: tf.Tensor4D } | undefined)[];
+
+  constructor(numLayers: number) {
+    this.layers = new Array(numLayers).fill(undefined);
+  }
+
+  /** Tokens already in the cache. */
+  get length(): number {
+    return this.layers[0]?.k.shape[2] ?? 0;
+  }
+
+  /** Appends this step's k, v [B, G, T, D] to layer i and returns the whole history; the cache owns it. */
+  append(
+    i: number,
+    k: tf.Tensor4D,
+    v: tf.Tensor4D,
+  ): { k: tf.Tensor4D; v: tf.Tensor4D } {
+    const old = this.layers[i];
+    const next = old
+      ? {
+          k: tf.keep(tf.concat([old.k, k], 2)),
+          v: tf.keep(tf.concat([old.v, v], 2)),
+        }
+      : { k: tf.keep(k.clone()), v: tf.keep(v.clone()) };
+    if (old) tf.dispose([old.k, old.v]);
+    this.layers[i] = next;
+    return next;
+  }
+
+  dispose(): void {
+    for (const l of this.layers) if (l) tf.dispose([l.k, l.v]);
+    this.layers.fill(undefined);
+  }
+}
+
+export const IGNORE_INDEX = -100;
+
+export abstract class CausalLM {
+  abstract readonly dims: ModelDims;
+  /** The LM head's vocabulary chunks: the tied embedding or lm_head. */
+  protected abstract readonly head: Embedding;
+  /** Gemma-style final logit softcapping: cap·tanh(logit / cap). */
+  protected readonly logitSoftcap: number | undefined = undefined;
+
+  /** Every projection, by its Hugging Face module name. */
+  abstract linears(): Linear[];
+
+  /** ids [B, T] -> final hidden states [B, T, C]; appends to `cache` when given. */
+  abstract hiddenStates(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D;
+
+  /** Frees every weight. */
+  abstract dispose(): void;
+
+  newCache(): KVCache {
+    return new KVCache(this.dims.numLayers);
+  }
+
+  /** ids [B, T] -> logits [B, T, V]. */
+  logits(ids: number[][], cache?: KVCache): tf.Tensor3D {
+    return tf.tidy(() => {
+      const idsT = this.idsTensor(ids);
+      const [B, T] = idsT.shape;
+      const h = this.hiddenStates(idsT, cache).reshape([
+        B * T,
+        this.dims.hiddenSize,
+      ]) as tf.Tensor2D;
+      const chunks = this.head.projectChunks(h).map((c) => this.softcap(c));
+      const logits = chunks.length === 1 ? chunks[0]! : tf.concat(chunks, 1);
+      return logits.reshape([B, T, this.dims.vocabSize]) as tf.Tensor3D;
+    });
+  }
+
+  /** Logits of the last position only, for generation: ids [B, T] -> [B, V]. Appends to `cache`. */
+  nextTokenLogits(ids: number[][], cache: KVCache): tf.Tensor2D {
+    return tf.tidy(() => {
+      const idsT = this.idsTensor(ids);
+      const [B, T] = idsT.shape;
+      const end = cache.length + T;
+      if (end > this.dims.maxPositions) {
+        throw new ShapeError(
+          `${this.dims.modelType}: ${end} positions exceed max_position_embeddings (${this.dims.maxPositions}).`,
+        );
+      }
+      const h = this.hiddenStates(idsT, cache).slice(
+        [0, T - 1, 0],
+        [B, 1, this.dims.hiddenSize],
+      );
+      const chunks = this.head
+        .projectChunks(h.reshape([B, this.dims.hiddenSize]))
+        .map((c) => this.softcap(c));
+      return (
+        chunks.length === 1 ? chunks[0]! : tf.concat(chunks, 1)
+      ) as tf.Tensor2D;
+    });
+  }
+
+  /**
+   * Mean next-token cross-entropy, as HF computes it from `labels` (default: the ids themselves): position t
+   * predicts label t + 1, and labels equal to -100 are ignored. Never materialises more than one vocabulary
+   * chunk of logits at a time.
+   */
+  loss(ids: number[][], labels?: number[][]): tf.Scalar {
+    return tf.tidy(() => {
+      const idsT = this.idsTensor(ids);
+      const [B, T] = idsT.shape;
+      const targets = this.shiftedTargets(labels ?? ids, B, T);
+      const h = this.hiddenStates(idsT).slice(
+        [0, 0, 0],
+        [B, T - 1, this.dims.hiddenSize],
+      );
+      const h2d = h.reshape([B * (T - 1), this.dims.hiddenSize]) as tf.Tensor2D;
+      const valid = tf.tensor1d(
+        targets.map((t) => (t === IGNORE_INDEX ? 0 : 1)),
+        "float32",
+      );
+      const safeTargets = tf.tensor1d(
+        targets.map((t) => (t === IGNORE_INDEX ? 0 : t)),
+        "int32",
+      );
+      // log Σ_v exp(logit_v), merged over vocabulary chunks.
+      const lse = tf.logSumExp(
+        tf.stack(
+          this.head
+            .projectChunks(h2d)
+            .map((c) => tf.logSumExp(this.softcap(c), 1)),
+          1,
+        ),
+        1,
+      );
+      // The target's logit is h · E[target]: no [N, V] one-hot needed.
+      const targetLogit = this.softcap(
+        h2d.mul(this.head.lookup(safeTargets)).sum(1),
+      );
+      const count = valid.sum();
+      return lse
+        .sub(targetLogit)
+        .mul(valid)
+        .sum()
+        .div(count.maximum(1)) as tf.Scalar;
+    });
+  }
+
+  private softcap<T extends tf.Tensor>(x: T): T {
+    const cap = this.logitSoftcap;
+    return cap === undefined ? x : (x.div(cap).tanh().mul(cap) as T);
+  }
+
+  private shiftedTargets(labels: number[][], B: number, T: number): number[] {
+    if (T < 2)
+      throw new ShapeError(
+        `loss: need at least 2 tokens per row to predict a next token, got ${T}.`,
+      );
+    if (labels.length !== B || labels.some((row) => row.length !== T)) {
+      throw new ShapeError(`loss: labels must be [${B}, ${T}] like the ids.`);
+    }
+    return labels.flatMap((row) => row.slice(1));
+  }
+
+  /** Checks ids on the CPU (where they come from) before anything reaches the GPU. */
+  protected idsTensor(ids: number[][]): tf.Tensor2D {
+    const B = ids.length;
+    const T = ids[0]?.length ?? 0;
+    if (B === 0 || T === 0 || ids.some((row) => row.length !== T)) {
+      throw new ShapeError(
+        `token ids must be a non-empty [batch, tokens] array with rows of equal length (pad them), got rows of ` +
+          `${ids.map((r) => r.length).join(", ") || "nothing"}.`,
+      );
+    }
+    const V = this.dims.vocabSize;
+    ids.forEach((row, b) =>
+      row.forEach((id, t) => {
+        if (!Number.isInteger(id) || id < 0 || id >= V) {
+          throw new ShapeError(
+            `token id ${id} at [${b}, ${t}] is outside the vocabulary [0, ${V}).`,
+          );
+        }
+      }),
+    );
+    return tf.tensor2d(ids, [B, T], "int32");
+  }
+}

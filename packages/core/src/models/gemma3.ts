@@ -1,0 +1,357 @@
+/**
+ * Gemma 3 text (gemma-3-270m and the text tower of larger Gemma 3), as in HF's modeling_gemma3.py:
+ * embeddings scaled by √C, RMSNorm with (1 + w), q/k norms, GQA, query_pre_attn_scalar scaling, four norms
+ * per layer, gelu-tanh MLP, and sliding-window layers with their own RoPE base between full-attention layers.
+ *
+ * Letters: B batch, T tokens, C hidden size, H query heads, G kv heads, D head dim, F MLP size.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { ConfigError } from "../errors.js";
+import { CausalLM, type KVCache, type ModelDims } from "./causal_lm.js";
+import type { ConfigReader } from "./config.js";
+import type { Embedding } from "./embedding.js";
+import {
+  applyRope,
+  attention,
+  causalMask,
+  geluTanh,
+  Linear,
+  mergeHeads,
+  rmsNorm,
+  ropeInverseFrequencies,
+  ropeTables,
+  splitHeads,
+  type RopeScaling,
+} from "./layers.js";
+import { ropeScaling } from "./rope.js";
+import { loadWeights, type WeightSource } from "./weights.js";
+
+export interface Gemma3Config extends ModelDims {
+  intermediateSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling;
+  ropeLocalBase: number;
+  slidingWindow: number;
+  /** Per layer: true for sliding-window attention, false for full attention. */
+  sliding: boolean[];
+  queryPreAttnScalar: number;
+  finalLogitSoftcap: number | undefined;
+  attnLogitSoftcap: number | undefined;
+}
+
+export function gemma3Config(cfg: ConfigReader): Gemma3Config {
+  const C = cfg.int("hidden_size");
+  const H = cfg.int("num_attention_heads");
+  const L = cfg.int("num_hidden_layers");
+  cfg.oneOf("hidden_activation", ["gelu_pytorch_tanh"], "gelu_pytorch_tanh");
+  if (cfg.bool("attention_bias", false))
+    throw new ConfigError(
+      `${cfg.source}: Gemma 3 with "attention_bias": true is not supported.`,
+    );
+  return {
+    modelType: "gemma3_text",
+    vocabSize: cfg.int("vocab_size"),
+    hiddenSize: C,
+    numLayers: L,
+    numHeads: H,
+    numKvHeads: cfg.int("num_key_value_heads", H),
+    headDim: cfg.int("head_dim", 256),
+    maxPositions: cfg.int("max_position_embeddings", 131072),
+    tieWordEmbeddings: cfg.bool("tie_word_embeddings", true),
+    bosTokenId: cfg.optionalTokenId("bos_token_id"),
+    eosTokenIds: cfg.eosTokenIds(),
+    intermediateSize: cfg.int("intermediate_size"),
+    rmsNormEps: cfg.number("rms_norm_eps", 1e-6),
+    ropeTheta: cfg.number("rope_theta", 1_000_000),
+    ropeScaling: ropeScaling(cfg),
+    ropeLocalBase: cfg.number("rope_local_base_freq", 10_000),
+    slidingWindow: cfg.int("sliding_window", 4096),
+    sliding: layerKinds(cfg, L),
+    queryPreAttnScalar: cfg.number("query_pre_attn_scalar", 256),
+    finalLogitSoftcap: cfg.optionalNumber("final_logit_softcapping"),
+    attnLogitSoftcap: cfg.optionalNumber("attn_logit_softcapping"),
+  };
+}
+
+/** `layer_types` when present; otherwise every `sliding_window_pattern`-th layer is global. */
+function layerKinds(cfg: ConfigReader, L: number): boolean[] {
+  const types = cfg.raw["layer_types"];
+  if (Array.isArray(types)) {
+    if (types.length !== L)
+      throw new ConfigError(
+        `${cfg.source}: "layer_types" has ${types.length} entries for ${L} layers.`,
+      );
+    return types.map((t, i) => {
+      if (t === "sliding_attention") return true;
+      if (t === "full_attention") return false;
+      throw new ConfigError(
+        `${cfg.source}: "layer_types"[${i}] is ${JSON.stringify(t)}; expected "sliding_attention" or "full_attention".`,
+      );
+    });
+  }
+  const pattern = cfg.int("sliding_window_pattern", 6);
+  return Array.from({ length: L }, (_, i) => (i + 1) % pattern !== 0);
+}
+
+interface Attention {
+  q_proj: Linear;
+  k_proj: Linear;
+  v_proj: Linear;
+  o_proj: Linear;
+  /** (1 + w) scales of the per-head q and k norms: [D] */
+  q_norm: tf.Tensor1D;
+  k_norm: tf.Tensor1D;
+}
+
+interface Mlp {
+  gate_proj: Linear;
+  up_proj: Linear;
+  down_proj: Linear;
+}
+
+/** The four norms of a layer, each already (1 + w). */
+interface Norms {
+  input_layernorm: tf.Tensor1D;
+  post_attention_layernorm: tf.Tensor1D;
+  pre_feedforward_layernorm: tf.Tensor1D;
+  post_feedforward_layernorm: tf.Tensor1D;
+}
+
+interface LayerContext {
+  rope: { cos: tf.Tensor2D; sin: tf.Tensor2D };
+  mask: tf.Tensor2D;
+}
+
+class Gemma3DecoderLayer {
+  constructor(
+    readonly self_attn: Attention,
+    readonly mlp: Mlp,
+    readonly norms: Norms,
+  ) {}
+
+  /** x: [B, T, C] -> [B, T, C] */
+  forward(
+    x: tf.Tensor3D,
+    c: Gemma3Config,
+    ctx: LayerContext,
+    i: number,
+    cache?: KVCache,
+  ): tf.Tensor3D {
+    const a = this.self_attn;
+    const eps = c.rmsNormEps;
+    // attention, with q and k normalised per head before RoPE
+    const h = rmsNorm(x, this.norms.input_layernorm, eps);
+    const q = applyRope(
+      rmsNorm(
+        splitHeads(a.q_proj.forward(h), c.numHeads),
+        a.q_norm,
+        eps,
+      ) as tf.Tensor4D,
+      ctx.rope.cos,
+      ctx.rope.sin,
+    );
+    let k = applyRope(
+      rmsNorm(
+        splitHeads(a.k_proj.forward(h), c.numKvHeads),
+        a.k_norm,
+        eps,
+      ) as tf.Tensor4D,
+      ctx.rope.cos,
+      ctx.rope.sin,
+    );
+    let v = splitHeads(a.v_proj.forward(h), c.numKvHeads);
+    if (cache) ({ k, v } = cache.append(i, k, v));
+    const y = attention(
+      q,
+      k,
+      v,
+      ctx.mask,
+      1 / Math.sqrt(c.queryPreAttnScalar),
+      c.attnLogitSoftcap,
+    );
+    x = x.add(
+      rmsNorm(
+        a.o_proj.forward(mergeHeads(y)),
+        this.norms.post_attention_layernorm,
+        eps,
+      ),
+    );
+    // gelu-tanh gated MLP between its own pre and post norms
+    const m = rmsNorm(x, this.norms.pre_feedforward_layernorm, eps);
+    const gated = geluTanh(this.mlp.gate_proj.forward(m)).mul(
+      this.mlp.up_proj.forward(m),
+    );
+    return x.add(
+      rmsNorm(
+        this.mlp.down_proj.forward(gated),
+        this.norms.post_feedforward_layernorm,
+        eps,
+      ),
+    ) as tf.Tensor3D;
+  }
+
+  linears(): Linear[] {
+    const a = this.self_attn;
+    return [
+      a.q_proj,
+      a.k_proj,
+      a.v_proj,
+      a.o_proj,
+      this.mlp.gate_proj,
+      this.mlp.up_proj,
+      this.mlp.down_proj,
+    ];
+  }
+
+  tensors(): tf.Tensor[] {
+    return [
+      this.self_attn.q_norm,
+      this.self_attn.k_norm,
+      ...Object.values(this.norms),
+    ];
+  }
+}
+
+export class Gemma3ForCausalLM extends CausalLM {
+  private readonly globalInvFreq: Float64Array;
+  private readonly localInvFreq: Float64Array;
+  protected override readonly logitSoftcap: number | undefined;
+
+  constructor(
+    readonly dims: Gemma3Config,
+    readonly embed_tokens: Embedding,
+    readonly layers: Gemma3DecoderLayer[],
+    readonly norm: tf.Tensor1D,
+    protected readonly head: Embedding,
+  ) {
+    super();
+    this.globalInvFreq = ropeInverseFrequencies(
+      dims.headDim,
+      dims.ropeTheta,
+      dims.ropeScaling,
+    );
+    this.localInvFreq = ropeInverseFrequencies(
+      dims.headDim,
+      dims.ropeLocalBase,
+      { type: "default" },
+    );
+    this.logitSoftcap = dims.finalLogitSoftcap;
+  }
+
+  hiddenStates(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D {
+    return tf.tidy(() => {
+      const T = ids.shape[1];
+      const past = cache?.length ?? 0;
+      // The √C normaliser is a float32 scalar in HF, applied after the lookup so the tied head stays unscaled.
+      let x = this.embed_tokens
+        .lookup(ids)
+        .mul(Math.fround(Math.sqrt(this.dims.hiddenSize))) as tf.Tensor3D;
+      const full: LayerContext = {
+        rope: ropeTables(this.globalInvFreq, past, T),
+        mask: causalMask(T, past),
+      };
+      const local: LayerContext = {
+        rope: ropeTables(this.localInvFreq, past, T),
+        mask: causalMask(T, past, this.dims.slidingWindow),
+      };
+      this.layers.forEach(
+        (layer, i) =>
+          (x = layer.forward(
+            x,
+            this.dims,
+            this.dims.sliding[i] ? local : full,
+            i,
+            cache,
+          )),
+      );
+      return rmsNorm(x, this.norm, this.dims.rmsNormEps) as tf.Tensor3D;
+    });
+  }
+
+  linears(): Linear[] {
+    return this.layers.flatMap((l) => l.linears());
+  }
+
+  dispose(): void {
+    this.embed_tokens.dispose();
+    if (this.head !== this.embed_tokens) this.head.dispose();
+    for (const l of this.layers) {
+      for (const lin of l.linears()) lin.dispose();
+      tf.dispose(l.tensors());
+    }
+    this.norm.dispose();
+  }
+}
+
+export function loadGemma3(
+  config: Gemma3Config,
+  source: WeightSource,
+  maxBindingBytes: number,
+): Promise<Gemma3ForCausalLM> {
+  return loadWeights(source, maxBindingBytes, async (w) => {
+    const {
+      hiddenSize: C,
+      headDim: D,
+      numHeads: H,
+      numKvHeads: G,
+      intermediateSize: F,
+    } = config;
+    const onePlus = (name: string, size: number) =>
+      w.tensor1dMapped(name, size, (v) => 1 + v);
+    const layers: Gemma3DecoderLayer[] = [];
+    for (let i = 0; i < config.numLayers; i++) {
+      const p = `model.layers.${i}`;
+      const lin = (name: string, inF: number, outF: number) =>
+        w.linear(`${p}.${name}`, "out_in", inF, outF, false);
+      layers.push(
+        new Gemma3DecoderLayer(
+          {
+            q_proj: await lin("self_attn.q_proj", C, H * D),
+            k_proj: await lin("self_attn.k_proj", C, G * D),
+            v_proj: await lin("self_attn.v_proj", C, G * D),
+            o_proj: await lin("self_attn.o_proj", H * D, C),
+            q_norm: await onePlus(`${p}.self_attn.q_norm.weight`, D),
+            k_norm: await onePlus(`${p}.self_attn.k_norm.weight`, D),
+          },
+          {
+            gate_proj: await lin("mlp.gate_proj", C, F),
+            up_proj: await lin("mlp.up_proj", C, F),
+            down_proj: await lin("mlp.down_proj", F, C),
+          },
+          {
+            input_layernorm: await onePlus(`${p}.input_layernorm.weight`, C),
+            post_attention_layernorm: await onePlus(
+              `${p}.post_attention_layernorm.weight`,
+              C,
+            ),
+            pre_feedforward_layernorm: await onePlus(
+              `${p}.pre_feedforward_layernorm.weight`,
+              C,
+            ),
+            post_feedforward_layernorm: await onePlus(
+              `${p}.post_feedforward_layernorm.weight`,
+              C,
+            ),
+          },
+        ),
+      );
+    }
+    const embed = await w.embedding(
+      "model.embed_tokens.weight",
+      config.vocabSize,
+      C,
+    );
+    if (config.tieWordEmbeddings) w.ignore("lm_head.weight");
+    const head = config.tieWordEmbeddings
+      ? embed
+      : await w.embedding("lm_head.weight", config.vocabSize, C);
+    return new Gemma3ForCausalLM(
+      config,
+      embed,
+      layers,
+      await onePlus("model.norm.weight", C),
+      head,
+    );
+  });
+}

@@ -1,0 +1,104 @@
+/**
+ * Autoregressive generation with a KV cache: the prompt runs once, then one token per step. Stops at an EOS
+ * token, at a stop string, or after maxNewTokens.
+ */
+import { ConfigError } from "../errors.js";
+import type { CausalLM } from "./causal_lm.js";
+import {
+  sampleNext,
+  seededRandom,
+  validateSampling,
+  type SamplingOptions,
+} from "./sampling.js";
+
+/** The part of a tokenizer generation needs. */
+export interface TextCodec {
+  encode(text: string): number[];
+  decode(ids: number[], options?: { skipSpecialTokens?: boolean }): string;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Default 64. */
+  maxNewTokens?: number;
+  /** Seed of the sampler; the same seed, prompt and options give the same tokens. Default 0. */
+  seed?: number;
+  /** Generation ends when the decoded continuation contains one of these; the text stops before it. */
+  stop?: string[];
+  /** Token ids that end generation (default: the model's eos_token_id). */
+  eosTokenIds?: number[];
+  /** Called after each new token, with the continuation decoded so far. */
+  onToken?: (token: { id: number; text: string }) => void;
+}
+
+export interface GenerateResult {
+  /** The new token ids (without the prompt, and without a final EOS). */
+  ids: number[];
+  /** The decoded continuation, cut before any stop string. Empty without a tokenizer. */
+  text: string;
+  stopReason: "eos" | "stop" | "length";
+}
+
+export async function generate(
+  model: CausalLM,
+  promptIds: number[],
+  codec: TextCodec | undefined,
+  options: GenerateOptions = {},
+): Promise<GenerateResult> {
+  const sampling = validateSampling(options);
+  const maxNewTokens = options.maxNewTokens ?? 64;
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) {
+    throw new ConfigError(
+      `generate: maxNewTokens must be a positive integer, got ${maxNewTokens}.`,
+    );
+  }
+  if (promptIds.length === 0)
+    throw new ConfigError(
+      "generate: the prompt is empty; give at least one token.",
+    );
+  if (options.stop?.length && !codec)
+    throw new ConfigError(
+      "generate: stop strings need a tokenizer to decode text.",
+    );
+  const eos = new Set(options.eosTokenIds ?? model.dims.eosTokenIds);
+  const random = seededRandom(options.seed ?? 0);
+  const seen = [...promptIds];
+  const ids: number[] = [];
+  const cache = model.newCache();
+  let text = "";
+  try {
+    let input = promptIds;
+    for (let step = 0; step < maxNewTokens; step++) {
+      const logits = model.nextTokenLogits([input], cache);
+      // The one GPU -> CPU sync of each step: the sampler runs on the CPU.
+      const row = (await logits.data()) as Float32Array;
+      logits.dispose();
+      const next = sampleNext(row, seen, sampling, random);
+      if (eos.has(next)) return { ids, text, stopReason: "eos" };
+      ids.push(next);
+      seen.push(next);
+      if (codec) {
+        text = codec.decode(ids, { skipSpecialTokens: true });
+        const hit = firstStop(text, options.stop ?? []);
+        if (hit !== undefined) {
+          text = text.slice(0, hit);
+          options.onToken?.({ id: next, text });
+          return { ids, text, stopReason: "stop" };
+        }
+      }
+      options.onToken?.({ id: next, text });
+      input = [next];
+    }
+    return { ids, text, stopReason: "length" };
+  } finally {
+    cache.dispose();
+  }
+}
+
+function firstStop(text: string, stops: string[]): number | undefined {
+  let first: number | undefined;
+  for (const s of stops) {
+    const at = s.length > 0 ? text.indexOf(s) : -1;
+    if (at >= 0 && (first === undefined || at < first)) first = at;
+  }
+  return first;
+}

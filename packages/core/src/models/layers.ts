@@ -1,0 +1,237 @@
+/**
+ * Building blocks shared by the architectures where the maths is truly identical: Linear, the norms, RoPE,
+ * causal (optionally sliding-window) attention with GQA, and a vocabulary-chunked embedding.
+ *
+ * Letters: B batch, T new tokens, S attended tokens (past + new), C hidden size, H query heads, G kv heads,
+ * D head dim, V vocabulary.
+ */
+import * as tf from "@tensorflow/tfjs";
+
+/** What wraps a Linear's forward (LoRA, later): given the layer and its input, returns the output. */
+export interface LinearAdapter {
+  forward(layer: Linear, x: tf.Tensor): tf.Tensor;
+}
+
+/**
+ * One projection with its Hugging Face module name. The frozen weight keeps its stored layout:
+ * 'in_out' is GPT-2's Conv1D ([in, out]), 'out_in' is nn.Linear ([out, in]). No transposed copy is made.
+ */
+export class Linear {
+  /** Set by adapter injection; when present it computes the whole layer. */
+  adapter: LinearAdapter | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly weight: tf.Tensor2D,
+    readonly bias: tf.Tensor1D | null,
+    readonly layout: "in_out" | "out_in",
+  ) {}
+
+  get inFeatures(): number {
+    return this.layout === "in_out"
+      ? this.weight.shape[0]
+      : this.weight.shape[1];
+  }
+
+  get outFeatures(): number {
+    return this.layout === "in_out"
+      ? this.weight.shape[1]
+      : this.weight.shape[0];
+  }
+
+  /** x: [..., in] -> [..., out] */
+  forward(x: tf.Tensor): tf.Tensor {
+    if (this.adapter) return this.adapter.forward(this, x);
+    return tf.tidy(() => {
+      const lead = x.shape.slice(0, -1);
+      const x2d = x.reshape([-1, this.inFeatures]);
+      let y = tf.matMul(x2d, this.weight, false, this.layout === "out_in");
+      if (this.bias) y = y.add(this.bias);
+      return y.reshape([...lead, this.outFeatures]);
+    });
+  }
+
+  dispose(): void {
+    this.weight.dispose();
+    this.bias?.dispose();
+  }
+}
+
+/** LayerNorm over the last dim: (x - mean) / sqrt(var + eps) · w + b. */
+export function layerNorm(
+  x: tf.Tensor,
+  weight: tf.Tensor1D,
+  bias: tf.Tensor1D,
+  eps: number,
+): tf.Tensor {
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    return x
+      .sub(mean)
+      .mul(tf.rsqrt(variance.add(eps)))
+      .mul(weight)
+      .add(bias);
+  });
+}
+
+/** RMSNorm over the last dim: x / sqrt(mean(x²) + eps) · scale, where scale is w (Llama) or 1 + w (Gemma). */
+export function rmsNorm(
+  x: tf.Tensor,
+  scale: tf.Tensor1D,
+  eps: number,
+): tf.Tensor {
+  return tf.tidy(() =>
+    x.mul(tf.rsqrt(x.square().mean(-1, true).add(eps))).mul(scale),
+  );
+}
+
+/** GELU with the tanh approximation (GPT-2's gelu_new, Gemma's gelu_pytorch_tanh). */
+export function geluTanh(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const inner = x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI));
+    return x.mul(0.5).mul(inner.tanh().add(1));
+  });
+}
+
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => x.mul(x.sigmoid()));
+}
+
+export type RopeScaling =
+  | { type: "default" }
+  | { type: "linear"; factor: number }
+  | {
+      type: "llama3";
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositions: number;
+    };
+
+/** inv_freq[i] = base^(-2i/D) for i < D/2, adjusted by the rope scaling (HF modeling_rope_utils). */
+export function ropeInverseFrequencies(
+  headDim: number,
+  base: number,
+  scaling: RopeScaling,
+): Float64Array {
+  const half = headDim / 2;
+  const inv = new Float64Array(half);
+  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(base, (2 * i) / headDim);
+  if (scaling.type === "linear") return inv.map((f) => f / scaling.factor);
+  if (scaling.type === "llama3") {
+    const { factor, lowFreqFactor, highFreqFactor, originalMaxPositions } =
+      scaling;
+    const lowFreqWavelen = originalMaxPositions / lowFreqFactor;
+    const highFreqWavelen = originalMaxPositions / highFreqFactor;
+    return inv.map((f) => {
+      const wavelen = (2 * Math.PI) / f;
+      if (wavelen < highFreqWavelen) return f; // high frequencies are kept
+      if (wavelen > lowFreqWavelen) return f / factor; // low frequencies are scaled
+      const smooth =
+        (originalMaxPositions / wavelen - lowFreqFactor) /
+        (highFreqFactor - lowFreqFactor);
+      return (1 - smooth) * (f / factor) + smooth * f;
+    });
+  }
+  return inv;
+}
+
+/** cos and sin tables [T, D] for positions start..start+T-1, the half-frequencies repeated (rotate_half style). */
+export function ropeTables(
+  invFreq: Float64Array,
+  start: number,
+  T: number,
+): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const half = invFreq.length;
+  const D = 2 * half;
+  const cos = new Float32Array(T * D);
+  const sin = new Float32Array(T * D);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < half; i++) {
+      // Angles in float64, as the float32 position × inv_freq product of HF differs only in the last bits.
+      const angle = (start + t) * invFreq[i]!;
+      cos[t * D + i] = cos[t * D + i + half] = Math.cos(angle);
+      sin[t * D + i] = sin[t * D + i + half] = Math.sin(angle);
+    }
+  }
+  return { cos: tf.tensor2d(cos, [T, D]), sin: tf.tensor2d(sin, [T, D]) };
+}
+
+/** x·cos + rotate_half(x)·sin, with rotate_half(x) = [-x2, x1]. x: [B, heads, T, D]; cos/sin: [T, D]. */
+export function applyRope(
+  x: tf.Tensor4D,
+  cos: tf.Tensor2D,
+  sin: tf.Tensor2D,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const half = x.shape[3] / 2;
+    const [x1, x2] = tf.split(x, [half, half], 3);
+    const rotated = tf.concat([x2!.neg(), x1!], 3);
+    return x.mul(cos).add(rotated.mul(sin)) as tf.Tensor4D;
+  });
+}
+
+/** A finite stand-in for -inf: GPU compilers may assume no infinities, and exp(MASKED - max) is exactly 0. */
+const MASKED = -1e30;
+
+/**
+ * Additive attention mask [T, S] for T new queries at positions past..past+T-1 over S = past + T keys:
+ * 0 where key j is visible (j ≤ i, and i - j < window when a sliding window is set), MASKED elsewhere.
+ */
+export function causalMask(
+  T: number,
+  past: number,
+  window?: number,
+): tf.Tensor2D {
+  const S = past + T;
+  const mask = new Float32Array(T * S);
+  for (let t = 0; t < T; t++) {
+    const i = past + t;
+    for (let j = 0; j < S; j++) {
+      const visible = j <= i && (window === undefined || i - j < window);
+      mask[t * S + j] = visible ? 0 : MASKED;
+    }
+  }
+  return tf.tensor2d(mask, [T, S]);
+}
+
+/** [B, T, heads·D] -> [B, heads, T, D] */
+export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
+  const [B, T, C] = x.shape as [number, number, number];
+  return x
+    .reshape([B, T, heads, C / heads])
+    .transpose([0, 2, 1, 3]) as tf.Tensor4D;
+}
+
+/** [B, heads, T, D] -> [B, T, heads·D] */
+export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
+  const [B, H, T, D] = x.shape;
+  return x.transpose([0, 2, 1, 3]).reshape([B, T, H * D]) as tf.Tensor3D;
+}
+
+/**
+ * softmax(q·kᵀ·scale + mask)·v with grouped-query attention: each of the G kv heads serves H/G query heads.
+ * q: [B, H, T, D], k and v: [B, G, S, D], mask: [T, S] -> [B, H, T, D]
+ */
+export function attention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  mask: tf.Tensor2D,
+  scale: number,
+  /** Gemma 2-style attention softcapping: cap·tanh(score / cap), before the mask. */
+  softcap?: number,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [B, H, T, D] = q.shape;
+    const G = k.shape[1];
+    const S = k.shape[2];
+    // Group the query heads under their kv head instead of repeating k and v: [B, G, (H/G)·T, D].
+    const qg = q.reshape([B, G, (H / G) * T, D]);
+    let scores = tf.matMul(qg, k, false, true).mul(scale);
+    if (softcap !== undefined) scores = scores.div(softcap).tanh().mul(softcap);
+    scores = scores.reshape([B, G, H / G, T, S]).add(mask);
+    const probs = tf.softmax(scores, -1).reshape([B, G, (H / G) * T, S]);
+    return tf.matMul(probs, v).reshape([B, H, T, D]) as tf.Tensor4D;
+  });
+}

@@ -1,0 +1,238 @@
+/**
+ * Llama (SmolLM/SmolLM2, TinyLlama, Llama 3.x), as in HF's modeling_llama.py: RMSNorm pre-norm blocks, RoPE
+ * (default, linear or llama3 scaling), grouped-query attention, SwiGLU MLP, optionally tied LM head.
+ * Qwen2 is the same maths with q/k/v biases (see qwen2.ts).
+ *
+ * Letters: B batch, T tokens, C hidden size, H query heads, G kv heads, D head dim, F MLP size.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { CausalLM, type KVCache, type ModelDims } from "./causal_lm.js";
+import type { ConfigReader } from "./config.js";
+import type { Embedding } from "./embedding.js";
+import {
+  applyRope,
+  attention,
+  causalMask,
+  Linear,
+  mergeHeads,
+  rmsNorm,
+  ropeInverseFrequencies,
+  ropeTables,
+  silu,
+  splitHeads,
+  type RopeScaling,
+} from "./layers.js";
+import { ropeScaling } from "./rope.js";
+import { loadWeights, type WeightSource } from "./weights.js";
+
+export interface LlamaConfig extends ModelDims {
+  intermediateSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling;
+  /** Which projections carry a bias: Llama's attention_bias covers q, k, v and o; Qwen2 has q, k, v only. */
+  qkvBias: boolean;
+  oBias: boolean;
+  mlpBias: boolean;
+}
+
+export function llamaConfig(
+  cfg: ConfigReader,
+  modelType = "llama",
+): LlamaConfig {
+  const C = cfg.int("hidden_size");
+  const H = cfg.int("num_attention_heads");
+  cfg.oneOf("hidden_act", ["silu"], "silu");
+  const attentionBias = cfg.bool("attention_bias", false);
+  return {
+    modelType,
+    vocabSize: cfg.int("vocab_size"),
+    hiddenSize: C,
+    numLayers: cfg.int("num_hidden_layers"),
+    numHeads: H,
+    numKvHeads: cfg.int("num_key_value_heads", H),
+    headDim: cfg.int("head_dim", C / H),
+    maxPositions: cfg.int("max_position_embeddings", 2048),
+    tieWordEmbeddings: cfg.bool("tie_word_embeddings", false),
+    bosTokenId: cfg.optionalTokenId("bos_token_id"),
+    eosTokenIds: cfg.eosTokenIds(),
+    intermediateSize: cfg.int("intermediate_size"),
+    rmsNormEps: cfg.number("rms_norm_eps", 1e-6),
+    ropeTheta: cfg.number("rope_theta", 10000),
+    ropeScaling: ropeScaling(cfg),
+    qkvBias: attentionBias,
+    oBias: attentionBias,
+    mlpBias: cfg.bool("mlp_bias", false),
+  };
+}
+
+interface Attention {
+  q_proj: Linear;
+  k_proj: Linear;
+  v_proj: Linear;
+  o_proj: Linear;
+}
+
+interface Mlp {
+  gate_proj: Linear;
+  up_proj: Linear;
+  down_proj: Linear;
+}
+
+class LlamaDecoderLayer {
+  constructor(
+    readonly input_layernorm: tf.Tensor1D,
+    readonly self_attn: Attention,
+    readonly post_attention_layernorm: tf.Tensor1D,
+    readonly mlp: Mlp,
+  ) {}
+
+  /** x: [B, T, C] -> [B, T, C] */
+  forward(
+    x: tf.Tensor3D,
+    c: LlamaConfig,
+    rope: { cos: tf.Tensor2D; sin: tf.Tensor2D },
+    mask: tf.Tensor2D,
+    i: number,
+    cache?: KVCache,
+  ): tf.Tensor3D {
+    const a = this.self_attn;
+    // attention
+    const h = rmsNorm(x, this.input_layernorm, c.rmsNormEps);
+    const q = applyRope(
+      splitHeads(a.q_proj.forward(h), c.numHeads),
+      rope.cos,
+      rope.sin,
+    ); // [B, H, T, D]
+    let k = applyRope(
+      splitHeads(a.k_proj.forward(h), c.numKvHeads),
+      rope.cos,
+      rope.sin,
+    ); // [B, G, T, D]
+    let v = splitHeads(a.v_proj.forward(h), c.numKvHeads);
+    if (cache) ({ k, v } = cache.append(i, k, v));
+    const y = attention(q, k, v, mask, 1 / Math.sqrt(c.headDim));
+    x = x.add(a.o_proj.forward(mergeHeads(y)));
+    // SwiGLU MLP
+    const m = rmsNorm(x, this.post_attention_layernorm, c.rmsNormEps);
+    const gated = silu(this.mlp.gate_proj.forward(m)).mul(
+      this.mlp.up_proj.forward(m),
+    );
+    return x.add(this.mlp.down_proj.forward(gated)) as tf.Tensor3D;
+  }
+
+  linears(): Linear[] {
+    const a = this.self_attn;
+    return [
+      a.q_proj,
+      a.k_proj,
+      a.v_proj,
+      a.o_proj,
+      this.mlp.gate_proj,
+      this.mlp.up_proj,
+      this.mlp.down_proj,
+    ];
+  }
+}
+
+export class LlamaForCausalLM extends CausalLM {
+  private readonly invFreq: Float64Array;
+
+  constructor(
+    readonly dims: LlamaConfig,
+    readonly embed_tokens: Embedding,
+    readonly layers: LlamaDecoderLayer[],
+    readonly norm: tf.Tensor1D,
+    protected readonly head: Embedding,
+  ) {
+    super();
+    this.invFreq = ropeInverseFrequencies(
+      dims.headDim,
+      dims.ropeTheta,
+      dims.ropeScaling,
+    );
+  }
+
+  hiddenStates(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D {
+    return tf.tidy(() => {
+      const T = ids.shape[1];
+      const past = cache?.length ?? 0;
+      let x = this.embed_tokens.lookup(ids) as tf.Tensor3D; // [B, T, C]
+      const rope = ropeTables(this.invFreq, past, T);
+      const mask = causalMask(T, past);
+      this.layers.forEach(
+        (layer, i) => (x = layer.forward(x, this.dims, rope, mask, i, cache)),
+      );
+      return rmsNorm(x, this.norm, this.dims.rmsNormEps) as tf.Tensor3D;
+    });
+  }
+
+  linears(): Linear[] {
+    return this.layers.flatMap((l) => l.linears());
+  }
+
+  dispose(): void {
+    this.embed_tokens.dispose();
+    if (this.head !== this.embed_tokens) this.head.dispose();
+    for (const l of this.layers) {
+      for (const lin of l.linears()) lin.dispose();
+      tf.dispose([l.input_layernorm, l.post_attention_layernorm]);
+    }
+    this.norm.dispose();
+  }
+}
+
+export function loadLlama(
+  config: LlamaConfig,
+  source: WeightSource,
+  maxBindingBytes: number,
+): Promise<LlamaForCausalLM> {
+  return loadWeights(source, maxBindingBytes, async (w) => {
+    const {
+      hiddenSize: C,
+      headDim: D,
+      numHeads: H,
+      numKvHeads: G,
+      intermediateSize: F,
+    } = config;
+    const layers: LlamaDecoderLayer[] = [];
+    for (let i = 0; i < config.numLayers; i++) {
+      const p = `model.layers.${i}`;
+      const lin = (name: string, inF: number, outF: number, bias: boolean) =>
+        w.linear(`${p}.${name}`, "out_in", inF, outF, bias);
+      layers.push(
+        new LlamaDecoderLayer(
+          await w.tensor1d(`${p}.input_layernorm.weight`, C),
+          {
+            q_proj: await lin("self_attn.q_proj", C, H * D, config.qkvBias),
+            k_proj: await lin("self_attn.k_proj", C, G * D, config.qkvBias),
+            v_proj: await lin("self_attn.v_proj", C, G * D, config.qkvBias),
+            o_proj: await lin("self_attn.o_proj", H * D, C, config.oBias),
+          },
+          await w.tensor1d(`${p}.post_attention_layernorm.weight`, C),
+          {
+            gate_proj: await lin("mlp.gate_proj", C, F, config.mlpBias),
+            up_proj: await lin("mlp.up_proj", C, F, config.mlpBias),
+            down_proj: await lin("mlp.down_proj", F, C, config.mlpBias),
+          },
+        ),
+      );
+    }
+    const embed = await w.embedding(
+      "model.embed_tokens.weight",
+      config.vocabSize,
+      C,
+    );
+    if (config.tieWordEmbeddings) w.ignore("lm_head.weight");
+    const head = config.tieWordEmbeddings
+      ? embed
+      : await w.embedding("lm_head.weight", config.vocabSize, C);
+    return new LlamaForCausalLM(
+      config,
+      embed,
+      layers,
+      await w.tensor1d("model.norm.weight", C),
+      head,
+    );
+  });
+}

@@ -1,0 +1,171 @@
+/**
+ * Turning a checkpoint's named tensors into frozen GPU tensors, checked against the shapes an architecture
+ * expects. If anything fails, everything already uploaded is disposed: no half-loaded model stays on the GPU.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { FormatError, ShapeError } from "../errors.js";
+import { Embedding } from "./embedding.js";
+import { Linear } from "./layers.js";
+
+/** A checkpoint as the model layer sees it: names, shapes, and f32 values read one tensor at a time. */
+export interface WeightSource {
+  /** For messages: the file or folder the weights come from. */
+  readonly description: string;
+  names(): string[];
+  shape(name: string): number[] | undefined;
+  read(name: string): Promise<Float32Array>;
+}
+
+/** Buffers some checkpoints carry that are not weights (GPT-2's causal-mask buffers). */
+const IGNORED = [
+  /\.attn\.bias$/,
+  /\.attn\.masked_bias$/,
+  /rotary_emb\.inv_freq$/,
+];
+
+export class WeightLoader {
+  private readonly made: tf.Tensor[] = [];
+  private readonly used = new Set<string>();
+
+  constructor(
+    readonly source: WeightSource,
+    /** Largest tensor one storage binding can hold, in bytes; bigger embeddings are chunked. */
+    private readonly maxBindingBytes: number,
+  ) {}
+
+  /** Marks a tensor the architecture knowingly does not read (a tied head stored twice). */
+  ignore(name: string): void {
+    this.used.add(name);
+  }
+
+  has(name: string): boolean {
+    return this.source.shape(name) !== undefined;
+  }
+
+  private async read(name: string, expected: number[]): Promise<Float32Array> {
+    const shape = this.source.shape(name);
+    if (shape === undefined) {
+      throw new FormatError(
+        `${this.source.description}: tensor "${name}" is missing. Is this checkpoint for the architecture its ` +
+          `config.json names? It has ${this.source.names().length} tensors, e.g. ${this.source.names().slice(0, 4).join(", ")}.`,
+      );
+    }
+    if (
+      shape.length !== expected.length ||
+      shape.some((d, i) => d !== expected[i])
+    ) {
+      throw new ShapeError(
+        `${this.source.description}: tensor "${name}" is [${shape.join(", ")}], but config.json implies ` +
+          `[${expected.join(", ")}]. The config and the weights disagree.`,
+      );
+    }
+    this.used.add(name);
+    return this.source.read(name);
+  }
+
+  private keep<T extends tf.Tensor>(t: T): T {
+    this.made.push(t);
+    return t;
+  }
+
+  async tensor1d(name: string, size: number): Promise<tf.Tensor1D> {
+    return this.keep(tf.tensor1d(await this.read(name, [size])));
+  }
+
+  /** A 1-D weight transformed on the CPU before upload (Gemma's 1 + w norm scale). */
+  async tensor1dMapped(
+    name: string,
+    size: number,
+    f: (v: number) => number,
+  ): Promise<tf.Tensor1D> {
+    return this.keep(tf.tensor1d((await this.read(name, [size])).map(f)));
+  }
+
+  async tensor2d(name: string, shape: [number, number]): Promise<tf.Tensor2D> {
+    return this.keep(tf.tensor2d(await this.read(name, shape), shape));
+  }
+
+  /**
+   * A projection named by its HF module name, read from `${key}.weight` (and `.bias`) in its stored layout.
+   * `key` differs from the module name only where checkpoints drop a prefix (GPT-2 without "transformer.").
+   */
+  async linear(
+    module: string,
+    layout: "in_out" | "out_in",
+    inFeatures: number,
+    outFeatures: number,
+    bias: boolean,
+    key = module,
+  ): Promise<Linear> {
+    const shape: [number, number] =
+      layout === "in_out"
+        ? [inFeatures, outFeatures]
+        : [outFeatures, inFeatures];
+    const weight = await this.tensor2d(`${key}.weight`, shape);
+    const b = bias ? await this.tensor1d(`${key}.bias`, outFeatures) : null;
+    return new Linear(module, weight, b, layout);
+  }
+
+  /** A [V, C] table split into row chunks that each fit one binding. */
+  async embedding(
+    name: string,
+    vocab: number,
+    dim: number,
+    scale = 1,
+  ): Promise<Embedding> {
+    const data = await this.read(name, [vocab, dim]);
+    const rows = Embedding.rowsPerChunk(dim, this.maxBindingBytes);
+    const chunks: tf.Tensor2D[] = [];
+    for (let start = 0; start < vocab; start += rows) {
+      const end = Math.min(vocab, start + rows);
+      const slice = data.subarray(start * dim, end * dim);
+      chunks.push(
+        this.keep(
+          tf.tensor2d(scale === 1 ? slice : slice.map((v) => v * scale), [
+            end - start,
+            dim,
+          ]),
+        ),
+      );
+    }
+    return new Embedding(name, chunks);
+  }
+
+  /** Checkpoint tensors nothing read (apart from known buffers): a sign of a config/weights mismatch. */
+  unused(): string[] {
+    return this.source
+      .names()
+      .filter((n) => !this.used.has(n) && !IGNORED.some((re) => re.test(n)));
+  }
+
+  /** Frees every tensor made so far; called when loading fails part-way. */
+  disposeAll(): void {
+    for (const t of this.made) t.dispose();
+    this.made.length = 0;
+  }
+}
+
+/**
+ * Runs `build` with a loader; on failure disposes every tensor it had uploaded and rethrows. On success, warns
+ * once about checkpoint tensors the architecture did not use.
+ */
+export async function loadWeights<M>(
+  source: WeightSource,
+  maxBindingBytes: number,
+  build: (loader: WeightLoader) => Promise<M>,
+): Promise<M> {
+  const loader = new WeightLoader(source, maxBindingBytes);
+  try {
+    const model = await build(loader);
+    const unused = loader.unused();
+    if (unused.length > 0) {
+      console.warn(
+        `webtune: ${source.description}: ${unused.length} checkpoint tensor(s) were not used, e.g. ${unused.slice(0, 5).join(", ")}.`,
+      );
+    }
+    return model;
+  } catch (error) {
+    loader.disposeAll();
+    throw error;
+  }
+}
