@@ -24,3 +24,37 @@ export class ConfigError extends WebtuneError {}
 
 /** A file or record that does not follow its format. */
 export class FormatError extends WebtuneError {}
+
+/** A request that failed: the server could not be reached, refused access, or answered an error status. */
+export class NetworkError extends WebtuneError {
+  /** The URL that was requested. */
+  readonly url: string;
+  /** The HTTP status, when the server answered. */
+  readonly status: number | undefined;
+
+  constructor(
+    message: string,
+    details: { url: string; status?: number; cause?: unknown },
+  ) {
+    super(message, { cause: details.cause });
+    this.url = details.url;
+    this.status = details.status;
+  }
+}
+
+/** A file that a model source does not have: absent from a directory or a file list, or HTTP 404. */
+export class FileNotFoundError extends WebtuneError {
+  /** The model source as given (hub id, URL, directory or "selected files"). */
+  readonly source: string;
+  /** The file name relative to the model folder, e.g. `config.json`. */
+  readonly file: string;
+
+  constructor(
+    message: string,
+    details: { source: string; file: string; cause?: unknown },
+  ) {
+    super(message, { cause: details.cause });
+    this.source = details.source;
+    this.file = details.file;
+  }
+}
