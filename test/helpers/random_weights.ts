@@ -140,7 +140,7 @@ export function randomWeightSource(
   return {
     description,
     names: () => Object.keys(shapes),
-    shape: (name) => shapes[name],
+    shape: async (name) => shapes[name],
     read: async (name) => {
       const shape = shapes[name];
       if (!shape) throw new Error(`${description}: no tensor ${name}`);
