@@ -13,3 +13,5 @@
 export * from "./errors.js";
 export * from "./runtime/index.js";
 export * from "./kernels/index.js";
+export * from "./io/index.js";
+export * from "./models/index.js";

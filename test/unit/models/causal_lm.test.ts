@@ -167,7 +167,7 @@ describe("bad configs and checkpoints", () => {
     const raw = TINY_CONFIGS["llama"]!;
     const source = randomWeightSource(raw, "bad.safetensors");
     const shapeOf = source.shape;
-    source.shape = (name) =>
+    source.shape = async (name) =>
       name === "model.layers.1.mlp.up_proj.weight" ? [64, 31] : shapeOf(name);
     const before = tf.memory().numTensors;
     const loading = resolveConfig(raw, "m/config.json").load(source, BIG);
@@ -185,7 +185,7 @@ describe("bad configs and checkpoints", () => {
     const raw = TINY_CONFIGS["gemma3_text"]!;
     const source = randomWeightSource(raw, "partial.safetensors");
     const shapeOf = source.shape;
-    source.shape = (name) =>
+    source.shape = async (name) =>
       name === "model.norm.weight" ? undefined : shapeOf(name);
     const before = tf.memory().numTensors;
     await expect(

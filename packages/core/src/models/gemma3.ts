@@ -45,10 +45,13 @@ export function gemma3Config(cfg: ConfigReader): Gemma3Config {
   const H = cfg.int("num_attention_heads");
   const L = cfg.int("num_hidden_layers");
   cfg.oneOf("hidden_activation", ["gelu_pytorch_tanh"], "gelu_pytorch_tanh");
-  if (cfg.bool("attention_bias", false))
-    throw new ConfigError(
-      `${cfg.source}: Gemma 3 with "attention_bias": true is not supported.`,
-    );
+  for (const unsupported of ["attention_bias", "use_bidirectional_attention"]) {
+    if (cfg.bool(unsupported, false)) {
+      throw new ConfigError(
+        `${cfg.source}: Gemma 3 with "${unsupported}": true is not supported.`,
+      );
+    }
+  }
   return {
     modelType: "gemma3_text",
     vocabSize: cfg.int("vocab_size"),

@@ -11,8 +11,9 @@ import { Linear } from "./layers.js";
 export interface WeightSource {
   /** For messages: the file or folder the weights come from. */
   readonly description: string;
-  names(): string[];
-  shape(name: string): number[] | undefined;
+  names(): readonly string[];
+  /** Shape from the header, without reading data; undefined when the checkpoint lacks the tensor. */
+  shape(name: string): Promise<number[] | undefined>;
   read(name: string): Promise<Float32Array>;
 }
 
@@ -39,11 +40,11 @@ export class WeightLoader {
   }
 
   has(name: string): boolean {
-    return this.source.shape(name) !== undefined;
+    return this.source.names().includes(name);
   }
 
   private async read(name: string, expected: number[]): Promise<Float32Array> {
-    const shape = this.source.shape(name);
+    const shape = await this.source.shape(name);
     if (shape === undefined) {
       throw new FormatError(
         `${this.source.description}: tensor "${name}" is missing. Is this checkpoint for the architecture its ` +
