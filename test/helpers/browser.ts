@@ -3,6 +3,7 @@
  * Vite and served by `vite preview` on localhost (WebGPU needs a secure context).
  */
 import { existsSync } from "node:fs";
+import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser } from "playwright-core";
 import { build, preview, type PreviewServer } from "vite";
@@ -37,15 +38,30 @@ export async function launchChromium(): Promise<Browser> {
   });
 }
 
-/** Builds the demo and serves it on a free localhost port. */
-export async function serveDemo(): Promise<{
+/**
+ * Builds the demo, or another page folder (`root`) with the same Vite config, and serves the build on a free
+ * localhost port.
+ */
+export async function serveDemo(root?: string): Promise<{
   url: string;
   close: () => Promise<void>;
 }> {
-  await build({ configFile, logLevel: "warn" });
+  const overrides = root
+    ? {
+        root,
+        build: {
+          outDir: fileURLToPath(
+            new URL(`../../dist/e2e-${basename(root)}`, import.meta.url),
+          ),
+          emptyOutDir: true,
+        },
+      }
+    : {};
+  await build({ configFile, logLevel: "warn", ...overrides });
   const server: PreviewServer = await preview({
     configFile,
     logLevel: "warn",
+    ...overrides,
     preview: { host: "127.0.0.1", port: 0, strictPort: false },
   });
   const address = server.httpServer.address();

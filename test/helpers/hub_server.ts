@@ -74,6 +74,21 @@ async function handle(
   res: ServerResponse,
 ): Promise<void> {
   const path = req.url ?? "/";
+  // The real hub answers cross-origin requests, which is how pages on any origin fetch models.
+  res.setHeader("Access-Control-Allow-Origin", "*");
+  res.setHeader(
+    "Access-Control-Expose-Headers",
+    "Content-Length, Content-Range, Accept-Ranges",
+  );
+  if (req.method === "OPTIONS") {
+    res
+      .writeHead(204, {
+        "Access-Control-Allow-Methods": "GET, HEAD",
+        "Access-Control-Allow-Headers": "Range, Authorization",
+      })
+      .end();
+    return;
+  }
   hub.requests.push({
     method: req.method ?? "GET",
     path,

@@ -7,6 +7,8 @@ import { DeviceError, type GpuInfo, type LoraCheckResult } from "@webtune/core";
 import type { TrainerApi, WorkerTrainer } from "@webtune/worker";
 import { TrainerService } from "../../../packages/worker/src/service.js";
 import { allowNoGpu } from "../../helpers/gpu.js";
+import { GOLDEN_DIR, readConfig, readGolden } from "../../helpers/golden.js";
+import { checkpointShapes } from "../../helpers/random_weights.js";
 
 const service = new TrainerService();
 afterAll(() => service.dispose());
@@ -30,6 +32,34 @@ describe("TrainerService", () => {
     await expect(service.gpuInfo()).rejects.toThrow(DeviceError);
     // And it can start again.
     expect((await service.init()).backend).toBe("webgpu");
+  });
+
+  it("loads a model, computes its loss, and says when no model is loaded", async (ctx) => {
+    await service
+      .init()
+      .catch((e: unknown) =>
+        allowNoGpu ? ctx.skip(String(e)) : Promise.reject(e),
+      );
+    await expect(service.loss([[1, 2]])).rejects.toThrow(
+      /No model is loaded in the worker: call loadModel/,
+    );
+    const dir = `${GOLDEN_DIR}tiny/llama_tied`;
+    const info = await service.loadModel(dir, { cache: false });
+    expect(info.dims.modelType).toBe("llama");
+    expect(info.hasTokenizer).toBe(false);
+    const golden = readGolden(dir);
+    const loss = await service.loss(golden.input_ids);
+    expect(Math.abs(loss - golden.loss) / golden.loss).toBeLessThan(1e-5);
+    // A tied model counts its embedding once, like the checkpoint (which has no lm_head.weight).
+    const shapes = Object.values(checkpointShapes(readConfig(dir)));
+    expect(info.parameters).toBe(
+      shapes.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0),
+    );
+    const result = await service.generate(golden.input_ids[0]!, {
+      maxNewTokens: 3,
+      eosTokenIds: [],
+    });
+    expect(result.ids).toHaveLength(3);
   });
 
   it("is what the main thread sees through comlink, with every method async", () => {

@@ -63,6 +63,11 @@ export class KVCache {
 
 export const IGNORE_INDEX = -100;
 
+/** The weight and bias tensors of some Linear layers. */
+export function linearWeights(linears: Linear[]): tf.Tensor[] {
+  return linears.flatMap((l) => (l.bias ? [l.weight, l.bias] : [l.weight]));
+}
+
 export abstract class CausalLM {
   abstract readonly dims: ModelDims;
   /** The LM head's vocabulary chunks: the tied embedding or lm_head. */
@@ -76,8 +81,18 @@ export abstract class CausalLM {
   /** ids [B, T] -> final hidden states [B, T, C]; appends to `cache` when given. */
   abstract hiddenStates(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D;
 
+  /** Every frozen weight tensor (a tied head may appear twice; callers dedupe). */
+  abstract weights(): tf.Tensor[];
+
+  /** Parameters of the base model, counting a tied embedding once. */
+  parameterCount(): number {
+    return [...new Set(this.weights())].reduce((n, t) => n + t.size, 0);
+  }
+
   /** Frees every weight. */
-  abstract dispose(): void;
+  dispose(): void {
+    tf.dispose([...new Set(this.weights())]);
+  }
 
   newCache(): KVCache {
     return new KVCache(this.dims.numLayers);

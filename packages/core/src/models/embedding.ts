@@ -62,8 +62,4 @@ export class Embedding {
   projectChunks(h: tf.Tensor2D): tf.Tensor2D[] {
     return this.chunks.map((chunk) => tf.matMul(h, chunk, false, true));
   }
-
-  dispose(): void {
-    for (const c of this.chunks) c.dispose();
-  }
 }

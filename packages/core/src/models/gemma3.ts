@@ -7,7 +7,12 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
-import { CausalLM, type KVCache, type ModelDims } from "./causal_lm.js";
+import {
+  CausalLM,
+  linearWeights,
+  type KVCache,
+  type ModelDims,
+} from "./causal_lm.js";
 import type { ConfigReader } from "./config.js";
 import type { Embedding } from "./embedding.js";
 import {
@@ -276,14 +281,14 @@ export class Gemma3ForCausalLM extends CausalLM {
     return this.layers.flatMap((l) => l.linears());
   }
 
-  dispose(): void {
-    this.embed_tokens.dispose();
-    if (this.head !== this.embed_tokens) this.head.dispose();
-    for (const l of this.layers) {
-      for (const lin of l.linears()) lin.dispose();
-      tf.dispose(l.tensors());
-    }
-    this.norm.dispose();
+  weights(): tf.Tensor[] {
+    return [
+      ...this.embed_tokens.chunks,
+      ...this.layers.flatMap((l) => l.tensors()),
+      ...linearWeights(this.linears()),
+      this.norm,
+      ...this.head.chunks,
+    ];
   }
 }
 

@@ -5,7 +5,12 @@
  * Letters: B batch, T tokens, C hidden size (n_embd), H heads, D = C / H.
  */
 import * as tf from "@tensorflow/tfjs";
-import { CausalLM, type KVCache, type ModelDims } from "./causal_lm.js";
+import {
+  CausalLM,
+  linearWeights,
+  type KVCache,
+  type ModelDims,
+} from "./causal_lm.js";
 import { ConfigReader } from "./config.js";
 import type { Embedding } from "./embedding.js";
 import {
@@ -146,14 +151,20 @@ export class Gpt2LMHeadModel extends CausalLM {
     return this.h.flatMap((b) => b.linears());
   }
 
-  dispose(): void {
-    this.wte.dispose();
-    this.wpe.dispose();
-    for (const b of this.h) {
-      for (const l of b.linears()) l.dispose();
-      tf.dispose([b.ln_1.weight, b.ln_1.bias, b.ln_2.weight, b.ln_2.bias]);
-    }
-    tf.dispose([this.ln_f.weight, this.ln_f.bias]);
+  weights(): tf.Tensor[] {
+    return [
+      ...this.wte.chunks,
+      this.wpe,
+      ...this.h.flatMap((b) => [
+        b.ln_1.weight,
+        b.ln_1.bias,
+        b.ln_2.weight,
+        b.ln_2.bias,
+      ]),
+      ...linearWeights(this.linears()),
+      this.ln_f.weight,
+      this.ln_f.bias,
+    ];
   }
 }
 

@@ -50,11 +50,6 @@ export class Linear {
       return y.reshape([...lead, this.outFeatures]);
     });
   }
-
-  dispose(): void {
-    this.weight.dispose();
-    this.bias?.dispose();
-  }
 }
 
 /** LayerNorm over the last dim: (x - mean) / sqrt(var + eps) · w + b. */

@@ -6,7 +6,12 @@
  * Letters: B batch, T tokens, C hidden size, H query heads, G kv heads, D head dim, F MLP size.
  */
 import * as tf from "@tensorflow/tfjs";
-import { CausalLM, type KVCache, type ModelDims } from "./causal_lm.js";
+import {
+  CausalLM,
+  linearWeights,
+  type KVCache,
+  type ModelDims,
+} from "./causal_lm.js";
 import type { ConfigReader } from "./config.js";
 import type { Embedding } from "./embedding.js";
 import {
@@ -171,14 +176,17 @@ export class LlamaForCausalLM extends CausalLM {
     return this.layers.flatMap((l) => l.linears());
   }
 
-  dispose(): void {
-    this.embed_tokens.dispose();
-    if (this.head !== this.embed_tokens) this.head.dispose();
-    for (const l of this.layers) {
-      for (const lin of l.linears()) lin.dispose();
-      tf.dispose([l.input_layernorm, l.post_attention_layernorm]);
-    }
-    this.norm.dispose();
+  weights(): tf.Tensor[] {
+    return [
+      ...this.embed_tokens.chunks,
+      ...this.layers.flatMap((l) => [
+        l.input_layernorm,
+        l.post_attention_layernorm,
+      ]),
+      ...linearWeights(this.linears()),
+      this.norm,
+      ...this.head.chunks,
+    ];
   }
 }
 

@@ -1,0 +1,163 @@
+/**
+ * Loading models inside a Web Worker in headless Chromium: from the Files of a picked folder (the golden tiny
+ * models: loss against the plain-torch oracle), with a tokenizer for text generation, and from a hub-shaped
+ * HTTP server, where a second load is served by the Cache API with no request.
+ */
+import { cpSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeSafetensors } from "../../packages/core/src/io/safetensors.js";
+import { launchChromium, serveDemo } from "../helpers/browser.js";
+import { GOLDEN_DIR, readGolden } from "../helpers/golden.js";
+import { startHubServer, type HubServer } from "../helpers/hub_server.js";
+import { checkpointShapes, generateTensor } from "../helpers/random_weights.js";
+
+let browser: Browser;
+let site: { url: string; close: () => Promise<void> };
+let hub: HubServer;
+const hubRoot = mkdtempSync(join(tmpdir(), "webtune-e2e-hub-"));
+let page: Page;
+const logs: string[] = [];
+
+/** A small Llama whose vocabulary is the tiny-chatml test tokenizer's, with deterministic weights. */
+function chatModelFolder(): string {
+  const dir = mkdtempSync(join(tmpdir(), "webtune-chat-model-"));
+  const tokenizers = fileURLToPath(
+    new URL("../fixtures/tokenizers/tiny-chatml/", import.meta.url),
+  );
+  for (const f of readdirSync(tokenizers))
+    cpSync(join(tokenizers, f), join(dir, f));
+  const config = {
+    model_type: "llama",
+    vocab_size: 393,
+    hidden_size: 32,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    num_hidden_layers: 2,
+    intermediate_size: 64,
+    tie_word_embeddings: true,
+    eos_token_id: 392,
+  };
+  writeFileSync(join(dir, "config.json"), JSON.stringify(config));
+  const tensors = Object.fromEntries(
+    Object.entries(checkpointShapes(config)).map(([name, shape]) => [
+      name,
+      {
+        dtype: "F32" as const,
+        shape,
+        data: generateTensor(
+          name,
+          shape.reduce((a, b) => a * b, 1),
+          "llama",
+        ),
+      },
+    ]),
+  );
+  writeFileSync(join(dir, "model.safetensors"), writeSafetensors(tensors));
+  return dir;
+}
+
+beforeAll(async () => {
+  site = await serveDemo(fileURLToPath(new URL("./pages", import.meta.url)));
+  hub = await startHubServer(hubRoot);
+  browser = await launchChromium();
+  page = await browser.newPage();
+  page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
+  await page.goto(site.url);
+  await page.waitForFunction(() => window.trainer !== undefined);
+});
+afterAll(async () => {
+  await page?.evaluate(() => window.trainer.terminate()).catch(() => undefined);
+  await browser?.close();
+  await hub?.close();
+  await site?.close();
+});
+
+/** Picks a folder's files in the page's file input and loads them in the worker. */
+async function loadFolder(dir: string) {
+  await page.setInputFiles(
+    "#folder",
+    readdirSync(dir).map((f) => join(dir, f)),
+  );
+  return page.evaluate(async () => {
+    const input = document.querySelector<HTMLInputElement>("#folder")!;
+    await window.trainer.api.init();
+    return window.trainer.api.loadModel(Array.from(input.files!));
+  });
+}
+
+describe("models in a browser worker", () => {
+  for (const name of ["gpt2", "llama3_rope", "qwen2", "gemma3_text"]) {
+    it(`${name}: loads from picked Files and matches the oracle's loss`, async () => {
+      const dir = `${GOLDEN_DIR}tiny/${name}`;
+      const info = await loadFolder(dir);
+      expect(info.source, logs.join("\n")).toMatch(/selected file/);
+      const golden = readGolden(dir);
+      const loss = await page.evaluate(
+        (ids) => window.trainer.api.loss(ids),
+        golden.input_ids,
+      );
+      expect(
+        Math.abs(loss - golden.loss) / golden.loss,
+        `${name}: ${loss} vs ${golden.loss}`,
+      ).toBeLessThan(1e-5);
+    });
+  }
+
+  it("generates text with the folder's tokenizer, reproducibly from a seed, streaming tokens", async () => {
+    const info = await loadFolder(chatModelFolder());
+    expect(info.hasTokenizer).toBe(true);
+    expect(info.hasChatTemplate).toBe(true);
+    const run = () =>
+      page.evaluate(async () => {
+        const streamed: string[] = [];
+        const result = await window.trainer.api.generate(
+          "Hello there",
+          { maxNewTokens: 8, temperature: 0.9, seed: 42 },
+          window.comlinkProxy(
+            (t: { text: string }) => void streamed.push(t.text),
+          ),
+        );
+        return { result, streamed };
+      });
+    const a = await run();
+    const b = await run();
+    expect(a.result.ids.length).toBeGreaterThan(0);
+    expect(a.result.ids.length).toBeLessThanOrEqual(8);
+    expect(b.result).toEqual(a.result);
+    expect(a.streamed.length).toBe(a.result.ids.length);
+    expect(a.streamed.at(-1)).toBe(a.result.text);
+  });
+
+  it("loads from a hub-shaped server, then again from the browser cache with no request", async () => {
+    const name = "qwen2";
+    cpSync(
+      `${GOLDEN_DIR}tiny/${name}`,
+      join(hubRoot, "webtune-test", name, "main"),
+      { recursive: true },
+    );
+    const golden = readGolden(`${GOLDEN_DIR}tiny/${name}`);
+    const load = () =>
+      page.evaluate(
+        async ({ hubUrl, ids }) => {
+          const info = await window.trainer.api.loadModel(
+            "webtune-test/qwen2",
+            { hubUrl, cache: "webtune-e2e" },
+          );
+          return { info, loss: await window.trainer.api.loss(ids) };
+        },
+        { hubUrl: hub.url, ids: golden.input_ids },
+      );
+    const first = await load();
+    const requests = hub.requests.length;
+    expect(requests).toBeGreaterThan(0);
+    const second = await load();
+    expect(hub.requests.length, "requests on a warm cache").toBe(requests);
+    expect(second.loss).toBe(first.loss);
+    expect(Math.abs(first.loss - golden.loss) / golden.loss).toBeLessThan(1e-5);
+  });
+});
