@@ -29,6 +29,13 @@ import {
   type RopeScaling,
 } from "./layers.js";
 import { ropeScaling } from "./rope.js";
+import {
+  loadAttentionProjections,
+  loadEmbeddingAndHead,
+  loadGatedMlp,
+  type AttentionProjections,
+  type GatedMlp,
+} from "./decoder_weights.js";
 import { loadWeights, type WeightSource } from "./weights.js";
 
 export interface Gemma3Config extends ModelDims {
@@ -102,20 +109,10 @@ function layerKinds(cfg: ConfigReader, L: number): boolean[] {
   return Array.from({ length: L }, (_, i) => (i + 1) % pattern !== 0);
 }
 
-interface Attention {
-  q_proj: Linear;
-  k_proj: Linear;
-  v_proj: Linear;
-  o_proj: Linear;
+interface Attention extends AttentionProjections {
   /** (1 + w) scales of the per-head q and k norms: [D] */
   q_norm: tf.Tensor1D;
   k_norm: tf.Tensor1D;
-}
-
-interface Mlp {
-  gate_proj: Linear;
-  up_proj: Linear;
-  down_proj: Linear;
 }
 
 /** The four norms of a layer, each already (1 + w). */
@@ -134,7 +131,7 @@ interface LayerContext {
 class Gemma3DecoderLayer {
   constructor(
     readonly self_attn: Attention,
-    readonly mlp: Mlp,
+    readonly mlp: GatedMlp,
     readonly norms: Norms,
   ) {}
 
@@ -298,35 +295,23 @@ export function loadGemma3(
   maxBindingBytes: number,
 ): Promise<Gemma3ForCausalLM> {
   return loadWeights(source, maxBindingBytes, async (w) => {
-    const {
-      hiddenSize: C,
-      headDim: D,
-      numHeads: H,
-      numKvHeads: G,
-      intermediateSize: F,
-    } = config;
+    const { hiddenSize: C, headDim: D } = config;
     const onePlus = (name: string, size: number) =>
       w.tensor1dMapped(name, size, (v) => 1 + v);
     const layers: Gemma3DecoderLayer[] = [];
     for (let i = 0; i < config.numLayers; i++) {
       const p = `model.layers.${i}`;
-      const lin = (name: string, inF: number, outF: number) =>
-        w.linear(`${p}.${name}`, "out_in", inF, outF, false);
       layers.push(
         new Gemma3DecoderLayer(
           {
-            q_proj: await lin("self_attn.q_proj", C, H * D),
-            k_proj: await lin("self_attn.k_proj", C, G * D),
-            v_proj: await lin("self_attn.v_proj", C, G * D),
-            o_proj: await lin("self_attn.o_proj", H * D, C),
+            ...(await loadAttentionProjections(w, p, config, {
+              qkv: false,
+              o: false,
+            })),
             q_norm: await onePlus(`${p}.self_attn.q_norm.weight`, D),
             k_norm: await onePlus(`${p}.self_attn.k_norm.weight`, D),
           },
-          {
-            gate_proj: await lin("mlp.gate_proj", C, F),
-            up_proj: await lin("mlp.up_proj", C, F),
-            down_proj: await lin("mlp.down_proj", F, C),
-          },
+          await loadGatedMlp(w, p, C, config.intermediateSize, false),
           {
             input_layernorm: await onePlus(`${p}.input_layernorm.weight`, C),
             post_attention_layernorm: await onePlus(
@@ -345,15 +330,7 @@ export function loadGemma3(
         ),
       );
     }
-    const embed = await w.embedding(
-      "model.embed_tokens.weight",
-      config.vocabSize,
-      C,
-    );
-    if (config.tieWordEmbeddings) w.ignore("lm_head.weight");
-    const head = config.tieWordEmbeddings
-      ? embed
-      : await w.embedding("lm_head.weight", config.vocabSize, C);
+    const { embed, head } = await loadEmbeddingAndHead(w, config);
     return new Gemma3ForCausalLM(
       config,
       embed,

@@ -28,6 +28,13 @@ import {
   type RopeScaling,
 } from "./layers.js";
 import { ropeScaling } from "./rope.js";
+import {
+  loadAttentionProjections,
+  loadEmbeddingAndHead,
+  loadGatedMlp,
+  type AttentionProjections,
+  type GatedMlp,
+} from "./decoder_weights.js";
 import { loadWeights, type WeightSource } from "./weights.js";
 
 export interface LlamaConfig extends ModelDims {
@@ -71,25 +78,12 @@ export function llamaConfig(
   };
 }
 
-interface Attention {
-  q_proj: Linear;
-  k_proj: Linear;
-  v_proj: Linear;
-  o_proj: Linear;
-}
-
-interface Mlp {
-  gate_proj: Linear;
-  up_proj: Linear;
-  down_proj: Linear;
-}
-
 class LlamaDecoderLayer {
   constructor(
     readonly input_layernorm: tf.Tensor1D,
-    readonly self_attn: Attention,
+    readonly self_attn: AttentionProjections,
     readonly post_attention_layernorm: tf.Tensor1D,
-    readonly mlp: Mlp,
+    readonly mlp: GatedMlp,
   ) {}
 
   /** x: [B, T, C] -> [B, T, C] */
@@ -196,45 +190,23 @@ export function loadLlama(
   maxBindingBytes: number,
 ): Promise<LlamaForCausalLM> {
   return loadWeights(source, maxBindingBytes, async (w) => {
-    const {
-      hiddenSize: C,
-      headDim: D,
-      numHeads: H,
-      numKvHeads: G,
-      intermediateSize: F,
-    } = config;
+    const C = config.hiddenSize;
     const layers: LlamaDecoderLayer[] = [];
     for (let i = 0; i < config.numLayers; i++) {
       const p = `model.layers.${i}`;
-      const lin = (name: string, inF: number, outF: number, bias: boolean) =>
-        w.linear(`${p}.${name}`, "out_in", inF, outF, bias);
       layers.push(
         new LlamaDecoderLayer(
           await w.tensor1d(`${p}.input_layernorm.weight`, C),
-          {
-            q_proj: await lin("self_attn.q_proj", C, H * D, config.qkvBias),
-            k_proj: await lin("self_attn.k_proj", C, G * D, config.qkvBias),
-            v_proj: await lin("self_attn.v_proj", C, G * D, config.qkvBias),
-            o_proj: await lin("self_attn.o_proj", H * D, C, config.oBias),
-          },
+          await loadAttentionProjections(w, p, config, {
+            qkv: config.qkvBias,
+            o: config.oBias,
+          }),
           await w.tensor1d(`${p}.post_attention_layernorm.weight`, C),
-          {
-            gate_proj: await lin("mlp.gate_proj", C, F, config.mlpBias),
-            up_proj: await lin("mlp.up_proj", C, F, config.mlpBias),
-            down_proj: await lin("mlp.down_proj", F, C, config.mlpBias),
-          },
+          await loadGatedMlp(w, p, C, config.intermediateSize, config.mlpBias),
         ),
       );
     }
-    const embed = await w.embedding(
-      "model.embed_tokens.weight",
-      config.vocabSize,
-      C,
-    );
-    if (config.tieWordEmbeddings) w.ignore("lm_head.weight");
-    const head = config.tieWordEmbeddings
-      ? embed
-      : await w.embedding("lm_head.weight", config.vocabSize, C);
+    const { embed, head } = await loadEmbeddingAndHead(w, config);
     return new LlamaForCausalLM(
       config,
       embed,
