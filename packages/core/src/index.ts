@@ -15,3 +15,4 @@ export * from "./runtime/index.js";
 export * from "./kernels/index.js";
 export * from "./io/index.js";
 export * from "./models/index.js";
+export * from "./lora/index.js";

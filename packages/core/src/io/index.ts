@@ -40,3 +40,11 @@ export {
   type LoadOptions,
   type ModelSource,
 } from "./hub.js";
+export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  adapterKey,
+  downloadAdapter,
+  saveAdapterToDirectory,
+  type AdapterFiles,
+} from "./peft.js";

@@ -94,6 +94,21 @@ export abstract class CausalLM {
     tf.dispose([...new Set(this.weights())]);
   }
 
+  private modules: string[] = [];
+
+  /** Called by the loader with every checkpoint tensor it read. */
+  recordModules(tensorNames: string[]): void {
+    this.modules = [
+      ...new Set(tensorNames.map((n) => n.replace(/\.(weight|bias)$/, ""))),
+    ];
+  }
+
+  /** Modules of the checkpoint that are not Linear layers (norms, embeddings): not LoRA targets. */
+  otherModules(): string[] {
+    const linear = new Set(this.linears().map((l) => l.name));
+    return this.modules.filter((m) => !linear.has(m));
+  }
+
   newCache(): KVCache {
     return new KVCache(this.dims.numLayers);
   }

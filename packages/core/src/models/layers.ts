@@ -22,7 +22,8 @@ export class Linear {
 
   constructor(
     readonly name: string,
-    readonly weight: tf.Tensor2D,
+    /** Frozen; replaced only by merging an adapter into it (and restored by unmerging). */
+    public weight: tf.Tensor2D,
     readonly bias: tf.Tensor1D | null,
     readonly layout: "in_out" | "out_in",
   ) {}
@@ -41,7 +42,11 @@ export class Linear {
 
   /** x: [..., in] -> [..., out] */
   forward(x: tf.Tensor): tf.Tensor {
-    if (this.adapter) return this.adapter.forward(this, x);
+    return this.adapter ? this.adapter.forward(this, x) : this.forwardBase(x);
+  }
+
+  /** The frozen projection alone, x·W (+ b), whatever adapter is attached. */
+  forwardBase(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);
       const x2d = x.reshape([-1, this.inFeatures]);

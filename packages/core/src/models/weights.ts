@@ -6,6 +6,7 @@ import * as tf from "@tensorflow/tfjs";
 import { FormatError, ShapeError } from "../errors.js";
 import { Embedding } from "./embedding.js";
 import { Linear } from "./layers.js";
+import type { CausalLM } from "./causal_lm.js";
 
 /** A checkpoint as the model layer sees it: names, shapes, and f32 values read one tensor at a time. */
 export interface WeightSource {
@@ -132,6 +133,11 @@ export class WeightLoader {
     return new Embedding(name, chunks);
   }
 
+  /** Checkpoint tensors the architecture read. */
+  usedNames(): string[] {
+    return [...this.used];
+  }
+
   /** Checkpoint tensors nothing read (apart from known buffers): a sign of a config/weights mismatch. */
   unused(): string[] {
     return this.source
@@ -150,7 +156,7 @@ export class WeightLoader {
  * Runs `build` with a loader; on failure disposes every tensor it had uploaded and rethrows. On success, warns
  * once about checkpoint tensors the architecture did not use.
  */
-export async function loadWeights<M>(
+export async function loadWeights<M extends CausalLM>(
   source: WeightSource,
   maxBindingBytes: number,
   build: (loader: WeightLoader) => Promise<M>,
@@ -158,6 +164,7 @@ export async function loadWeights<M>(
   const loader = new WeightLoader(source, maxBindingBytes);
   try {
     const model = await build(loader);
+    model.recordModules(loader.usedNames());
     const unused = loader.unused();
     if (unused.length > 0) {
       console.warn(

@@ -1,0 +1,181 @@
+/**
+ * Hugging Face PEFT's adapter files: adapter_config.json and adapter_model.safetensors, with keys
+ * `base_model.model.<module>.lora_A.weight` ([r, in]), `.lora_B.weight` ([out, r]) and DoRA's
+ * `.lora_magnitude_vector.weight` ([out]). Bytes and names only: the lora layer gives them meaning.
+ */
+import { FormatError } from "../errors.js";
+import { nodeFs } from "./byte_source.js";
+import type { ModelFiles } from "./model_files.js";
+import {
+  openSafetensors,
+  writeSafetensors,
+  type CpuTensor,
+} from "./safetensors.js";
+
+export const ADAPTER_CONFIG = "adapter_config.json";
+export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
+const PREFIX = "base_model.model.";
+
+export type AdapterPart = "lora_A" | "lora_B" | "lora_magnitude_vector";
+
+/** One module's tensors in an adapter file. */
+export interface AdapterTensors {
+  lora_A?: CpuTensor;
+  lora_B?: CpuTensor;
+  lora_magnitude_vector?: CpuTensor;
+}
+
+/** The two files, as `saveAdapter` returns them and the helpers write them. */
+export interface AdapterFiles {
+  [ADAPTER_CONFIG]: string;
+  [ADAPTER_WEIGHTS]: Uint8Array;
+}
+
+export function adapterKey(module: string, part: AdapterPart): string {
+  return `${PREFIX}${module}.${part}.weight`;
+}
+
+/**
+ * Splits a key into module and part. Accepts PEFT's older and newer spellings: with or without the
+ * "base_model.model." prefix, with an adapter name segment (".default."), and the magnitude without ".weight".
+ */
+export function parseAdapterKey(
+  key: string,
+  file: string,
+): { module: string; part: AdapterPart } {
+  if (/\.lora_embedding_[AB]\b/.test(key)) {
+    throw new FormatError(
+      `${file}: "${key}" is a LoRA on an embedding layer; webtune adapts Linear layers only. ` +
+        "Retrain without the embedding in target_modules.",
+    );
+  }
+  const m =
+    /^(?:base_model\.model\.)?(.+)\.(lora_A|lora_B|lora_magnitude_vector)(?:\.[^.]+)?(?:\.weight)?$/.exec(
+      key,
+    );
+  if (!m) {
+    throw new FormatError(
+      `${file}: unexpected tensor "${key}"; a LoRA adapter holds <module>.lora_A.weight, <module>.lora_B.weight ` +
+        "and, with DoRA, <module>.lora_magnitude_vector.weight.",
+    );
+  }
+  return { module: m[1]!, part: m[2] as AdapterPart };
+}
+
+/** Writes adapter_model.safetensors (F32) and adapter_config.json (2-space JSON, as PEFT writes it). */
+export function writeAdapterFiles(
+  config: Record<string, unknown>,
+  modules: Map<
+    string,
+    {
+      A: Float32Array;
+      aShape: number[];
+      B: Float32Array;
+      bShape: number[];
+      magnitude?: Float32Array;
+    }
+  >,
+): AdapterFiles {
+  const tensors: Record<
+    string,
+    { dtype: "F32"; shape: number[]; data: Float32Array }
+  > = {};
+  for (const [module, t] of [...modules].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    tensors[adapterKey(module, "lora_A")] = {
+      dtype: "F32",
+      shape: t.aShape,
+      data: t.A,
+    };
+    tensors[adapterKey(module, "lora_B")] = {
+      dtype: "F32",
+      shape: t.bShape,
+      data: t.B,
+    };
+    if (t.magnitude) {
+      tensors[adapterKey(module, "lora_magnitude_vector")] = {
+        dtype: "F32",
+        shape: [t.magnitude.length],
+        data: t.magnitude,
+      };
+    }
+  }
+  return {
+    [ADAPTER_CONFIG]: JSON.stringify(config, null, 2),
+    [ADAPTER_WEIGHTS]: writeSafetensors(tensors, { format: "pt" }),
+  };
+}
+
+/** Reads both files: the raw config object, and each module's tensors. */
+export async function readAdapterFiles(files: ModelFiles): Promise<{
+  config: Record<string, unknown>;
+  modules: Map<string, AdapterTensors>;
+}> {
+  const config = await files.json<Record<string, unknown>>(ADAPTER_CONFIG);
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new FormatError(
+      `${files.source}/${ADAPTER_CONFIG} is not a JSON object.`,
+    );
+  }
+  if (config["peft_type"] !== undefined && config["peft_type"] !== "LORA") {
+    throw new FormatError(
+      `${files.source}/${ADAPTER_CONFIG}: peft_type is ${JSON.stringify(config["peft_type"])}; webtune loads LoRA adapters ("LORA").`,
+    );
+  }
+  const file = `${files.source}/${ADAPTER_WEIGHTS}`;
+  const reader = await openSafetensors(await files.bytes(ADAPTER_WEIGHTS));
+  const modules = new Map<string, AdapterTensors>();
+  for (const key of reader.names) {
+    const { module, part } = parseAdapterKey(key, file);
+    const tensor = await reader.read(key);
+    if (!(tensor.data instanceof Float32Array)) {
+      throw new FormatError(
+        `${file}: "${key}" is ${tensor.dtype}; adapter weights must be floating point.`,
+      );
+    }
+    const entry = modules.get(module) ?? {};
+    entry[part] = tensor;
+    modules.set(module, entry);
+  }
+  return { config, modules };
+}
+
+/** Writes the two files into a Node directory (created if needed). */
+export async function saveAdapterToDirectory(
+  files: AdapterFiles,
+  dir: string,
+): Promise<void> {
+  const fs = await nodeFs();
+  await fs.mkdir(dir, { recursive: true });
+  await fs.writeFile(`${dir}/${ADAPTER_CONFIG}`, files[ADAPTER_CONFIG]);
+  await fs.writeFile(`${dir}/${ADAPTER_WEIGHTS}`, files[ADAPTER_WEIGHTS]);
+}
+
+/** Starts a browser download of each file, named `${prefix}adapter_config.json` and so on. */
+export function downloadAdapter(files: AdapterFiles, prefix = ""): void {
+  const save = (name: string, data: BlobPart, type: string) => {
+    const url = URL.createObjectURL(new Blob([data], { type }));
+    const a = Object.assign(document.createElement("a"), {
+      href: url,
+      download: `${prefix}${name}`,
+    });
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  };
+  save(ADAPTER_CONFIG, files[ADAPTER_CONFIG], "application/json");
+  save(
+    ADAPTER_WEIGHTS,
+    files[ADAPTER_WEIGHTS] as Uint8Array<ArrayBuffer>,
+    "application/octet-stream",
+  );
+}
+
+/** The two files held in memory, as a ModelFiles source (for loading what saveAdapter returned). */
+export function adapterFilesSource(files: AdapterFiles): File[] {
+  return [
+    new File([files[ADAPTER_CONFIG]], ADAPTER_CONFIG),
+    new File(
+      [files[ADAPTER_WEIGHTS] as Uint8Array<ArrayBuffer>],
+      ADAPTER_WEIGHTS,
+    ),
+  ];
+}

@@ -1,0 +1,216 @@
+/**
+ * LoraConfig with Hugging Face PEFT's field names and semantics. Files always use these (snake_case) names;
+ * TypeScript callers may also use the camelCase aliases. Parsed once at the edge, with `loraConfig()`.
+ */
+import { ConfigError } from "../errors.js";
+
+/** A PEFT LoRA config, in PEFT's serialised names. */
+export interface LoraConfig {
+  /** Rank of the update: A is [r, in], B is [out, r]. */
+  r: number;
+  /** Scaling numerator: the update is scaled by lora_alpha / r (or lora_alpha / √r with use_rslora). */
+  lora_alpha: number;
+  /** Dropout probability on the adapter's input, during training only. */
+  lora_dropout: number;
+  /**
+   * Which Linear modules get an adapter: a list of names matched exactly or as a dotted suffix
+   * ("q_proj" matches "model.layers.0.self_attn.q_proj"), a string matched as a full regex, or "all-linear".
+   */
+  target_modules: string[] | string;
+  /** Modules never adapted, matched like target_modules (list: exact or suffix; string: full regex). */
+  exclude_modules: string[] | string | null;
+  /** Only "none" is supported: biases stay frozen. */
+  bias: "none";
+  /** Rank-stabilised scaling lora_alpha / √r (Kalajdzievski 2023). */
+  use_rslora: boolean;
+  /** Weight-decomposed LoRA (Liu et al. 2024): a trained magnitude per output feature. */
+  use_dora: boolean;
+  /** true: kaiming-uniform A and zero B (the adapter starts as a no-op); "gaussian": N(0, 1/r) A, zero B; false: both random. */
+  init_lora_weights: boolean | "gaussian";
+  /** Per-module ranks, keyed by a name or a regex matched against the end of the module name. */
+  rank_pattern: Record<string, number>;
+  /** Per-module alphas, matched like rank_pattern. */
+  alpha_pattern: Record<string, number>;
+  /** Only adapt these layer indexes (the number after `layers_pattern` in the module name). */
+  layers_to_transform: number[] | null;
+  /** The name of the layer list in module names ("layers", "h"); null: any "<name>.<index>." segment. */
+  layers_pattern: string[] | null;
+  /** Modules trained in full and saved with the adapter (not supported yet: must be null). */
+  modules_to_save: string[] | null;
+  /** True when the targets store weights [in, out] (GPT-2's Conv1D). Set by injection. */
+  fan_in_fan_out: boolean;
+  /** PEFT's task type; webtune trains causal LMs. */
+  task_type: string;
+  /** The base model's id or path, for the adapter card and PEFT's loader. */
+  base_model_name_or_path: string | null;
+}
+
+export type LoraConfigInput = Partial<LoraConfig> & {
+  r: number;
+  loraAlpha?: number;
+  loraDropout?: number;
+  targetModules?: string[] | string;
+  excludeModules?: string[] | string | null;
+  useRslora?: boolean;
+  useDora?: boolean;
+  initLoraWeights?: boolean | "gaussian";
+  rankPattern?: Record<string, number>;
+  alphaPattern?: Record<string, number>;
+  layersToTransform?: number[] | number | null;
+  layersPattern?: string[] | string | null;
+  modulesToSave?: string[] | null;
+  fanInFanOut?: boolean;
+  taskType?: string;
+  baseModelNameOrPath?: string | null;
+};
+
+const ALIASES: Record<string, keyof LoraConfig> = {
+  loraAlpha: "lora_alpha",
+  loraDropout: "lora_dropout",
+  targetModules: "target_modules",
+  excludeModules: "exclude_modules",
+  useRslora: "use_rslora",
+  useDora: "use_dora",
+  initLoraWeights: "init_lora_weights",
+  rankPattern: "rank_pattern",
+  alphaPattern: "alpha_pattern",
+  layersToTransform: "layers_to_transform",
+  layersPattern: "layers_pattern",
+  modulesToSave: "modules_to_save",
+  fanInFanOut: "fan_in_fan_out",
+  taskType: "task_type",
+  baseModelNameOrPath: "base_model_name_or_path",
+};
+
+export const LORA_DEFAULTS: LoraConfig = {
+  r: 8,
+  lora_alpha: 8,
+  lora_dropout: 0,
+  target_modules: "all-linear",
+  exclude_modules: null,
+  bias: "none",
+  use_rslora: false,
+  use_dora: false,
+  init_lora_weights: true,
+  rank_pattern: {},
+  alpha_pattern: {},
+  layers_to_transform: null,
+  layers_pattern: null,
+  modules_to_save: null,
+  fan_in_fan_out: false,
+  task_type: "CAUSAL_LM",
+  base_model_name_or_path: null,
+};
+
+/**
+ * Validates and completes a LoRA config. Unknown fields, r ≤ 0 and out-of-range values are ConfigErrors.
+ *
+ * @example
+ * ```ts
+ * const config = loraConfig({ r: 8, loraAlpha: 16, targetModules: ["q_proj", "v_proj"] });
+ * ```
+ */
+export function loraConfig(input: LoraConfigInput): LoraConfig {
+  const out: Record<string, unknown> = { ...LORA_DEFAULTS };
+  for (const [key, value] of Object.entries(input)) {
+    const name = ALIASES[key] ?? key;
+    if (!(name in LORA_DEFAULTS)) {
+      throw new ConfigError(
+        `LoraConfig: unknown field "${key}". Known fields: ${Object.keys(LORA_DEFAULTS).join(", ")}.`,
+      );
+    }
+    if (value !== undefined) out[name] = value;
+  }
+  const c = out as unknown as LoraConfig;
+  // PEFT accepts a single int and a single string here.
+  const layers = out["layers_to_transform"] as number[] | number | null;
+  c.layers_to_transform = typeof layers === "number" ? [layers] : layers;
+  const pattern = out["layers_pattern"] as string[] | string | null;
+  c.layers_pattern = typeof pattern === "string" ? [pattern] : pattern;
+  validate(c);
+  return c;
+}
+
+function positiveInt(value: unknown, what: string): void {
+  if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
+    throw new ConfigError(
+      `LoraConfig: ${what} must be a positive integer, got ${JSON.stringify(value)}.`,
+    );
+  }
+}
+
+function validate(c: LoraConfig): void {
+  positiveInt(c.r, "r");
+  if (
+    typeof c.lora_alpha !== "number" ||
+    !Number.isFinite(c.lora_alpha) ||
+    c.lora_alpha <= 0
+  ) {
+    throw new ConfigError(
+      `LoraConfig: lora_alpha must be a positive number, got ${JSON.stringify(c.lora_alpha)}.`,
+    );
+  }
+  if (!(c.lora_dropout >= 0 && c.lora_dropout < 1)) {
+    throw new ConfigError(
+      `LoraConfig: lora_dropout must be in [0, 1), got ${JSON.stringify(c.lora_dropout)}.`,
+    );
+  }
+  if (c.bias !== "none") {
+    throw new ConfigError(
+      `LoraConfig: bias "${c.bias}" is not supported; only "none" (base biases stay frozen).`,
+    );
+  }
+  if (![true, false, "gaussian"].includes(c.init_lora_weights)) {
+    throw new ConfigError(
+      `LoraConfig: init_lora_weights must be true, false or "gaussian", got ${JSON.stringify(c.init_lora_weights)}.`,
+    );
+  }
+  for (const [key, r] of Object.entries(c.rank_pattern))
+    positiveInt(r, `rank_pattern["${key}"]`);
+  for (const [key, a] of Object.entries(c.alpha_pattern)) {
+    if (typeof a !== "number" || !(a > 0)) {
+      throw new ConfigError(
+        `LoraConfig: alpha_pattern["${key}"] must be a positive number, got ${JSON.stringify(a)}.`,
+      );
+    }
+  }
+  const targets = c.target_modules;
+  if (!(
+    typeof targets === "string" ||
+    (Array.isArray(targets) && targets.every((t) => typeof t === "string"))
+  )) {
+    throw new ConfigError(
+      `LoraConfig: target_modules must be a list of names, a regex string or "all-linear".`,
+    );
+  }
+  if (Array.isArray(targets) && targets.length === 0) {
+    throw new ConfigError(
+      `LoraConfig: target_modules is empty; name the modules to adapt, or use "all-linear".`,
+    );
+  }
+  if (c.layers_to_transform)
+    c.layers_to_transform.forEach(
+      (i) =>
+        (Number.isInteger(i) && i >= 0) || fail(`layers_to_transform has ${i}`),
+    );
+  if (c.modules_to_save && c.modules_to_save.length > 0) {
+    throw new ConfigError(
+      `LoraConfig: modules_to_save (${c.modules_to_save.join(", ")}) is not supported yet; webtune trains adapters on Linear layers only.`,
+    );
+  }
+}
+
+function fail(problem: string): never {
+  throw new ConfigError(
+    `LoraConfig: ${problem}; expected non-negative layer indexes.`,
+  );
+}
+
+/** The scaling of one module: alpha / r, or alpha / √r with rsLoRA. */
+export function scalingOf(
+  r: number,
+  alpha: number,
+  useRslora: boolean,
+): number {
+  return useRslora ? alpha / Math.sqrt(r) : alpha / r;
+}

@@ -1,0 +1,165 @@
+/**
+ * LoraLinear: the adapters of one Linear layer, keyed by adapter name (PEFT's per-adapter dicts), with the
+ * forward pass, DoRA, and merge/unmerge. It sees only a Linear: its name, frozen weight, bias and layout.
+ *
+ * Letters: IN, OUT features, R rank. A: [R, IN], B: [OUT, R], magnitude: [OUT].
+ */
+import * as tf from "@tensorflow/tfjs";
+import { lowbias32 } from "../kernels/lora_linear/dropout.js";
+import { loraLinear } from "../kernels/lora_linear/op.js";
+import type { Linear, LinearAdapter } from "../models/layers.js";
+
+/** One adapter's weights on one layer. */
+export interface LoraWeights {
+  A: tf.Variable<tf.Rank.R2>;
+  B: tf.Variable<tf.Rank.R2>;
+  r: number;
+  alpha: number;
+  /** alpha / r, or alpha / √r with rsLoRA. */
+  scale: number;
+  dropout: number;
+  /** DoRA's per-output magnitude; undefined for plain LoRA. */
+  magnitude?: tf.Variable<tf.Rank.R1>;
+}
+
+/** What every LoraLinear of a model shares with the adapter manager. */
+export interface AdapterState {
+  active: string | undefined;
+  disabled: boolean;
+  /** Dropout applies only while training. */
+  training: boolean;
+  /** Advanced once per training step, so each step draws new dropout masks. */
+  dropoutSeed: number;
+}
+
+/** Identity forward, zero gradient: DoRA treats ‖W + s·B·A‖ as a constant (DoRA paper §4.3, as PEFT does). */
+const stopGradient = tf.customGrad(((x: tf.Tensor) => ({
+  value: x.clone(),
+  gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+})) as unknown as Parameters<typeof tf.customGrad>[0]) as (
+  x: tf.Tensor,
+) => tf.Tensor;
+
+export class LoraLinear implements LinearAdapter {
+  readonly adapters = new Map<string, LoraWeights>();
+  /** Adapters folded into the weight, in merge order, and the weight before the first merge. */
+  private merged: string[] = [];
+  private original: tf.Tensor2D | undefined;
+  /** ‖W_o‖² of the current frozen weight, for DoRA's norm; recomputed when the weight changes. */
+  private rowNormSq: { weight: tf.Tensor2D; value: tf.Tensor1D } | undefined;
+
+  constructor(
+    readonly layer: Linear,
+    /** Position among the model's adapted layers, so each layer draws its own dropout mask. */
+    readonly index: number,
+    private readonly state: AdapterState,
+  ) {}
+
+  get mergedAdapters(): readonly string[] {
+    return this.merged;
+  }
+
+  forward(layer: Linear, x: tf.Tensor): tf.Tensor {
+    const name = this.state.active;
+    const w = name === undefined ? undefined : this.adapters.get(name);
+    if (!w || this.state.disabled || this.merged.length > 0)
+      return layer.forwardBase(x);
+    const options = {
+      scale: w.scale,
+      weightLayout: layer.layout,
+      dropout: this.state.training ? w.dropout : 0,
+      seed: lowbias32(
+        (this.state.dropoutSeed ^ Math.imul(this.index + 1, 0x9e3779b9)) >>> 0,
+      ),
+    };
+    if (!w.magnitude)
+      return loraLinear(x, layer.weight, layer.bias, w.A, w.B, options);
+    // DoRA: y = m / ‖W + s·B·A‖ ∘ (x·W + s·drop(x)·Aᵀ·Bᵀ) + b, the norm per output row, detached.
+    return tf.tidy(() => {
+      const ratio = w.magnitude!.div(stopGradient(this.weightNorm(w)));
+      const y = loraLinear(x, layer.weight, null, w.A, w.B, options).mul(ratio);
+      return layer.bias ? y.add(layer.bias) : y;
+    });
+  }
+
+  /**
+   * ‖W_o + s·(B·A)_o‖ for every output o, without forming the [OUT, IN] update:
+   * ‖W_o‖² + 2s·⟨B_o, (W·Aᵀ)_o⟩ + s²·⟨B_o, (B·A·Aᵀ)_o⟩.
+   */
+  weightNorm(w: LoraWeights): tf.Tensor1D {
+    return tf.tidy(() => {
+      const W = this.layer.weight;
+      const inOut = this.layer.layout === "in_out";
+      if (this.rowNormSq?.weight !== W) {
+        this.rowNormSq?.value.dispose();
+        this.rowNormSq = {
+          weight: W,
+          value: tf.keep(W.square().sum(inOut ? 0 : 1)),
+        };
+      }
+      const WAt = tf.matMul(W, w.A, inOut, true); // [OUT, R]
+      const cross = w.B.mul(WAt)
+        .sum(1)
+        .mul(2 * w.scale);
+      const BAAt = tf.matMul(w.B, tf.matMul(w.A, w.A, false, true)); // [OUT, R]
+      const own = w.B.mul(BAAt)
+        .sum(1)
+        .mul(w.scale * w.scale);
+      return this.rowNormSq.value.add(cross).add(own).sqrt() as tf.Tensor1D;
+    });
+  }
+
+  /** The weight with one adapter folded in, in the stored layout: W + s·(B·A) (transposed for Conv1D), DoRA-scaled. */
+  mergedWeight(name: string): tf.Tensor2D {
+    const base = this.layer.weight;
+    const w = this.adapters.get(name)!;
+    return tf.tidy(() => {
+      const inOut = this.layer.layout === "in_out";
+      const delta = tf.matMul(w.B, w.A).mul(w.scale); // [OUT, IN]
+      let merged = base.add(inOut ? delta.transpose() : delta) as tf.Tensor2D;
+      if (w.magnitude) {
+        const ratio = w.magnitude.div(this.weightNorm(w));
+        merged = merged.mul(inOut ? ratio : ratio.expandDims(1)) as tf.Tensor2D;
+      }
+      return merged;
+    });
+  }
+
+  /** Folds an adapter into the frozen weight; the original is kept so unmerge restores it exactly. */
+  merge(name: string): void {
+    const merged = this.mergedWeight(name);
+    this.original ??= this.layer.weight;
+    if (this.layer.weight !== this.original) this.layer.weight.dispose();
+    this.layer.weight = merged;
+    this.merged.push(name);
+  }
+
+  unmerge(): void {
+    if (!this.original) return;
+    this.layer.weight.dispose();
+    this.layer.weight = this.original;
+    this.original = undefined;
+    this.merged = [];
+  }
+
+  /** Keeps the merged weight as the new base: the adapters no longer apply to it. */
+  commitMerge(): void {
+    if (this.original && this.original !== this.layer.weight)
+      this.original.dispose();
+    this.original = undefined;
+    this.merged = [];
+  }
+
+  deleteAdapter(name: string): void {
+    const w = this.adapters.get(name);
+    if (!w) return;
+    tf.dispose([w.A, w.B, ...(w.magnitude ? [w.magnitude] : [])]);
+    this.adapters.delete(name);
+  }
+
+  dispose(): void {
+    for (const name of [...this.adapters.keys()]) this.deleteAdapter(name);
+    this.rowNormSq?.value.dispose();
+    this.rowNormSq = undefined;
+  }
+}

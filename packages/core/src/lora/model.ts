@@ -1,0 +1,450 @@
+/**
+ * LoraModel: named LoRA adapters over one frozen pretrained model, as PEFT's PeftModel/LoraModel. Adapters are
+ * keys in per-layer maps; switching is setting the active key. Injection finds targets by HF module name.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { ConfigError } from "../errors.js";
+import type { ModelSource, LoadOptions } from "../io/hub.js";
+import { openModelFiles } from "../io/hub.js";
+import {
+  readAdapterFiles,
+  writeAdapterFiles,
+  adapterFilesSource,
+  type AdapterFiles,
+} from "../io/peft.js";
+import type { Linear } from "../models/layers.js";
+import type { PretrainedModel } from "../models/pretrained.js";
+import type { GenerateOptions, GenerateResult } from "../models/generate.js";
+import {
+  loraConfig,
+  scalingOf,
+  type LoraConfig,
+  type LoraConfigInput,
+} from "./config.js";
+import { LoraLinear, type AdapterState, type LoraWeights } from "./layer.js";
+import { peftConfigJson, configFromPeftJson } from "./peft_config.js";
+import { rankAndAlpha, selectTargets } from "./target.js";
+import { adapterWeightsFromFile, combineAdapters } from "./weights.js";
+
+export interface ParameterCounts {
+  trainable: number;
+  total: number;
+}
+
+/** What to initialise a new adapter's random tensors from. */
+export interface AdapterInit {
+  /** Seed of A's (and, with init_lora_weights false, B's) random values. Default 0. */
+  seed?: number;
+}
+
+export class LoraModel {
+  readonly state: AdapterState = {
+    active: undefined,
+    disabled: false,
+    training: false,
+    dropoutSeed: 0,
+  };
+  private readonly configs = new Map<string, LoraConfig>();
+  private readonly layers = new Map<string, LoraLinear>();
+
+  constructor(readonly base: PretrainedModel) {}
+
+  /** Adapter names, in the order they were added. */
+  get adapterNames(): string[] {
+    return [...this.configs.keys()];
+  }
+
+  get activeAdapter(): string | undefined {
+    return this.state.active;
+  }
+
+  config(name: string): LoraConfig {
+    const c = this.configs.get(name);
+    if (!c) {
+      throw new ConfigError(
+        `No adapter named "${name}"; this model has ${this.adapterNames.map((n) => `"${n}"`).join(", ") || "none"}.`,
+      );
+    }
+    return c;
+  }
+
+  /**
+   * Wraps every Linear the config targets with a new adapter. The first adapter added becomes active.
+   *
+   * @example
+   * ```ts
+   * const peft = new LoraModel(model);
+   * peft.addAdapter("default", { r: 8, loraAlpha: 16, targetModules: ["q_proj", "v_proj"] });
+   * console.log(peft.printTrainableParameters());
+   * ```
+   */
+  addAdapter(
+    name: string,
+    input: LoraConfigInput | LoraConfig,
+    init: AdapterInit = {},
+  ): LoraConfig {
+    this.checkNewName(name);
+    const config = this.completeConfig(loraConfig(input));
+    const linears = new Map(this.base.linears().map((l) => [l.name, l]));
+    const targets = selectTargets(
+      config,
+      [...linears.keys()],
+      this.base.lm.otherModules(),
+    );
+    config.fan_in_fan_out = targets.some(
+      (t) => linears.get(t)!.layout === "in_out",
+    );
+    targets.forEach((module, i) => {
+      const layer = linears.get(module)!;
+      const { r, alpha } = rankAndAlpha(config, module);
+      this.layerOf(layer).adapters.set(
+        name,
+        initWeights(layer, r, alpha, config, (init.seed ?? 0) + i),
+      );
+    });
+    this.initDora(name, config);
+    this.configs.set(name, config);
+    this.state.active ??= name;
+    return config;
+  }
+
+  private checkNewName(name: string): void {
+    if (this.configs.has(name))
+      throw new ConfigError(
+        `An adapter named "${name}" already exists; delete it first or pick another name.`,
+      );
+    if (!/^[\w.-]+$/.test(name))
+      throw new ConfigError(
+        `Adapter name "${name}" must use letters, digits, "_", "-" or ".".`,
+      );
+  }
+
+  private completeConfig(config: LoraConfig): LoraConfig {
+    config.base_model_name_or_path ??= this.base.source;
+    return config;
+  }
+
+  /** DoRA's magnitude starts at ‖W + s·B·A‖ per output row, so the adapter starts as the base model. */
+  private initDora(name: string, config: LoraConfig): void {
+    if (!config.use_dora) return;
+    for (const lora of this.layers.values()) {
+      const w = lora.adapters.get(name);
+      if (w && !w.magnitude)
+        w.magnitude = tf.variable(lora.weightNorm(w), true);
+    }
+  }
+
+  private layerOf(layer: Linear): LoraLinear {
+    let lora = this.layers.get(layer.name);
+    if (!lora) {
+      lora = new LoraLinear(layer, this.layers.size, this.state);
+      this.layers.set(layer.name, lora);
+      layer.adapter = lora;
+    }
+    return lora;
+  }
+
+  setAdapter(name: string): void {
+    this.config(name);
+    this.state.active = name;
+  }
+
+  deleteAdapter(name: string): void {
+    this.config(name);
+    if (
+      [...this.layers.values()].some((l) => l.mergedAdapters.includes(name))
+    ) {
+      throw new ConfigError(
+        `Adapter "${name}" is merged into the weights: unmerge() before deleting it.`,
+      );
+    }
+    for (const lora of this.layers.values()) lora.deleteAdapter(name);
+    this.configs.delete(name);
+    if (this.state.active === name) this.state.active = this.adapterNames[0];
+  }
+
+  disableAdapters(): void {
+    this.state.disabled = true;
+  }
+
+  enableAdapters(): void {
+    this.state.disabled = false;
+  }
+
+  /** Runs `fn` on the base model alone (PEFT's `with model.disable_adapter():`), restoring the state after. */
+  async withAdaptersDisabled<T>(fn: () => T | Promise<T>): Promise<T> {
+    const before = this.state.disabled;
+    this.state.disabled = true;
+    try {
+      return await fn();
+    } finally {
+      this.state.disabled = before;
+    }
+  }
+
+  /** The tensors an optimizer updates for an adapter (default: the active one). */
+  trainableVariables(name = this.requireActive()): tf.Variable[] {
+    this.config(name);
+    const out: tf.Variable[] = [];
+    for (const lora of this.layers.values()) {
+      const w = lora.adapters.get(name);
+      if (w) out.push(w.A, w.B, ...(w.magnitude ? [w.magnitude] : []));
+    }
+    return out;
+  }
+
+  /** Trainable (the active adapter) and total (base plus every adapter) parameters, as PEFT counts them. */
+  parameterCounts(): ParameterCounts {
+    const trainable = this.state.active
+      ? this.trainableVariables().reduce((n, v) => n + v.size, 0)
+      : 0;
+    let adapters = 0;
+    for (const name of this.adapterNames)
+      adapters += this.trainableVariables(name).reduce((n, v) => n + v.size, 0);
+    return { trainable, total: this.base.lm.parameterCount() + adapters };
+  }
+
+  /** PEFT's print_trainable_parameters line. */
+  printTrainableParameters(): string {
+    const { trainable, total } = this.parameterCounts();
+    return `trainable params: ${trainable.toLocaleString("en-US")} || all params: ${total.toLocaleString("en-US")} || trainable%: ${((100 * trainable) / total).toFixed(4)}`;
+  }
+
+  /** Folds an adapter (default: the active one) into the frozen weights; unmerge() restores them exactly. */
+  merge(name = this.requireActive()): void {
+    this.config(name);
+    for (const lora of this.layers.values())
+      if (lora.adapters.has(name)) lora.merge(name);
+  }
+
+  unmerge(): void {
+    for (const lora of this.layers.values()) lora.unmerge();
+  }
+
+  /** Merges the active adapter for good, removes every adapter, and returns the plain base model. */
+  mergeAndUnload(name = this.requireActive()): PretrainedModel {
+    this.merge(name);
+    for (const [module, lora] of this.layers) {
+      lora.commitMerge();
+      lora.dispose();
+      this.base.linears().find((l) => l.name === module)!.adapter = undefined;
+    }
+    this.layers.clear();
+    this.configs.clear();
+    this.state.active = undefined;
+    return this.base;
+  }
+
+  /**
+   * A new adapter combining others (PEFT's add_weighted_adapter): "linear" sums √(w·s)-weighted A and B
+   * (equal ranks), "cat" stacks w·s·A and B (rank = the sum of ranks).
+   */
+  addWeightedAdapter(
+    sources: string[],
+    weights: number[],
+    name: string,
+    combination: "linear" | "cat",
+  ): LoraConfig {
+    this.checkNewName(name);
+    const configs = sources.map((s) => this.config(s));
+    if (weights.length !== sources.length)
+      throw new ConfigError(
+        `addWeightedAdapter: ${sources.length} adapters but ${weights.length} weights.`,
+      );
+    const type = sources.length === 1 ? "linear" : combination;
+    const ranks = configs.map((c) =>
+      Math.max(c.r, ...Object.values(c.rank_pattern)),
+    );
+    if (type === "linear" && new Set(ranks).size > 1) {
+      throw new ConfigError(
+        `addWeightedAdapter "linear" needs adapters of equal rank, got ${ranks.join(", ")}; use "cat".`,
+      );
+    }
+    const r = type === "linear" ? ranks[0]! : ranks.reduce((a, b) => a + b, 0);
+    const first = configs[0]!;
+    const config: LoraConfig = {
+      ...first,
+      r,
+      lora_alpha: r,
+      rank_pattern: {},
+      alpha_pattern: {},
+      target_modules: unionTargets(configs),
+    };
+    for (const lora of this.layers.values()) {
+      const parts = sources.map((s, i) => ({
+        w: lora.adapters.get(s),
+        weight: weights[i]!,
+      }));
+      if (parts.every((p) => !p.w)) continue;
+      const { A, B } = combineAdapters(parts, type, r);
+      lora.adapters.set(name, {
+        A,
+        B,
+        r,
+        alpha: r,
+        scale: scalingOf(r, r, config.use_rslora),
+        dropout: config.lora_dropout,
+      });
+    }
+    this.configs.set(name, config);
+    return config;
+  }
+
+  /** The adapter's two PEFT files: adapter_config.json and adapter_model.safetensors (F32). */
+  async saveAdapter(name = this.requireActive()): Promise<AdapterFiles> {
+    const config = this.config(name);
+    const modules = new Map<
+      string,
+      {
+        A: Float32Array;
+        aShape: number[];
+        B: Float32Array;
+        bShape: number[];
+        magnitude?: Float32Array;
+      }
+    >();
+    for (const [module, lora] of this.layers) {
+      const w = lora.adapters.get(name);
+      if (!w) continue;
+      modules.set(module, {
+        A: (await w.A.data()) as Float32Array,
+        aShape: w.A.shape,
+        B: (await w.B.data()) as Float32Array,
+        bShape: w.B.shape,
+        magnitude: w.magnitude
+          ? ((await w.magnitude.data()) as Float32Array)
+          : undefined,
+      });
+    }
+    return writeAdapterFiles(peftConfigJson(config), modules);
+  }
+
+  /**
+   * Loads a PEFT adapter (written by webtune or by Python PEFT) from a hub id, URL, directory, picked Files,
+   * or the files `saveAdapter` returned. Nothing is added if any module or shape disagrees with the model.
+   */
+  async loadAdapter(
+    name: string,
+    source: ModelSource | AdapterFiles,
+    options: LoadOptions = {},
+  ): Promise<LoraConfig> {
+    this.checkNewName(name);
+    const files = await openModelFiles(
+      isAdapterFiles(source) ? adapterFilesSource(source) : source,
+      options,
+    );
+    const { config: raw, modules } = await readAdapterFiles(files);
+    const config = this.completeConfig(configFromPeftJson(raw, files.source));
+    const linears = new Map(this.base.linears().map((l) => [l.name, l]));
+    const loaded = adapterWeightsFromFile(
+      modules,
+      linears,
+      config,
+      files.source,
+    );
+    for (const [module, weights] of loaded)
+      this.layerOf(linears.get(module)!).adapters.set(name, weights);
+    this.configs.set(name, config);
+    this.state.active ??= name;
+    return config;
+  }
+
+  private requireActive(): string {
+    if (this.state.active === undefined)
+      throw new ConfigError(
+        "No adapter is active: addAdapter() or loadAdapter() first.",
+      );
+    return this.state.active;
+  }
+
+  /** Logits with the active adapter applied. */
+  logits(ids: number[][]): tf.Tensor3D {
+    return this.base.logits(ids);
+  }
+
+  loss(ids: number[][], labels?: number[][]): tf.Scalar {
+    return this.base.loss(ids, labels);
+  }
+
+  generate(
+    prompt: string | number[],
+    options?: GenerateOptions,
+  ): Promise<GenerateResult> {
+    return this.base.generate(prompt, options);
+  }
+
+  /** Frees every adapter and detaches them from the base model (which stays loaded). */
+  dispose(): void {
+    this.unmerge();
+    for (const [module, lora] of this.layers) {
+      lora.dispose();
+      this.base.linears().find((l) => l.name === module)!.adapter = undefined;
+    }
+    this.layers.clear();
+    this.configs.clear();
+    this.state.active = undefined;
+  }
+}
+
+function isAdapterFiles(source: unknown): source is AdapterFiles {
+  return (
+    typeof source === "object" &&
+    source !== null &&
+    "adapter_config.json" in source
+  );
+}
+
+function unionTargets(configs: LoraConfig[]): string[] | string {
+  if (configs.every((c) => Array.isArray(c.target_modules))) {
+    return [
+      ...new Set(configs.flatMap((c) => c.target_modules as string[])),
+    ].sort();
+  }
+  if (configs.every((c) => typeof c.target_modules === "string"))
+    return configs.map((c) => `(${c.target_modules})`).join("|");
+  throw new ConfigError(
+    "addWeightedAdapter: adapters mix list and regex target_modules, which PEFT does not combine either.",
+  );
+}
+
+/** A and B as PEFT initialises them: kaiming-uniform A (bound 1/√in) and zero B by default. */
+function initWeights(
+  layer: Linear,
+  r: number,
+  alpha: number,
+  config: LoraConfig,
+  seed: number,
+): LoraWeights {
+  const [IN, OUT] = [layer.inFeatures, layer.outFeatures];
+  const A = tf.tidy(() =>
+    config.init_lora_weights === "gaussian"
+      ? tf.randomNormal([r, IN], 0, 1 / r, "float32", seed)
+      : tf.randomUniform(
+          [r, IN],
+          -1 / Math.sqrt(IN),
+          1 / Math.sqrt(IN),
+          "float32",
+          seed,
+        ),
+  ) as tf.Tensor2D;
+  const B = tf.tidy(() =>
+    config.init_lora_weights === false
+      ? tf.randomUniform(
+          [OUT, r],
+          -1 / Math.sqrt(r),
+          1 / Math.sqrt(r),
+          "float32",
+          seed + 7919,
+        )
+      : tf.zeros([OUT, r]),
+  ) as tf.Tensor2D;
+  const weights = { A: tf.variable(A, true), B: tf.variable(B, true) };
+  tf.dispose([A, B]);
+  return {
+    ...weights,
+    r,
+    alpha,
+    scale: scalingOf(r, alpha, config.use_rslora),
+    dropout: config.lora_dropout,
+  };
+}

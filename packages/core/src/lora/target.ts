@@ -1,0 +1,90 @@
+/**
+ * Which modules an adapter targets, with PEFT's matching rules (tuners_utils.check_target_module_exists and
+ * get_pattern_key), and the rank and alpha each targeted module gets.
+ */
+import { ConfigError } from "../errors.js";
+import type { LoraConfig } from "./config.js";
+
+/** Python's re.fullmatch: the whole name must match. */
+function fullMatch(pattern: string, name: string): boolean {
+  return new RegExp(`^(?:${pattern})$`).test(name);
+}
+
+/** A list matches a name exactly or as a dotted suffix; a string matches as a full regex. */
+function matches(spec: string[] | string, name: string): boolean {
+  if (typeof spec === "string") return fullMatch(spec, name);
+  return spec.some((t) => name === t || name.endsWith(`.${t}`));
+}
+
+/** The layer index in a module name, after one of `patterns` ("layers", "h"), or after any segment. */
+function layerIndex(
+  name: string,
+  patterns: string[] | null,
+): number | undefined {
+  const candidates = patterns && patterns.length > 0 ? patterns : ["[^.]*"];
+  for (const p of candidates) {
+    const m = new RegExp(`^.*\\.${p}\\.(\\d+)\\.`).exec(name);
+    if (m) return Number(m[1]);
+  }
+  return undefined;
+}
+
+export function isTargeted(config: LoraConfig, name: string): boolean {
+  if (config.exclude_modules && matches(config.exclude_modules, name))
+    return false;
+  const found =
+    config.target_modules === "all-linear" ||
+    matches(config.target_modules, name);
+  if (!found || config.layers_to_transform === null) return found;
+  const index = layerIndex(name, config.layers_pattern);
+  return index !== undefined && config.layers_to_transform.includes(index);
+}
+
+/** PEFT's get_pattern_key: the first pattern key that matches the end of the name after a dot. */
+function patternKey(keys: string[], name: string): string | undefined {
+  return keys.find((key) => new RegExp(`^(.*\\.)?(${key})$`).test(name));
+}
+
+/** Rank and alpha of one module, from the patterns or the config's defaults. */
+export function rankAndAlpha(
+  config: LoraConfig,
+  name: string,
+): { r: number; alpha: number } {
+  const rKey = patternKey(Object.keys(config.rank_pattern), name);
+  const aKey = patternKey(Object.keys(config.alpha_pattern), name);
+  return {
+    r: rKey !== undefined ? config.rank_pattern[rKey]! : config.r,
+    alpha: aKey !== undefined ? config.alpha_pattern[aKey]! : config.lora_alpha,
+  };
+}
+
+/**
+ * The Linear modules an adapter targets. Throws when it targets none (listing the model's Linear modules), or
+ * when a listed target names a module that exists but is not a Linear layer.
+ */
+export function selectTargets(
+  config: LoraConfig,
+  linearNames: string[],
+  otherModules: string[],
+): string[] {
+  const targets = linearNames.filter((n) => isTargeted(config, n));
+  if (Array.isArray(config.target_modules)) {
+    const nonLinear = otherModules.filter((n) =>
+      matches(config.target_modules as string[], n),
+    );
+    if (nonLinear.length > 0) {
+      throw new ConfigError(
+        `LoraConfig: target_modules names ${nonLinear.slice(0, 3).join(", ")}, which ${nonLinear.length > 1 ? "are" : "is"} not a Linear ` +
+          "layer; webtune adapts Linear layers only (e.g. q_proj, v_proj).",
+      );
+    }
+  }
+  if (targets.length === 0) {
+    const examples = [...new Set(linearNames.map((n) => n.split(".").at(-1)!))];
+    throw new ConfigError(
+      `LoraConfig: target_modules ${JSON.stringify(config.target_modules)} matches no Linear module of this model. ` +
+        `Its Linear modules are named ${examples.join(", ")} (e.g. ${linearNames[0]}).`,
+    );
+  }
+  return targets;
+}
