@@ -137,11 +137,7 @@ export async function nodeFileSource(
   return source;
 }
 
-export function isNode(): boolean {
-  const p = (globalThis as { process?: { versions?: { node?: string } } })
-    .process;
-  return typeof p?.versions?.node === "string";
-}
+export { isNode } from "../runtime/device.js";
 
 /** Imports a Node built-in behind a computed specifier, so browser bundles never try to resolve it. */
 export async function importNode<T>(specifier: string): Promise<T> {
