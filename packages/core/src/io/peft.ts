@@ -1,7 +1,8 @@
 /**
  * Hugging Face PEFT's adapter files: adapter_config.json and adapter_model.safetensors, with keys
  * `base_model.model.<module>.lora_A.weight` ([r, in]), `.lora_B.weight` ([out, r]) and DoRA's
- * `.lora_magnitude_vector.weight` ([out]). Bytes and names only: the lora layer gives them meaning.
+ * `.lora_magnitude_vector` ([out]; PEFT's save_and_load strips the ".weight" its DoRA layer has in memory).
+ * Bytes and names only: the lora layer gives them meaning.
  */
 import { FormatError } from "../errors.js";
 import { nodeFs } from "./byte_source.js";
@@ -32,7 +33,9 @@ export interface AdapterFiles {
 }
 
 export function adapterKey(module: string, part: AdapterPart): string {
-  return `${PREFIX}${module}.${part}.weight`;
+  return part === "lora_magnitude_vector"
+    ? `${PREFIX}${module}.${part}`
+    : `${PREFIX}${module}.${part}.weight`;
 }
 
 /**
@@ -56,7 +59,7 @@ export function parseAdapterKey(
   if (!m) {
     throw new FormatError(
       `${file}: unexpected tensor "${key}"; a LoRA adapter holds <module>.lora_A.weight, <module>.lora_B.weight ` +
-        "and, with DoRA, <module>.lora_magnitude_vector.weight.",
+        "and, with DoRA, <module>.lora_magnitude_vector.",
     );
   }
   return { module: m[1]!, part: m[2] as AdapterPart };

@@ -11,20 +11,27 @@ import { LORA_DEFAULTS, loraConfig, type LoraConfig } from "./config.js";
  * (PEFT's defaults). A file where one of them holds anything else asks for a feature webtune lacks.
  */
 export const PEFT_PASSIVE_FIELDS: Record<string, unknown> = {
+  alora_invocation_tokens: null,
+  arrow_config: null,
   auto_mapping: null,
   corda_config: null,
+  ensure_weight_tying: false,
   eva_config: null,
   inference_mode: true,
   layer_replication: null,
   loftq_config: {},
   lora_bias: false,
+  lora_ga_config: null,
   megatron_config: null,
   megatron_core: "megatron.core",
   peft_type: "LORA",
+  /** The PEFT release whose format this follows (test/fixtures/peft/PEFT_FORMAT.md). */
+  peft_version: "0.19.0",
   qalora_group_size: 16,
   revision: null,
   target_parameters: null,
   trainable_token_indices: null,
+  use_bdlora: null,
   use_qalora: false,
 };
 

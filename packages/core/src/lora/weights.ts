@@ -96,7 +96,7 @@ function checkModule(
     );
   }
   if (t.lora_magnitude_vector)
-    expect("lora_magnitude_vector.weight", t.lora_magnitude_vector.shape, [
+    expect("lora_magnitude_vector", t.lora_magnitude_vector.shape, [
       layer.outFeatures,
     ]);
 }
