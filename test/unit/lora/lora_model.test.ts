@@ -4,55 +4,17 @@
  * adapters, parameter counts, and gradients reach only the adapter.
  */
 import * as tf from "@tensorflow/tfjs";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  ConfigError,
-  disposeRuntime,
-  loadModel,
-  LoraModel,
-  type PretrainedModel,
-} from "@webtune/core";
-import { needGpu, startGpu } from "../../helpers/gpu.js";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadModel } from "@webtune/core";
+import { needGpu } from "../../helpers/gpu.js";
+import { logitsArray, useTinyModels } from "../../helpers/lora.js";
 import { GOLDEN_DIR, readGolden } from "../../helpers/golden.js";
 import { expectClose } from "../../helpers/tensors.js";
 
-const models: Record<string, PretrainedModel> = {};
+const { models, peftOf } = useTinyModels(["gpt2", "llama_untied"]);
 const ids = readGolden(`${GOLDEN_DIR}tiny/llama_untied`).input_ids;
-
-beforeAll(async () => {
-  const info = await startGpu();
-  if (!info) return;
-  for (const name of ["gpt2", "llama_untied"])
-    models[name] = await loadModel(`${GOLDEN_DIR}tiny/${name}`, {
-      cache: false,
-    });
-});
-afterAll(() => {
-  for (const m of Object.values(models)) m.dispose();
-  disposeRuntime();
-});
-
-async function logits(
-  m: { logits(ids: number[][]): tf.Tensor },
-  rows = ids,
-): Promise<Float32Array> {
-  const t = m.logits(rows);
-  const v = (await t.data()) as Float32Array;
-  t.dispose();
-  return v;
-}
-
-const created: LoraModel[] = [];
-afterEach(() => {
-  // A failed test must not leave adapters attached to the shared base models.
-  for (const peft of created.splice(0)) peft.dispose();
-});
-
-function peftOf(name: string): LoraModel {
-  const peft = new LoraModel(models[name]!);
-  created.push(peft);
-  return peft;
-}
+const logits = (m: { logits(ids: number[][]): tf.Tensor }, rows = ids) =>
+  logitsArray(m, rows);
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let m = 0;

@@ -7,55 +7,22 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
+import { describe, expect, it, vi } from "vitest";
 import {
-  afterAll,
-  afterEach,
-  beforeAll,
-  describe,
-  expect,
-  it,
-  vi,
-} from "vitest";
-import {
-  disposeRuntime,
   FormatError,
-  loadModel,
   LoraModel,
   openSafetensors,
   saveAdapterToDirectory,
   ShapeError,
   writeSafetensors,
   type AdapterFiles,
-  type PretrainedModel,
 } from "@webtune/core";
-import { needGpu, startGpu } from "../../helpers/gpu.js";
+import { needGpu } from "../../helpers/gpu.js";
+import { useTinyModels } from "../../helpers/lora.js";
 import { GOLDEN_DIR, readGolden } from "../../helpers/golden.js";
 
-const models: Record<string, PretrainedModel> = {};
-const created: LoraModel[] = [];
+const { models, peftOf } = useTinyModels(["gpt2", "llama_untied"]);
 const ids = readGolden(`${GOLDEN_DIR}tiny/llama_untied`).input_ids;
-
-beforeAll(async () => {
-  const info = await startGpu();
-  if (!info) return;
-  for (const name of ["gpt2", "llama_untied"])
-    models[name] = await loadModel(`${GOLDEN_DIR}tiny/${name}`, {
-      cache: false,
-    });
-});
-afterEach(() => {
-  for (const peft of created.splice(0)) peft.dispose();
-});
-afterAll(() => {
-  for (const m of Object.values(models)) m.dispose();
-  disposeRuntime();
-});
-
-function peftOf(name: string): LoraModel {
-  const peft = new LoraModel(models[name]!);
-  created.push(peft);
-  return peft;
-}
 
 async function logits(peft: LoraModel): Promise<number[]> {
   const t = peft.logits(ids);

@@ -26,6 +26,15 @@ export interface AdapterTensors {
   lora_magnitude_vector?: CpuTensor;
 }
 
+/** One module's adapter values, as written: A [r, in], B [out, r], DoRA magnitude [out]. */
+export interface ModuleToWrite {
+  A: Float32Array;
+  aShape: number[];
+  B: Float32Array;
+  bShape: number[];
+  magnitude?: Float32Array;
+}
+
 /** The two files, as `saveAdapter` returns them and the helpers write them. */
 export interface AdapterFiles {
   [ADAPTER_CONFIG]: string;
@@ -68,16 +77,7 @@ export function parseAdapterKey(
 /** Writes adapter_model.safetensors (F32) and adapter_config.json (2-space JSON, as PEFT writes it). */
 export function writeAdapterFiles(
   config: Record<string, unknown>,
-  modules: Map<
-    string,
-    {
-      A: Float32Array;
-      aShape: number[];
-      B: Float32Array;
-      bShape: number[];
-      magnitude?: Float32Array;
-    }
-  >,
+  modules: Map<string, ModuleToWrite>,
 ): AdapterFiles {
   const tensors: Record<
     string,

@@ -11,6 +11,7 @@ import {
   writeAdapterFiles,
   adapterFilesSource,
   type AdapterFiles,
+  type ModuleToWrite,
 } from "../io/peft.js";
 import type { Linear } from "../models/layers.js";
 import type { PretrainedModel } from "../models/pretrained.js";
@@ -293,16 +294,7 @@ export class LoraModel {
   /** The adapter's two PEFT files: adapter_config.json and adapter_model.safetensors (F32). */
   async saveAdapter(name = this.requireActive()): Promise<AdapterFiles> {
     const config = this.config(name);
-    const modules = new Map<
-      string,
-      {
-        A: Float32Array;
-        aShape: number[];
-        B: Float32Array;
-        bShape: number[];
-        magnitude?: Float32Array;
-      }
-    >();
+    const modules = new Map<string, ModuleToWrite>();
     for (const [module, lora] of this.layers) {
       const w = lora.adapters.get(name);
       if (!w) continue;
