@@ -159,6 +159,49 @@ describe("adapters", () => {
   });
 });
 
+describe("initialisation, as PEFT's init_lora_weights", () => {
+  it("true: kaiming-uniform A within ±1/√in and zero B; gaussian: A ~ N(0, 1/r); false: both random", async (ctx) => {
+    await needGpu(ctx);
+    const peft = peftOf("llama_untied");
+    const IN = models["llama_untied"]!.dims.hiddenSize;
+    const stats = async (name: string) => {
+      const [A, B] = peft.trainableVariables(name);
+      const a = Array.from(await A!.data());
+      const b = Array.from(await B!.data());
+      const std = Math.sqrt(a.reduce((s, v) => s + v * v, 0) / a.length);
+      return {
+        maxA: Math.max(...a.map(Math.abs)),
+        std,
+        maxB: Math.max(...b.map(Math.abs)),
+      };
+    };
+    peft.addAdapter(
+      "kaiming",
+      { r: 16, targetModules: ["model.layers.0.self_attn.q_proj"] },
+      { seed: 5 },
+    );
+    const k = await stats("kaiming");
+    expect(k.maxA).toBeLessThanOrEqual(1 / Math.sqrt(IN));
+    expect(k.maxA).toBeGreaterThan(0.9 / Math.sqrt(IN));
+    expect(k.maxB).toBe(0);
+    peft.addAdapter("gauss", {
+      r: 16,
+      targetModules: ["model.layers.0.self_attn.q_proj"],
+      initLoraWeights: "gaussian",
+    });
+    const g = await stats("gauss");
+    expect(g.std).toBeGreaterThan(0.8 / 16);
+    expect(g.std).toBeLessThan(1.2 / 16);
+    expect(g.maxB).toBe(0);
+    peft.addAdapter("random", {
+      r: 16,
+      targetModules: ["model.layers.0.self_attn.q_proj"],
+      initLoraWeights: false,
+    });
+    expect((await stats("random")).maxB).toBeGreaterThan(0);
+  });
+});
+
 describe("merge and unmerge", () => {
   for (const [name, targets] of [
     ["gpt2", ["c_attn", "c_proj", "c_fc"]],
