@@ -22,9 +22,10 @@ import {
   type LoraConfig,
   type LoraConfigInput,
 } from "./config.js";
-import { LoraLinear, type AdapterState, type LoraWeights } from "./layer.js";
+import { LoraLinear, type AdapterState } from "./layer.js";
 import { peftConfigJson, configFromPeftJson } from "./peft_config.js";
 import { rankAndAlpha, selectTargets } from "./target.js";
+import { initWeights, unionTargets } from "./init.js";
 import { adapterWeightsFromFile, combineAdapters } from "./weights.js";
 
 export interface ParameterCounts {
@@ -384,59 +385,4 @@ function isAdapterFiles(source: unknown): source is AdapterFiles {
     source !== null &&
     "adapter_config.json" in source
   );
-}
-
-function unionTargets(configs: LoraConfig[]): string[] | string {
-  if (configs.every((c) => Array.isArray(c.target_modules))) {
-    return [
-      ...new Set(configs.flatMap((c) => c.target_modules as string[])),
-    ].sort();
-  }
-  if (configs.every((c) => typeof c.target_modules === "string"))
-    return configs.map((c) => `(${c.target_modules})`).join("|");
-  throw new ConfigError(
-    "addWeightedAdapter: adapters mix list and regex target_modules, which PEFT does not combine either.",
-  );
-}
-
-/** A and B as PEFT initialises them: kaiming-uniform A (bound 1/√in) and zero B by default. */
-function initWeights(
-  layer: Linear,
-  r: number,
-  alpha: number,
-  config: LoraConfig,
-  seed: number,
-): LoraWeights {
-  const [IN, OUT] = [layer.inFeatures, layer.outFeatures];
-  const A = tf.tidy(() =>
-    config.init_lora_weights === "gaussian"
-      ? tf.randomNormal([r, IN], 0, 1 / r, "float32", seed)
-      : tf.randomUniform(
-          [r, IN],
-          -1 / Math.sqrt(IN),
-          1 / Math.sqrt(IN),
-          "float32",
-          seed,
-        ),
-  ) as tf.Tensor2D;
-  const B = tf.tidy(() =>
-    config.init_lora_weights === false
-      ? tf.randomUniform(
-          [OUT, r],
-          -1 / Math.sqrt(r),
-          1 / Math.sqrt(r),
-          "float32",
-          seed + 7919,
-        )
-      : tf.zeros([OUT, r]),
-  ) as tf.Tensor2D;
-  const weights = { A: tf.variable(A, true), B: tf.variable(B, true) };
-  tf.dispose([A, B]);
-  return {
-    ...weights,
-    r,
-    alpha,
-    scale: scalingOf(r, alpha, config.use_rslora),
-    dropout: config.lora_dropout,
-  };
 }
