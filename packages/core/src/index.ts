@@ -16,3 +16,4 @@ export * from "./kernels/index.js";
 export * from "./io/index.js";
 export * from "./models/index.js";
 export * from "./lora/index.js";
+export * from "./train/index.js";

@@ -12,6 +12,7 @@ import {
   adapterFilesSource,
   type AdapterFiles,
   type ModuleToWrite,
+  type AdapterPart,
 } from "../io/peft.js";
 import type { Linear } from "../models/layers.js";
 import type { PretrainedModel } from "../models/pretrained.js";
@@ -186,11 +187,25 @@ export class LoraModel {
 
   /** The tensors an optimizer updates for an adapter (default: the active one). */
   trainableVariables(name = this.requireActive()): tf.Variable[] {
+    return this.namedTrainableVariables(name).map((t) => t.variable);
+  }
+
+  /** The same tensors with their PEFT names, e.g. "model.layers.0.self_attn.q_proj.lora_B": stable across runs. */
+  namedTrainableVariables(
+    name = this.requireActive(),
+  ): { key: string; part: AdapterPart; variable: tf.Variable }[] {
     this.config(name);
-    const out: tf.Variable[] = [];
-    for (const lora of this.layers.values()) {
+    const out: { key: string; part: AdapterPart; variable: tf.Variable }[] = [];
+    for (const [module, lora] of this.layers) {
       const w = lora.adapters.get(name);
-      if (w) out.push(w.A, w.B, ...(w.magnitude ? [w.magnitude] : []));
+      if (!w) continue;
+      const parts: [AdapterPart, tf.Variable | undefined][] = [
+        ["lora_A", w.A],
+        ["lora_B", w.B],
+        ["lora_magnitude_vector", w.magnitude],
+      ];
+      for (const [part, variable] of parts)
+        if (variable) out.push({ key: `${module}.${part}`, part, variable });
     }
     return out;
   }

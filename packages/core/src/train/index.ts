@@ -1,0 +1,33 @@
+export { Trainer, lossTokens } from "./trainer.js";
+export type {
+  TrainBatch,
+  TrainerOptions,
+  TrainEvent,
+  StepEvent,
+  EvalEvent,
+  TrainResult,
+} from "./trainer.js";
+export { AdamW, ADAMW_DEFAULTS, loraPlusGroups } from "./optimizer.js";
+export type {
+  AdamWConfig,
+  AdamWState,
+  AdamWMoments,
+  ParamGroup,
+} from "./optimizer.js";
+export { createSchedule, warmupStepsFromRatio } from "./schedule.js";
+export type {
+  LrSchedule,
+  LrSchedulerType,
+  ScheduleConfig,
+} from "./schedule.js";
+export { clipGradNorm, clipGradNormAsync } from "./clip.js";
+export type { ClippedGrads } from "./clip.js";
+export {
+  accuracy,
+  classificationMetrics,
+  confusionMatrix,
+  exactMatch,
+  perplexity,
+  perplexityFromTotals,
+} from "./metrics.js";
+export type { ClassificationMetrics, Label } from "./metrics.js";

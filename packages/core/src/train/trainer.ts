@@ -1,0 +1,380 @@
+/**
+ * The training loop: schedule, forward, backward, accumulate, clip, step, log. It sees a model that maps token
+ * ids to a loss and exposes trainable variables (a LoraModel), and batches of ids and labels.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { ConfigError } from "../errors.js";
+import { lowbias32 } from "../kernels/lora_linear/dropout.js";
+import type { LoraModel } from "../lora/model.js";
+import { clipGradNorm } from "./clip.js";
+import { AdamW, loraPlusGroups } from "./optimizer.js";
+import { createSchedule, type LrSchedulerType } from "./schedule.js";
+
+/** One batch: right-padded ids, and labels with -100 wherever no loss is taken (HF convention). */
+export interface TrainBatch {
+  inputIds: number[][];
+  labels: number[][];
+}
+
+export interface TrainerOptions {
+  /** Peak learning rate. Default 2e-4. */
+  learningRate?: number;
+  /** Default "linear", as HF's Trainer. */
+  schedule?: LrSchedulerType;
+  warmupSteps?: number;
+  /** Micro-batches accumulated into one optimizer step. Default 1. */
+  gradAccum?: number;
+  /** Optimizer steps to run. Default: every batch once (one epoch of `train`). */
+  maxSteps?: number;
+  /** Global-norm clipping; 0 turns it off. Default 1.0, as HF. */
+  maxGradNorm?: number;
+  /** Decoupled AdamW weight decay. Default 0, as HF's Trainer. */
+  weightDecay?: number;
+  /** LoRA+: B's learning rate over A's (PEFT's loraplus_lr_ratio). Default off. */
+  loraplusLrRatio?: number;
+  /** Seeds the dropout masks. Default 0. */
+  seed?: number;
+  /** Read the loss back (a GPU→CPU sync) every N steps. Default 1. */
+  logEvery?: number;
+  /** Evaluate on `val` every N optimizer steps (and at the end). Default: only at the end. */
+  evalEvery?: number;
+  /** Stop when the validation loss has not improved by `minDelta` for `patience` evaluations; restore the best. */
+  earlyStopping?: { patience: number; minDelta?: number };
+  onEvent?: (event: TrainEvent) => void;
+}
+
+export interface StepEvent {
+  type: "step";
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSec: number;
+  elapsedMs: number;
+  etaMs: number;
+  gpuBytes: number;
+}
+
+export interface EvalEvent {
+  type: "eval";
+  step: number;
+  loss: number;
+  perplexity: number;
+  tokens: number;
+}
+
+export type TrainEvent = StepEvent | EvalEvent;
+
+export interface TrainResult {
+  steps: number;
+  stoppedEarly: boolean;
+  aborted: boolean;
+  bestEval?: EvalEvent;
+  history: TrainEvent[];
+}
+
+/** Tokens that carry a loss: labels[t] for t ≥ 1 that are not -100 (label t is predicted at t − 1). */
+export function lossTokens(labels: number[][]): number {
+  let n = 0;
+  for (const row of labels)
+    for (let t = 1; t < row.length; t++) if (row[t] !== -100) n++;
+  return n;
+}
+
+export class Trainer {
+  private readonly o: Required<
+    Omit<
+      TrainerOptions,
+      "earlyStopping" | "evalEvery" | "maxSteps" | "onEvent" | "loraplusLrRatio"
+    >
+  > &
+    TrainerOptions;
+  private paused: Promise<void> | undefined;
+  private release: (() => void) | undefined;
+  private aborted = false;
+
+  constructor(
+    readonly model: LoraModel,
+    options: TrainerOptions = {},
+  ) {
+    this.o = {
+      learningRate: 2e-4,
+      schedule: "linear",
+      warmupSteps: 0,
+      gradAccum: 1,
+      maxGradNorm: 1.0,
+      weightDecay: 0,
+      seed: 0,
+      logEvery: 1,
+      ...options,
+    };
+    for (const key of ["gradAccum", "logEvery"] as const) {
+      const v = this.o[key];
+      if (!Number.isInteger(v) || v < 1)
+        throw new ConfigError(
+          `Trainer: ${key} must be a positive integer, got ${v}.`,
+        );
+    }
+  }
+
+  pause(): void {
+    this.paused ??= new Promise((resolve) => (this.release = resolve));
+  }
+
+  resume(): void {
+    this.release?.();
+    this.paused = this.release = undefined;
+  }
+
+  /** Ends training after the current step; `train` resolves with `aborted: true`. */
+  abort(): void {
+    this.aborted = true;
+    this.resume();
+  }
+
+  /**
+   * Trains the active adapter on `train` (batches in order), evaluating on `val`.
+   *
+   * @example
+   * ```ts
+   * const trainer = new Trainer(peft, { learningRate: 2e-4, evalEvery: 50, onEvent: console.log });
+   * const result = await trainer.train({ train: batches, val: valBatches });
+   * ```
+   */
+  async train(data: {
+    train: TrainBatch[];
+    val?: TrainBatch[];
+  }): Promise<TrainResult> {
+    const o = this.o;
+    const total = o.maxSteps ?? Math.ceil(data.train.length / o.gradAccum);
+    const schedule = createSchedule({
+      type: o.schedule,
+      baseLr: o.learningRate,
+      warmupSteps: o.warmupSteps,
+      totalSteps: total,
+    });
+    const vars = this.model.trainableVariables();
+    if (vars.length === 0)
+      throw new ConfigError(
+        "Trainer: the model has no trainable variables; add an adapter first.",
+      );
+    const optimizer = new AdamW(this.paramGroups(vars), {
+      weightDecay: o.weightDecay,
+    });
+    const history: TrainEvent[] = [];
+    const emit = (e: TrainEvent) => {
+      history.push(e);
+      o.onEvent?.(e);
+    };
+    const best = new BestAdapter(vars, o.earlyStopping?.minDelta ?? 0);
+    let stale = 0;
+    let stoppedEarly = false;
+    const started = performance.now();
+    let tokensSeen = 0;
+    this.model.state.training = true;
+    try {
+      let step = 0;
+      for (; step < total && !this.aborted; step++) {
+        if (this.paused) await this.paused;
+        if (this.aborted) break;
+        const group = Array.from(
+          { length: o.gradAccum },
+          (_, i) => data.train[(step * o.gradAccum + i) % data.train.length]!,
+        );
+        const lr = schedule.lrAt(step);
+        const { loss, gradNorm } = this.optimizerStep(
+          group,
+          vars,
+          optimizer,
+          lr,
+          step,
+        );
+        tokensSeen += group.reduce(
+          (n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0),
+          0,
+        );
+        if ((step + 1) % o.logEvery === 0 || step + 1 === total) {
+          // A CPU-GPU sync point: the loss and norm are read back only every logEvery steps.
+          const [l, g] = await Promise.all([loss.data(), gradNorm.data()]);
+          const elapsedMs = performance.now() - started;
+          emit({
+            type: "step",
+            step: step + 1,
+            loss: l[0]!,
+            lr,
+            gradNorm: g[0]!,
+            tokensPerSec: (tokensSeen / elapsedMs) * 1000,
+            elapsedMs,
+            etaMs: (elapsedMs / (step + 1)) * (total - step - 1),
+            gpuBytes:
+              (tf.memory() as { numBytesInGPU?: number }).numBytesInGPU ??
+              tf.memory().numBytes,
+          });
+        }
+        tf.dispose([loss, gradNorm]);
+        const evalNow =
+          data.val &&
+          o.evalEvery !== undefined &&
+          (step + 1) % o.evalEvery === 0;
+        if (evalNow) {
+          const e = await this.evaluate(data.val!, step + 1);
+          emit(e);
+          if (best.offer(e)) stale = 0;
+          else if (o.earlyStopping && ++stale >= o.earlyStopping.patience) {
+            stoppedEarly = true;
+            step++;
+            break;
+          }
+        }
+      }
+      if (
+        data.val &&
+        !stoppedEarly &&
+        !(o.evalEvery !== undefined && step % o.evalEvery === 0)
+      ) {
+        const e = await this.evaluate(data.val, step);
+        emit(e);
+        best.offer(e);
+      }
+      if (o.earlyStopping && best.event) best.restore();
+      return {
+        steps: step,
+        stoppedEarly,
+        aborted: this.aborted,
+        bestEval: best.event,
+        history,
+      };
+    } finally {
+      this.model.state.training = false;
+      optimizer.dispose();
+      best.dispose();
+    }
+  }
+
+  private paramGroups(vars: tf.Variable[]) {
+    if (this.o.loraplusLrRatio === undefined) return [{ variables: vars }];
+    const bs = new Set(
+      this.model
+        .namedTrainableVariables()
+        .filter((t) => t.part === "lora_B")
+        .map((t) => t.variable),
+    );
+    return loraPlusGroups({
+      variables: vars,
+      isB: (v) => bs.has(v),
+      loraplusLrRatio: this.o.loraplusLrRatio,
+    });
+  }
+
+  /**
+   * One optimizer step over accumulated micro-batches. Each micro-batch's mean loss is weighted by its share of
+   * the group's loss tokens, so accumulating 4×2 equals one batch of 8 (HF's num_items_in_batch).
+   */
+  private optimizerStep(
+    group: TrainBatch[],
+    vars: tf.Variable[],
+    optimizer: AdamW,
+    lr: number,
+    step: number,
+  ) {
+    const tokens = group.map((b) => lossTokens(b.labels));
+    const totalTokens = Math.max(
+      1,
+      tokens.reduce((a, b) => a + b, 0),
+    );
+    let sum: tf.NamedTensorMap | undefined;
+    let loss: tf.Scalar = tf.scalar(0);
+    group.forEach((batch, i) => {
+      this.model.state.dropoutSeed = lowbias32(
+        (Math.imul(this.o.seed + 1, 0x9e3779b9) ^ (step * 64 + i)) >>> 0,
+      );
+      const weight = tokens[i]! / totalTokens;
+      const { value, grads } = tf.variableGrads(
+        () =>
+          this.model
+            .loss(batch.inputIds, batch.labels)
+            .mul(weight) as tf.Scalar,
+        vars,
+      );
+      const next = loss.add(value) as tf.Scalar;
+      tf.dispose([loss, value]);
+      loss = next;
+      if (!sum) sum = grads;
+      else {
+        const added: tf.NamedTensorMap = {};
+        for (const k of Object.keys(grads)) added[k] = sum[k]!.add(grads[k]!);
+        tf.dispose([...Object.values(sum), ...Object.values(grads)]);
+        sum = added;
+      }
+    });
+    const clipped =
+      this.o.maxGradNorm > 0
+        ? clipGradNorm(sum!, this.o.maxGradNorm)
+        : undefined;
+    const gradNorm = clipped
+      ? clipped.totalNorm
+      : tf.tidy(
+          () =>
+            tf.norm(
+              tf.stack(Object.values(sum!).map((g) => tf.norm(g))),
+            ) as tf.Scalar,
+        );
+    optimizer.step(clipped ? clipped.grads : sum!, lr);
+    tf.dispose([
+      ...Object.values(sum!),
+      ...(clipped ? Object.values(clipped.grads) : []),
+    ]);
+    return { loss, gradNorm };
+  }
+
+  /** Mean next-token loss over every loss token of `batches`, and its perplexity, with dropout off. */
+  async evaluate(batches: TrainBatch[], step = 0): Promise<EvalEvent> {
+    const wasTraining = this.model.state.training;
+    this.model.state.training = false;
+    try {
+      let nll = 0;
+      let tokens = 0;
+      for (const b of batches) {
+        const n = lossTokens(b.labels);
+        if (n === 0) continue;
+        const loss = this.model.loss(b.inputIds, b.labels);
+        nll += (await loss.data())[0]! * n;
+        loss.dispose();
+        tokens += n;
+      }
+      const loss = tokens > 0 ? nll / tokens : NaN;
+      return { type: "eval", step, loss, perplexity: Math.exp(loss), tokens };
+    } finally {
+      this.model.state.training = wasTraining;
+    }
+  }
+}
+
+/** The adapter values at the best validation loss so far, kept on the GPU. */
+class BestAdapter {
+  event: EvalEvent | undefined;
+  private saved: tf.Tensor[] | undefined;
+
+  constructor(
+    private readonly vars: tf.Variable[],
+    private readonly minDelta = 0,
+  ) {}
+
+  /** True when `e` improves on the best so far (and then snapshots the adapter). */
+  offer(e: EvalEvent): boolean {
+    if (this.event && !(e.loss < this.event.loss - this.minDelta)) return false;
+    this.event = e;
+    if (this.saved) tf.dispose(this.saved);
+    this.saved = this.vars.map((v) => tf.keep(v.clone()));
+    return true;
+  }
+
+  restore(): void {
+    this.saved?.forEach((t, i) => this.vars[i]!.assign(t));
+  }
+
+  dispose(): void {
+    if (this.saved) tf.dispose(this.saved);
+    this.saved = undefined;
+  }
+}
