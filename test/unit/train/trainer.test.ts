@@ -1,10 +1,15 @@
 /**
  * The training loop on a tiny Llama with a learnable synthetic task (each token is followed by the next id):
  * the validation loss falls, accumulation 4×2 equals one batch of 8, the reported gradient norm is the global
- * norm, early stopping restores the best adapter, abort stops, and the tensor count stays flat.
+ * norm, early stopping restores the best adapter, a resumed checkpoint equals an uninterrupted run, abort
+ * stops, and the tensor count stays flat.
  */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
+import { directoryStore } from "../../../packages/core/src/io/checkpoint_store.js";
 import {
   Trainer,
   type TrainBatch,
@@ -191,6 +196,58 @@ describe("Trainer", () => {
     expect(result.bestEval!.loss).toBe(best);
     const restored = await trainer.evaluate(val);
     expect(Math.abs(restored.loss - best) / best).toBeLessThan(1e-5);
+  });
+
+  it("resumes from a checkpoint to the same adapter as an uninterrupted run, to 1e-5", async (ctx) => {
+    await needGpu(ctx);
+    const train = Array.from({ length: 10 }, (_, i) => batch(2, i + 1, 8));
+    const options = {
+      learningRate: 5e-3,
+      schedule: "cosine" as const,
+      warmupSteps: 2,
+      maxSteps: 10,
+      weightDecay: 0.01,
+    };
+    const fresh = () => {
+      const peft = peftOf("llama_untied");
+      peft.addAdapter(
+        "default",
+        { r: 4, targetModules: ["q_proj", "v_proj"], loraDropout: 0.1 },
+        { seed: 4 },
+      );
+      return peft;
+    };
+    const straight = fresh();
+    await new Trainer(straight, options).train({ train });
+    const expected = await values(straight.trainableVariables());
+    straight.dispose();
+
+    const store = directoryStore(mkdtempSync(join(tmpdir(), "webtune-ckpt-")));
+    const first = fresh();
+    const interrupted = new Trainer(first, {
+      ...options,
+      checkpoint: { store, every: 5 },
+    });
+    await interrupted.train({ train }); // saves step-000005 and step-000010
+    first.dispose();
+    expect(await store.list()).toEqual(["step-000005", "step-000010"]);
+
+    const second = fresh(); // a new process would start here: new variables, new optimizer
+    const result = await new Trainer(second, options).train(
+      { train },
+      await store.load("step-000005"),
+    );
+    expect(result.steps).toBe(10);
+    const resumed = await values(second.trainableVariables());
+    let worst = 0;
+    expected.forEach(
+      (x, i) =>
+        (worst = Math.max(
+          worst,
+          Math.abs(x - resumed[i]!) / Math.max(Math.abs(x), 1e-3),
+        )),
+    );
+    expect(worst).toBeLessThan(1e-5);
   });
 
   it("aborts after the current step, and keeps the tensor count flat from step 2 on", async (ctx) => {

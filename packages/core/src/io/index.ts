@@ -48,3 +48,10 @@ export {
   saveAdapterToDirectory,
   type AdapterFiles,
 } from "./peft.js";
+export {
+  directoryStore,
+  opfsStore,
+  defaultCheckpointStore,
+  type CheckpointStore,
+  type CheckpointFiles,
+} from "./checkpoint_store.js";

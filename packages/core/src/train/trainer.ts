@@ -6,6 +6,8 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
 import { lowbias32 } from "../kernels/lora_linear/dropout.js";
 import type { LoraModel } from "../lora/model.js";
+import type { CheckpointStore } from "../io/checkpoint_store.js";
+import { captureCheckpoint, restoreCheckpoint } from "./checkpoint.js";
 import { clipGradNorm } from "./clip.js";
 import { AdamW, loraPlusGroups } from "./optimizer.js";
 import { createSchedule, type LrSchedulerType } from "./schedule.js";
@@ -40,6 +42,8 @@ export interface TrainerOptions {
   evalEvery?: number;
   /** Stop when the validation loss has not improved by `minDelta` for `patience` evaluations; restore the best. */
   earlyStopping?: { patience: number; minDelta?: number };
+  /** Save a checkpoint (adapter, optimizer, step) every `every` optimizer steps, named "step-000042". */
+  checkpoint?: { store: CheckpointStore; every: number };
   onEvent?: (event: TrainEvent) => void;
 }
 
@@ -85,7 +89,12 @@ export class Trainer {
   private readonly o: Required<
     Omit<
       TrainerOptions,
-      "earlyStopping" | "evalEvery" | "maxSteps" | "onEvent" | "loraplusLrRatio"
+      | "earlyStopping"
+      | "evalEvery"
+      | "maxSteps"
+      | "onEvent"
+      | "loraplusLrRatio"
+      | "checkpoint"
     >
   > &
     TrainerOptions;
@@ -141,10 +150,11 @@ export class Trainer {
    * const result = await trainer.train({ train: batches, val: valBatches });
    * ```
    */
-  async train(data: {
-    train: TrainBatch[];
-    val?: TrainBatch[];
-  }): Promise<TrainResult> {
+  async train(
+    data: { train: TrainBatch[]; val?: TrainBatch[] },
+    /** A checkpoint's files (from `store.load(name)`): the run continues after its step, as if never stopped. */
+    resume?: Record<string, Uint8Array>,
+  ): Promise<TrainResult> {
     const o = this.o;
     const total = o.maxSteps ?? Math.ceil(data.train.length / o.gradAccum);
     const schedule = createSchedule({
@@ -169,11 +179,30 @@ export class Trainer {
     const best = new BestAdapter(vars, o.earlyStopping?.minDelta ?? 0);
     let stale = 0;
     let stoppedEarly = false;
+    let first = 0;
+    if (resume) {
+      const state = await restoreCheckpoint(
+        this.model,
+        optimizer,
+        resume,
+        "resume checkpoint",
+      );
+      first = state.step;
+      stale = state.stale;
+      if (state.bestLoss !== null)
+        best.offer({
+          type: "eval",
+          step: state.step,
+          loss: state.bestLoss,
+          perplexity: Math.exp(state.bestLoss),
+          tokens: 0,
+        });
+    }
     const started = performance.now();
     let tokensSeen = 0;
     this.model.state.training = true;
     try {
-      let step = 0;
+      let step = first;
       for (; step < total && !this.aborted; step++) {
         if (this.paused) await this.paused;
         if (this.aborted) break;
@@ -212,6 +241,18 @@ export class Trainer {
           });
         }
         tf.dispose([loss, gradNorm]);
+        if (o.checkpoint && (step + 1) % o.checkpoint.every === 0) {
+          const state = {
+            step: step + 1,
+            bestLoss: best.event?.loss ?? null,
+            stale,
+          };
+          const files = await captureCheckpoint(this.model, optimizer, state);
+          await o.checkpoint.store.save(
+            `step-${String(step + 1).padStart(6, "0")}`,
+            files,
+          );
+        }
         const evalNow =
           data.val &&
           o.evalEvery !== undefined &&

@@ -1,0 +1,134 @@
+/**
+ * Where training checkpoints live: a directory in Node, the Origin Private File System in browsers. A store
+ * holds named files per checkpoint; a checkpoint is written to a temporary name and renamed (Node) or written
+ * completely before its manifest (OPFS), so a crash never leaves a half checkpoint that looks whole.
+ */
+import { FileNotFoundError } from "../errors.js";
+import { isNode, nodeFs } from "./byte_source.js";
+
+export type CheckpointFiles = Record<string, Uint8Array | string>;
+
+export interface CheckpointStore {
+  /** For messages. */
+  readonly description: string;
+  save(name: string, files: CheckpointFiles): Promise<void>;
+  /** The files of a saved checkpoint, as bytes. */
+  load(name: string): Promise<Record<string, Uint8Array>>;
+  /** Names of complete checkpoints, oldest first. */
+  list(): Promise<string[]>;
+}
+
+const MANIFEST = "checkpoint.json";
+
+/** A directory of checkpoint folders (Node). */
+export function directoryStore(dir: string): CheckpointStore {
+  return {
+    description: dir,
+    async save(name, files) {
+      const fs = await nodeFs();
+      const tmp = `${dir}/.${name}.partial`;
+      await fs.rm(tmp, { recursive: true, force: true });
+      await fs.mkdir(tmp, { recursive: true });
+      for (const [file, data] of Object.entries(files))
+        await fs.writeFile(`${tmp}/${file}`, data);
+      await fs.writeFile(
+        `${tmp}/${MANIFEST}`,
+        JSON.stringify({ files: Object.keys(files) }),
+      );
+      await fs.rm(`${dir}/${name}`, { recursive: true, force: true });
+      await fs.rename(tmp, `${dir}/${name}`);
+    },
+    async load(name) {
+      const fs = await nodeFs();
+      const manifest = await fs
+        .readFile(`${dir}/${name}/${MANIFEST}`, "utf8")
+        .catch(() => {
+          throw new FileNotFoundError(
+            `No complete checkpoint "${name}" in ${dir}.`,
+            { source: dir, file: name },
+          );
+        });
+      const out: Record<string, Uint8Array> = {};
+      for (const file of (JSON.parse(manifest) as { files: string[] }).files) {
+        out[file] = new Uint8Array(await fs.readFile(`${dir}/${name}/${file}`));
+      }
+      return out;
+    },
+    async list() {
+      const fs = await nodeFs();
+      const entries = await fs.readdir(dir).catch(() => [] as string[]);
+      const complete: string[] = [];
+      for (const e of entries.filter((n) => !n.startsWith(".")).sort()) {
+        if (
+          await fs.stat(`${dir}/${e}/${MANIFEST}`).then(
+            () => true,
+            () => false,
+          )
+        )
+          complete.push(e);
+      }
+      return complete;
+    },
+  };
+}
+
+/** A folder in the browser's Origin Private File System. */
+export function opfsStore(folder = "webtune-checkpoints"): CheckpointStore {
+  const root = async () => {
+    const storage = (globalThis as { navigator?: { storage?: StorageManager } })
+      .navigator?.storage;
+    if (!storage?.getDirectory)
+      throw new FileNotFoundError(
+        "This browser has no Origin Private File System.",
+        { source: "OPFS", file: folder },
+      );
+    return (await storage.getDirectory()).getDirectoryHandle(folder, {
+      create: true,
+    });
+  };
+  return {
+    description: `OPFS:${folder}`,
+    async save(name, files) {
+      const dir = await (
+        await root()
+      ).getDirectoryHandle(name, { create: true });
+      await dir.removeEntry(MANIFEST).catch(() => undefined);
+      for (const [file, data] of [
+        ...Object.entries(files),
+        [MANIFEST, JSON.stringify({ files: Object.keys(files) })] as const,
+      ]) {
+        const writable = await (
+          await dir.getFileHandle(file, { create: true })
+        ).createWritable();
+        await writable.write(data as FileSystemWriteChunkType);
+        await writable.close();
+      }
+    },
+    async load(name) {
+      const dir = await (await root()).getDirectoryHandle(name);
+      const manifest = JSON.parse(
+        await (await (await dir.getFileHandle(MANIFEST)).getFile()).text(),
+      ) as { files: string[] };
+      const out: Record<string, Uint8Array> = {};
+      for (const file of manifest.files)
+        out[file] = new Uint8Array(
+          await (await (await dir.getFileHandle(file)).getFile()).arrayBuffer(),
+        );
+      return out;
+    },
+    async list() {
+      const names: string[] = [];
+      const dir = await root();
+      for await (const [name] of (
+        dir as unknown as { entries(): AsyncIterable<[string, unknown]> }
+      ).entries())
+        names.push(name);
+      return names.sort();
+    },
+  };
+}
+
+/** The platform's default store: a directory in Node, OPFS in browsers. */
+export function defaultCheckpointStore(dirOrFolder: string): CheckpointStore {
+  return isNode() ? directoryStore(dirOrFolder) : opfsStore(dirOrFolder);
+}
