@@ -17,3 +17,4 @@ export * from "./io/index.js";
 export * from "./models/index.js";
 export * from "./lora/index.js";
 export * from "./train/index.js";
+export * from "./train/data/index.js";

@@ -1,0 +1,55 @@
+/**
+ * Datasets for training: parse JSONL, CSV or text; detect or pick the format; clean with a report; tokenize with
+ * loss masks; split with a seed; batch with padding or packing.
+ *
+ * @example
+ * ```ts
+ * const data = buildDataset(fileText, tokenizer, { source: 'train.jsonl', maxLength: 512, onError: 'skip' });
+ * const { train, val } = splitDataset(data.examples, { val: 0.1, seed: 0 });
+ * for (const batch of batches(train, { batchSize: 8, padId: tokenizer.padTokenId ?? 0, seed: 0, epoch: 0 })) {
+ *   // batch.inputIds, batch.labels, batch.attentionMask
+ * }
+ * ```
+ */
+export {
+  RowFormatError,
+  type CleaningReport,
+  type DatasetFormat,
+  type DatasetInput,
+  type DropReason,
+  type DroppedRow,
+  type Example,
+  type FileType,
+  type OnError,
+} from "./types.js";
+export {
+  parseRows,
+  type ParseOptions,
+  type ParsedRows,
+  type Row,
+} from "./parse.js";
+export { detectFormat } from "./formats.js";
+export {
+  alpacaPrompt,
+  classificationPair,
+  type ClassificationTemplate,
+  type DatasetTokenizer,
+  type InstructionFields,
+  type InstructionTemplate,
+  type RenderOptions,
+} from "./render.js";
+export {
+  buildDataset,
+  EmptyDatasetError,
+  type BuildOptions,
+  type Dataset,
+  type TextBlocks,
+} from "./build.js";
+export { splitDataset, type SplitOptions, type Splits } from "./split.js";
+export {
+  batches,
+  countBatches,
+  type Batch,
+  type BatchOptions,
+  type Tokenized,
+} from "./batch.js";
