@@ -3,17 +3,16 @@
  * models: loss against the plain-torch oracle), with a tokenizer for text generation, and from a hub-shaped
  * HTTP server, where a second load is served by the Cache API with no request.
  */
-import { cpSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeSafetensors } from "../../packages/core/src/io/safetensors.js";
 import { launchChromium, serveDemo } from "../helpers/browser.js";
 import { GOLDEN_DIR, readGolden } from "../helpers/golden.js";
 import { startHubServer, type HubServer } from "../helpers/hub_server.js";
-import { checkpointShapes, generateTensor } from "../helpers/random_weights.js";
+import { chatModelFolder } from "../helpers/chat_model.js";
 
 let browser: Browser;
 let site: { url: string; close: () => Promise<void> };
@@ -21,44 +20,6 @@ let hub: HubServer;
 const hubRoot = mkdtempSync(join(tmpdir(), "webtune-e2e-hub-"));
 let page: Page;
 const logs: string[] = [];
-
-/** A small Llama whose vocabulary is the tiny-chatml test tokenizer's, with deterministic weights. */
-function chatModelFolder(): string {
-  const dir = mkdtempSync(join(tmpdir(), "webtune-chat-model-"));
-  const tokenizers = fileURLToPath(
-    new URL("../fixtures/tokenizers/tiny-chatml/", import.meta.url),
-  );
-  for (const f of readdirSync(tokenizers))
-    cpSync(join(tokenizers, f), join(dir, f));
-  const config = {
-    model_type: "llama",
-    vocab_size: 393,
-    hidden_size: 32,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    num_hidden_layers: 2,
-    intermediate_size: 64,
-    tie_word_embeddings: true,
-    eos_token_id: 392,
-  };
-  writeFileSync(join(dir, "config.json"), JSON.stringify(config));
-  const tensors = Object.fromEntries(
-    Object.entries(checkpointShapes(config)).map(([name, shape]) => [
-      name,
-      {
-        dtype: "F32" as const,
-        shape,
-        data: generateTensor(
-          name,
-          shape.reduce((a, b) => a * b, 1),
-          "llama",
-        ),
-      },
-    ]),
-  );
-  writeFileSync(join(dir, "model.safetensors"), writeSafetensors(tensors));
-  return dir;
-}
 
 beforeAll(async () => {
   site = await serveDemo(fileURLToPath(new URL("./pages", import.meta.url)));

@@ -1,0 +1,66 @@
+/** What every command does first: start WebGPU, load the model (and adapter), read a dataset file. */
+import { readFile } from "node:fs/promises";
+import { basename } from "node:path";
+import {
+  buildDataset,
+  ConfigError,
+  initRuntime,
+  loadModel,
+  LoraModel,
+  type DatasetFormat,
+  type PretrainedModel,
+} from "@webtune/core";
+
+export interface Loaded {
+  model: PretrainedModel;
+  /** Present when an adapter was given, or when training adds one. */
+  peft: LoraModel;
+}
+
+export async function loadForCommand(
+  source: string,
+  adapter?: string,
+): Promise<Loaded> {
+  await initRuntime();
+  const model = await loadModel(source);
+  const peft = new LoraModel(model);
+  if (adapter) await peft.loadAdapter("default", adapter);
+  return { model, peft };
+}
+
+const FORMATS = [
+  "completion",
+  "instruction",
+  "chat",
+  "classification",
+  "tokens",
+];
+
+export async function readDataset(
+  file: string,
+  model: PretrainedModel,
+  options: { format?: string; seqLen: number },
+): Promise<ReturnType<typeof buildDataset>> {
+  if (options.format !== undefined && !FORMATS.includes(options.format)) {
+    throw new ConfigError(
+      `--format must be one of ${FORMATS.join(", ")}, got "${options.format}".`,
+    );
+  }
+  const bytes = await readFile(file).catch((e: NodeJS.ErrnoException) => {
+    throw new ConfigError(
+      `cannot read --data ${file}: ${e.code === "ENOENT" ? "no such file" : e.message}.`,
+    );
+  });
+  const tokenizer = model.tokenizer;
+  if (!tokenizer) {
+    throw new ConfigError(
+      `${model.source} has no tokenizer.json, which is needed to read ${basename(file)}.`,
+    );
+  }
+  return buildDataset(new Uint8Array(bytes), tokenizer, {
+    source: file,
+    format: options.format as DatasetFormat | undefined,
+    maxLength: options.seqLen,
+    truncate: true,
+  });
+}

@@ -1,0 +1,193 @@
+/** `webtune train`: dataset → split → LoRA adapter → Trainer → PEFT files and metrics.jsonl in --out. */
+import { appendFile, mkdir, writeFile } from "node:fs/promises";
+import {
+  batches,
+  ConfigError,
+  directoryStore,
+  saveAdapterToDirectory,
+  splitDataset,
+  Trainer,
+  type Example,
+  type TrainBatch,
+} from "@webtune/core";
+import { loadForCommand, readDataset } from "./common.js";
+import { progress } from "./progress.js";
+
+export interface TrainFlags {
+  model: string;
+  data: string;
+  out: string;
+  format?: string;
+  mode: string;
+  r: number;
+  alpha: number;
+  dropout: number;
+  target: string;
+  rslora: boolean;
+  dora: boolean;
+  lr: number;
+  batch: number;
+  gradAccum: number;
+  epochs: number;
+  maxSteps?: number;
+  seqLen: number;
+  warmup: number;
+  schedule: string;
+  seed: number;
+  valSplit: number;
+  testSplit: number;
+  evalEvery: number;
+  earlyStop?: number;
+  checkpointEvery?: number;
+  resume?: string;
+}
+
+function check(o: TrainFlags): void {
+  if (o.mode !== "lora")
+    throw new ConfigError(
+      `--mode ${o.mode} is not available yet; webtune trains LoRA adapters (--mode lora).`,
+    );
+  if (!["constant", "linear", "cosine"].includes(o.schedule))
+    throw new ConfigError(
+      `--schedule must be constant, linear or cosine, got "${o.schedule}".`,
+    );
+  if (!(o.valSplit >= 0 && o.testSplit >= 0 && o.valSplit + o.testSplit < 1)) {
+    throw new ConfigError(
+      `--val-split and --test-split must be ≥ 0 and sum to less than 1, got ${o.valSplit} and ${o.testSplit}.`,
+    );
+  }
+  if (o.batch < 1 || o.gradAccum < 1 || o.epochs < 1)
+    throw new ConfigError(
+      "--batch, --grad-accum and --epochs must be at least 1.",
+    );
+}
+
+function batchList(
+  examples: Example[],
+  o: TrainFlags,
+  padId: number,
+  epochs: number,
+  shuffle: boolean,
+): TrainBatch[] {
+  const out: TrainBatch[] = [];
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    for (const b of batches(examples, {
+      batchSize: o.batch,
+      padId,
+      seed: o.seed,
+      epoch,
+      shuffle,
+    }))
+      out.push(b);
+  }
+  return out;
+}
+
+export async function trainCommand(o: TrainFlags): Promise<void> {
+  check(o);
+  const { model, peft } = await loadForCommand(o.model);
+  const data = await readDataset(o.data, model, {
+    format: o.format,
+    seqLen: o.seqLen,
+  });
+  const r = data.report;
+  process.stderr.write(
+    `data: ${data.format}, ${r.kept} of ${r.total} rows kept (empty ${r.dropped.empty}, duplicate ${r.dropped.duplicate}, ` +
+      `too long ${r.dropped.tooLong}, malformed ${r.dropped.malformed}; truncated ${r.truncated})\n`,
+  );
+  const split = splitDataset(data.examples, {
+    val: o.valSplit,
+    test: o.testSplit,
+    seed: o.seed,
+    stratify: data.format === "classification",
+  });
+  const targets =
+    o.target === "all-linear"
+      ? "all-linear"
+      : o.target
+          .split(",")
+          .map((t) => t.trim())
+          .filter(Boolean);
+  peft.addAdapter(
+    "default",
+    {
+      r: o.r,
+      lora_alpha: o.alpha,
+      lora_dropout: o.dropout,
+      target_modules: targets,
+      use_rslora: o.rslora,
+      use_dora: o.dora,
+    },
+    { seed: o.seed },
+  );
+  process.stderr.write(`${peft.printTrainableParameters()}\n`);
+  const tok = model.tokenizer!;
+  const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
+  const train = batchList(split.train, o, padId, o.epochs, true);
+  const val =
+    split.val.length > 0 ? batchList(split.val, o, padId, 1, false) : undefined;
+  const steps = o.maxSteps ?? Math.ceil(train.length / o.gradAccum);
+
+  await mkdir(o.out, { recursive: true });
+  const metrics = `${o.out}/metrics.jsonl`;
+  await writeFile(metrics, "");
+  const bar = progress(steps);
+  let writes = Promise.resolve();
+  const trainer = new Trainer(peft, {
+    learningRate: o.lr,
+    schedule: o.schedule as "constant" | "linear" | "cosine",
+    warmupSteps: o.warmup,
+    gradAccum: o.gradAccum,
+    maxSteps: steps,
+    seed: o.seed,
+    evalEvery: val ? o.evalEvery : undefined,
+    earlyStopping:
+      o.earlyStop !== undefined ? { patience: o.earlyStop } : undefined,
+    checkpoint: o.checkpointEvery
+      ? {
+          store: directoryStore(`${o.out}/checkpoints`),
+          every: o.checkpointEvery,
+        }
+      : undefined,
+    onEvent: (e) => {
+      bar.event(e);
+      writes = writes.then(() => appendFile(metrics, `${JSON.stringify(e)}\n`));
+    },
+  });
+  const resume = o.resume ? await latestCheckpoint(o.resume) : undefined;
+  const result = await trainer.train({ train, val }, resume);
+  bar.stop();
+  await writes;
+  await saveAdapterToDirectory(await peft.saveAdapter(), o.out);
+  const summary: Record<string, unknown> = {
+    steps: result.steps,
+    stopped_early: result.stoppedEarly,
+    train_loss: result.history.filter((e) => e.type === "step").at(-1)?.loss,
+    val_loss: result.bestEval?.loss,
+  };
+  if (split.test.length > 0) {
+    const test = await trainer.evaluate(
+      batchList(split.test, o, padId, 1, false),
+      result.steps,
+    );
+    await appendFile(
+      metrics,
+      `${JSON.stringify({ ...test, split: "test" })}\n`,
+    );
+    summary["test_loss"] = test.loss;
+  }
+  process.stdout.write(`${JSON.stringify({ ...summary, out: o.out })}\n`);
+  peft.dispose();
+  model.dispose();
+}
+
+async function latestCheckpoint(
+  dir: string,
+): Promise<Record<string, Uint8Array>> {
+  const store = directoryStore(dir);
+  const names = await store.list();
+  if (names.length === 0)
+    throw new ConfigError(`--resume ${dir} holds no complete checkpoint.`);
+  process.stderr.write(`resuming from ${dir}/${names.at(-1)}\n`);
+  return store.load(names.at(-1)!);
+}

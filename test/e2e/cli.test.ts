@@ -1,0 +1,283 @@
+/**
+ * The `webtune` command end to end on a tiny model (Dawn in Node), as a user runs it: info, train (PEFT files
+ * and metrics.jsonl), eval with and without the adapter, generate, resume from a checkpoint, and one-line
+ * errors with a non-zero exit for bad input.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { beforeAll, describe, expect, it } from "vitest";
+import { openSafetensors } from "../../packages/core/src/io/safetensors.js";
+import { chatModelFolder } from "../helpers/chat_model.js";
+
+const exec = promisify(execFile);
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const bin = join(root, "packages/cli/bin/webtune.js");
+
+async function webtune(
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [bin, ...args], {
+      cwd: root,
+      maxBuffer: 1 << 24,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+const lastJson = (out: string) =>
+  JSON.parse(out.trim().split("\n").at(-1)!) as Record<string, number>;
+
+let model: string;
+let data: string;
+const work = mkdtempSync(join(tmpdir(), "webtune-cli-"));
+
+beforeAll(async () => {
+  // The bin runs the compiled packages.
+  await exec("npm", ["run", "build", "--silent"], { cwd: root });
+  model = chatModelFolder();
+  data = join(work, "animals.jsonl");
+  const animals = ["cat", "dog", "bird", "fox", "cow", "pig"];
+  const places = ["mat", "rug", "bed", "box", "hill", "log"];
+  const rows = animals.flatMap((a) =>
+    places.map((p) =>
+      JSON.stringify({ text: `the ${a} sat on the ${p}. the ${a} is happy.` }),
+    ),
+  );
+  writeFileSync(data, `${rows.join("\n")}\n`);
+});
+
+describe("webtune CLI", () => {
+  it("info prints the architecture and the Linear module names", async () => {
+    const r = await webtune("info", "--model", model);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/architecture\s+llama/);
+    expect(r.stdout).toMatch(
+      /q_proj\s+×2\s+e\.g\. model\.layers\.0\.self_attn\.q_proj/,
+    );
+  });
+
+  it("trains an adapter that lowers the loss, writes PEFT files and metrics.jsonl, and eval/generate use it", async () => {
+    const base = lastJson(
+      (await webtune("eval", "--model", model, "--data", data)).stdout,
+    );
+    const out = join(work, "adapter");
+    const r = await webtune(
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--out",
+      out,
+      "--max-steps",
+      "40",
+      "--eval-every",
+      "20",
+      "--lr",
+      "2e-2",
+      "--warmup",
+      "4",
+      "--batch",
+      "8",
+      "--r",
+      "8",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    for (const f of [
+      "adapter_config.json",
+      "adapter_model.safetensors",
+      "metrics.jsonl",
+    ])
+      expect(existsSync(join(out, f)), f).toBe(true);
+    const events = readFileSync(join(out, "metrics.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const steps = events.filter((e) => e.type === "step");
+    expect(steps).toHaveLength(40);
+    expect(Object.keys(steps[0]).sort()).toEqual(
+      [
+        "type",
+        "step",
+        "loss",
+        "lr",
+        "gradNorm",
+        "tokensPerSec",
+        "elapsedMs",
+        "etaMs",
+        "gpuBytes",
+      ].sort(),
+    );
+    expect(events.filter((e) => e.type === "eval").map((e) => e.step)).toEqual([
+      20, 40,
+    ]);
+    expect(
+      JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8")),
+    ).toMatchObject({ peft_type: "LORA", r: 8, lora_alpha: 16 });
+    const tuned = lastJson(
+      (
+        await webtune(
+          "eval",
+          "--model",
+          model,
+          "--adapter",
+          out,
+          "--data",
+          data,
+        )
+      ).stdout,
+    );
+    expect(tuned["tokens"]).toBe(base["tokens"]);
+    expect(tuned["loss"]).toBeLessThan(base["loss"]! - 0.3);
+    const g = await webtune(
+      "generate",
+      "--model",
+      model,
+      "--adapter",
+      out,
+      "--prompt",
+      "the cat",
+      "--max-new-tokens",
+      "8",
+    );
+    expect(g.code, g.stderr).toBe(0);
+    expect(g.stderr).toMatch(/\[\d+ tokens, stopped by (eos|length)\]/);
+  });
+
+  it("resumes from a checkpoint folder to the same adapter as an uninterrupted run", async () => {
+    const args = [
+      "--model",
+      model,
+      "--data",
+      data,
+      "--max-steps",
+      "8",
+      "--lr",
+      "1e-2",
+      "--batch",
+      "4",
+      "--r",
+      "4",
+      "--val-split",
+      "0",
+    ];
+    const straight = join(work, "straight");
+    expect((await webtune("train", ...args, "--out", straight)).code).toBe(0);
+    const first = join(work, "first");
+    expect(
+      (
+        await webtune(
+          "train",
+          ...args,
+          "--out",
+          first,
+          "--checkpoint-every",
+          "4",
+        )
+      ).code,
+    ).toBe(0);
+    const resumed = join(work, "resumed");
+    // Keep only the step-4 checkpoint, as if the first run had stopped there.
+    const ckpt = join(work, "ckpt");
+    await exec("mkdir", ["-p", ckpt]);
+    await exec("cp", ["-r", join(first, "checkpoints", "step-000004"), ckpt]);
+    const r = await webtune(
+      "train",
+      ...args,
+      "--out",
+      resumed,
+      "--resume",
+      ckpt,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/resuming from .*step-000004/);
+    const [x, y] = await Promise.all(
+      [straight, resumed].map((d) =>
+        openSafetensors(
+          new Uint8Array(readFileSync(join(d, "adapter_model.safetensors"))),
+        ),
+      ),
+    );
+    expect(y!.names).toEqual(x!.names);
+    let worst = 0;
+    for (const name of x!.names) {
+      const [fa, fb] = [(await x!.read(name)).data, (await y!.read(name)).data];
+      fa.forEach(
+        (v, i) =>
+          (worst = Math.max(
+            worst,
+            Math.abs(v - fb[i]!) / Math.max(Math.abs(v), 1e-3),
+          )),
+      );
+    }
+    expect(worst).toBeLessThan(1e-5);
+  });
+
+  it("exits non-zero with one line for a bad flag, a missing file, an unsupported mode or a foreign adapter", async () => {
+    const bad = await webtune(
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--out",
+      work,
+      "--r",
+      "abc",
+    );
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--r must be a non-negative integer/);
+    const missing = await webtune(
+      "train",
+      "--model",
+      model,
+      "--data",
+      join(work, "nope.jsonl"),
+      "--out",
+      work,
+    );
+    expect(missing.code).toBe(1);
+    expect(
+      missing.stderr
+        .trim()
+        .split("\n")
+        .filter((l) => l.startsWith("webtune:")),
+    ).toEqual([
+      `webtune: cannot read --data ${join(work, "nope.jsonl")}: no such file.`,
+    ]);
+    const full = await webtune(
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--out",
+      work,
+      "--mode",
+      "full",
+    );
+    expect(full.code).toBe(1);
+    expect(full.stderr).toMatch(/--mode full is not available yet/);
+    const foreign = await webtune(
+      "eval",
+      "--model",
+      model,
+      "--adapter",
+      join(root, "test/fixtures/peft/gpt2_conv1d"),
+      "--data",
+      data,
+    );
+    expect(foreign.code).toBe(1);
+    expect(foreign.stderr).toMatch(
+      /webtune: .*weights for "transformer\.h\.0\.attn\.c_attn", which this model does not have/,
+    );
+  });
+});
