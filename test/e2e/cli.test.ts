@@ -69,6 +69,11 @@ describe("webtune CLI", () => {
       (await webtune("eval", "--model", model, "--data", data)).stdout,
     );
     const out = join(work, "adapter");
+    const reference = join(work, "reference.txt");
+    writeFileSync(
+      reference,
+      "a long time ago the river ran to the sea.\nbooks are read by people who like stories.\n",
+    );
     const r = await webtune(
       "train",
       "--model",
@@ -89,6 +94,10 @@ describe("webtune CLI", () => {
       "8",
       "--r",
       "8",
+      "--test-split",
+      "0.2",
+      "--reference",
+      reference,
     );
     expect(r.code, r.stderr).toBe(0);
     for (const f of [

@@ -150,6 +150,10 @@ program
     "--resume <dir>",
     "a checkpoints folder: continue from its latest checkpoint",
   )
+  .option(
+    "--reference <file>",
+    "general text to check forgetting on: its loss before and after tuning",
+  )
   .action((o) => run(() => trainCommand(o)));
 
 program

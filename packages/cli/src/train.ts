@@ -4,6 +4,8 @@ import {
   batches,
   ConfigError,
   directoryStore,
+  evaluate,
+  forgettingCheck,
   saveAdapterToDirectory,
   splitDataset,
   Trainer,
@@ -40,6 +42,7 @@ export interface TrainFlags {
   earlyStop?: number;
   checkpointEvery?: number;
   resume?: string;
+  reference?: string;
 }
 
 function check(o: TrainFlags): void {
@@ -166,15 +169,39 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     val_loss: result.bestEval?.loss,
   };
   if (split.test.length > 0) {
-    const test = await trainer.evaluate(
-      batchList(split.test, o, padId, 1, false),
-      result.steps,
-    );
+    const test = await evaluate(peft, tok, split.test, {
+      format: data.format,
+      labels: data.labels,
+    });
     await appendFile(
       metrics,
-      `${JSON.stringify({ ...test, split: "test" })}\n`,
+      `${JSON.stringify({ type: "test", step: result.steps, ...test })}\n`,
     );
-    summary["test_loss"] = test.loss;
+    Object.assign(
+      summary,
+      Object.fromEntries(
+        Object.entries(test).map(([k, v]) => [`test_${k}`, v]),
+      ),
+    );
+  }
+  if (o.reference) {
+    const reference = await readDataset(o.reference, model, {
+      format: "completion",
+      seqLen: o.seqLen,
+    });
+    const f = await forgettingCheck(peft, tok, reference.examples);
+    const line = {
+      type: "forgetting",
+      base_loss: f.base.loss,
+      tuned_loss: f.tuned.loss,
+      loss_delta: f.lossDelta,
+    };
+    await appendFile(metrics, `${JSON.stringify(line)}\n`);
+    Object.assign(summary, {
+      reference_loss_base: f.base.loss,
+      reference_loss_tuned: f.tuned.loss,
+      reference_loss_delta: f.lossDelta,
+    });
   }
   process.stdout.write(`${JSON.stringify({ ...summary, out: o.out })}\n`);
   peft.dispose();

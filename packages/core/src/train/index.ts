@@ -31,3 +31,5 @@ export {
   perplexityFromTotals,
 } from "./metrics.js";
 export type { ClassificationMetrics, Label } from "./metrics.js";
+export { evaluate, forgettingCheck, rowNll } from "./evaluate.js";
+export type { EvaluationResult, Scorer } from "./evaluate.js";
