@@ -161,6 +161,86 @@ describe("webtune CLI", () => {
     expect(g.stderr).toMatch(/\[\d+ tokens, stopped by (eos|length)\]/);
   });
 
+  it("merges an adapter into a full folder that scores as model + adapter, and trains in full mode", async () => {
+    const adapter = join(work, "small-adapter");
+    const args = [
+      "--model",
+      model,
+      "--data",
+      data,
+      "--max-steps",
+      "10",
+      "--lr",
+      "1e-2",
+      "--batch",
+      "8",
+      "--val-split",
+      "0",
+    ];
+    expect(
+      (await webtune("train", ...args, "--out", adapter, "--r", "4")).code,
+    ).toBe(0);
+    const merged = join(work, "merged");
+    const m = await webtune(
+      "merge",
+      "--model",
+      model,
+      "--adapter",
+      adapter,
+      "--out",
+      merged,
+    );
+    expect(m.code, m.stderr).toBe(0);
+    for (const f of [
+      "config.json",
+      "model.safetensors",
+      "tokenizer.json",
+      "tokenizer_config.json",
+    ])
+      expect(existsSync(join(merged, f)), f).toBe(true);
+    const withAdapter = lastJson(
+      (
+        await webtune(
+          "eval",
+          "--model",
+          model,
+          "--adapter",
+          adapter,
+          "--data",
+          data,
+        )
+      ).stdout,
+    );
+    const mergedEval = lastJson(
+      (await webtune("eval", "--model", merged, "--data", data)).stdout,
+    );
+    expect(
+      Math.abs(mergedEval["loss"]! - withAdapter["loss"]!) /
+        withAdapter["loss"]!,
+    ).toBeLessThan(1e-4);
+
+    const fullOut = join(work, "full");
+    const f = await webtune(
+      "train",
+      ...args,
+      "--out",
+      fullOut,
+      "--mode",
+      "full",
+      "--lr",
+      "3e-3",
+    );
+    expect(f.code, f.stderr).toBe(0);
+    expect(f.stderr).toMatch(/full fine-tuning: [\d,]+ trainable parameters/);
+    const base = lastJson(
+      (await webtune("eval", "--model", model, "--data", data)).stdout,
+    );
+    const tuned = lastJson(
+      (await webtune("eval", "--model", fullOut, "--data", data)).stdout,
+    );
+    expect(tuned["loss"]).toBeLessThan(base["loss"]! - 0.3);
+  });
+
   it("resumes from a checkpoint folder to the same adapter as an uninterrupted run", async () => {
     const args = [
       "--model",
@@ -262,7 +342,7 @@ describe("webtune CLI", () => {
     ).toEqual([
       `webtune: cannot read --data ${join(work, "nope.jsonl")}: no such file.`,
     ]);
-    const full = await webtune(
+    const mode = await webtune(
       "train",
       "--model",
       model,
@@ -271,10 +351,10 @@ describe("webtune CLI", () => {
       "--out",
       work,
       "--mode",
-      "full",
+      "half",
     );
-    expect(full.code).toBe(1);
-    expect(full.stderr).toMatch(/--mode full is not available yet/);
+    expect(mode.code).toBe(1);
+    expect(mode.stderr).toMatch(/--mode must be lora or full, got "half"/);
     const foreign = await webtune(
       "eval",
       "--model",

@@ -17,12 +17,14 @@ export interface Loaded {
   peft: LoraModel;
 }
 
+/** `trainable` loads every weight as a variable, for full fine-tuning. */
 export async function loadForCommand(
   source: string,
   adapter?: string,
+  trainable = false,
 ): Promise<Loaded> {
   await initRuntime();
-  const model = await loadModel(source);
+  const model = await loadModel(source, { trainable });
   const peft = new LoraModel(model);
   if (adapter) await peft.loadAdapter("default", adapter);
   return { model, peft };

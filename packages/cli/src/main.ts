@@ -7,6 +7,7 @@ import { disposeRuntime } from "@webtune/core";
 import { evalCommand } from "./eval.js";
 import { generateCommand } from "./generate.js";
 import { infoCommand } from "./info.js";
+import { mergeCommand } from "./merge.js";
 import { trainCommand } from "./train.js";
 
 export function int(name: string) {
@@ -77,7 +78,7 @@ program
   )
   .option(
     "--mode <mode>",
-    "lora (full fine-tuning is not available yet)",
+    "lora (an adapter) or full (every weight; writes a full model folder)",
     "lora",
   )
   .option("--r <n>", "LoRA rank", int("--r"), 8)
@@ -155,6 +156,16 @@ program
     "general text to check forgetting on: its loss before and after tuning",
   )
   .action((o) => run(() => trainCommand(o)));
+
+program
+  .command("merge")
+  .description(
+    "fold a LoRA adapter into the weights and write a full Hugging Face model folder",
+  )
+  .requiredOption("--model <src>", "hub id, URL or local folder")
+  .requiredOption("--adapter <dir>", "a PEFT LoRA adapter folder")
+  .requiredOption("--out <dir>", "output folder")
+  .action((o) => run(() => mergeCommand(o)));
 
 program
   .command("eval")

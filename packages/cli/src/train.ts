@@ -5,7 +5,8 @@ import {
   ConfigError,
   directoryStore,
   evaluate,
-  forgettingCheck,
+  FullFineTune,
+  savePretrained,
   saveAdapterToDirectory,
   splitDataset,
   Trainer,
@@ -46,10 +47,9 @@ export interface TrainFlags {
 }
 
 function check(o: TrainFlags): void {
-  if (o.mode !== "lora")
-    throw new ConfigError(
-      `--mode ${o.mode} is not available yet; webtune trains LoRA adapters (--mode lora).`,
-    );
+  if (o.mode !== "lora" && o.mode !== "full") {
+    throw new ConfigError(`--mode must be lora or full, got "${o.mode}".`);
+  }
   if (!["constant", "linear", "cosine"].includes(o.schedule))
     throw new ConfigError(
       `--schedule must be constant, linear or cosine, got "${o.schedule}".`,
@@ -88,7 +88,8 @@ function batchList(
 
 export async function trainCommand(o: TrainFlags): Promise<void> {
   check(o);
-  const { model, peft } = await loadForCommand(o.model);
+  const full = o.mode === "full";
+  const { model, peft } = await loadForCommand(o.model, undefined, full);
   const data = await readDataset(o.data, model, {
     format: o.format,
     seqLen: o.seqLen,
@@ -111,20 +112,36 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
           .split(",")
           .map((t) => t.trim())
           .filter(Boolean);
-  peft.addAdapter(
-    "default",
-    {
-      r: o.r,
-      lora_alpha: o.alpha,
-      lora_dropout: o.dropout,
-      target_modules: targets,
-      use_rslora: o.rslora,
-      use_dora: o.dora,
-    },
-    { seed: o.seed },
+  if (!full)
+    peft.addAdapter(
+      "default",
+      {
+        r: o.r,
+        lora_alpha: o.alpha,
+        lora_dropout: o.dropout,
+        target_modules: targets,
+        use_rslora: o.rslora,
+        use_dora: o.dora,
+      },
+      { seed: o.seed },
+    );
+  const trained = full ? new FullFineTune(model) : peft;
+  process.stderr.write(
+    full
+      ? `full fine-tuning: ${model.lm.parameterCount().toLocaleString("en-US")} trainable parameters\n`
+      : `${peft.printTrainableParameters()}\n`,
   );
-  process.stderr.write(`${peft.printTrainableParameters()}\n`);
   const tok = model.tokenizer!;
+  // Forgetting check: the reference text's loss before tuning (the adapter starts as a no-op) and after.
+  const reference = o.reference
+    ? await readDataset(o.reference, model, {
+        format: "completion",
+        seqLen: o.seqLen,
+      })
+    : undefined;
+  const referenceBase = reference
+    ? await evaluate(model, tok, reference.examples, { format: "completion" })
+    : undefined;
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
   const train = batchList(split.train, o, padId, o.epochs, true);
   const val =
@@ -136,7 +153,7 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
   await writeFile(metrics, "");
   const bar = progress(steps);
   let writes = Promise.resolve();
-  const trainer = new Trainer(peft, {
+  const trainer = new Trainer(trained, {
     learningRate: o.lr,
     schedule: o.schedule as "constant" | "linear" | "cosine",
     warmupSteps: o.warmup,
@@ -161,7 +178,12 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
   const result = await trainer.train({ train, val }, resume);
   bar.stop();
   await writes;
-  await saveAdapterToDirectory(await peft.saveAdapter(), o.out);
+  if (full) {
+    for (const [name, content] of Object.entries(await savePretrained(model)))
+      await writeFile(`${o.out}/${name}`, content);
+  } else {
+    await saveAdapterToDirectory(await peft.saveAdapter(), o.out);
+  }
   const summary: Record<string, unknown> = {
     steps: result.steps,
     stopped_early: result.stoppedEarly,
@@ -184,23 +206,24 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
       ),
     );
   }
-  if (o.reference) {
-    const reference = await readDataset(o.reference, model, {
-      format: "completion",
-      seqLen: o.seqLen,
-    });
-    const f = await forgettingCheck(peft, tok, reference.examples);
+  if (reference) {
+    const after = await evaluate(
+      trained === peft ? peft : model,
+      tok,
+      reference.examples,
+      { format: "completion" },
+    );
     const line = {
       type: "forgetting",
-      base_loss: f.base.loss,
-      tuned_loss: f.tuned.loss,
-      loss_delta: f.lossDelta,
+      base_loss: referenceBase!.loss,
+      tuned_loss: after.loss,
+      loss_delta: after.loss - referenceBase!.loss,
     };
     await appendFile(metrics, `${JSON.stringify(line)}\n`);
     Object.assign(summary, {
-      reference_loss_base: f.base.loss,
-      reference_loss_tuned: f.tuned.loss,
-      reference_loss_delta: f.lossDelta,
+      reference_loss_base: line.base_loss,
+      reference_loss_tuned: line.tuned_loss,
+      reference_loss_delta: line.loss_delta,
     });
   }
   process.stdout.write(`${JSON.stringify({ ...summary, out: o.out })}\n`);

@@ -8,6 +8,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ShapeError } from "../errors.js";
 import type { Embedding } from "./embedding.js";
 import type { Linear } from "./layers.js";
+import type { ParameterEntry } from "./weights.js";
 
 /** Sizes every architecture shares, from its config.json. */
 export interface ModelDims {
@@ -95,6 +96,17 @@ export abstract class CausalLM {
   }
 
   private modules: string[] = [];
+  private params: ParameterEntry[] = [];
+
+  /** Called by the loader: every checkpoint tensor and where its live value is. */
+  recordParameters(entries: ParameterEntry[]): void {
+    this.params = entries;
+  }
+
+  /** The checkpoint tensors of this model, by HF name, with their current values (merged adapters included). */
+  parameters(): ParameterEntry[] {
+    return this.params;
+  }
 
   /** Called by the loader with every checkpoint tensor it read. */
   recordModules(tensorNames: string[]): void {

@@ -293,50 +293,61 @@ export function loadGemma3(
   config: Gemma3Config,
   source: WeightSource,
   maxBindingBytes: number,
+  trainable = false,
 ): Promise<Gemma3ForCausalLM> {
-  return loadWeights(source, maxBindingBytes, async (w) => {
-    const { hiddenSize: C, headDim: D } = config;
-    const onePlus = (name: string, size: number) =>
-      w.tensor1dMapped(name, size, (v) => 1 + v);
-    const layers: Gemma3DecoderLayer[] = [];
-    for (let i = 0; i < config.numLayers; i++) {
-      const p = `model.layers.${i}`;
-      layers.push(
-        new Gemma3DecoderLayer(
-          {
-            ...(await loadAttentionProjections(w, p, config, {
-              qkv: false,
-              o: false,
-            })),
-            q_norm: await onePlus(`${p}.self_attn.q_norm.weight`, D),
-            k_norm: await onePlus(`${p}.self_attn.k_norm.weight`, D),
-          },
-          await loadGatedMlp(w, p, C, config.intermediateSize, false),
-          {
-            input_layernorm: await onePlus(`${p}.input_layernorm.weight`, C),
-            post_attention_layernorm: await onePlus(
-              `${p}.post_attention_layernorm.weight`,
-              C,
-            ),
-            pre_feedforward_layernorm: await onePlus(
-              `${p}.pre_feedforward_layernorm.weight`,
-              C,
-            ),
-            post_feedforward_layernorm: await onePlus(
-              `${p}.post_feedforward_layernorm.weight`,
-              C,
-            ),
-          },
-        ),
+  return loadWeights(
+    source,
+    maxBindingBytes,
+    async (w) => {
+      const { hiddenSize: C, headDim: D } = config;
+      const onePlus = (name: string, size: number) =>
+        w.tensor1dMapped(
+          name,
+          size,
+          (v) => 1 + v,
+          (v) => v - 1,
+        );
+      const layers: Gemma3DecoderLayer[] = [];
+      for (let i = 0; i < config.numLayers; i++) {
+        const p = `model.layers.${i}`;
+        layers.push(
+          new Gemma3DecoderLayer(
+            {
+              ...(await loadAttentionProjections(w, p, config, {
+                qkv: false,
+                o: false,
+              })),
+              q_norm: await onePlus(`${p}.self_attn.q_norm.weight`, D),
+              k_norm: await onePlus(`${p}.self_attn.k_norm.weight`, D),
+            },
+            await loadGatedMlp(w, p, C, config.intermediateSize, false),
+            {
+              input_layernorm: await onePlus(`${p}.input_layernorm.weight`, C),
+              post_attention_layernorm: await onePlus(
+                `${p}.post_attention_layernorm.weight`,
+                C,
+              ),
+              pre_feedforward_layernorm: await onePlus(
+                `${p}.pre_feedforward_layernorm.weight`,
+                C,
+              ),
+              post_feedforward_layernorm: await onePlus(
+                `${p}.post_feedforward_layernorm.weight`,
+                C,
+              ),
+            },
+          ),
+        );
+      }
+      const { embed, head } = await loadEmbeddingAndHead(w, config);
+      return new Gemma3ForCausalLM(
+        config,
+        embed,
+        layers,
+        await onePlus("model.norm.weight", C),
+        head,
       );
-    }
-    const { embed, head } = await loadEmbeddingAndHead(w, config);
-    return new Gemma3ForCausalLM(
-      config,
-      embed,
-      layers,
-      await onePlus("model.norm.weight", C),
-      head,
-    );
-  });
+    },
+    trainable,
+  );
 }

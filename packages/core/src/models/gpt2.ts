@@ -173,45 +173,51 @@ export function loadGpt2(
   config: Gpt2Config,
   source: WeightSource,
   maxBindingBytes: number,
+  trainable = false,
 ): Promise<Gpt2LMHeadModel> {
-  return loadWeights(source, maxBindingBytes, async (w) => {
-    const prefix = w.has("transformer.wte.weight") ? "transformer." : "";
-    w.ignore("lm_head.weight"); // some checkpoints store the tied head again
-    const C = config.hiddenSize;
-    const norm = async (key: string): Promise<Norm> => ({
-      weight: await w.tensor1d(`${key}.weight`, C),
-      bias: await w.tensor1d(`${key}.bias`, C),
-    });
-    // Module names are always the LM-head model's ("transformer.h.0.attn.c_attn"), as PEFT targets them.
-    const linear = (module: string, inF: number, outF: number) =>
-      w.linear(
-        `transformer.${module}`,
-        "in_out",
-        inF,
-        outF,
-        true,
-        `${prefix}${module}`,
+  return loadWeights(
+    source,
+    maxBindingBytes,
+    async (w) => {
+      const prefix = w.has("transformer.wte.weight") ? "transformer." : "";
+      w.ignore("lm_head.weight"); // some checkpoints store the tied head again
+      const C = config.hiddenSize;
+      const norm = async (key: string): Promise<Norm> => ({
+        weight: await w.tensor1d(`${key}.weight`, C),
+        bias: await w.tensor1d(`${key}.bias`, C),
+      });
+      // Module names are always the LM-head model's ("transformer.h.0.attn.c_attn"), as PEFT targets them.
+      const linear = (module: string, inF: number, outF: number) =>
+        w.linear(
+          `transformer.${module}`,
+          "in_out",
+          inF,
+          outF,
+          true,
+          `${prefix}${module}`,
+        );
+      const blocks: Gpt2Block[] = [];
+      for (let i = 0; i < config.numLayers; i++) {
+        const p = `h.${i}`;
+        blocks.push(
+          new Gpt2Block(
+            await norm(`${prefix}${p}.ln_1`),
+            await linear(`${p}.attn.c_attn`, C, 3 * C),
+            await linear(`${p}.attn.c_proj`, C, C),
+            await norm(`${prefix}${p}.ln_2`),
+            await linear(`${p}.mlp.c_fc`, C, config.innerSize),
+            await linear(`${p}.mlp.c_proj`, config.innerSize, C),
+          ),
+        );
+      }
+      return new Gpt2LMHeadModel(
+        config,
+        await w.embedding(`${prefix}wte.weight`, config.vocabSize, C),
+        await w.tensor2d(`${prefix}wpe.weight`, [config.maxPositions, C]),
+        blocks,
+        await norm(`${prefix}ln_f`),
       );
-    const blocks: Gpt2Block[] = [];
-    for (let i = 0; i < config.numLayers; i++) {
-      const p = `h.${i}`;
-      blocks.push(
-        new Gpt2Block(
-          await norm(`${prefix}${p}.ln_1`),
-          await linear(`${p}.attn.c_attn`, C, 3 * C),
-          await linear(`${p}.attn.c_proj`, C, C),
-          await norm(`${prefix}${p}.ln_2`),
-          await linear(`${p}.mlp.c_fc`, C, config.innerSize),
-          await linear(`${p}.mlp.c_proj`, config.innerSize, C),
-        ),
-      );
-    }
-    return new Gpt2LMHeadModel(
-      config,
-      await w.embedding(`${prefix}wte.weight`, config.vocabSize, C),
-      await w.tensor2d(`${prefix}wpe.weight`, [config.maxPositions, C]),
-      blocks,
-      await norm(`${prefix}ln_f`),
-    );
-  });
+    },
+    trainable,
+  );
 }

@@ -188,31 +188,43 @@ export function loadLlama(
   config: LlamaConfig,
   source: WeightSource,
   maxBindingBytes: number,
+  trainable = false,
 ): Promise<LlamaForCausalLM> {
-  return loadWeights(source, maxBindingBytes, async (w) => {
-    const C = config.hiddenSize;
-    const layers: LlamaDecoderLayer[] = [];
-    for (let i = 0; i < config.numLayers; i++) {
-      const p = `model.layers.${i}`;
-      layers.push(
-        new LlamaDecoderLayer(
-          await w.tensor1d(`${p}.input_layernorm.weight`, C),
-          await loadAttentionProjections(w, p, config, {
-            qkv: config.qkvBias,
-            o: config.oBias,
-          }),
-          await w.tensor1d(`${p}.post_attention_layernorm.weight`, C),
-          await loadGatedMlp(w, p, C, config.intermediateSize, config.mlpBias),
-        ),
+  return loadWeights(
+    source,
+    maxBindingBytes,
+    async (w) => {
+      const C = config.hiddenSize;
+      const layers: LlamaDecoderLayer[] = [];
+      for (let i = 0; i < config.numLayers; i++) {
+        const p = `model.layers.${i}`;
+        layers.push(
+          new LlamaDecoderLayer(
+            await w.tensor1d(`${p}.input_layernorm.weight`, C),
+            await loadAttentionProjections(w, p, config, {
+              qkv: config.qkvBias,
+              o: config.oBias,
+            }),
+            await w.tensor1d(`${p}.post_attention_layernorm.weight`, C),
+            await loadGatedMlp(
+              w,
+              p,
+              C,
+              config.intermediateSize,
+              config.mlpBias,
+            ),
+          ),
+        );
+      }
+      const { embed, head } = await loadEmbeddingAndHead(w, config);
+      return new LlamaForCausalLM(
+        config,
+        embed,
+        layers,
+        await w.tensor1d("model.norm.weight", C),
+        head,
       );
-    }
-    const { embed, head } = await loadEmbeddingAndHead(w, config);
-    return new LlamaForCausalLM(
-      config,
-      embed,
-      layers,
-      await w.tensor1d("model.norm.weight", C),
-      head,
-    );
-  });
+    },
+    trainable,
+  );
 }

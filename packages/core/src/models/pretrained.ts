@@ -40,6 +40,8 @@ export class PretrainedModel {
     readonly generationConfig: HfConfig,
     /** Where it came from, for messages. */
     readonly source: string,
+    /** The source's files, for copying the tokenizer when saving. */
+    readonly files?: ModelFiles,
   ) {}
 
   get dims(): ModelDims {
@@ -124,7 +126,10 @@ export class PretrainedModel {
  */
 export async function loadModel(
   source: ModelSource,
-  options: LoadOptions = {},
+  options: LoadOptions & {
+    /** Load every weight as a trainable variable, for full fine-tuning (more memory: gradients for all). */
+    trainable?: boolean;
+  } = {},
 ): Promise<PretrainedModel> {
   const files = await openModelFiles(source, options);
   const config = await files.json<HfConfig>("config.json");
@@ -134,13 +139,18 @@ export async function loadModel(
     : {};
   const tokenizer = await loadTokenizer(files, generationConfig);
   const reader = await openModelWeights(files);
-  const lm = await resolved.load(weightSourceOf(reader), maxBindingBytes());
+  const lm = await resolved.load(
+    weightSourceOf(reader),
+    maxBindingBytes(),
+    options.trainable ?? false,
+  );
   return new PretrainedModel(
     lm,
     tokenizer,
     config,
     generationConfig,
     files.source,
+    files,
   );
 }
 

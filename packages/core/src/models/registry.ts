@@ -17,6 +17,7 @@ interface Architecture<C extends ModelDims> {
     config: C,
     source: WeightSource,
     maxBindingBytes: number,
+    trainable?: boolean,
   ): Promise<CausalLM>;
 }
 
@@ -46,7 +47,12 @@ export const SUPPORTED_MODEL_TYPES = Object.keys(ARCHITECTURES) as ModelType[];
 export interface ResolvedConfig {
   modelType: ModelType;
   dims: ModelDims;
-  load(source: WeightSource, maxBindingBytes: number): Promise<CausalLM>;
+  /** `trainable`: every weight a trainable variable, for full fine-tuning. */
+  load(
+    source: WeightSource,
+    maxBindingBytes: number,
+    trainable?: boolean,
+  ): Promise<CausalLM>;
 }
 
 /** Reads config.json; throws ConfigError for an unsupported model_type or an invalid field. */
@@ -63,7 +69,7 @@ export function resolveConfig(raw: HfConfig, source: string): ResolvedConfig {
   return {
     modelType: modelType as ModelType,
     dims,
-    load: (weights, maxBindingBytes) =>
-      arch.load(dims, weights, maxBindingBytes),
+    load: (weights, maxBindingBytes, trainable) =>
+      arch.load(dims, weights, maxBindingBytes, trainable),
   };
 }

@@ -25,14 +25,25 @@ const IGNORED = [
   /rotary_emb\.inv_freq$/,
 ];
 
+/** One checkpoint tensor of a loaded model: its name, its live value (row chunks of it), and how to save it. */
+export interface ParameterEntry {
+  name: string;
+  get: () => tf.Tensor[];
+  /** Applied to each value when saving (Gemma stores norms as 1 + w). */
+  unmap?: (v: number) => number;
+}
+
 export class WeightLoader {
   private readonly made: tf.Tensor[] = [];
   private readonly used = new Set<string>();
+  private readonly entries: ParameterEntry[] = [];
 
   constructor(
     readonly source: WeightSource,
     /** Largest tensor one storage binding can hold, in bytes; bigger embeddings are chunked. */
     private readonly maxBindingBytes: number,
+    /** Load every weight as a trainable variable (full fine-tuning). */
+    private readonly trainable = false,
   ) {}
 
   /** Marks a tensor the architecture knowingly does not read (a tied head stored twice). */
@@ -65,13 +76,32 @@ export class WeightLoader {
     return this.source.read(name);
   }
 
+  /** Registers a new weight: as a trainable tf.Variable for full fine-tuning, else as a frozen tensor. */
   private keep<T extends tf.Tensor>(t: T): T {
-    this.made.push(t);
-    return t;
+    const out = this.trainable ? (tf.variable(t, true) as unknown as T) : t;
+    if (out !== t) t.dispose();
+    this.made.push(out);
+    return out;
+  }
+
+  /** Records how a checkpoint tensor maps back from the model's live tensors, for saving. */
+  private record(
+    name: string,
+    get: () => tf.Tensor[],
+    unmap?: (v: number) => number,
+  ): void {
+    this.entries.push({ name, get, unmap });
+  }
+
+  /** Every loaded checkpoint tensor and where its current value lives. */
+  parameters(): ParameterEntry[] {
+    return this.entries;
   }
 
   async tensor1d(name: string, size: number): Promise<tf.Tensor1D> {
-    return this.keep(tf.tensor1d(await this.read(name, [size])));
+    const t = this.keep(tf.tensor1d(await this.read(name, [size])));
+    this.record(name, () => [t]);
+    return t;
   }
 
   /** A 1-D weight transformed on the CPU before upload (Gemma's 1 + w norm scale). */
@@ -79,12 +109,18 @@ export class WeightLoader {
     name: string,
     size: number,
     f: (v: number) => number,
+    /** The inverse of `f`, for saving. */
+    inverse: (v: number) => number,
   ): Promise<tf.Tensor1D> {
-    return this.keep(tf.tensor1d((await this.read(name, [size])).map(f)));
+    const t = this.keep(tf.tensor1d((await this.read(name, [size])).map(f)));
+    this.record(name, () => [t], inverse);
+    return t;
   }
 
   async tensor2d(name: string, shape: [number, number]): Promise<tf.Tensor2D> {
-    return this.keep(tf.tensor2d(await this.read(name, shape), shape));
+    const t = this.keep(tf.tensor2d(await this.read(name, shape), shape));
+    this.record(name, () => [t]);
+    return t;
   }
 
   /**
@@ -103,9 +139,17 @@ export class WeightLoader {
       layout === "in_out"
         ? [inFeatures, outFeatures]
         : [outFeatures, inFeatures];
-    const weight = await this.tensor2d(`${key}.weight`, shape);
-    const b = bias ? await this.tensor1d(`${key}.bias`, outFeatures) : null;
-    return new Linear(module, weight, b, layout);
+    const weight = this.keep(
+      tf.tensor2d(await this.read(`${key}.weight`, shape), shape),
+    );
+    const b = bias
+      ? this.keep(tf.tensor1d(await this.read(`${key}.bias`, [outFeatures])))
+      : null;
+    const linear = new Linear(module, weight, b, layout);
+    // The live weight: merging an adapter replaces it, and a merged model saves the merged values.
+    this.record(`${key}.weight`, () => [linear.weight]);
+    if (b) this.record(`${key}.bias`, () => [b]);
+    return linear;
   }
 
   /** A [V, C] table split into row chunks that each fit one binding. */
@@ -130,6 +174,7 @@ export class WeightLoader {
         ),
       );
     }
+    this.record(name, () => chunks);
     return new Embedding(name, chunks);
   }
 
@@ -160,11 +205,13 @@ export async function loadWeights<M extends CausalLM>(
   source: WeightSource,
   maxBindingBytes: number,
   build: (loader: WeightLoader) => Promise<M>,
+  trainable = false,
 ): Promise<M> {
-  const loader = new WeightLoader(source, maxBindingBytes);
+  const loader = new WeightLoader(source, maxBindingBytes, trainable);
   try {
     const model = await build(loader);
     model.recordModules(loader.usedNames());
+    model.recordParameters(loader.parameters());
     const unused = loader.unused();
     if (unused.length > 0) {
       console.warn(

@@ -1,13 +1,12 @@
 /**
- * Training checkpoints: the adapter (as PEFT files), the optimizer's moments, and the step. Data order and
+ * Training checkpoints: the trainable values, the optimizer's moments, and the step. Data order and
  * dropout masks are functions of the step and seed, so restoring these resumes the run exactly.
  */
 import * as tf from "@tensorflow/tfjs";
 import { FormatError } from "../errors.js";
 import type { CheckpointFiles } from "../io/checkpoint_store.js";
-import { adapterKey } from "../io/peft.js";
 import { openSafetensors, writeSafetensors } from "../io/safetensors.js";
-import type { LoraModel } from "../lora/model.js";
+import type { TrainableModel } from "./trainable.js";
 import type { AdamW } from "./optimizer.js";
 
 export interface TrainerState {
@@ -21,12 +20,25 @@ export interface TrainerState {
 const OPTIMIZER = "optimizer.safetensors";
 const STATE = "trainer_state.json";
 
+const WEIGHTS = "weights.safetensors";
+
+/** The trainable values (by stable key), the optimizer's moments, and the trainer state. */
 export async function captureCheckpoint(
-  model: LoraModel,
+  model: TrainableModel,
   optimizer: AdamW,
   state: TrainerState,
 ): Promise<CheckpointFiles> {
-  const adapter = await model.saveAdapter();
+  const weights: Record<
+    string,
+    { dtype: "F32"; shape: number[]; data: Float32Array }
+  > = {};
+  for (const { key, variable } of model.namedTrainableVariables()) {
+    weights[key] = {
+      dtype: "F32",
+      shape: variable.shape,
+      data: (await variable.data()) as Float32Array,
+    };
+  }
   const moments = await optimizer.exportState();
   const tensors: Record<
     string,
@@ -37,31 +49,31 @@ export async function captureCheckpoint(
     tensors[`${i}.exp_avg_sq`] = { dtype: "F32", shape: m.shape, data: m.v };
   });
   return {
-    ...adapter,
+    [WEIGHTS]: writeSafetensors(weights),
     [OPTIMIZER]: writeSafetensors(tensors, { step: String(moments.step) }),
     [STATE]: JSON.stringify(state),
   };
 }
 
-/** Puts a checkpoint's adapter values and optimizer moments back; returns the trainer state. */
+/** Puts a checkpoint's trainable values and optimizer moments back; returns the trainer state. */
 export async function restoreCheckpoint(
-  model: LoraModel,
+  model: TrainableModel,
   optimizer: AdamW,
   files: Record<string, Uint8Array>,
   source: string,
 ): Promise<TrainerState> {
-  for (const name of ["adapter_model.safetensors", OPTIMIZER, STATE]) {
+  for (const name of [WEIGHTS, OPTIMIZER, STATE]) {
     if (!files[name])
       throw new FormatError(`${source}: the checkpoint has no ${name}.`);
   }
-  const adapter = await openSafetensors(files["adapter_model.safetensors"]!);
-  for (const { key, part, variable } of model.namedTrainableVariables()) {
-    const file = adapterKey(key.slice(0, -part.length - 1), part);
-    if (!adapter.has(file))
+  const weights = await openSafetensors(files[WEIGHTS]!);
+  for (const { key, variable } of model.namedTrainableVariables()) {
+    if (!weights.has(key)) {
       throw new FormatError(
-        `${source}: the checkpoint's adapter lacks ${file}; was it saved from another adapter?`,
+        `${source}: the checkpoint has no value for "${key}"; was it saved from another model or adapter?`,
       );
-    const t = await adapter.read(file);
+    }
+    const t = await weights.read(key);
     variable.assign(tf.tensor(t.data as Float32Array, variable.shape));
   }
   const opt = await openSafetensors(files[OPTIMIZER]!);

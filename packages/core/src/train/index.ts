@@ -33,3 +33,5 @@ export {
 export type { ClassificationMetrics, Label } from "./metrics.js";
 export { evaluate, forgettingCheck, rowNll } from "./evaluate.js";
 export type { EvaluationResult, Scorer } from "./evaluate.js";
+export { FullFineTune } from "./trainable.js";
+export type { TrainableModel, NamedVariable } from "./trainable.js";

@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
 import { lowbias32 } from "../kernels/lora_linear/dropout.js";
-import type { LoraModel } from "../lora/model.js";
+import type { TrainableModel } from "./trainable.js";
 import type { CheckpointStore } from "../io/checkpoint_store.js";
 import { captureCheckpoint, restoreCheckpoint } from "./checkpoint.js";
 import { clipGradNorm } from "./clip.js";
@@ -103,7 +103,7 @@ export class Trainer {
   private aborted = false;
 
   constructor(
-    readonly model: LoraModel,
+    readonly model: TrainableModel,
     options: TrainerOptions = {},
   ) {
     this.o = {
@@ -163,7 +163,7 @@ export class Trainer {
       warmupSteps: o.warmupSteps,
       totalSteps: total,
     });
-    const vars = this.model.trainableVariables();
+    const vars = this.model.namedTrainableVariables().map((t) => t.variable);
     if (vars.length === 0)
       throw new ConfigError(
         "Trainer: the model has no trainable variables; add an adapter first.",

@@ -1,0 +1,54 @@
+/**
+ * Saving a model as a Hugging Face folder: config.json, model.safetensors (F32, the checkpoint's own tensor
+ * names, merged adapters included) and the tokenizer and generation files of the source.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { writeSafetensors } from "../io/safetensors.js";
+import type { PretrainedModel } from "./pretrained.js";
+
+const COPIED = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "generation_config.json",
+  "special_tokens_map.json",
+  "chat_template.jinja",
+];
+
+/**
+ * The files of a Hugging Face model folder holding this model's current weights.
+ *
+ * @example
+ * ```ts
+ * const merged = peft.mergeAndUnload();
+ * const files = await savePretrained(merged); // { "config.json", "model.safetensors", "tokenizer.json", ... }
+ * ```
+ */
+export async function savePretrained(
+  model: PretrainedModel,
+): Promise<Record<string, Uint8Array | string>> {
+  const tensors: Record<
+    string,
+    { dtype: "F32"; shape: number[]; data: Float32Array }
+  > = {};
+  for (const entry of model.lm.parameters()) {
+    const parts = entry.get();
+    const whole = parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+    let data = (await whole.data()) as Float32Array;
+    if (whole !== parts[0]) whole.dispose();
+    if (entry.unmap) data = data.map(entry.unmap);
+    tensors[entry.name] = { dtype: "F32", shape: whole.shape, data };
+  }
+  const files: Record<string, Uint8Array | string> = {
+    "config.json": JSON.stringify(
+      { ...model.config, torch_dtype: "float32" },
+      null,
+      2,
+    ),
+    "model.safetensors": writeSafetensors(tensors, { format: "pt" }),
+  };
+  for (const name of COPIED) {
+    if (model.files && (await model.files.has(name)))
+      files[name] = await model.files.text(name);
+  }
+  return files;
+}

@@ -1,0 +1,56 @@
+/**
+ * What the Trainer trains: a model that maps token ids to a loss, with named trainable variables. A LoraModel
+ * is one (the adapter trains); FullFineTune is the other (every weight trains).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { ConfigError } from "../errors.js";
+import type { PretrainedModel } from "../models/pretrained.js";
+
+export interface NamedVariable {
+  /** Stable across runs and processes: checkpoints are keyed by it. */
+  key: string;
+  /** "lora_A", "lora_B", "lora_magnitude_vector", or "weight" in full fine-tuning. */
+  part: string;
+  variable: tf.Variable;
+}
+
+export interface TrainableModel {
+  /** Shared with the layers: dropout applies while training, with masks drawn from dropoutSeed. */
+  readonly state: { training: boolean; dropoutSeed: number };
+  loss(ids: number[][], labels?: number[][]): tf.Scalar;
+  namedTrainableVariables(): NamedVariable[];
+}
+
+/**
+ * Full fine-tuning: every weight of a model loaded with `loadModel(src, { trainable: true })` trains. For the
+ * small models where that is sensible; the optimizer keeps two moments per weight.
+ */
+export class FullFineTune implements TrainableModel {
+  readonly state = { training: false, dropoutSeed: 0 };
+
+  constructor(readonly model: PretrainedModel) {
+    const frozen = model.lm
+      .parameters()
+      .flatMap((p) => p.get())
+      .filter((t) => !(t instanceof tf.Variable));
+    if (frozen.length > 0) {
+      throw new ConfigError(
+        "FullFineTune: load the model with loadModel(source, { trainable: true }) so its weights can train.",
+      );
+    }
+  }
+
+  loss(ids: number[][], labels?: number[][]): tf.Scalar {
+    return this.model.loss(ids, labels);
+  }
+
+  namedTrainableVariables(): NamedVariable[] {
+    return this.model.lm.parameters().flatMap((p) =>
+      p.get().map((t, i, all) => ({
+        key: all.length > 1 ? `${p.name}#${i}` : p.name,
+        part: "weight",
+        variable: t as tf.Variable,
+      })),
+    );
+  }
+}
