@@ -9,7 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
+import { FullFineTune, loadModel } from "@webtune/core";
 import { directoryStore } from "../../../packages/core/src/io/checkpoint_store.js";
+import { GOLDEN_DIR } from "../../helpers/golden.js";
 import {
   Trainer,
   type TrainBatch,
@@ -248,6 +250,65 @@ describe("Trainer", () => {
         )),
     );
     expect(worst).toBeLessThan(1e-5);
+  });
+
+  it("fully fine-tunes every weight of a model loaded as trainable, and resumes it from a checkpoint", async (ctx) => {
+    await needGpu(ctx);
+    const load = () =>
+      loadModel(`${GOLDEN_DIR}tiny/llama_untied`, {
+        cache: false,
+        trainable: true,
+      });
+    const train = Array.from({ length: 8 }, (_, i) => batch(4, i + 1));
+    const val = [batch(4, 101)];
+    const options = {
+      learningRate: 3e-3,
+      schedule: "constant" as const,
+      maxSteps: 8,
+    };
+    const model = await load();
+    const full = new FullFineTune(model);
+    const vars = full.namedTrainableVariables();
+    expect(vars.reduce((n, v) => n + v.variable.size, 0)).toBe(
+      model.lm.parameterCount(),
+    );
+    const trainer = new Trainer(full, options);
+    const before = await trainer.evaluate(val);
+    const store = directoryStore(mkdtempSync(join(tmpdir(), "webtune-full-")));
+    await new Trainer(full, {
+      ...options,
+      checkpoint: { store, every: 4 },
+    }).train({ train });
+    expect((await trainer.evaluate(val)).loss).toBeLessThan(before.loss);
+    const expected = await values(vars.map((v) => v.variable));
+    model.dispose();
+
+    const again = await load();
+    const resumed = new FullFineTune(again);
+    await new Trainer(resumed, options).train(
+      { train },
+      await store.load("step-000004"),
+    );
+    const got = await values(
+      resumed.namedTrainableVariables().map((v) => v.variable),
+    );
+    let worst = 0;
+    expected.forEach(
+      (x, i) =>
+        (worst = Math.max(
+          worst,
+          Math.abs(x - got[i]!) / Math.max(Math.abs(x), 1e-3),
+        )),
+    );
+    expect(worst).toBeLessThan(1e-5);
+    again.dispose();
+    const frozen = await loadModel(`${GOLDEN_DIR}tiny/llama_untied`, {
+      cache: false,
+    });
+    expect(() => new FullFineTune(frozen)).toThrow(
+      /load the model with loadModel\(source, \{ trainable: true \}\)/,
+    );
+    frozen.dispose();
   });
 
   it("aborts after the current step, and keeps the tensor count flat from step 2 on", async (ctx) => {
