@@ -116,6 +116,7 @@ describe("webtune CLI", () => {
       [
         "type",
         "step",
+        "epoch",
         "loss",
         "lr",
         "gradNorm",

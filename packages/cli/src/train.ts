@@ -159,6 +159,7 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     warmupSteps: o.warmup,
     gradAccum: o.gradAccum,
     maxSteps: steps,
+    batchesPerEpoch: train.length / o.epochs,
     seed: o.seed,
     evalEvery: val ? o.evalEvery : undefined,
     earlyStopping:

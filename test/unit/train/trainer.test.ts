@@ -311,7 +311,7 @@ describe("Trainer", () => {
     frozen.dispose();
   });
 
-  it("aborts after the current step, and keeps the tensor count flat from step 2 on", async (ctx) => {
+  it("aborts after the current step, and keeps the tensor count flat from step 2 to step 500", async (ctx) => {
     await needGpu(ctx);
     const peft = peftOf("llama_untied");
     peft.addAdapter("default", {
@@ -325,13 +325,17 @@ describe("Trainer", () => {
       onEvent: (e) => {
         if (e.type !== "step") return;
         counts.push(tf.memory().numTensors);
-        if (e.step === 40) trainer.abort();
+        if (e.step === 500) trainer.abort();
       },
     });
-    const train = Array.from({ length: 100 }, (_, i) => batch(2, i + 1, 8));
-    const result = await trainer.train({ train });
+    const train = Array.from({ length: 50 }, (_, i) => batch(1, i + 1, 6));
+    // 600 batches planned, so only the abort ends the run at 500.
+    const result = await trainer.train({
+      train: Array.from({ length: 600 }, (_, i) => train[i % 50]!),
+    });
     expect(result.aborted).toBe(true);
-    expect(result.steps).toBe(40);
+    expect(result.steps).toBe(500);
+    expect(counts).toHaveLength(500);
     expect(new Set(counts.slice(1)).size).toBe(1);
     expect(models["llama_untied"]).toBeDefined();
   });

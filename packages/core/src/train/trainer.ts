@@ -34,6 +34,8 @@ export interface TrainerOptions {
   weightDecay?: number;
   /** LoRA+: B's learning rate over A's (PEFT's loraplus_lr_ratio). Default off. */
   loraplusLrRatio?: number;
+  /** Micro-batches in one epoch, so step events can report the epoch. */
+  batchesPerEpoch?: number;
   /** Seeds the dropout masks. Default 0. */
   seed?: number;
   /** Read the loss back (a GPU→CPU sync) every N steps. Default 1. */
@@ -50,6 +52,8 @@ export interface TrainerOptions {
 export interface StepEvent {
   type: "step";
   step: number;
+  /** Fractional epochs done, as HF reports them (from `batchesPerEpoch`; 0 when it is not given). */
+  epoch: number;
   loss: number;
   lr: number;
   gradNorm: number;
@@ -95,6 +99,7 @@ export class Trainer {
       | "onEvent"
       | "loraplusLrRatio"
       | "checkpoint"
+      | "batchesPerEpoch"
     >
   > &
     TrainerOptions;
@@ -229,6 +234,9 @@ export class Trainer {
           emit({
             type: "step",
             step: step + 1,
+            epoch: o.batchesPerEpoch
+              ? ((step + 1) * o.gradAccum) / o.batchesPerEpoch
+              : 0,
             loss: l[0]!,
             lr,
             gradNorm: g[0]!,
