@@ -64,11 +64,6 @@ export class KVCache {
 
 export const IGNORE_INDEX = -100;
 
-/** The weight and bias tensors of some Linear layers. */
-export function linearWeights(linears: Linear[]): tf.Tensor[] {
-  return linears.flatMap((l) => (l.bias ? [l.weight, l.bias] : [l.weight]));
-}
-
 export abstract class CausalLM {
   abstract readonly dims: ModelDims;
   /** The LM head's vocabulary chunks: the tied embedding or lm_head. */
@@ -82,17 +77,19 @@ export abstract class CausalLM {
   /** ids [B, T] -> final hidden states [B, T, C]; appends to `cache` when given. */
   abstract hiddenStates(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D;
 
-  /** Every frozen weight tensor (a tied head may appear twice; callers dedupe). */
-  abstract weights(): tf.Tensor[];
+  /** Every weight tensor, each once (a tied head is the embedding), as the loader recorded them. */
+  weights(): tf.Tensor[] {
+    return [...new Set(this.params.flatMap((p) => p.get()))];
+  }
 
   /** Parameters of the base model, counting a tied embedding once. */
   parameterCount(): number {
-    return [...new Set(this.weights())].reduce((n, t) => n + t.size, 0);
+    return this.weights().reduce((n, t) => n + t.size, 0);
   }
 
   /** Frees every weight. */
   dispose(): void {
-    tf.dispose([...new Set(this.weights())]);
+    tf.dispose(this.weights());
   }
 
   private modules: string[] = [];

@@ -7,12 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
-import {
-  CausalLM,
-  linearWeights,
-  type KVCache,
-  type ModelDims,
-} from "./causal_lm.js";
+import { CausalLM, type KVCache, type ModelDims } from "./causal_lm.js";
 import type { ConfigReader } from "./config.js";
 import type { Embedding } from "./embedding.js";
 import {
@@ -208,14 +203,6 @@ class Gemma3DecoderLayer {
       this.mlp.down_proj,
     ];
   }
-
-  tensors(): tf.Tensor[] {
-    return [
-      this.self_attn.q_norm,
-      this.self_attn.k_norm,
-      ...Object.values(this.norms),
-    ];
-  }
 }
 
 export class Gemma3ForCausalLM extends CausalLM {
@@ -276,16 +263,6 @@ export class Gemma3ForCausalLM extends CausalLM {
 
   linears(): Linear[] {
     return this.layers.flatMap((l) => l.linears());
-  }
-
-  weights(): tf.Tensor[] {
-    return [
-      ...this.embed_tokens.chunks,
-      ...this.layers.flatMap((l) => l.tensors()),
-      ...linearWeights(this.linears()),
-      this.norm,
-      ...this.head.chunks,
-    ];
   }
 }
 

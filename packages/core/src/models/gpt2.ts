@@ -5,12 +5,7 @@
  * Letters: B batch, T tokens, C hidden size (n_embd), H heads, D = C / H.
  */
 import * as tf from "@tensorflow/tfjs";
-import {
-  CausalLM,
-  linearWeights,
-  type KVCache,
-  type ModelDims,
-} from "./causal_lm.js";
+import { CausalLM, type KVCache, type ModelDims } from "./causal_lm.js";
 import { ConfigReader } from "./config.js";
 import type { Embedding } from "./embedding.js";
 import {
@@ -149,22 +144,6 @@ export class Gpt2LMHeadModel extends CausalLM {
 
   linears(): Linear[] {
     return this.h.flatMap((b) => b.linears());
-  }
-
-  weights(): tf.Tensor[] {
-    return [
-      ...this.wte.chunks,
-      this.wpe,
-      ...this.h.flatMap((b) => [
-        b.ln_1.weight,
-        b.ln_1.bias,
-        b.ln_2.weight,
-        b.ln_2.bias,
-      ]),
-      ...linearWeights(this.linears()),
-      this.ln_f.weight,
-      this.ln_f.bias,
-    ];
   }
 }
 

@@ -6,12 +6,7 @@
  * Letters: B batch, T tokens, C hidden size, H query heads, G kv heads, D head dim, F MLP size.
  */
 import * as tf from "@tensorflow/tfjs";
-import {
-  CausalLM,
-  linearWeights,
-  type KVCache,
-  type ModelDims,
-} from "./causal_lm.js";
+import { CausalLM, type KVCache, type ModelDims } from "./causal_lm.js";
 import type { ConfigReader } from "./config.js";
 import type { Embedding } from "./embedding.js";
 import {
@@ -168,19 +163,6 @@ export class LlamaForCausalLM extends CausalLM {
 
   linears(): Linear[] {
     return this.layers.flatMap((l) => l.linears());
-  }
-
-  weights(): tf.Tensor[] {
-    return [
-      ...this.embed_tokens.chunks,
-      ...this.layers.flatMap((l) => [
-        l.input_layernorm,
-        l.post_attention_layernorm,
-      ]),
-      ...linearWeights(this.linears()),
-      this.norm,
-      ...this.head.chunks,
-    ];
   }
 }
 
