@@ -8,6 +8,7 @@ import { lowbias32 } from "../kernels/lora_linear/dropout.js";
 import type { TrainableModel } from "./trainable.js";
 import type { CheckpointStore } from "../io/checkpoint_store.js";
 import { captureCheckpoint, restoreCheckpoint } from "./checkpoint.js";
+import { BestWeights } from "./best.js";
 import { clipGradNorm } from "./clip.js";
 import { AdamW, loraPlusGroups } from "./optimizer.js";
 import { createSchedule, type LrSchedulerType } from "./schedule.js";
@@ -181,7 +182,7 @@ export class Trainer {
       history.push(e);
       o.onEvent?.(e);
     };
-    const best = new BestAdapter(vars, o.earlyStopping?.minDelta ?? 0);
+    const best = new BestWeights(vars, o.earlyStopping?.minDelta ?? 0);
     let stale = 0;
     let stoppedEarly = false;
     let first = 0;
@@ -396,34 +397,5 @@ export class Trainer {
     } finally {
       this.model.state.training = wasTraining;
     }
-  }
-}
-
-/** The adapter values at the best validation loss so far, kept on the GPU. */
-class BestAdapter {
-  event: EvalEvent | undefined;
-  private saved: tf.Tensor[] | undefined;
-
-  constructor(
-    private readonly vars: tf.Variable[],
-    private readonly minDelta = 0,
-  ) {}
-
-  /** True when `e` improves on the best so far (and then snapshots the adapter). */
-  offer(e: EvalEvent): boolean {
-    if (this.event && !(e.loss < this.event.loss - this.minDelta)) return false;
-    this.event = e;
-    if (this.saved) tf.dispose(this.saved);
-    this.saved = this.vars.map((v) => tf.keep(v.clone()));
-    return true;
-  }
-
-  restore(): void {
-    this.saved?.forEach((t, i) => this.vars[i]!.assign(t));
-  }
-
-  dispose(): void {
-    if (this.saved) tf.dispose(this.saved);
-    this.saved = undefined;
   }
 }
