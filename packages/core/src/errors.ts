@@ -9,24 +9,34 @@
 export class WebtuneError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
-    this.name = new.target.name;
+    // Bundlers minify class names, so each class states its own name (checked by a test).
+    this.name = "WebtuneError";
   }
 }
 
 /** No WebGPU adapter, a refused feature or limit, or a lost device. */
-export class DeviceError extends WebtuneError {}
+export class DeviceError extends WebtuneError {
+  override name = "DeviceError";
+}
 
 /** A tensor whose shape, rank or dtype does not fit the operation. */
-export class ShapeError extends WebtuneError {}
+export class ShapeError extends WebtuneError {
+  override name = "ShapeError";
+}
 
 /** An option or configuration value that is out of range or inconsistent. */
-export class ConfigError extends WebtuneError {}
+export class ConfigError extends WebtuneError {
+  override name = "ConfigError";
+}
 
 /** A file or record that does not follow its format. */
-export class FormatError extends WebtuneError {}
+export class FormatError extends WebtuneError {
+  override name = "FormatError";
+}
 
 /** A request that failed: the server could not be reached, refused access, or answered an error status. */
 export class NetworkError extends WebtuneError {
+  override name = "NetworkError";
   /** The URL that was requested. */
   readonly url: string;
   /** The HTTP status, when the server answered. */
@@ -44,6 +54,7 @@ export class NetworkError extends WebtuneError {
 
 /** A file that a model source does not have: absent from a directory or a file list, or HTTP 404. */
 export class FileNotFoundError extends WebtuneError {
+  override name = "FileNotFoundError";
   /** The model source as given (hub id, URL, directory or "selected files"). */
   readonly source: string;
   /** The file name relative to the model folder, e.g. `config.json`. */

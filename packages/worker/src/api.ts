@@ -13,6 +13,15 @@ import type {
   ModelDims,
   ModelSource,
   RuntimeOptions,
+  AdapterFiles,
+  CleaningReport,
+  DatasetFormat,
+  EvaluationResult,
+  LoraConfig,
+  LoraConfigInput,
+  TrainEvent,
+  TrainerOptions,
+  TrainResult,
 } from "@webtune/core";
 
 /** What the worker reports about the model it loaded. */
@@ -29,6 +38,37 @@ export interface ModelInfo {
 export type WorkerLoadOptions = Omit<LoadOptions, "onProgress" | "signal">;
 /** Generation options that can cross to the worker. */
 export type WorkerGenerateOptions = Omit<GenerateOptions, "onToken">;
+
+/** How to read and split a dataset in the worker. */
+export interface DataOptions {
+  /** File name, for messages and the file type ("train.jsonl", "data.csv"). */
+  source: string;
+  format?: DatasetFormat;
+  /** Tokens per example; longer ones are truncated. Default 256. */
+  maxLength?: number;
+  /** Fractions held out. Defaults 0.1 and 0. */
+  valSplit?: number;
+  testSplit?: number;
+  seed?: number;
+}
+
+export interface DataSummary {
+  format: DatasetFormat;
+  report: CleaningReport;
+  labels?: string[];
+  sizes: { train: number; val: number; test: number };
+}
+
+/** Trainer options that can cross to the worker, plus batching. */
+export type WorkerTrainOptions = Omit<
+  TrainerOptions,
+  "onEvent" | "checkpoint"
+> & {
+  /** Examples per micro-batch. Default 8. */
+  batchSize?: number;
+  /** Passes over the training split. Default 1. */
+  epochs?: number;
+};
 
 export interface TrainerApi {
   /** Starts WebGPU inside the worker (idempotent) and reports the device. */
@@ -54,6 +94,37 @@ export interface TrainerApi {
   ): Promise<GenerateResult>;
   /** Mean next-token cross-entropy of token ids [batch, tokens]. */
   loss(ids: number[][]): Promise<number>;
+  /** Reads, cleans, tokenizes and splits a dataset (text or bytes) with the model's tokenizer. */
+  loadData(
+    input: string | ArrayBuffer,
+    options: DataOptions,
+  ): Promise<DataSummary>;
+  /** Adds a LoRA adapter (PEFT config) and makes it active; returns PEFT's trainable-parameters line too. */
+  addAdapter(
+    name: string,
+    config: LoraConfigInput,
+  ): Promise<{ config: LoraConfig; summary: string }>;
+  /** Trains the active adapter on the loaded data; pass `onEvent` wrapped in `Comlink.proxy` for live events. */
+  train(
+    options?: WorkerTrainOptions,
+    onEvent?: (event: TrainEvent) => void,
+  ): Promise<TrainResult>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Ends training after the current step. */
+  abort(): Promise<void>;
+  /** Loss, perplexity and the task's metrics on a split of the loaded data. */
+  evaluate(split: "val" | "test"): Promise<EvaluationResult>;
+  /** The active adapter's PEFT files; the weights buffer is transferred, not copied. */
+  saveAdapter(): Promise<AdapterFiles>;
+  /** Loads a PEFT adapter (files from saveAdapter or Python PEFT, picked Files, a URL or hub id) and activates it. */
+  loadAdapter(
+    name: string,
+    source: AdapterFiles | ModelSource,
+  ): Promise<LoraConfig>;
+  /** Folds the active adapter into the weights (for faster generation); `unmerge` restores them. */
+  merge(): Promise<void>;
+  unmerge(): Promise<void>;
   /** Releases the model, every tensor and the GPU device. The worker can be initialised again afterwards. */
   dispose(): Promise<void>;
 }

@@ -228,6 +228,7 @@ function checkOptions(options: BuildOptions): void {
 
 /** No example is left after cleaning; `report` says why each row was dropped. */
 export class EmptyDatasetError extends FormatError {
+  override name = "EmptyDatasetError";
   constructor(
     message: string,
     readonly report: CleaningReport,

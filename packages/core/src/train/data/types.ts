@@ -74,6 +74,7 @@ export interface CleaningReport {
 
 /** A row that does not follow its file type or format, with where it is. Thrown with `onError: "throw"`. */
 export class RowFormatError extends FormatError {
+  override name = "RowFormatError";
   /** The dataset's name, as given in `source`. */
   readonly source: string;
   /** The 1-based line where the row starts. */
