@@ -110,6 +110,52 @@ describe("evaluate", () => {
     expect(result.tokens).toBe(tokens);
   });
 
+  it("scores instruction data by exact match of greedy generations", async (ctx) => {
+    await needGpu(ctx);
+    const tok = model.tokenizer!;
+    const prompts = ["the cat", "a dog ran to", "birds fly", "the fox hid in"];
+    // The greedy continuation of each prompt, by argmax over full forward passes (not through generate()).
+    const greedy = async (prompt: string) => {
+      let ids = tok.encode(prompt);
+      const out: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const logits = model.logits([ids]);
+        const v = (await logits.data()) as Float32Array;
+        logits.dispose();
+        const row = v.subarray(
+          (ids.length - 1) * model.dims.vocabSize,
+          ids.length * model.dims.vocabSize,
+        );
+        const next = row.indexOf(Math.max(...row));
+        if (next === tok.eosTokenId) break;
+        out.push(next);
+        ids = [...ids, next];
+      }
+      return tok.decode(out, { skipSpecialTokens: true });
+    };
+    const completions = await Promise.all(
+      prompts.map(async (p, i) =>
+        i % 2 === 0 ? await greedy(p) : "something else",
+      ),
+    );
+    const rows = prompts
+      .map((prompt, i) =>
+        JSON.stringify({ prompt, completion: completions[i] }),
+      )
+      .join("\n");
+    const data = buildDataset(rows, tok, {
+      source: "pairs.jsonl",
+      fileType: "jsonl",
+      dedupe: false,
+    });
+    expect(data.format).toBe("instruction");
+    const result = await evaluate(model, tok, data.examples, {
+      format: "instruction",
+      exactMatchTokens: 5,
+    });
+    expect(result.exactMatch).toBe(0.5);
+  });
+
   it("reports the reference loss with the adapter off and on, as the forgetting check", async (ctx) => {
     await needGpu(ctx);
     const tok = model.tokenizer!;
