@@ -1,13 +1,21 @@
 /** A small Llama folder with the tiny-chatml test tokenizer and deterministic weights, written to a temp dir. */
-import { cpSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeSafetensors } from "../../packages/core/src/io/safetensors.js";
 import { checkpointShapes, generateTensor } from "./random_weights.js";
 
-export function chatModelFolder(): string {
-  const dir = mkdtempSync(join(tmpdir(), "webtune-chat-model-"));
+export function chatModelFolder(
+  dir = mkdtempSync(join(tmpdir(), "webtune-chat-model-")),
+): string {
+  mkdirSync(dir, { recursive: true });
   const tokenizers = fileURLToPath(
     new URL("../fixtures/tokenizers/tiny-chatml/", import.meta.url),
   );
