@@ -1,7 +1,7 @@
 /** `webtune train`: dataset → split → LoRA adapter → Trainer → PEFT files and metrics.jsonl in --out. */
 import { appendFile, mkdir, writeFile } from "node:fs/promises";
 import {
-  batches,
+  epochBatches,
   ConfigError,
   directoryStore,
   evaluate,
@@ -72,18 +72,11 @@ function batchList(
   epochs: number,
   shuffle: boolean,
 ): TrainBatch[] {
-  const out: TrainBatch[] = [];
-  for (let epoch = 0; epoch < epochs; epoch++) {
-    for (const b of batches(examples, {
-      batchSize: o.batch,
-      padId,
-      seed: o.seed,
-      epoch,
-      shuffle,
-    }))
-      out.push(b);
-  }
-  return out;
+  return epochBatches(
+    examples,
+    { batchSize: o.batch, padId, seed: o.seed, epoch: 0, shuffle },
+    epochs,
+  );
 }
 
 export async function trainCommand(o: TrainFlags): Promise<void> {

@@ -1,7 +1,7 @@
 /** TrainerApi implemented with @webtune/core; runs in the worker, and in-thread for tests. */
 import * as Comlink from "comlink";
 import {
-  batches,
+  epochBatches,
   buildDataset,
   evaluate,
   LoraModel,
@@ -164,18 +164,14 @@ export class TrainerService implements TrainerApi {
     const padId = this.requireModel().tokenizer?.padTokenId ?? 0;
     const list = (
       examples: Example[],
-      n: number,
+      epochs: number,
       shuffle: boolean,
     ): TrainBatch[] =>
-      Array.from({ length: n }, (_, epoch) => [
-        ...batches(examples, {
-          batchSize,
-          padId,
-          seed: data.seed,
-          epoch,
-          shuffle,
-        }),
-      ]).flat();
+      epochBatches(
+        examples,
+        { batchSize, padId, seed: data.seed, epoch: 0, shuffle },
+        epochs,
+      );
     const train = list(data.train, epochs, true);
     this.trainer = new Trainer(peft, {
       ...trainerOptions,

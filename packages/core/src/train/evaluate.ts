@@ -14,6 +14,7 @@ import {
   exactMatch,
 } from "./metrics.js";
 import type * as tf from "@tensorflow/tfjs";
+import { lossTokens } from "./trainer.js";
 
 /** What evaluation needs of a model: a loss over labelled ids, and generation. */
 export interface Scorer {
@@ -46,7 +47,7 @@ export async function rowNll(
   inputIds: number[],
   labels: number[],
 ): Promise<{ nll: number; tokens: number }> {
-  const tokens = labels.slice(1).filter((l) => l !== -100).length;
+  const tokens = lossTokens([labels]);
   if (tokens === 0) return { nll: 0, tokens: 0 };
   const loss = model.loss([inputIds], [labels]);
   const mean = (await loss.data())[0]!;

@@ -164,3 +164,22 @@ function checkOptions(options: BatchOptions): void {
     );
   }
 }
+
+/**
+ * The batches of several epochs in training order, each epoch reshuffled from the seed: what the Trainer takes.
+ *
+ * @example
+ * ```ts
+ * const train = epochBatches(splits.train, { batchSize: 8, padId, seed: 0, epoch: 0 }, 3);
+ * ```
+ */
+export function epochBatches(
+  examples: readonly Tokenized[],
+  options: BatchOptions,
+  epochs: number,
+): Batch[] {
+  const out: Batch[] = [];
+  for (let epoch = options.epoch; epoch < options.epoch + epochs; epoch++)
+    out.push(...batches(examples, { ...options, epoch }));
+  return out;
+}

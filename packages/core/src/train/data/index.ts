@@ -48,6 +48,7 @@ export {
 export { splitDataset, type SplitOptions, type Splits } from "./split.js";
 export {
   batches,
+  epochBatches,
   countBatches,
   type Batch,
   type BatchOptions,
