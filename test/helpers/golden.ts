@@ -1,6 +1,9 @@
 /** Reading the golden fixtures written by test/fixtures/golden/make_golden.py. */
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { expect } from "vitest";
+import type { PretrainedModel } from "../../packages/core/src/models/pretrained.js";
+import { expectClose } from "./tensors.js";
 
 export const GOLDEN_DIR = fileURLToPath(
   new URL("../fixtures/golden/", import.meta.url),
@@ -36,4 +39,23 @@ export function readConfig(dir: string): Record<string, unknown> {
     string,
     unknown
   >;
+}
+
+/** A loaded model's logits on the golden ids within 1e-4 relative (expectClose), and its loss within 1e-5. */
+export async function expectMatchesGolden(
+  model: PretrainedModel,
+  golden: Golden,
+  what: string,
+): Promise<void> {
+  const logits = model.logits(golden.input_ids);
+  expect(logits.shape).toEqual(golden.logits_shape);
+  expectClose(await logits.data(), golden.logits, 1e-4, `${what} logits`);
+  logits.dispose();
+  const loss = model.loss(golden.input_ids);
+  const value = (await loss.data())[0]!;
+  loss.dispose();
+  expect(
+    Math.abs(value - golden.loss) / golden.loss,
+    `${what} loss ${value} vs ${golden.loss}`,
+  ).toBeLessThan(1e-5);
 }
