@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, disposeRuntime } from "@webtune/core";
 import {
   generate,
+  greedyBatch,
   type TextCodec,
 } from "../../../packages/core/src/models/generate.js";
 import { resolveConfig } from "../../../packages/core/src/models/registry.js";
@@ -43,6 +44,41 @@ afterAll(() => {
 });
 
 const prompt = [33, 34, 35, 10, 52];
+
+describe("greedyBatch", () => {
+  it("gives each prompt the tokens generate gives it at temperature 0: mixed lengths, own budgets, EOS", async (ctx) => {
+    await needGpu(ctx);
+    const prompts = [
+      [33, 34, 35, 10, 52],
+      [1, 2, 3, 4, 5],
+      [60, 61, 62],
+      [7, 8, 9, 10, 11],
+      [40, 41, 42],
+      [90],
+    ];
+    const budgets = [6, 3, 5, 0, 4, 6];
+    const single = async (eos: number[]) =>
+      Promise.all(
+        prompts.map(async (p, i) =>
+          budgets[i] === 0
+            ? { ids: [], stopReason: "length" }
+            : await generate(model, p, undefined, {
+                maxNewTokens: budgets[i]!,
+                eosTokenIds: eos,
+              }).then(({ ids, stopReason }) => ({ ids, stopReason })),
+        ),
+      );
+    // Rows of one length go through one batch (batch size 2 also splits them); no EOS, then an EOS that some
+    // continuations produce, so rows stop at different steps.
+    const plain = await single([]);
+    expect(await greedyBatch(model, prompts, budgets, [], 2)).toEqual(plain);
+    const eos = [...new Set(plain.flatMap((r) => r.ids.slice(1, 2)))];
+    expect(eos.length).toBeGreaterThan(0);
+    const stopped = await single(eos);
+    expect(stopped.some((r) => r.stopReason === "eos")).toBe(true);
+    expect(await greedyBatch(model, prompts, budgets, eos)).toEqual(stopped);
+  });
+});
 
 describe("generate", () => {
   it("greedy decoding follows the argmax of full forward passes", async (ctx) => {

@@ -15,6 +15,7 @@ import {
   type AdapterPart,
 } from "../io/peft.js";
 import type { Linear } from "../models/layers.js";
+import type { ModelDims } from "../models/causal_lm.js";
 import type { PretrainedModel } from "../models/pretrained.js";
 import type { GenerateOptions, GenerateResult } from "../models/generate.js";
 import {
@@ -365,6 +366,10 @@ export class LoraModel {
     return this.state.active;
   }
 
+  get dims(): ModelDims {
+    return this.base.dims;
+  }
+
   /** Logits with the active adapter applied. */
   logits(ids: number[][]): tf.Tensor3D {
     return this.base.logits(ids);
@@ -379,6 +384,14 @@ export class LoraModel {
     options?: GenerateOptions,
   ): Promise<GenerateResult> {
     return this.base.generate(prompt, options);
+  }
+
+  /** Batched greedy continuations with the active adapter; see {@link PretrainedModel.greedyBatch}. */
+  greedyBatch(
+    prompts: number[][],
+    maxNewTokens: number[],
+  ): Promise<GenerateResult[]> {
+    return this.base.greedyBatch(prompts, maxNewTokens);
   }
 
   /** Frees every adapter and detaches them from the base model (which stays loaded). */

@@ -17,6 +17,7 @@ import type { CausalLM, ModelDims } from "./causal_lm.js";
 import type { HfConfig } from "./config.js";
 import {
   generate,
+  greedyBatch,
   type GenerateOptions,
   type GenerateResult,
 } from "./generate.js";
@@ -84,6 +85,31 @@ export class PretrainedModel {
       ...options,
       eosTokenIds: eos,
     });
+  }
+
+  /**
+   * Greedy continuations of many prompts (token ids), batched: the same tokens as {@link generate} with
+   * temperature 0 for each, far faster for evaluation. Each row stops at EOS or at its own budget.
+   *
+   * @example
+   * ```ts
+   * const [a, b] = await model.greedyBatch([tok.encode("Date: 2024-03-05\nWritten out:"), ...], [12, 12]);
+   * ```
+   */
+  async greedyBatch(
+    prompts: number[][],
+    maxNewTokens: number[],
+  ): Promise<GenerateResult[]> {
+    const rows = await greedyBatch(
+      this.lm,
+      prompts,
+      maxNewTokens,
+      this.eosTokenIds(),
+    );
+    return rows.map((r) => ({
+      ...r,
+      text: this.tokenizer?.decode(r.ids, { skipSpecialTokens: true }) ?? "",
+    }));
   }
 
   private eosTokenIds(): number[] {

@@ -13,16 +13,22 @@ import {
   confusionMatrix,
   exactMatch,
 } from "./metrics.js";
-import type * as tf from "@tensorflow/tfjs";
+import * as tf from "@tensorflow/tfjs";
 import { lossTokens } from "./trainer.js";
 
-/** What evaluation needs of a model: a loss over labelled ids, and generation. */
+/** What evaluation needs of a model: logits, a loss over labelled ids, and generation. */
 export interface Scorer {
+  readonly dims: { vocabSize: number };
+  logits(ids: number[][]): tf.Tensor3D;
   loss(ids: number[][], labels?: number[][]): tf.Scalar;
   generate(
     prompt: string | number[],
     options?: GenerateOptions,
   ): Promise<GenerateResult>;
+  greedyBatch(
+    prompts: number[][],
+    maxNewTokens: number[],
+  ): Promise<GenerateResult[]>;
 }
 
 export interface EvaluationResult {
@@ -55,31 +61,108 @@ export async function rowNll(
   return { nll: mean * tokens, tokens };
 }
 
-/** The label whose tokens (and EOS) are most likely after the example's prompt. */
-async function predictLabel(
+/** Logits of at most this many floats at once when scoring rows together (64 MiB). */
+const SCORE_FLOATS = 1 << 24;
+
+/**
+ * The summed NLL and loss-token count of each row, as {@link rowNll} gives them one by one, computed for rows of
+ * equal length together: one forward pass per batch of rows, with the batch sized so that its logits stay under
+ * 64 MiB. Right padding would give the same numbers for a causal model; grouping by length needs no padding.
+ */
+export async function rowNlls(
+  model: Scorer,
+  rows: { inputIds: number[]; labels: number[] }[],
+): Promise<{ nll: number; tokens: number }[]> {
+  const out = rows.map(() => ({ nll: 0, tokens: 0 }));
+  const byLength = new Map<number, number[]>();
+  rows.forEach((r, i) => {
+    if (lossTokens([r.labels]) === 0) return;
+    byLength.set(r.inputIds.length, [
+      ...(byLength.get(r.inputIds.length) ?? []),
+      i,
+    ]);
+  });
+  for (const [T, members] of byLength) {
+    const per = Math.max(
+      1,
+      Math.floor(SCORE_FLOATS / (T * model.dims.vocabSize)),
+    );
+    for (let at = 0; at < members.length; at += per) {
+      const batch = members.slice(at, at + per);
+      const sums = await batchNll(
+        model,
+        batch.map((i) => rows[i]!.inputIds),
+        batch.map((i) => rows[i]!.labels),
+      );
+      batch.forEach((i, b) => {
+        out[i] = { nll: sums[b]!, tokens: lossTokens([rows[i]!.labels]) };
+      });
+    }
+  }
+  return out;
+}
+
+/** Each row's summed NLL of its labels (label t predicted at t − 1; −100 skipped), for rows of one length. */
+async function batchNll(
+  model: Scorer,
+  ids: number[][],
+  labels: number[][],
+): Promise<Float32Array> {
+  const sums = tf.tidy(() => {
+    const logits = model.logits(ids);
+    const [B, T, V] = logits.shape;
+    const logProbs = tf
+      .logSoftmax(logits.slice([0, 0, 0], [B, T - 1, V]))
+      .reshape([B * (T - 1) * V]);
+    const at: number[] = [];
+    const mask: number[] = [];
+    labels.forEach((row, b) =>
+      row.slice(1).forEach((label, t) => {
+        at.push((b * (T - 1) + t) * V + Math.max(label, 0));
+        mask.push(label === IGNORE ? 0 : 1);
+      }),
+    );
+    const picked = tf.gather(logProbs, tf.tensor1d(at, "int32"));
+    return picked
+      .mul(tf.tensor1d(mask))
+      .reshape([B, T - 1])
+      .sum(1)
+      .neg();
+  });
+  const data = (await sums.data()) as Float32Array;
+  sums.dispose();
+  return data;
+}
+
+const IGNORE = -100;
+
+/** For each example, the label whose tokens (and EOS) are most likely after its prompt. */
+async function predictLabels(
   model: Scorer,
   tokenizer: Tokenizer,
-  ex: Example,
+  examples: Example[],
   labels: string[],
-): Promise<string> {
-  const prefix = tokenizer.encode(ex.prompt ?? "");
+): Promise<string[]> {
   const eos = tokenizer.eosTokenId !== undefined ? [tokenizer.eosTokenId] : [];
-  let best = labels[0]!;
-  let bestNll = Infinity;
-  for (const label of labels) {
-    const input = [
-      ...prefix,
-      ...tokenizer.encode(` ${label}`, { addSpecialTokens: false }),
-      ...eos,
-    ];
-    const { nll } = await rowNll(
-      model,
-      input,
-      input.map((id, i) => (i < prefix.length ? -100 : id)),
-    );
-    if (nll < bestNll) [best, bestNll] = [label, nll];
-  }
-  return best;
+  const labelIds = labels.map((label) => [
+    ...tokenizer.encode(` ${label}`, { addSpecialTokens: false }),
+    ...eos,
+  ]);
+  const candidates = examples.flatMap((ex) => {
+    const prefix = tokenizer.encode(ex.prompt ?? "");
+    return labelIds.map((ids) => {
+      const inputIds = [...prefix, ...ids];
+      return {
+        inputIds,
+        labels: inputIds.map((id, i) => (i < prefix.length ? IGNORE : id)),
+      };
+    });
+  });
+  const nlls = await rowNlls(model, candidates);
+  return examples.map((_, e) => {
+    const scores = labels.map((_, l) => nlls[e * labels.length + l]!.nll);
+    return labels[scores.indexOf(Math.min(...scores))]!;
+  });
 }
 
 /**
@@ -103,8 +186,7 @@ export async function evaluate(
 ): Promise<EvaluationResult> {
   let nll = 0;
   let tokens = 0;
-  for (const ex of examples) {
-    const row = await rowNll(model, ex.inputIds, ex.labels);
+  for (const row of await rowNlls(model, examples)) {
     nll += row.nll;
     tokens += row.tokens;
   }
@@ -120,9 +202,12 @@ export async function evaluate(
     options.labels.length > 0
   ) {
     const truth = examples.map((e) => e.label!);
-    const predicted: string[] = [];
-    for (const ex of examples)
-      predicted.push(await predictLabel(model, tokenizer, ex, options.labels));
+    const predicted = await predictLabels(
+      model,
+      tokenizer,
+      examples,
+      options.labels,
+    );
     const m = classificationMetrics(truth, predicted, {
       labels: options.labels,
     });
@@ -139,18 +224,17 @@ export async function evaluate(
     const scored = examples.filter(
       (e) => e.prompt !== undefined && e.completion !== undefined,
     );
-    const generated: string[] = [];
-    for (const ex of scored) {
-      const budget =
-        options.exactMatchTokens ??
-        tokenizer.encode(ex.completion!, { addSpecialTokens: false }).length +
-          8;
-      const { text } = await model.generate(tokenizer.encode(ex.prompt!), {
-        maxNewTokens: budget,
-        temperature: 0,
-      });
-      generated.push(text);
-    }
+    const generated = (
+      await model.greedyBatch(
+        scored.map((ex) => tokenizer.encode(ex.prompt!)),
+        scored.map(
+          (ex) =>
+            options.exactMatchTokens ??
+            tokenizer.encode(ex.completion!, { addSpecialTokens: false })
+              .length + 8,
+        ),
+      )
+    ).map((g) => g.text);
     if (scored.length > 0)
       result.exactMatch = exactMatch(
         generated,
