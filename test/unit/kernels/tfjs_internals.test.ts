@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { disposeRuntime, loraLinear } from "@webtune/core";
 import {
   runProgram,
+  trimBufferPool,
   webgpuBackendOf,
   type WebGPUProgram,
 } from "../../../packages/core/src/kernels/tfjs_internals.js";
@@ -108,5 +109,35 @@ describe("tfjs-backend-webgpu internals webtune relies on", () => {
       3, 5, 7, 2, 0.5, 1.25, 123456, 4000000000, 304, 5,
     ]);
     x.dispose();
+  });
+
+  it("trimBufferPool frees the buffers tfjs pools by size once they outweigh those in use, and tfjs keeps working", async (ctx) => {
+    await needGpu(ctx);
+    const pool = (
+      tf.backend() as unknown as {
+        bufferManager: {
+          numFreeBuffers: number;
+          numBytesAllocated: number;
+          numBytesUsed: number;
+        };
+      }
+    ).bufferManager;
+    // Forty distinct sizes, as padded batches of varying length make them: each released buffer stays pooled.
+    for (let n = 1; n <= 40; n++) {
+      const t = tf.tidy(() => tf.add(tf.ones([n, 1024]), 1));
+      await t.data();
+      tf.dispose(t);
+    }
+    expect(pool.numFreeBuffers).toBeGreaterThanOrEqual(40);
+    const pooled = pool.numBytesAllocated - pool.numBytesUsed;
+    expect(trimBufferPool(1 << 30), "under the floor: kept").toBe(0);
+    expect(pool.numFreeBuffers).toBeGreaterThanOrEqual(40);
+    const freed = trimBufferPool(0);
+    expect(freed).toBeGreaterThanOrEqual(pooled * 0.99);
+    expect(pool.numFreeBuffers).toBe(0);
+    expect(pool.numBytesAllocated).toBe(pool.numBytesUsed);
+    const again = tf.tidy(() => tf.add(tf.ones([7, 1024]), 2));
+    expect(Array.from((await again.data()).slice(0, 3))).toEqual([3, 3, 3]);
+    again.dispose();
   });
 });

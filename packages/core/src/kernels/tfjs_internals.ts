@@ -64,3 +64,41 @@ export function disposeIntermediate(
 /** The tfjs kernel-function signature, re-exported so kernel files need not import tfjs internals themselves. */
 export type KernelFunc = tf.KernelFunc;
 export type NamedAttrMap = tf.NamedAttrMap;
+
+/** What tfjs-backend-webgpu's BufferManager keeps of released buffers: a list per (size, usage), never freed. */
+interface BufferPool {
+  freeBuffers: Map<string, GPUBuffer[]>;
+  numFreeBuffers: number;
+  numBytesAllocated: number;
+  numBytesUsed: number;
+}
+
+const MiB = 1 << 20;
+
+/**
+ * Destroys the GPU buffers tfjs keeps for reuse when they hold more than `floorBytes` and more than the buffers in
+ * use; returns the bytes freed.
+ * tfjs pools every released buffer by its exact size and never frees one, so work whose shapes vary (padded
+ * batches of different lengths, evaluation, generation with a growing KV cache) grows the pool without bound: on
+ * a CPU adapter, until the process runs out of memory. Work with fixed shapes keeps reusing a pool no larger
+ * than what it uses, and is left alone. Buffers still in use are not touched; WebGPU defers the release of a destroyed buffer
+ * until submitted work that reads it is done. A no-op on other backends.
+ */
+export function trimBufferPool(floorBytes = 256 * MiB): number {
+  if (tf.getBackend() !== "webgpu") return 0;
+  const pool = (tf.backend() as unknown as { bufferManager?: BufferPool })
+    .bufferManager;
+  if (!(pool?.freeBuffers instanceof Map)) return 0;
+  let free = 0;
+  for (const list of pool.freeBuffers.values())
+    for (const buffer of list) free += buffer.size;
+  if (free <= Math.max(floorBytes, pool.numBytesUsed)) return 0;
+  // The keys stay: tfjs takes an empty map to mean "disposed" and would stop pooling.
+  for (const list of pool.freeBuffers.values()) {
+    for (const buffer of list) buffer.destroy();
+    list.length = 0;
+  }
+  pool.numFreeBuffers = 0;
+  pool.numBytesAllocated -= free;
+  return free;
+}

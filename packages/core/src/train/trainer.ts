@@ -5,6 +5,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
 import { lowbias32 } from "../kernels/lora_linear/dropout.js";
+import { trimBufferPool } from "../kernels/tfjs_internals.js";
 import type { TrainableModel } from "./trainable.js";
 import type { CheckpointStore } from "../io/checkpoint_store.js";
 import { captureCheckpoint, restoreCheckpoint } from "./checkpoint.js";
@@ -250,6 +251,8 @@ export class Trainer {
           });
         }
         tf.dispose([loss, gradNorm]);
+        // Padded batches differ in length, and tfjs pools buffers by exact size: keep the pool bounded.
+        trimBufferPool();
         if (o.checkpoint && (step + 1) % o.checkpoint.every === 0) {
           const state = {
             step: step + 1,
