@@ -3,6 +3,7 @@
  * token, at a stop string, or after maxNewTokens.
  */
 import { ConfigError } from "../errors.js";
+import { trimBufferPool } from "../kernels/tfjs_internals.js";
 import type { CausalLM } from "./causal_lm.js";
 import {
   argmax,
@@ -92,6 +93,7 @@ export async function generate(
     return { ids, text, stopReason: "length" };
   } finally {
     cache.dispose();
+    trimBufferPool();
   }
 }
 
@@ -104,6 +106,9 @@ function firstStop(text: string, stops: string[]): number | undefined {
   return first;
 }
 
+/** Tokens (rows × (prompt + continuation)) in one batch of {@link greedyBatch} by default. */
+export const BATCH_TOKENS = 8192;
+
 /**
  * Greedy continuations of many prompts at once, as {@link generate} with temperature 0 gives them one by one:
  * prompts of equal length share a batch (and a KV cache), each row stops at its EOS or its own budget, and a row
@@ -111,14 +116,14 @@ function firstStop(text: string, stops: string[]): number | undefined {
  * otherwise each pay a full forward pass per token.
  *
  * @param maxNewTokens one budget per prompt.
- * @param batchSize rows per batch at most.
+ * @param batchSize rows per batch at most; by default as many as fit {@link BATCH_TOKENS}.
  */
 export async function greedyBatch(
   model: CausalLM,
   prompts: number[][],
   maxNewTokens: number[],
   eosTokenIds: number[],
-  batchSize = 32,
+  batchSize?: number,
 ): Promise<{ ids: number[]; stopReason: "eos" | "length" }[]> {
   if (maxNewTokens.length !== prompts.length)
     throw new ConfigError(
@@ -134,9 +139,22 @@ export async function greedyBatch(
   });
   const eos = new Set(eosTokenIds);
   for (const rows of byLength.values()) {
-    for (let at = 0; at < rows.length; at += batchSize) {
-      const batch = rows.slice(at, at + batchSize);
+    // On small GPUs and CPU adapters each decode step costs mostly its dispatches, so rows are batched up to a
+    // token budget (prompt plus continuation) that keeps the KV cache of a 0.5B model in a few hundred MiB.
+    const longest = Math.max(...rows.map((r) => maxNewTokens[r]!));
+    const size =
+      batchSize ??
+      Math.min(
+        256,
+        Math.max(
+          1,
+          Math.floor(BATCH_TOKENS / (prompts[rows[0]!]!.length + longest)),
+        ),
+      );
+    for (let at = 0; at < rows.length; at += size) {
+      const batch = rows.slice(at, at + size);
       await greedyRows(model, batch, prompts, maxNewTokens, eos, results);
+      trimBufferPool(); // the KV cache grew by a token a step: buffers of every size
     }
   }
   return results;

@@ -14,6 +14,7 @@ import {
   exactMatch,
 } from "./metrics.js";
 import * as tf from "@tensorflow/tfjs";
+import { trimBufferPool } from "../kernels/tfjs_internals.js";
 import { lossTokens } from "./trainer.js";
 
 /** What evaluation needs of a model: logits, a loss over labelled ids, and generation. */
@@ -65,44 +66,49 @@ export async function rowNll(
 const SCORE_FLOATS = 1 << 24;
 
 /**
- * The summed NLL and loss-token count of each row, as {@link rowNll} gives them one by one, computed for rows of
- * equal length together: one forward pass per batch of rows, with the batch sized so that its logits stay under
- * 64 MiB. Right padding would give the same numbers for a causal model; grouping by length needs no padding.
+ * The summed NLL and loss-token count of each row, as {@link rowNll} gives them one by one, computed for many rows
+ * in one forward pass. Rows are sorted by length and right-padded to the longest of their batch, with the padding
+ * out of the loss: for a causal model, padding after a row changes none of its logits. Each batch's logits stay
+ * under 64 MiB.
  */
 export async function rowNlls(
   model: Scorer,
   rows: { inputIds: number[]; labels: number[] }[],
 ): Promise<{ nll: number; tokens: number }[]> {
-  const out = rows.map(() => ({ nll: 0, tokens: 0 }));
-  const byLength = new Map<number, number[]>();
-  rows.forEach((r, i) => {
-    if (lossTokens([r.labels]) === 0) return;
-    byLength.set(r.inputIds.length, [
-      ...(byLength.get(r.inputIds.length) ?? []),
-      i,
-    ]);
-  });
-  for (const [T, members] of byLength) {
-    const per = Math.max(
-      1,
-      Math.floor(SCORE_FLOATS / (T * model.dims.vocabSize)),
+  const out = rows.map((r) => ({ nll: 0, tokens: lossTokens([r.labels]) }));
+  const order = rows
+    .map((_, i) => i)
+    .filter((i) => out[i]!.tokens > 0)
+    .sort((a, b) => rows[a]!.inputIds.length - rows[b]!.inputIds.length);
+  const V = model.dims.vocabSize;
+  let at = 0;
+  while (at < order.length) {
+    let end = at + 1;
+    // Sorted ascending, so the last row of a batch is its longest.
+    while (
+      end < order.length &&
+      (end + 1 - at) * rows[order[end]!]!.inputIds.length * V <= SCORE_FLOATS
+    )
+      end++;
+    const batch = order.slice(at, end);
+    const T = rows[batch.at(-1)!]!.inputIds.length;
+    const pad = (xs: number[], value: number) => [
+      ...xs,
+      ...new Array<number>(T - xs.length).fill(value),
+    ];
+    const sums = await batchNll(
+      model,
+      batch.map((i) => pad(rows[i]!.inputIds, 0)),
+      batch.map((i) => pad(rows[i]!.labels, IGNORE)),
     );
-    for (let at = 0; at < members.length; at += per) {
-      const batch = members.slice(at, at + per);
-      const sums = await batchNll(
-        model,
-        batch.map((i) => rows[i]!.inputIds),
-        batch.map((i) => rows[i]!.labels),
-      );
-      batch.forEach((i, b) => {
-        out[i] = { nll: sums[b]!, tokens: lossTokens([rows[i]!.labels]) };
-      });
-    }
+    batch.forEach((i, b) => (out[i]!.nll = sums[b]!));
+    trimBufferPool(); // every batch has its own length
+    at = end;
   }
   return out;
 }
 
-/** Each row's summed NLL of its labels (label t predicted at t − 1; −100 skipped), for rows of one length. */
+/** Each row's summed NLL of its labels (label t predicted at t − 1; −100 skipped); rows of equal length. */
 async function batchNll(
   model: Scorer,
   ids: number[][],

@@ -31,7 +31,7 @@ export {
   perplexityFromTotals,
 } from "./metrics.js";
 export type { ClassificationMetrics, Label } from "./metrics.js";
-export { evaluate, forgettingCheck, rowNll } from "./evaluate.js";
+export { evaluate, forgettingCheck, rowNll, rowNlls } from "./evaluate.js";
 export type { EvaluationResult, Scorer } from "./evaluate.js";
 export { FullFineTune } from "./trainable.js";
 export type { TrainableModel, NamedVariable } from "./trainable.js";
