@@ -129,6 +129,13 @@ describe("webtune CLI", () => {
     expect(events.filter((e) => e.type === "eval").map((e) => e.step)).toEqual([
       20, 40,
     ]);
+    const tests = events.filter((e) => e.type === "test");
+    expect(tests.map((e) => e.phase)).toEqual(["base", "tuned"]);
+    expect(tests[1].loss).toBeLessThan(tests[0].loss);
+    const summary = lastJson(r.stdout);
+    expect(summary["test_base_loss"]).toBe(tests[0].loss);
+    expect(summary["test_loss"]).toBe(tests[1].loss);
+    expect(r.stderr).toMatch(/test\s+base\s+tuned\nloss\s+[\d.]+\s+[\d.]+/);
     expect(
       JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8")),
     ).toMatchObject({ peft_type: "LORA", r: 8, lora_alpha: 16 });
@@ -160,6 +167,54 @@ describe("webtune CLI", () => {
     );
     expect(g.code, g.stderr).toBe(0);
     expect(g.stderr).toMatch(/\[\d+ tokens, stopped by (eos|length)\]/);
+  });
+
+  it("uses the embedded demo base model when --model is left out, and --test scores the base and the tuned model", async () => {
+    const demoData = join(root, "demo/public/data");
+    const head = (file: string, n: number) => {
+      const path = join(work, file.replace("/", "-"));
+      const lines = readFileSync(join(demoData, file), "utf8").split("\n");
+      writeFileSync(path, `${lines.slice(0, n).join("\n")}\n`);
+      return path;
+    };
+    const info = await webtune("info");
+    expect(info.code, info.stderr).toBe(0);
+    expect(info.stdout).toMatch(/webtune-demo-base/);
+    const r = await webtune(
+      "train",
+      "--data",
+      head("fortunes/train.jsonl", 48),
+      "--test",
+      head("fortunes/test.jsonl", 12),
+      "--out",
+      join(work, "fortunes"),
+      "--max-steps",
+      "2",
+      "--val-split",
+      "0",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const summary = lastJson(r.stdout);
+    for (const k of ["accuracy", "f1", "loss"]) {
+      expect(summary[`test_base_${k}`], k).toBeTypeOf("number");
+      expect(summary[`test_${k}`], k).toBeTypeOf("number");
+    }
+    expect(summary["test_majority_accuracy"]).toBeGreaterThan(0);
+    expect(r.stderr).toMatch(/majority\s+[\d.]+/);
+
+    const bad = await webtune(
+      "train",
+      "--data",
+      head("fortunes/train.jsonl", 48),
+      "--test",
+      head("dates/test.jsonl", 4),
+      "--out",
+      join(work, "mismatch"),
+    );
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(
+      /^webtune: .*dates-test\.jsonl, line 1: field "text" is missing/m,
+    );
   });
 
   it("merges an adapter into a full folder that scores as model + adapter, and trains in full mode", async () => {

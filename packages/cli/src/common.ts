@@ -41,7 +41,7 @@ const FORMATS = [
 export async function readDataset(
   file: string,
   model: PretrainedModel,
-  options: { format?: string; seqLen: number },
+  options: { format?: string; seqLen: number; flag?: string },
 ): Promise<ReturnType<typeof buildDataset>> {
   if (options.format !== undefined && !FORMATS.includes(options.format)) {
     throw new ConfigError(
@@ -50,7 +50,7 @@ export async function readDataset(
   }
   const bytes = await readFile(file).catch((e: NodeJS.ErrnoException) => {
     throw new ConfigError(
-      `cannot read --data ${file}: ${e.code === "ENOENT" ? "no such file" : e.message}.`,
+      `cannot read ${options.flag ?? "--data"} ${file}: ${e.code === "ENOENT" ? "no such file" : e.message}.`,
     );
   });
   const tokenizer = model.tokenizer;

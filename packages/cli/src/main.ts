@@ -8,6 +8,7 @@ import { evalCommand } from "./eval.js";
 import { generateCommand } from "./generate.js";
 import { infoCommand } from "./info.js";
 import { mergeCommand } from "./merge.js";
+import { EMBEDDED_MODEL } from "./embedded.js";
 import { trainCommand } from "./train.js";
 
 export function int(name: string) {
@@ -38,13 +39,21 @@ program
   .description(
     "print a model's architecture, parameter count and Linear module names",
   )
-  .requiredOption("--model <src>", "hub id, URL or local folder")
+  .option(
+    "--model <src>",
+    "hub id, URL or local folder (default: the embedded demo base model)",
+    EMBEDDED_MODEL,
+  )
   .action((o) => run(() => infoCommand(o)));
 
 program
   .command("generate")
   .description("continue a prompt with a model (and optionally a LoRA adapter)")
-  .requiredOption("--model <src>", "hub id, URL or local folder")
+  .option(
+    "--model <src>",
+    "hub id, URL or local folder (default: the embedded demo base model)",
+    EMBEDDED_MODEL,
+  )
   .option("--adapter <dir>", "a PEFT LoRA adapter folder")
   .requiredOption("--prompt <text>", "the text to continue")
   .option(
@@ -69,7 +78,11 @@ program
   .description(
     "train a LoRA adapter; writes PEFT files and metrics.jsonl to --out",
   )
-  .requiredOption("--model <src>", "hub id, URL or local folder")
+  .option(
+    "--model <src>",
+    "hub id, URL or local folder (default: the embedded demo base model)",
+    EMBEDDED_MODEL,
+  )
   .requiredOption("--data <file>", "JSONL, CSV or text")
   .requiredOption("--out <dir>", "output folder")
   .option(
@@ -155,6 +168,10 @@ program
     "--reference <file>",
     "general text to check forgetting on: its loss before and after tuning",
   )
+  .option(
+    "--test <file>",
+    "a held-out test file in --data's format: the base and the tuned model are scored on it",
+  )
   .action((o) => run(() => trainCommand(o)));
 
 program
@@ -162,7 +179,11 @@ program
   .description(
     "fold a LoRA adapter into the weights and write a full Hugging Face model folder",
   )
-  .requiredOption("--model <src>", "hub id, URL or local folder")
+  .option(
+    "--model <src>",
+    "hub id, URL or local folder (default: the embedded demo base model)",
+    EMBEDDED_MODEL,
+  )
   .requiredOption("--adapter <dir>", "a PEFT LoRA adapter folder")
   .requiredOption("--out <dir>", "output folder")
   .action((o) => run(() => mergeCommand(o)));
@@ -172,7 +193,11 @@ program
   .description(
     "loss and perplexity of a model (and adapter) on a dataset; the last line is JSON",
   )
-  .requiredOption("--model <src>", "hub id, URL or local folder")
+  .option(
+    "--model <src>",
+    "hub id, URL or local folder (default: the embedded demo base model)",
+    EMBEDDED_MODEL,
+  )
   .option("--adapter <dir>", "a PEFT LoRA adapter folder")
   .requiredOption("--data <file>", "JSONL, CSV or text")
   .option("--format <f>", "dataset format (default: detected)")

@@ -10,7 +10,11 @@ import {
   saveAdapterToDirectory,
   splitDataset,
   Trainer,
+  type Dataset,
+  type EvaluationResult,
   type Example,
+  type PretrainedModel,
+  type Scorer,
   type TrainBatch,
 } from "@webtune/core";
 import { loadForCommand, readDataset } from "./common.js";
@@ -44,6 +48,7 @@ export interface TrainFlags {
   checkpointEvery?: number;
   resume?: string;
   reference?: string;
+  test?: string;
 }
 
 function check(o: TrainFlags): void {
@@ -59,6 +64,8 @@ function check(o: TrainFlags): void {
       `--val-split and --test-split must be ≥ 0 and sum to less than 1, got ${o.valSplit} and ${o.testSplit}.`,
     );
   }
+  if (o.test !== undefined && o.testSplit > 0)
+    throw new ConfigError("give --test or --test-split, not both.");
   if (o.batch < 1 || o.gradAccum < 1 || o.epochs < 1)
     throw new ConfigError(
       "--batch, --grad-accum and --epochs must be at least 1.",
@@ -98,6 +105,22 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     seed: o.seed,
     stratify: data.format === "classification",
   });
+  const tok = model.tokenizer!;
+  const test = await testSet(o, model, data, split.test);
+  const scoreTest = (scorer: Scorer) =>
+    evaluate(scorer, tok, test!, { format: data.format, labels: data.labels });
+  // Before any weight changes: the base model's test metrics, and the reference text's loss for the forgetting check.
+  const testBase = test ? await scoreTest(model) : undefined;
+  const reference = o.reference
+    ? await readDataset(o.reference, model, {
+        format: "completion",
+        seqLen: o.seqLen,
+        flag: "--reference",
+      })
+    : undefined;
+  const referenceBase = reference
+    ? await evaluate(model, tok, reference.examples, { format: "completion" })
+    : undefined;
   const targets =
     o.target === "all-linear"
       ? "all-linear"
@@ -124,17 +147,6 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
       ? `full fine-tuning: ${model.lm.parameterCount().toLocaleString("en-US")} trainable parameters\n`
       : `${peft.printTrainableParameters()}\n`,
   );
-  const tok = model.tokenizer!;
-  // Forgetting check: the reference text's loss before tuning (the adapter starts as a no-op) and after.
-  const reference = o.reference
-    ? await readDataset(o.reference, model, {
-        format: "completion",
-        seqLen: o.seqLen,
-      })
-    : undefined;
-  const referenceBase = reference
-    ? await evaluate(model, tok, reference.examples, { format: "completion" })
-    : undefined;
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
   const train = batchList(split.train, o, padId, o.epochs, true);
   const val =
@@ -184,21 +196,27 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     train_loss: result.history.filter((e) => e.type === "step").at(-1)?.loss,
     val_loss: result.bestEval?.loss,
   };
-  if (split.test.length > 0) {
-    const test = await evaluate(peft, tok, split.test, {
-      format: data.format,
-      labels: data.labels,
-    });
-    await appendFile(
-      metrics,
-      `${JSON.stringify({ type: "test", step: result.steps, ...test })}\n`,
-    );
+  if (test) {
+    const tuned = await scoreTest(trained === peft ? peft : model);
+    for (const [phase, r] of [
+      ["base", testBase!],
+      ["tuned", tuned],
+    ] as const)
+      await appendFile(
+        metrics,
+        `${JSON.stringify({ type: "test", phase, step: result.steps, ...r })}\n`,
+      );
+    const baseline =
+      data.format === "classification"
+        ? majorityBaseline(split.train, test)
+        : undefined;
+    process.stderr.write(testTable(testBase!, tuned, baseline));
     Object.assign(
       summary,
-      Object.fromEntries(
-        Object.entries(test).map(([k, v]) => [`test_${k}`, v]),
-      ),
+      prefixed("test_base_", testBase!),
+      prefixed("test_", tuned),
     );
+    if (baseline !== undefined) summary.test_majority_accuracy = baseline;
   }
   if (reference) {
     const after = await evaluate(
@@ -234,4 +252,67 @@ async function latestCheckpoint(
     throw new ConfigError(`--resume ${dir} holds no complete checkpoint.`);
   process.stderr.write(`resuming from ${dir}/${names.at(-1)}\n`);
   return store.load(names.at(-1)!);
+}
+
+/** The test examples: from --test (read like --data, in its format), else the --test-split part; none if neither. */
+async function testSet(
+  o: TrainFlags,
+  model: PretrainedModel,
+  data: Dataset,
+  fromSplit: Example[],
+): Promise<Example[] | undefined> {
+  if (!o.test) return fromSplit.length > 0 ? fromSplit : undefined;
+  const test = await readDataset(o.test, model, {
+    format: data.format,
+    seqLen: o.seqLen,
+    flag: "--test",
+  });
+  const unknown = (test.labels ?? []).filter(
+    (l) => !(data.labels ?? []).includes(l),
+  );
+  if (unknown.length > 0)
+    throw new ConfigError(
+      `--test ${o.test} has labels that --data ${o.data} never uses: ${unknown.join(", ")}.`,
+    );
+  if (test.examples.length === 0)
+    throw new ConfigError(`--test ${o.test} has no usable rows.`);
+  return test.examples;
+}
+
+/** Accuracy on `test` of always answering the training split's most common label. */
+function majorityBaseline(train: Example[], test: Example[]): number {
+  const counts = new Map<string, number>();
+  for (const e of train) counts.set(e.label!, (counts.get(e.label!) ?? 0) + 1);
+  const majority = [...counts].sort((a, b) => b[1] - a[1])[0]![0];
+  return test.filter((e) => e.label === majority).length / test.length;
+}
+
+function prefixed(
+  prefix: string,
+  r: EvaluationResult,
+): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(r).map(([k, v]) => [`${prefix}${k}`, v]),
+  );
+}
+
+/** Base and tuned test metrics side by side, for the terminal. */
+function testTable(
+  base: EvaluationResult,
+  tuned: EvaluationResult,
+  majority: number | undefined,
+): string {
+  const keys = ["loss", "perplexity", "exactMatch", "accuracy", "f1"] as const;
+  const fmt = (v: number) => v.toFixed(4).padStart(10);
+  const lines = [
+    `${"test".padEnd(12)}${"base".padStart(10)}${"tuned".padStart(10)}`,
+  ];
+  for (const k of keys) {
+    const [b, t] = [base[k], tuned[k]];
+    if (typeof b === "number" && typeof t === "number")
+      lines.push(`${k.padEnd(12)}${fmt(b)}${fmt(t)}`);
+  }
+  if (majority !== undefined)
+    lines.push(`${"majority".padEnd(12)}${fmt(majority)}${fmt(majority)}`);
+  return `${lines.join("\n")}\n`;
 }
