@@ -14,7 +14,8 @@ export const aliases = {
 
 export default defineConfig({
   root: here("./demo"),
-  publicDir: false,
+  // The embedded demo model and datasets (demo/public/models, demo/public/data) are served as they are.
+  publicDir: here("./demo/public"),
   resolve: { alias: aliases },
   worker: { format: "es" },
   build: { outDir: here("./dist/demo"), emptyOutDir: true, target: "es2022" },

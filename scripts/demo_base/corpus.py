@@ -25,9 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "demo" / "public" / "data"
 GCIDE = Path("/usr/share/dictd/gcide.dict.dz")
 FORTUNES = Path("/usr/share/games/fortunes")
-FORTUNE_CLASSES = ["computers", "food", "law", "startrek"]
-PER_CLASS = 200
-FORTUNE_MAX_CHARS = 280
+FORTUNE_CLASSES = ["computers", "food", "law", "love"]
+FORTUNE_MAX_CHARS = 160
 MAX_CHARS = 600  # reference entries and Bible passages: about 150 tokens at most
 
 
@@ -93,7 +92,7 @@ def bible_passages(verses_per_passage: int = 3) -> list[str]:
 SOURCES = [
     ("dict-gcide", "GCIDE, the GNU Collaborative International Dictionary of English (Webster's 1913 and WordNet)",
      "GPL-2.0-or-later", "pretraining corpus (definitions only) and reference.jsonl (held-out entries)"),
-    ("fortunes", "fortune-mod's cookie files computers, food, law and startrek", "BSD-3-Clause (fortune-mod)",
+    ("fortunes", "fortune-mod's cookie files computers, food, law and love", "BSD-3-Clause (fortune-mod)",
      "fortunes/ classification task"),
     ("bible-kjv-text", "The King James Version of the Bible (1611), read with the bible-kjv program",
      "public domain (copyright expired; see the package's copyright file)", "kjv/ style task"),
@@ -150,10 +149,11 @@ def main() -> None:
     write_jsonl(DATA / "reference.jsonl", [{"text": t} for t in reference])
 
     train, test = [], []
-    for label in FORTUNE_CLASSES:
-        texts = fortunes(label)
+    by_class = {label: fortunes(label) for label in FORTUNE_CLASSES}
+    per_class = min(map(len, by_class.values()))  # balanced: the majority baseline is chance
+    for label, texts in by_class.items():
         rng.shuffle(texts)
-        texts = texts[:PER_CLASS]
+        texts = texts[:per_class]
         cut = len(texts) // 5
         test += [{"text": t, "label": label} for t in texts[:cut]]
         train += [{"text": t, "label": label} for t in texts[cut:]]

@@ -1,7 +1,8 @@
 /**
  * Loading models inside a Web Worker in headless Chromium: from the Files of a picked folder (the golden tiny
- * models: loss against the plain-torch oracle), with a tokenizer for text generation, and from a hub-shaped
- * HTTP server, where a second load is served by the Cache API with no request.
+ * models: loss against the plain-torch oracle), with a tokenizer for text generation, the embedded demo base model
+ * by URL from the served demo folder, and from a hub-shaped HTTP server, where a second load is served by the
+ * Cache API with no request.
  */
 import { cpSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -92,6 +93,22 @@ describe("models in a browser worker", () => {
     expect(b.result).toEqual(a.result);
     expect(a.streamed.length).toBe(a.result.ids.length);
     expect(a.streamed.at(-1)).toBe(a.result.text);
+  });
+
+  it("loads the embedded demo base model from the served demo folder by URL, and matches the oracle", async () => {
+    const golden = readGolden(`${GOLDEN_DIR}demo_base`);
+    const out = await page.evaluate(
+      async ({ url, ids }) => {
+        const info = await window.trainer.api.loadModel(url, { cache: false });
+        return { info, loss: await window.trainer.api.loss(ids) };
+      },
+      { url: `${site.url}models/webtune-demo-base`, ids: golden.input_ids },
+    );
+    expect(out.info.hasTokenizer).toBe(true);
+    expect(
+      Math.abs(out.loss - golden.loss) / golden.loss,
+      `${out.loss} vs ${golden.loss}`,
+    ).toBeLessThan(1e-5);
   });
 
   it("loads from a hub-shaped server, then again from the browser cache with no request", async () => {
