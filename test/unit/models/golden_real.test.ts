@@ -9,13 +9,13 @@ import { disposeRuntime, gpuInfo } from "@webtune/core";
 import { resolveConfig } from "../../../packages/core/src/models/registry.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
 import {
+  expectMatchesGolden,
   GOLDEN_DIR,
   goldenNames,
   readConfig,
   readGolden,
 } from "../../helpers/golden.js";
 import { randomWeightSource } from "../../helpers/random_weights.js";
-import { expectClose } from "../../helpers/tensors.js";
 
 beforeAll(async () => {
   await startGpu();
@@ -44,25 +44,7 @@ describe("golden logits, real configs", () => {
         limit,
       );
       try {
-        const V = model.dims.vocabSize;
-        const logits = model.logits(golden.input_ids);
-        const all = (await logits.data()) as Float32Array;
-        logits.dispose();
-        const picked = new Float32Array(golden.logits.length);
-        const indices = golden.vocab_indices!;
-        const T = golden.input_ids[0]!.length;
-        for (let t = 0; t < T; t++)
-          indices.forEach(
-            (v, j) => (picked[t * indices.length + j] = all[t * V + v]!),
-          );
-        expectClose(picked, golden.logits, 1e-4, `${name} logits`);
-        const loss = model.loss(golden.input_ids);
-        const value = (await loss.data())[0]!;
-        loss.dispose();
-        expect(
-          Math.abs(value - golden.loss) / golden.loss,
-          `${name} loss ${value} vs ${golden.loss}`,
-        ).toBeLessThan(1e-5);
+        await expectMatchesGolden(model, golden, name);
       } finally {
         model.dispose();
       }
