@@ -7,7 +7,11 @@
 import type { GenerateOptions, GenerateResult } from "../models/generate.js";
 import type { Tokenizer } from "../models/tokenizer.js";
 import type { LoraModel } from "../lora/model.js";
-import type { DatasetFormat, Example } from "./data/types.js";
+import {
+  IGNORE_INDEX,
+  type DatasetFormat,
+  type Example,
+} from "./data/types.js";
 import {
   classificationMetrics,
   confusionMatrix,
@@ -99,7 +103,7 @@ export async function rowNlls(
     const sums = await batchNll(
       model,
       batch.map((i) => pad(rows[i]!.inputIds, 0)),
-      batch.map((i) => pad(rows[i]!.labels, IGNORE)),
+      batch.map((i) => pad(rows[i]!.labels, IGNORE_INDEX)),
     );
     batch.forEach((i, b) => (out[i]!.nll = sums[b]!));
     trimBufferPool(); // every batch has its own length
@@ -125,7 +129,7 @@ async function batchNll(
     labels.forEach((row, b) =>
       row.slice(1).forEach((label, t) => {
         at.push((b * (T - 1) + t) * V + Math.max(label, 0));
-        mask.push(label === IGNORE ? 0 : 1);
+        mask.push(label === IGNORE_INDEX ? 0 : 1);
       }),
     );
     const picked = tf.gather(logProbs, tf.tensor1d(at, "int32"));
@@ -139,8 +143,6 @@ async function batchNll(
   sums.dispose();
   return data;
 }
-
-const IGNORE = -100;
 
 /** For each example, the label whose tokens (and EOS) are most likely after its prompt. */
 async function predictLabels(
@@ -160,7 +162,9 @@ async function predictLabels(
       const inputIds = [...prefix, ...ids];
       return {
         inputIds,
-        labels: inputIds.map((id, i) => (i < prefix.length ? IGNORE : id)),
+        labels: inputIds.map((id, i) =>
+          i < prefix.length ? IGNORE_INDEX : id,
+        ),
       };
     });
   });
