@@ -16,6 +16,8 @@ export interface CheckpointStore {
   load(name: string): Promise<Record<string, Uint8Array>>;
   /** Names of complete checkpoints, oldest first. */
   list(): Promise<string[]>;
+  /** Deletes every checkpoint, so that a new run starts with none. */
+  clear(): Promise<void>;
 }
 
 const MANIFEST = "checkpoint.json";
@@ -69,6 +71,10 @@ export function directoryStore(dir: string): CheckpointStore {
       }
       return complete;
     },
+    async clear() {
+      const fs = await nodeFs();
+      await fs.rm(dir, { recursive: true, force: true });
+    },
   };
 }
 
@@ -119,11 +125,32 @@ export function opfsStore(folder = "webtune-checkpoints"): CheckpointStore {
     async list() {
       const names: string[] = [];
       const dir = await root();
-      for await (const [name] of (
-        dir as unknown as { entries(): AsyncIterable<[string, unknown]> }
-      ).entries())
-        names.push(name);
+      for await (const [name, handle] of (
+        dir as unknown as {
+          entries(): AsyncIterable<[string, FileSystemHandle]>;
+        }
+      ).entries()) {
+        // A checkpoint cut off before its manifest was written is not complete.
+        if (handle.kind !== "directory") continue;
+        const manifest = await (handle as FileSystemDirectoryHandle)
+          .getFileHandle(MANIFEST)
+          .then(
+            () => true,
+            () => false,
+          );
+        if (manifest) names.push(name);
+      }
       return names.sort();
+    },
+    async clear() {
+      const storage = (
+        globalThis as { navigator?: { storage?: StorageManager } }
+      ).navigator?.storage;
+      await (
+        await storage?.getDirectory()
+      )
+        ?.removeEntry(folder, { recursive: true })
+        .catch(() => undefined);
     },
   };
 }
