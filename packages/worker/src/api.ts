@@ -1,7 +1,4 @@
-/**
- * The API of webtune's worker, as the main thread sees it through comlink. Types only.
- * Training, data and adapter methods join this interface as those layers land.
- */
+/** The API of webtune's worker, as the main thread sees it through comlink. Types only. */
 import type {
   DownloadProgress,
   GenerateOptions,
@@ -32,12 +29,25 @@ export interface ModelInfo {
   parameters: number;
   hasTokenizer: boolean;
   hasChatTemplate: boolean;
+  /** The distinct Linear module names LoRA can target, e.g. ["q_proj", "k_proj", ...]. */
+  targetModules: string[];
 }
 
 /** Load options that can cross to the worker (callbacks go as separate, proxied arguments). */
 export type WorkerLoadOptions = Omit<LoadOptions, "onProgress" | "signal">;
 /** Generation options that can cross to the worker. */
-export type WorkerGenerateOptions = Omit<GenerateOptions, "onToken">;
+export type WorkerGenerateOptions = Omit<GenerateOptions, "onToken"> & {
+  /** false: the frozen base model alone, for before/after comparisons. Default true. */
+  useAdapter?: boolean;
+};
+
+/** What `evaluate` scores. */
+export interface WorkerEvaluateOptions {
+  /** Score only the first N rows of the split (generation-based metrics cost one decode per row). */
+  maxRows?: number;
+  /** false: the frozen base model alone. Default true. */
+  useAdapter?: boolean;
+}
 
 /** How to read and split a dataset in the worker. */
 export interface DataOptions {
@@ -50,6 +60,18 @@ export interface DataOptions {
   valSplit?: number;
   testSplit?: number;
   seed?: number;
+  /** A separate test file (a preset's test.jsonl, say); `testSplit` is then ignored. */
+  test?: { input: string | ArrayBuffer; source: string };
+}
+
+/** A training row as the model will see it, for a preview. */
+export interface PreviewRow {
+  /** The prompt text generation starts from (instruction and classification data). */
+  prompt?: string;
+  /** The text the loss is on. */
+  target: string;
+  label?: string;
+  tokens: number;
 }
 
 export interface DataSummary {
@@ -57,6 +79,15 @@ export interface DataSummary {
   report: CleaningReport;
   labels?: string[];
   sizes: { train: number; val: number; test: number };
+  /** The first rows of each split, tokenized and decoded back. */
+  preview: { train: PreviewRow[]; test: PreviewRow[] };
+}
+
+/** A saved training checkpoint (OPFS in browsers). */
+export interface CheckpointInfo {
+  name: string;
+  /** Optimizer steps done when it was saved. */
+  step: number;
 }
 
 /** Trainer options that can cross to the worker, plus batching. */
@@ -68,6 +99,15 @@ export type WorkerTrainOptions = Omit<
   batchSize?: number;
   /** Passes over the training split. Default 1. */
   epochs?: number;
+  /** Validate on the first N rows of the validation split (each check costs a forward pass over them). Default: all. */
+  valRows?: number;
+  /** Save a checkpoint every N optimizer steps to the worker's checkpoint store (OPFS in browsers). */
+  checkpointEvery?: number;
+  /**
+   * Continue from this checkpoint (see `listCheckpoints`) with the same model, data, adapter config and options;
+   * otherwise a new run deletes the old checkpoints first.
+   */
+  resumeFrom?: string;
 };
 
 export interface TrainerApi {
@@ -99,7 +139,7 @@ export interface TrainerApi {
     input: string | ArrayBuffer,
     options: DataOptions,
   ): Promise<DataSummary>;
-  /** Adds a LoRA adapter (PEFT config) and makes it active; returns PEFT's trainable-parameters line too. */
+  /** Adds a LoRA adapter (PEFT config), replacing one of that name, and makes it active; returns PEFT's trainable-parameters line too. */
   addAdapter(
     name: string,
     config: LoraConfigInput,
@@ -114,9 +154,21 @@ export interface TrainerApi {
   /** Ends training after the current step. */
   abort(): Promise<void>;
   /** Loss, perplexity and the task's metrics on a split of the loaded data. */
-  evaluate(split: "val" | "test"): Promise<EvaluationResult>;
+  evaluate(
+    split: "val" | "test",
+    options?: WorkerEvaluateOptions,
+  ): Promise<EvaluationResult>;
   /** The active adapter's PEFT files; the weights buffer is transferred, not copied. */
   saveAdapter(): Promise<AdapterFiles>;
+  /**
+   * A Hugging Face model folder with the active adapter merged into the weights (config.json, model.safetensors,
+   * tokenizer files); buffers are transferred. The adapter stays separate in the worker.
+   */
+  saveMerged(): Promise<Record<string, Uint8Array | string>>;
+  /** Complete checkpoints in the worker's store, oldest first. */
+  listCheckpoints(): Promise<CheckpointInfo[]>;
+  /** Deletes every checkpoint in the worker's store. */
+  clearCheckpoints(): Promise<void>;
   /** Loads a PEFT adapter (files from saveAdapter or Python PEFT, picked Files, a URL or hub id) and activates it. */
   loadAdapter(
     name: string,

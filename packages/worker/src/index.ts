@@ -10,4 +10,15 @@
  */
 export { createTrainer } from "./client.js";
 export type { WorkerTrainer } from "./client.js";
-export type { TrainerApi } from "./api.js";
+export type {
+  CheckpointInfo,
+  DataOptions,
+  DataSummary,
+  ModelInfo,
+  PreviewRow,
+  TrainerApi,
+  WorkerEvaluateOptions,
+  WorkerGenerateOptions,
+  WorkerLoadOptions,
+  WorkerTrainOptions,
+} from "./api.js";

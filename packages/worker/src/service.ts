@@ -2,12 +2,13 @@
 import * as Comlink from "comlink";
 import {
   epochBatches,
-  buildDataset,
   evaluate,
   LoraModel,
-  splitDataset,
   Trainer,
+  savePretrained,
+  defaultCheckpointStore,
   type AdapterFiles,
+  type CheckpointStore,
   type EvaluationResult,
   type Example,
   type LoraConfig,
@@ -15,7 +16,6 @@ import {
   type TrainBatch,
   type TrainEvent,
   type TrainResult,
-  type DatasetFormat,
   ConfigError,
   disposeRuntime,
   gpuInfo,
@@ -32,29 +32,45 @@ import {
   type RuntimeOptions,
 } from "@webtune/core";
 import type {
+  CheckpointInfo,
   DataOptions,
   DataSummary,
   ModelInfo,
   TrainerApi,
+  WorkerEvaluateOptions,
   WorkerGenerateOptions,
   WorkerLoadOptions,
   WorkerTrainOptions,
 } from "./api.js";
+import { readData, type LoadedData } from "./data.js";
 
-interface LoadedData {
-  format: DatasetFormat;
-  labels?: string[];
-  train: Example[];
-  val: Example[];
-  test: Example[];
-  seed: number;
-}
+/** Where checkpoints go unless the service is given a store: OPFS in browsers, a folder in Node. */
+export const DEFAULT_CHECKPOINT_FOLDER = "webtune-checkpoints";
+
+/** Trainer.checkpoint names checkpoints "step-000042". */
+const checkpointStep = (name: string) =>
+  Number(/^step-(\d+)$/.exec(name)?.[1] ?? NaN);
+
+/**
+ * The weights buffers of a set of files, for transferring them instead of copying. Only the freshly written
+ * safetensors: the other files can be views of the source model's bytes, which must stay usable here.
+ */
+const weightBuffers = (files: object) =>
+  Object.entries(files).flatMap(([name, data]) =>
+    name.endsWith(".safetensors") ? [(data as Uint8Array).buffer] : [],
+  ) as ArrayBuffer[];
 
 export class TrainerService implements TrainerApi {
   private model: PretrainedModel | undefined;
   private peft: LoraModel | undefined;
   private data: LoadedData | undefined;
   private trainer: Trainer | undefined;
+
+  constructor(
+    private readonly checkpoints: CheckpointStore = defaultCheckpointStore(
+      DEFAULT_CHECKPOINT_FOLDER,
+    ),
+  ) {}
 
   init(options?: RuntimeOptions): Promise<GpuInfo> {
     return initRuntime(options);
@@ -84,15 +100,21 @@ export class TrainerService implements TrainerApi {
       parameters: model.lm.parameterCount(),
       hasTokenizer: model.tokenizer !== undefined,
       hasChatTemplate: (model.tokenizer?.chatTemplateNames.length ?? 0) > 0,
+      targetModules: [
+        ...new Set(model.linears().map((l) => l.name.split(".").at(-1)!)),
+      ],
     };
   }
 
-  generate(
+  async generate(
     prompt: string | number[],
     options: WorkerGenerateOptions = {},
     onToken?: (token: { id: number; text: string }) => void,
   ): Promise<GenerateResult> {
-    return this.requirePeft().generate(prompt, { ...options, onToken });
+    const { useAdapter = true, ...generateOptions } = options;
+    const peft = this.requirePeft();
+    const run = () => peft.generate(prompt, { ...generateOptions, onToken });
+    return useAdapter ? run() : peft.withAdaptersDisabled(run);
   }
 
   async loss(ids: number[][]): Promise<number> {
@@ -106,38 +128,16 @@ export class TrainerService implements TrainerApi {
 
   async loadData(
     input: string | ArrayBuffer,
-    o: DataOptions,
+    options: DataOptions,
   ): Promise<DataSummary> {
     const model = this.requireModel();
     if (!model.tokenizer)
       throw new ConfigError(
         `${model.source} has no tokenizer.json, which reading a dataset needs.`,
       );
-    const text = typeof input === "string" ? input : new Uint8Array(input);
-    const data = buildDataset(text, model.tokenizer, {
-      source: o.source,
-      format: o.format,
-      maxLength: o.maxLength ?? 256,
-      truncate: true,
-    });
-    const seed = o.seed ?? 0;
-    const split = splitDataset(data.examples, {
-      val: o.valSplit ?? 0.1,
-      test: o.testSplit ?? 0,
-      seed,
-      stratify: data.format === "classification",
-    });
-    this.data = { format: data.format, labels: data.labels, ...split, seed };
-    return {
-      format: data.format,
-      report: data.report,
-      labels: data.labels,
-      sizes: {
-        train: split.train.length,
-        val: split.val.length,
-        test: split.test.length,
-      },
-    };
+    const { data, summary } = readData(input, options, model.tokenizer);
+    this.data = data;
+    return summary;
   }
 
   async addAdapter(
@@ -145,6 +145,11 @@ export class TrainerService implements TrainerApi {
     config: LoraConfigInput,
   ): Promise<{ config: LoraConfig; summary: string }> {
     const peft = this.requirePeft();
+    // A new run under the same name starts from a fresh adapter, as a page's Train button expects.
+    if (peft.adapterNames.includes(name)) {
+      peft.unmerge();
+      peft.deleteAdapter(name);
+    }
     const added = peft.addAdapter(name, config, { seed: this.data?.seed ?? 0 });
     peft.setAdapter(name);
     return { config: added, summary: peft.printTrainableParameters() };
@@ -160,7 +165,18 @@ export class TrainerService implements TrainerApi {
       throw new ConfigError(
         "Training is already running in this worker; abort() it first.",
       );
-    const { batchSize = 8, epochs = 1, ...trainerOptions } = options;
+    const {
+      batchSize = 8,
+      epochs = 1,
+      checkpointEvery,
+      resumeFrom,
+      valRows,
+      ...trainerOptions
+    } = options;
+    const resume = resumeFrom
+      ? await this.checkpoints.load(resumeFrom)
+      : undefined;
+    if (!resume && checkpointEvery) await this.checkpoints.clear();
     const padId = this.requireModel().tokenizer?.padTokenId ?? 0;
     const list = (
       examples: Example[],
@@ -173,16 +189,23 @@ export class TrainerService implements TrainerApi {
         epochs,
       );
     const train = list(data.train, epochs, true);
+    const val = data.val.slice(0, valRows);
     this.trainer = new Trainer(peft, {
       ...trainerOptions,
       batchesPerEpoch: train.length / epochs,
+      checkpoint: checkpointEvery
+        ? { store: this.checkpoints, every: checkpointEvery }
+        : undefined,
       onEvent,
     });
     try {
-      return await this.trainer.train({
-        train,
-        val: data.val.length > 0 ? list(data.val, 1, false) : undefined,
-      });
+      return await this.trainer.train(
+        {
+          train,
+          val: val.length > 0 ? list(val, 1, false) : undefined,
+        },
+        resume,
+      );
     } finally {
       this.trainer = undefined;
     }
@@ -200,26 +223,51 @@ export class TrainerService implements TrainerApi {
     this.trainer?.abort();
   }
 
-  async evaluate(split: "val" | "test"): Promise<EvaluationResult> {
+  async evaluate(
+    split: "val" | "test",
+    options: WorkerEvaluateOptions = {},
+  ): Promise<EvaluationResult> {
     const data = this.requireData();
-    const examples = data[split];
+    const examples = data[split].slice(0, options.maxRows);
     if (examples.length === 0)
       throw new ConfigError(
-        `The ${split} split is empty: loadData with a ${split}Split above 0.`,
+        `The ${split} split is empty: loadData with a ${split}Split above 0${split === "test" ? " or a test file" : ""}.`,
       );
-    return evaluate(
-      this.requirePeft(),
-      this.requireModel().tokenizer!,
-      examples,
-      { format: data.format, labels: data.labels },
-    );
+    const peft = this.requirePeft();
+    const run = () =>
+      evaluate(peft, this.requireModel().tokenizer!, examples, {
+        format: data.format,
+        labels: data.labels,
+      });
+    return options.useAdapter === false
+      ? peft.withAdaptersDisabled(run)
+      : run();
   }
 
   async saveAdapter(): Promise<AdapterFiles> {
     const files = await this.requirePeft().saveAdapter();
-    return Comlink.transfer(files, [
-      files["adapter_model.safetensors"].buffer as ArrayBuffer,
-    ]);
+    return Comlink.transfer(files, weightBuffers(files));
+  }
+
+  async saveMerged(): Promise<Record<string, Uint8Array | string>> {
+    const peft = this.requirePeft();
+    peft.merge();
+    try {
+      const files = await savePretrained(this.requireModel());
+      return Comlink.transfer(files, weightBuffers(files));
+    } finally {
+      peft.unmerge();
+    }
+  }
+
+  async listCheckpoints(): Promise<CheckpointInfo[]> {
+    return (await this.checkpoints.list())
+      .map((name) => ({ name, step: checkpointStep(name) }))
+      .filter((c) => Number.isInteger(c.step));
+  }
+
+  clearCheckpoints(): Promise<void> {
+    return this.checkpoints.clear();
   }
 
   async loadAdapter(
