@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Runs the GPU benchmark on the GPU machine, from the repo root, with .gpucarry/ (made by pack.sh) beside it:
+#   setup (node, dawn.node, the Vulkan loader) -> nvidia-smi -> webtune bench (adapter, kernel self-test,
+#   matmul roof, gpt2 LoRA steps) -> PyTorch+PEFT baseline -> kernels.ts --variant shared, --variant direct.
+# A failing stage is reported and the next one still runs. Logs and results.json go to $OUT (default
+# /tmp/webtune-gpu-out).
+#   RUN_STAGES="bench peft kernels"  the stages to run (default all three)
+#   WEBTUNE_GPU_BENCH_SMOKE=1        tiny sizes everywhere, for checking the recipe on lavapipe
+#   DEBS_ROOT=DIR                    unpack the carried .debs there, not to / (for a local check as root)
+# Usage: bash benchmarks/gpu/run.sh
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+CARRY=${GPUCARRY:-$ROOT/.gpucarry}
+OUTDIR=${OUT:-/tmp/webtune-gpu-out}
+W=${WEBTUNE_GPU_DIR:-/tmp/webtune-gpu}
+STAGES=${RUN_STAGES:-bench peft kernels}
+SMOKE=${WEBTUNE_GPU_BENCH_SMOKE:-0}
+mkdir -p "$OUTDIR" "$W"
+LOG="$OUTDIR/run.log"
+exec > >(tee -a "$LOG") 2>&1
+declare -A STATUS
+
+stage() { echo; echo "######## $1 ($(date -u +%T))"; }
+unxz_to() { # file.xz -> stdout, with xz or Python's lzma
+  if command -v xz >/dev/null; then xz -dc "$1"; else python3 -c 'import lzma,sys,shutil; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"; fi
+}
+
+stage setup
+setup_ok=1
+{ unxz_to "$CARRY/node.xz" >"$W/node" && chmod +x "$W/node"; } || setup_ok=0
+# bench.mjs, kernels.mjs, manifest.json and node_modules/webgpu (dawn.node)
+unxz_to "$CARRY/app.tar.xz" | tar -x -C "$W" || setup_ok=0
+cat "$W/manifest.json"
+NODE="$W/node"
+"$NODE" --version || setup_ok=0
+# The device README's recipe: the Vulkan loader and glvnd from Debian, unpacked to / on every run (as root;
+# DEBS_ROOT=/some/dir unpacks there instead and puts its libraries on LD_LIBRARY_PATH, for a local check).
+DEBS_ROOT=${DEBS_ROOT:-$([ "$(id -u)" = 0 ] && echo / || echo "$W/debs")}
+for deb in "$CARRY"/*.deb; do
+  dpkg -x "$deb" "$DEBS_ROOT" || setup_ok=0
+done
+if [ "$DEBS_ROOT" = / ]; then
+  ldconfig
+else
+  export LD_LIBRARY_PATH="$DEBS_ROOT/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+ldconfig -p | grep -E 'libvulkan\.so|libGLX_nvidia|libGLdispatch' || echo "libvulkan.so.1 is not in the ldconfig cache"
+glx=$(ldconfig -p | grep -m1 'libGLX_nvidia\.so\.0' | sed 's/.*=> //')
+[ -n "$glx" ] && { echo "ldd $glx:"; ldd "$glx" | grep -E 'not found|GLdispatch|nvidia' || true; }
+ls /dev/nvidia* 2>/dev/null | tr '\n' ' '; echo
+ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$ICD" ] && [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]; then
+  export VK_DRIVER_FILES=$ICD VK_ICD_FILENAMES=$ICD
+  echo "VK_DRIVER_FILES=$ICD:"; cat "$ICD"
+fi
+for d in /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d; do
+  [ -d "$d" ] && echo "ICDs in $d: $(ls "$d" | tr '\n' ' ')"
+done
+STATUS[setup]=$([ $setup_ok = 1 ] && echo ok || echo failed)
+
+stage nvidia-smi
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi 2>&1 | tee "$OUTDIR/nvidia-smi.txt"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader |
+    tee -a "$OUTDIR/nvidia-smi.txt"
+  STATUS[nvidia_smi]=ok
+else
+  echo "no nvidia-smi here"
+  STATUS[nvidia_smi]=absent
+fi
+
+run_stage() { # name, timeout seconds, log file, command...
+  local name=$1 limit=$2 file=$3
+  shift 3
+  stage "$name"
+  timeout -k 10 "$limit" "$@" 2>&1 | tee "$file"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" = 0 ]; then STATUS[$name]=ok
+  elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then STATUS[$name]="timed out after ${limit}s"
+  else STATUS[$name]="exit $rc"; fi
+  echo "--- $name: ${STATUS[$name]}"
+}
+
+export WEBTUNE_GPU_BENCH_SMOKE=$SMOKE FORCE_COLOR=0
+if [[ " $STAGES " == *" bench "* ]]; then
+  run_stage webtune_bench 200 "$OUTDIR/webtune_bench.log" "$NODE" "$W/bench.mjs"
+fi
+if [[ " $STAGES " == *" peft "* ]]; then
+  smoke_flag=()
+  [ "$SMOKE" = 1 ] && smoke_flag=(--smoke)
+  export PYTHONUNBUFFERED=1
+  run_stage peft_baseline 150 "$OUTDIR/peft_baseline.log" \
+    "${PYTHON:-python3}" "$ROOT/benchmarks/gpu/peft_baseline.py" "${smoke_flag[@]}"
+fi
+if [[ " $STAGES " == *" kernels "* ]]; then
+  reps=5
+  [ "$SMOKE" = 1 ] && reps=1
+  : >"$OUTDIR/kernels.log"
+  for variant in shared direct; do
+    run_stage "kernels_$variant" 60 "$OUTDIR/kernels_$variant.tmp" \
+      "$NODE" "$W/kernels.mjs" --reps "$reps" --variant "$variant"
+    cat "$OUTDIR/kernels_$variant.tmp" >>"$OUTDIR/kernels.log"
+  done
+fi
+
+stage summary
+status_json=$(for k in "${!STATUS[@]}"; do printf '%s\t%s\n' "$k" "${STATUS[$k]}"; done)
+# Each benchmark's last line is its JSON; results.json gathers them with the stages' statuses.
+STATUS_TSV="$status_json" OUTDIR="$OUTDIR" W="$W" python3 - <<'EOF'
+import json, os
+out = os.environ["OUTDIR"]
+def last_json(name):
+    try:
+        lines = [l for l in open(os.path.join(out, name)).read().splitlines() if l.startswith("{")]
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError) as e:
+        return {"error": str(e)}
+res = {"stages": dict(l.split("\t", 1) for l in os.environ["STATUS_TSV"].splitlines() if l)}
+try:
+    res["manifest"] = json.load(open(os.path.join(os.environ["W"], "manifest.json")))
+except (OSError, ValueError):
+    pass
+try:
+    res["nvidia_smi"] = open(os.path.join(out, "nvidia-smi.txt")).read().strip().splitlines()[-1]
+except (OSError, IndexError):
+    pass
+res["webtune"] = last_json("webtune_bench.log")
+res["peft"] = last_json("peft_baseline.log")
+res["kernels"] = {v: last_json(f"kernels_{v}.tmp") for v in ("shared", "direct")}
+w = ((res["webtune"] or {}).get("train") or {}).get("tokens_per_sec")
+p = ((res["peft"] or {}).get("train") or {}).get("tokens_per_sec")
+if w and p:
+    res["webtune_over_peft_tokens_per_sec"] = round(w / p, 4)
+json.dump(res, open(os.path.join(out, "results.json"), "w"), indent=2)
+print(json.dumps(res, indent=2))
+EOF
+rm -f "$OUTDIR"/kernels_*.tmp
+echo "stages: $(for k in "${!STATUS[@]}"; do printf '%s=%s; ' "$k" "${STATUS[$k]}"; done)"
+sleep 1 # let tee flush run.log
