@@ -118,6 +118,24 @@ describe.each(Object.keys(TINY_CONFIGS))("%s", (type) => {
     chunked.dispose();
   });
 
+  it("computes the loss a block of rows at a time when the logits outgrow a binding, with the same value", async (ctx) => {
+    await needGpu(ctx);
+    // 64 loss rows; with 30-row chunks of 32 floats, one binding holds the logits of 32 rows: two blocks.
+    const long = Array.from({ length: 4 }, (_, b) =>
+      Array.from({ length: 17 }, (_, t) => (b * 31 + t * 7) % 97),
+    );
+    const whole = await load(type);
+    const expected = (await whole.loss(long).data())[0]!;
+    whole.dispose();
+    const blocked = await load(type, 30 * 32 * 4);
+    const head = (blocked as unknown as { head: { rowsPerLogitBlock: number } })
+      .head;
+    expect(head.rowsPerLogitBlock).toBe(32);
+    const loss = (await blocked.loss(long).data())[0]!;
+    expect(Math.abs(loss - expected) / expected).toBeLessThan(1e-5);
+    blocked.dispose();
+  });
+
   it("frees every weight on dispose", async (ctx) => {
     await needGpu(ctx);
     const before = tf.memory().numTensors;

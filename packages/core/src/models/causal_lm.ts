@@ -184,16 +184,7 @@ export abstract class CausalLM {
         targets.map((t) => (t === IGNORE_INDEX ? 0 : t)),
         "int32",
       );
-      // log Σ_v exp(logit_v), merged over vocabulary chunks.
-      const lse = tf.logSumExp(
-        tf.stack(
-          this.head
-            .projectChunks(h2d)
-            .map((c) => tf.logSumExp(this.softcap(c), 1)),
-          1,
-        ),
-        1,
-      );
+      const lse = this.logSumExpOfLogits(h2d);
       // The target's logit is h · E[target]: no [N, V] one-hot needed.
       const targetLogit = this.softcap(
         h2d.mul(this.head.lookup(safeTargets)).sum(1),
@@ -205,6 +196,32 @@ export abstract class CausalLM {
         .sum()
         .div(count.maximum(1)) as tf.Scalar;
     });
+  }
+
+  /**
+   * log Σ_v exp(logit_v) of each row of h [N, C], merged over vocabulary chunks, a block of rows at a time so
+   * that no block of logits outgrows a storage binding.
+   */
+  private logSumExpOfLogits(h: tf.Tensor2D): tf.Tensor1D {
+    const [N, C] = h.shape;
+    const block = this.head.rowsPerLogitBlock;
+    const parts: tf.Tensor1D[] = [];
+    for (let start = 0; start < N; start += block) {
+      const rows =
+        N <= block ? h : h.slice([start, 0], [Math.min(block, N - start), C]);
+      parts.push(
+        tf.logSumExp(
+          tf.stack(
+            this.head
+              .projectChunks(rows)
+              .map((c) => tf.logSumExp(this.softcap(c), 1)),
+            1,
+          ),
+          1,
+        ),
+      );
+    }
+    return parts.length === 1 ? parts[0]! : tf.concat(parts);
   }
 
   private softcap<T extends tf.Tensor>(x: T): T {

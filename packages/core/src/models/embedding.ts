@@ -14,6 +14,8 @@ export class Embedding {
   constructor(
     readonly name: string,
     readonly chunks: tf.Tensor2D[],
+    /** The device's storage-binding limit, which the chunks and each block of head logits stay within. */
+    readonly maxBytes = Infinity,
   ) {
     this.starts = [];
     let start = 0;
@@ -56,6 +58,15 @@ export class Embedding {
       });
       return out!;
     });
+  }
+
+  /**
+   * Tokens whose logits for the widest chunk fit one binding: the head must project at most this many rows at a
+   * time (GPT-2's 50k vocabulary gives 1 GB of logits at N = 1024 tokens).
+   */
+  get rowsPerLogitBlock(): number {
+    const widest = Math.max(...this.chunks.map((c) => c.shape[0]));
+    return Math.max(1, Math.floor(this.maxBytes / (widest * 4)));
   }
 
   /** Logits of each chunk's vocabulary slice: h [N, C] -> [N, V_chunk] each, in vocabulary order. */

@@ -175,7 +175,7 @@ export class WeightLoader {
       );
     }
     this.record(name, () => chunks);
-    return new Embedding(name, chunks);
+    return new Embedding(name, chunks, this.maxBindingBytes);
   }
 
   /** Checkpoint tensors the architecture read. */
