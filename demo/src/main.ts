@@ -1,88 +1,151 @@
-/** The check page: starts the worker, shows the device and the kernel errors, and publishes the report for tests. */
-import type { GpuInfo, LoraCheckResult } from "@webtune/core";
+/** The demo page: starts the worker, wires the panels to DemoApp, and offers to resume a saved run. */
 import { createTrainer } from "@webtune/worker";
-
-/** What the page publishes for end-to-end tests. */
-export interface KernelCheckReport {
-  info: GpuInfo;
-  results: LoraCheckResult[];
-}
-
-const TOLERANCE = 1e-4;
+import { DemoApp } from "./app.js";
+import { showDevice, checkKernels } from "./device.js";
+import { byId, hideError, setStatus, showError } from "./dom.js";
+import { PRESETS } from "./presets.js";
+import { loadRun, type DataChoice, type ModelChoice } from "./run_store.js";
+import { applySettings, readSettings, renderSettings } from "./settings.js";
 
 declare global {
   interface Window {
-    webtuneCheck?: KernelCheckReport | { error: string };
+    /** The demo's state, for end-to-end tests and curious developers. */
+    webtuneDemo?: DemoApp;
   }
 }
 
-function row(cells: string[], verdict?: boolean): HTMLTableRowElement {
-  const tr = document.createElement("tr");
-  for (const text of cells) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    tr.append(td);
+const input = (id: string) => byId<HTMLInputElement>(id);
+
+function modelChoice(): ModelChoice {
+  const kind = document.querySelector<HTMLInputElement>(
+    'input[name="model-kind"]:checked',
+  )!.value;
+  if (kind === "hub") {
+    const id = input("hub-id").value.trim();
+    if (!id) throw new Error("Type a hub id, e.g. HuggingFaceTB/SmolLM2-135M.");
+    return { kind, id };
   }
-  if (verdict !== undefined) {
-    const td = document.createElement("td");
-    td.textContent = verdict ? "pass" : "FAIL";
-    td.className = verdict ? "pass" : "fail";
-    tr.append(td);
-  }
-  return tr;
+  return kind === "folder" ? { kind } : { kind: "embedded" };
 }
 
-function showDevice(entries: [string, string][]): void {
-  const dl = document.querySelector("#device")!;
-  dl.replaceChildren();
-  for (const [k, v] of entries) {
-    const dt = document.createElement("dt");
-    dt.textContent = k;
-    const dd = document.createElement("dd");
-    dd.textContent = v;
-    dl.append(dt, dd);
+async function dataChoice(): Promise<DataChoice> {
+  const preset = byId<HTMLSelectElement>("preset").value;
+  if (preset !== "custom") return { kind: "preset", name: preset };
+  const file = input("data-file").files?.[0];
+  const pasted = byId<HTMLTextAreaElement>("data-paste").value;
+  const testSplit = Number(input("test-split").value);
+  if (file)
+    return {
+      kind: "text",
+      source: file.name,
+      text: await file.text(),
+      testSplit,
+    };
+  if (pasted.trim())
+    return { kind: "text", source: "pasted.jsonl", text: pasted, testSplit };
+  throw new Error("Pick a file or paste rows first, or choose a preset.");
+}
+
+function choosePreset(name: string): void {
+  byId("custom-data").hidden = name !== "custom";
+  const preset = PRESETS[name];
+  if (preset) applySettings(preset.settings);
+}
+
+function wire(app: DemoApp): void {
+  const on = (id: string, label: string, action: () => Promise<void>) =>
+    byId(id).addEventListener("click", () => void app.act(label, action));
+  on("check-kernels", "Checking the kernels against the CPU…", () =>
+    checkKernels(app.trainer),
+  );
+  const loadData = async () => app.loadData(await dataChoice(), readSettings());
+  on("load-model", "Loading the model…", async () => {
+    const choice = modelChoice();
+    await app.loadModel(choice, Array.from(input("model-folder").files ?? []));
+    if (byId<HTMLSelectElement>("preset").value !== "custom") await loadData();
+  });
+  on("load-data", "Reading the data…", loadData);
+  on("train", "Adding the adapter…", () => app.train());
+  on("evaluate", "Evaluating…", () => app.evaluate());
+  on("compare", "Generating…", () => app.compare());
+  on("export-adapter", "Saving the adapter…", () => app.exportAdapter());
+  on("export-merged", "Saving the merged model…", () => app.exportMerged());
+  // Pause and Stop act during training, when other actions are locked.
+  byId("pause").addEventListener("click", () =>
+    app.pauseOrResume().catch(showError),
+  );
+  byId("stop").addEventListener("click", () => app.stop().catch(showError));
+  input("import-adapter").addEventListener("change", () => {
+    const files = Array.from(input("import-adapter").files ?? []);
+    input("import-adapter").value = "";
+    void app.act("Importing the adapter…", () => app.importAdapter(files));
+  });
+  byId("preset").addEventListener("change", () =>
+    choosePreset(byId<HTMLSelectElement>("preset").value),
+  );
+  byId("banner-close").addEventListener("click", hideError);
+}
+
+/** Offers to continue a run whose checkpoints survived a reload. */
+async function offerResume(app: DemoApp): Promise<void> {
+  const run = loadRun();
+  const checkpoints = await app.trainer.api.listCheckpoints();
+  const last = checkpoints.at(-1);
+  if (!run || !last) return;
+  const banner = byId("resume");
+  byId("resume-text").textContent =
+    run.model.kind === "folder"
+      ? `A run from ${new Date(run.startedAt).toLocaleString()} has a checkpoint at step ${last.step}; pick the same model folder, then Resume.`
+      : `A run from ${new Date(run.startedAt).toLocaleString()} stopped; its checkpoint at step ${last.step} can continue.`;
+  banner.hidden = false;
+  byId("resume-discard").addEventListener("click", () => {
+    banner.hidden = true;
+    void app.discardRun();
+  });
+  byId("resume-run").addEventListener("click", () => {
+    banner.hidden = true;
+    void app.act("Resuming the saved run…", async () => {
+      restoreForm(run.model, run.data);
+      applySettings(run.settings);
+      await app.loadModel(
+        run.model,
+        Array.from(input("model-folder").files ?? []),
+      );
+      await app.loadData(run.data, readSettings());
+      await app.train({ checkpoint: last, run });
+    });
+  });
+}
+
+function restoreForm(model: ModelChoice, data: DataChoice): void {
+  input(`kind-${model.kind}`).checked = true;
+  if (model.kind === "hub") input("hub-id").value = model.id;
+  const preset = data.kind === "preset" ? data.name : "custom";
+  byId<HTMLSelectElement>("preset").value = preset;
+  choosePreset(preset);
+  if (data.kind === "text") {
+    byId<HTMLTextAreaElement>("data-paste").value = data.text;
+    input("test-split").value = String(data.testSplit);
   }
 }
 
 async function main(): Promise<void> {
-  const trainer = createTrainer();
+  renderSettings();
+  choosePreset(byId<HTMLSelectElement>("preset").value);
+  const app = new DemoApp(createTrainer());
+  window.webtuneDemo = app;
+  wire(app);
+  app.setPhase("busy");
   try {
-    const info = await trainer.api.init();
-    const results = await trainer.api.verifyKernels();
-    showDevice([
-      ["backend", info.backend],
-      [
-        "adapter",
-        [info.vendor, info.architecture, info.description]
-          .filter(Boolean)
-          .join(" / "),
-      ],
-      ["software", info.software ? "yes (shaders run on the CPU)" : "no"],
-      ["features", info.features.join(", ") || "none"],
-      [
-        "max binding",
-        `${((info.limits["maxStorageBufferBindingSize"] ?? 0) / 2 ** 20).toFixed(0)} MiB`,
-      ],
-    ]);
-    const body = document.querySelector("#check tbody")!;
-    for (const r of results) {
-      const c = r.case;
-      const errs = [r.errors.y, r.errors.dx, r.errors.dA, r.errors.dB];
-      const label = `T${c.T} ${c.IN}→${c.OUT} r${c.R} ${c.weightLayout}${c.bias ? " +b" : ""}${c.dropout ? ` p${c.dropout}` : ""}`;
-      body.append(
-        row(
-          [label, ...errs.map((e) => e.toExponential(1))],
-          errs.every((e) => e <= TOLERANCE),
-        ),
-      );
-    }
-    window.webtuneCheck = { info, results };
+    showDevice(await app.trainer.api.init());
+    setStatus("Ready: load a model (the embedded default is one click).");
+    await offerResume(app);
   } catch (error) {
-    showDevice([["error", String(error)]]);
-    window.webtuneCheck = { error: String(error) };
-  } finally {
-    await trainer.terminate();
+    showError(error);
+    setStatus("WebGPU did not start, so webtune cannot train here.");
+    return;
   }
+  app.setPhase("idle");
 }
 
 void main();

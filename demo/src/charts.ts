@@ -1,0 +1,94 @@
+/**
+ * Live training charts with uPlot: loss (train and validation), learning rate and tokens/s against the step.
+ * Events arrive from the worker; redraws are batched into one per animation frame.
+ */
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import type { TrainEvent } from "@webtune/core";
+import { byId } from "./dom.js";
+
+const WIDTH = 300;
+const HEIGHT = 170;
+
+function chart(id: string, series: { label: string; stroke: string }[]) {
+  const el = byId(id);
+  el.replaceChildren();
+  return new uPlot(
+    {
+      width: el.clientWidth || WIDTH,
+      height: HEIGHT,
+      scales: { x: { time: false } },
+      axes: [{ label: "step" }, { size: 56 }],
+      legend: { live: false },
+      series: [
+        { label: "step" },
+        ...series.map((s) => ({
+          ...s,
+          width: 2,
+          spanGaps: true,
+          points: { show: s.label === "validation" },
+        })),
+      ],
+    },
+    [[], ...series.map(() => [])],
+    el,
+  );
+}
+
+/** The three charts, fed with train events. */
+export class TrainingCharts {
+  private readonly steps: number[] = [];
+  private readonly train: (number | null)[] = [];
+  private readonly val: (number | null)[] = [];
+  private readonly lr: number[] = [];
+  private readonly tps: number[] = [];
+  private readonly loss = chart("chart-loss", [
+    { label: "train", stroke: "#2563eb" },
+    { label: "validation", stroke: "#ea580c" },
+  ]);
+  private readonly rate = chart("chart-lr", [
+    { label: "lr", stroke: "#7c3aed" },
+  ]);
+  private readonly speed = chart("chart-tps", [
+    { label: "tokens/s", stroke: "#059669" },
+  ]);
+  private frame = 0;
+
+  /** Points drawn so far per series, for tests: train, validation, lr, tokens/s. */
+  get points(): { train: number; val: number; lr: number; tps: number } {
+    const count = (a: (number | null)[]) => a.filter((v) => v !== null).length;
+    return {
+      train: count(this.train),
+      val: count(this.val),
+      lr: this.lr.length,
+      tps: this.tps.length,
+    };
+  }
+
+  add(event: TrainEvent): void {
+    if (event.type === "step") {
+      this.steps.push(event.step);
+      this.train.push(event.loss);
+      this.val.push(null);
+      this.lr.push(event.lr);
+      this.tps.push(event.tokensPerSec);
+    } else {
+      // A validation point sits on the step it was taken after.
+      const at = this.steps.lastIndexOf(event.step);
+      if (at >= 0) this.val[at] = event.loss;
+    }
+    this.frame ||= requestAnimationFrame(() => this.draw());
+  }
+
+  private draw(): void {
+    this.frame = 0;
+    this.loss.setData([this.steps, this.train, this.val] as uPlot.AlignedData);
+    this.rate.setData([this.steps, this.lr]);
+    this.speed.setData([this.steps, this.tps]);
+  }
+
+  destroy(): void {
+    cancelAnimationFrame(this.frame);
+    for (const c of [this.loss, this.rate, this.speed]) c.destroy();
+  }
+}

@@ -1,0 +1,59 @@
+/** The test-metrics panel: base model and adapter side by side, and a confusion matrix for classification. */
+import type { EvaluationResult } from "@webtune/core";
+import { byId, tableRow } from "./dom.js";
+
+const percent = (v: number) => `${(v * 100).toFixed(1)} %`;
+
+const ROWS: [string, (r: EvaluationResult) => string | undefined][] = [
+  ["rows", (r) => String(r.rows)],
+  ["loss", (r) => r.loss.toFixed(4)],
+  ["perplexity", (r) => r.perplexity.toFixed(2)],
+  [
+    "accuracy",
+    (r) => (r.accuracy === undefined ? undefined : percent(r.accuracy)),
+  ],
+  ["precision (macro)", (r) => r.precision?.toFixed(3)],
+  ["recall (macro)", (r) => r.recall?.toFixed(3)],
+  ["F1 (macro)", (r) => r.f1?.toFixed(3)],
+  [
+    "exact match",
+    (r) => (r.exactMatch === undefined ? undefined : percent(r.exactMatch)),
+  ],
+];
+
+/** Fills the table with whichever of the two results exist. */
+export function showMetrics(
+  base?: EvaluationResult,
+  tuned?: EvaluationResult,
+): void {
+  const body = byId("metrics").querySelector("tbody")!;
+  body.replaceChildren(
+    ...ROWS.flatMap(([name, read]) => {
+      const cells = [base, tuned].map((r) => (r ? read(r) : undefined));
+      if (cells.every((c) => c === undefined) && (base || tuned)) return [];
+      return [tableRow([name, ...cells.map((c) => c ?? "–")])];
+    }),
+  );
+  showConfusion(tuned ?? base, tuned ? "adapter's" : "base model's");
+}
+
+function showConfusion(
+  result: EvaluationResult | undefined,
+  who: string,
+): void {
+  const box = byId("confusion");
+  box.replaceChildren();
+  if (!result?.confusionMatrix || !result.labels) return;
+  const caption = document.createElement("p");
+  caption.className = "note";
+  caption.textContent = `Confusion matrix of the ${who} predictions: rows are true labels, columns predicted.`;
+  const table = document.createElement("table");
+  table.className = "confusion";
+  table.append(tableRow(["", ...result.labels]));
+  result.confusionMatrix.forEach((row, i) => {
+    const tr = tableRow([result.labels![i]!, ...row.map(String)]);
+    tr.children[i + 1]?.classList.add("diagonal");
+    table.append(tr);
+  });
+  box.append(caption, table);
+}

@@ -1,0 +1,47 @@
+/**
+ * What a page reload needs to resume a run: where the model and data came from, the settings, and the events
+ * drawn so far. The checkpoints themselves (adapter, optimizer, step) are in OPFS, written by the worker.
+ */
+import type { TrainEvent } from "@webtune/core";
+
+const KEY = "webtune-demo-run";
+
+export type ModelChoice =
+  { kind: "embedded" } | { kind: "hub"; id: string } | { kind: "folder" };
+
+export type DataChoice =
+  | { kind: "preset"; name: string }
+  | { kind: "text"; source: string; text: string; testSplit: number };
+
+export interface SavedRun {
+  startedAt: string;
+  model: ModelChoice;
+  data: DataChoice;
+  settings: Record<string, string>;
+  events: TrainEvent[];
+}
+
+/** Text datasets above this are not kept for resuming (localStorage holds a few MB). */
+const MAX_SAVED_TEXT = 1_000_000;
+
+export function saveRun(run: SavedRun): void {
+  if (run.data.kind === "text" && run.data.text.length > MAX_SAVED_TEXT) return;
+  try {
+    localStorage.setItem(KEY, JSON.stringify(run));
+  } catch {
+    // Storage full or denied: the run still trains, it just cannot resume after a reload.
+  }
+}
+
+export function loadRun(): SavedRun | undefined {
+  try {
+    const text = localStorage.getItem(KEY);
+    return text ? (JSON.parse(text) as SavedRun) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function forgetRun(): void {
+  localStorage.removeItem(KEY);
+}
