@@ -1,5 +1,5 @@
 /**
- * Real Chromium for end-to-end tests: Debian's build, headless, with WebGPU on SwiftShader. The demo is built by
+ * Real Chromium for end-to-end tests and `npm run demo:headless`: Debian's build, headless, with WebGPU on SwiftShader. The demo is built by
  * Vite and served by `vite preview` on localhost (WebGPU needs a secure context).
  */
 import { existsSync } from "node:fs";
@@ -10,9 +10,7 @@ import { build, preview, type PreviewServer } from "vite";
 
 export const CHROMIUM = process.env["WEBTUNE_CHROMIUM"] ?? "/usr/bin/chromium";
 
-const configFile = fileURLToPath(
-  new URL("../../vite.config.ts", import.meta.url),
-);
+const configFile = fileURLToPath(new URL("../vite.config.ts", import.meta.url));
 
 export const CHROMIUM_ARGS = [
   "--no-sandbox",
@@ -51,7 +49,7 @@ export async function serveDemo(root?: string): Promise<{
         root,
         build: {
           outDir: fileURLToPath(
-            new URL(`../../dist/e2e-${basename(root)}`, import.meta.url),
+            new URL(`../dist/e2e-${basename(root)}`, import.meta.url),
           ),
           emptyOutDir: true,
         },

@@ -1,0 +1,368 @@
+/**
+ * The demo page in headless Chromium (WebGPU on SwiftShader), driven through its controls as a person would, on a
+ * micro Llama (2 layers, hidden 32) picked as a local folder: upload data, train with live charts, pause and resume,
+ * see metrics and the before/after panel, export the adapter (checked against PEFT's key names and shapes) and the
+ * merged model, import the adapter back (same test loss), stop a run, resume it from its OPFS checkpoint after a
+ * reload, and show a bad file in the error banner. Long tasks on the main thread are watched while training.
+ */
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { strFromU8, unzipSync } from "fflate";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EvaluationResult } from "@webtune/core";
+import { openSafetensors } from "../../packages/core/src/io/safetensors.js";
+import { launchChromium, serveDemo } from "../helpers/browser.js";
+import { chatModelFolder } from "../helpers/chat_model.js";
+
+let browser: Browser;
+let site: { url: string; close: () => Promise<void> };
+let page: Page;
+const logs: string[] = [];
+const workers: string[] = [];
+const scratch = mkdtempSync(join(tmpdir(), "webtune-demo-e2e-"));
+const modelDir = chatModelFolder(join(scratch, "model"));
+/** The micro model's sizes (test/helpers/chat_model.ts). */
+const HIDDEN = 32;
+const R = 4;
+
+/** Instruction rows the micro model's tokenizer covers; one blank and one duplicate for the cleaning report. */
+function dataset(): string {
+  const rows = ["cat", "dog", "bird", "fox", "cow", "pig", "hen", "owl"]
+    .flatMap((a) =>
+      ["mat", "rug", "bed", "box"].map((p) =>
+        JSON.stringify({ prompt: `the ${a} sat on the`, completion: ` ${p}.` }),
+      ),
+    )
+    .concat(
+      JSON.stringify({ prompt: "the cat sat on the", completion: " mat." }),
+      JSON.stringify({ prompt: " ", completion: " " }),
+    );
+  return rows.join("\n");
+}
+
+/** Reads the page's DemoApp (window.webtuneDemo) in the page. */
+async function state<T>(
+  read: (app: NonNullable<Window["webtuneDemo"]>) => T,
+): Promise<T> {
+  const app = await page.evaluateHandle(() => window.webtuneDemo!);
+  try {
+    return (await app.evaluate(read)) as T;
+  } finally {
+    await app.dispose();
+  }
+}
+
+async function settle(timeout = 240_000): Promise<void> {
+  await page.waitForFunction(
+    () =>
+      window.webtuneDemo?.phase === "idle" ||
+      !document.querySelector<HTMLElement>("#banner")!.hidden,
+    undefined,
+    { timeout, polling: 200 },
+  );
+}
+
+async function bannerText(): Promise<string> {
+  const banner = page.locator("#banner");
+  return (await banner.isVisible()) ? banner.innerText() : "";
+}
+
+async function openDemo(): Promise<void> {
+  await page.goto(site.url);
+  await settle();
+  expect(await bannerText(), logs.join("\n")).toBe("");
+}
+
+async function pickModelFolder(): Promise<void> {
+  await page.check("#kind-folder");
+  await page.setInputFiles("#model-folder", modelDir);
+}
+
+async function setSettings(values: Record<string, number>): Promise<void> {
+  for (const [name, value] of Object.entries(values))
+    await page.fill(`#setting-${name}`, String(value));
+}
+
+async function download(button: string): Promise<Record<string, Uint8Array>> {
+  const [file] = await Promise.all([
+    page.waitForEvent("download"),
+    page.click(button),
+  ]);
+  const path = join(scratch, file.suggestedFilename());
+  await file.saveAs(path);
+  return unzipSync(new Uint8Array(await readFile(path)));
+}
+
+beforeAll(async () => {
+  site = await serveDemo();
+  browser = await launchChromium();
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
+  page.on("worker", (w) => workers.push(w.url()));
+  writeFileSync(join(scratch, "animals.jsonl"), dataset());
+  writeFileSync(
+    join(scratch, "bad.jsonl"),
+    '{"prompt": "a", "completion": " b"}\n{"prompt": 3, "completion": " c"}\n',
+  );
+  await openDemo();
+});
+afterAll(async () => {
+  await browser?.close();
+  await site?.close();
+});
+
+describe("the demo page", () => {
+  it("checks the kernels on the browser's adapter from the device panel", async () => {
+    await page.click("#check-kernels");
+    await settle();
+    const report = await page.evaluate(() => window.webtuneCheck!);
+    expect("error" in report ? report.error : "").toBe("");
+    if ("error" in report) return;
+    expect(report.results.length).toBeGreaterThanOrEqual(2);
+    for (const r of report.results)
+      for (const [name, err] of Object.entries(r.errors))
+        expect(err, `${JSON.stringify(r.case)} ${name}`).toBeLessThanOrEqual(
+          1e-4,
+        );
+    await expect(page.locator("#check tbody .pass").count()).resolves.toBe(
+      report.results.length,
+    );
+    // The page imports only types from @webtune/core: the kernels ran in the one worker it started.
+    expect(workers).toHaveLength(1);
+    expect(report.info.backend).toBe("webgpu");
+    console.log(
+      `browser adapter: ${report.info.vendor} / ${report.info.architecture}; features: ${report.info.features.join(", ")}`,
+    );
+  });
+
+  it("shows a bad data file in the error banner, naming the file and line, and stays usable", async () => {
+    await pickModelFolder();
+    await page.selectOption("#preset", "custom");
+    await page.click("#load-model");
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    await page.setInputFiles("#data-file", join(scratch, "bad.jsonl"));
+    await page.click("#load-data");
+    await settle();
+    const text = await bannerText();
+    expect(text).toMatch(/RowFormatError/);
+    expect(text).toMatch(/bad\.jsonl.*line 2/);
+    expect(await state((app) => app.data)).toBeUndefined();
+    await expect(page.locator("#train").isDisabled()).resolves.toBe(true);
+  });
+
+  it("reads an uploaded file with a cleaning report and a preview", async () => {
+    await page.setInputFiles("#data-file", join(scratch, "animals.jsonl"));
+    await page.fill("#test-split", "0.2");
+    await page.click("#load-data");
+    await settle();
+    expect(await bannerText()).toBe("");
+    const report = await page.locator("#data-report").innerText();
+    expect(report).toMatch(/instruction data/);
+    expect(report).toMatch(
+      /Kept 32 of 34 rows \(dropped 1 empty, 1 duplicate\)/,
+    );
+    const data = await state((app) => app.data!);
+    expect(data.sizes.train + data.sizes.val + data.sizes.test).toBe(32);
+    expect(data.sizes.test).toBeGreaterThan(0);
+    await expect(page.locator("#data-preview tbody tr").count()).resolves.toBe(
+      5,
+    );
+    expect(await page.inputValue("#compare-prompt")).toMatch(
+      /^the \w+ sat on the$/,
+    );
+  });
+
+  it("trains with live chart points, pauses and resumes, then shows test metrics and before/after text; no long main-thread task", async () => {
+    await setSettings({
+      r: R,
+      alpha: 2 * R,
+      lr: 0.02,
+      batch: 6,
+      maxSteps: 12,
+      warmup: 0,
+      evalEvery: 4,
+      checkpointEvery: 0,
+      maxLength: 32,
+      testRows: 8,
+    });
+    await page.evaluate(() => {
+      const w = window as unknown as { longTasks: number[] };
+      w.longTasks = [];
+      new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) w.longTasks.push(e.duration);
+      }).observe({ type: "longtask" });
+    });
+    await page.click("#train");
+    await page.waitForFunction(
+      () => (window.webtuneDemo?.charts?.points.train ?? 0) >= 3,
+      undefined,
+      { timeout: 120_000, polling: 50 },
+    );
+    await page.click("#pause");
+    await page.waitForFunction(() => window.webtuneDemo?.phase === "paused");
+    await expect(page.locator("#pause").innerText()).resolves.toBe("Resume");
+    // A step in flight finishes; then nothing moves while paused.
+    await page.waitForTimeout(1500);
+    const pausedAt = await state((app) => app.events.length);
+    await page.waitForTimeout(1500);
+    expect(await state((app) => app.events.length)).toBe(pausedAt);
+    await page.click("#pause");
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+
+    const result = await state((app) => ({
+      steps: app.events.filter((e) => e.type === "step").map((e) => e.step),
+      evals: app.events.filter((e) => e.type === "eval").length,
+      points: app.charts!.points,
+      metrics: app.metrics,
+      compared: app.compared,
+      train: app.lastTrain!,
+    }));
+    expect(result.steps).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(result.points).toEqual({
+      train: 12,
+      val: result.evals,
+      lr: 12,
+      tps: 12,
+    });
+    expect(result.evals).toBeGreaterThanOrEqual(3);
+    expect(result.train.aborted).toBe(false);
+    expect(await page.locator("#chart-loss canvas").count()).toBe(1);
+    await expect(page.locator("#progress").getAttribute("value")).resolves.toBe(
+      "1",
+    );
+    // The adapter learnt the data: test loss well below the base model's.
+    const { base, tuned } = result.metrics;
+    expect(base!.rows).toBe(tuned!.rows);
+    expect(tuned!.loss).toBeLessThan(base!.loss - 0.2);
+    expect(tuned!.exactMatch).toBeTypeOf("number");
+    const table = await page.locator("#metrics tbody").innerText();
+    expect(table).toMatch(/exact match/);
+    expect(result.compared!.base).toBe(
+      await page.locator("#base-output").innerText(),
+    );
+    expect(result.compared!.tuned).toBe(
+      await page.locator("#tuned-output").innerText(),
+    );
+    expect(result.compared!.tuned).not.toBe(result.compared!.base);
+
+    const longTasks = await page.evaluate(
+      () => (window as unknown as { longTasks: number[] }).longTasks,
+    );
+    expect(Math.max(0, ...longTasks)).toBeLessThan(100);
+    mkdirSync("dist/e2e-screenshots", { recursive: true });
+    await page.screenshot({
+      path: "dist/e2e-screenshots/demo-trained.png",
+      fullPage: true,
+    });
+  });
+
+  let adapterZip: Record<string, Uint8Array>;
+  let tunedLoss: number;
+
+  it("exports the adapter with PEFT's file names, keys and shapes, and a merged model folder", async () => {
+    tunedLoss = (await state((app) => app.metrics.tuned!)).loss;
+    adapterZip = await download("#export-adapter");
+    expect(Object.keys(adapterZip).sort()).toEqual([
+      "adapter_config.json",
+      "adapter_model.safetensors",
+    ]);
+    const config = JSON.parse(strFromU8(adapterZip["adapter_config.json"]!));
+    expect(config).toMatchObject({
+      peft_type: "LORA",
+      r: R,
+      lora_alpha: 2 * R,
+    });
+    const weights = await openSafetensors(
+      adapterZip["adapter_model.safetensors"]!,
+    );
+    const q = "base_model.model.model.layers.0.self_attn.q_proj";
+    expect((await weights.info(`${q}.lora_A.weight`)).shape).toEqual([
+      R,
+      HIDDEN,
+    ]);
+    expect((await weights.info(`${q}.lora_B.weight`)).shape).toEqual([
+      HIDDEN,
+      R,
+    ]);
+    // all-linear: 7 projections in each of 2 layers, an A and a B each.
+    expect(weights.names).toHaveLength(2 * 7 * 2);
+    expect(
+      weights.names.every((n) =>
+        /^base_model\.model\.model\.layers\.\d\.(self_attn|mlp)\.\w+_proj\.lora_[AB]\.weight$/.test(
+          n,
+        ),
+      ),
+    ).toBe(true);
+
+    const merged = await download("#export-merged");
+    expect(Object.keys(merged)).toEqual(
+      expect.arrayContaining([
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+      ]),
+    );
+    const mergedWeights = await openSafetensors(merged["model.safetensors"]!);
+    expect(mergedWeights.names.some((n) => n.includes("lora"))).toBe(false);
+    expect(mergedWeights.has("model.layers.0.self_attn.q_proj.weight")).toBe(
+      true,
+    );
+  });
+
+  it("imports the exported adapter back, and it scores the same test loss", async () => {
+    const zipPath = join(scratch, "webtune-adapter.zip");
+    expect(readdirSync(scratch)).toContain("webtune-adapter.zip");
+    await page.setInputFiles("#import-adapter", zipPath);
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    await expect(page.locator("#status").innerText()).resolves.toMatch(
+      /Imported an adapter: r 4/,
+    );
+    await page.click("#evaluate");
+    await settle();
+    const tuned = await state((app) => app.metrics.tuned as EvaluationResult);
+    expect(Math.abs(tuned.loss - tunedLoss) / tunedLoss).toBeLessThan(1e-5);
+  });
+
+  it("stops a run on Stop, and after a reload resumes it from the last OPFS checkpoint", async () => {
+    await setSettings({ maxSteps: 12, checkpointEvery: 2, evalEvery: 0 });
+    await page.click("#train");
+    await page.waitForFunction(
+      () => (window.webtuneDemo?.charts?.points.train ?? 0) >= 5,
+      undefined,
+      { timeout: 120_000, polling: 50 },
+    );
+    await page.click("#stop");
+    await settle();
+    const stopped = await state((app) => app.lastTrain!);
+    expect(stopped.aborted).toBe(true);
+    expect(stopped.steps).toBeLessThan(12);
+
+    await page.reload();
+    await settle();
+    await expect(page.locator("#resume").isVisible()).resolves.toBe(true);
+    const offer = await page.locator("#resume-text").innerText();
+    const step = Number(/step (\d+)/.exec(offer)?.[1]);
+    expect(step % 2).toBe(0);
+    expect(step).toBeGreaterThanOrEqual(4);
+    expect(offer).toMatch(/pick the same model folder/);
+    await pickModelFolder();
+    await page.click("#resume-run");
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    const resumed = await state((app) => ({
+      steps: app.events.filter((e) => e.type === "step").map((e) => e.step),
+      train: app.lastTrain!,
+    }));
+    // The chart keeps the steps up to the checkpoint, and training went on from the step after it.
+    expect(resumed.steps).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(resumed.train.steps).toBe(12);
+    expect(resumed.train.history[0]!.step).toBe(step + 1);
+  });
+});
