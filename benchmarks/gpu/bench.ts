@@ -4,14 +4,24 @@
  *   2. verifyLoraKernels() for each kernel variant, on the default cases plus GPT-2-sized ones;
  *   3. the best square f32 tf.matMul GFLOP/s (the in-run roof);
  *   4. LoRA training steps of the gpt2 config with random weights (the Trainer, AdamW, the loss read back
- *      every step), as ms/step, tokens/s, model GFLOP/s and MFU against the roof.
+ *      every step), as ms/step, tokens/s, model GFLOP/s and MFU against the roof;
+ *   5. only when asked (BENCH_PARTS=profile or --profile): a profile of that training step. Phases timed apart
+ *      (forward, forward+backward, clip+AdamW, the full step, an idle readback), each split into the JS enqueue
+ *      and the wait for the GPU, with dispatch, submit and buffer-creation counts; then one or two steps under
+ *      tf.profile, which gives every dispatch its own timestamped compute pass, for the top kernels by GPU time
+ *      and the step's wall time split into GPU-busy time and the rest.
  * Each part's failure is recorded and the next part still runs. The last line printed is one JSON object.
  *
  * Usage (bundled by pack.sh; from the sources: node --import tsx benchmarks/gpu/bench.ts)
  *   WEBTUNE_GPU_BENCH_SMOKE=1  a tiny, fast run (2 layers, batch 1, seq 32) to check the recipe on lavapipe
  *   BENCH_STEPS, BENCH_WARMUP   timed and warm-up training steps (default 10 and 3)
  *   BENCH_LAYERS, BENCH_BATCH, BENCH_SEQ  override the training shape (default 12, 4, 256)
- *   BENCH_PARTS                 comma-separated subset of verify,roof,train (default all)
+ *   BENCH_PARTS                 comma-separated subset of verify,roof,train,profile (default verify,roof,train)
+ *   --profile                   the same as BENCH_PARTS=profile
+ *   BENCH_PROFILE_REPS          steps averaged per timed phase (default 3), also the Trainer steps compared
+ *   BENCH_PROFILE_STEPS         steps run under tf.profile (default 2)
+ *   BENCH_DAWN_FLAGS            flags for Dawn's create(), space-separated; the profile's default,
+ *                               disable-dawn-features=timestamp_quantization, keeps timestamps at full resolution
  */
 import * as tf from "@tensorflow/tfjs";
 import {
@@ -25,6 +35,8 @@ import {
   resolveConfig,
   setLoraKernelVariant,
   Trainer,
+  AdamW,
+  clipGradNorm,
   verifyLoraKernels,
   type KernelKind,
   type LoraCheckCase,
@@ -37,7 +49,22 @@ const env = process.env;
 const SMOKE = env["WEBTUNE_GPU_BENCH_SMOKE"] === "1";
 const STEPS = Number(env["BENCH_STEPS"] ?? (SMOKE ? 2 : 10));
 const WARMUP = Number(env["BENCH_WARMUP"] ?? (SMOKE ? 1 : 3));
-const PARTS = (env["BENCH_PARTS"] ?? "verify,roof,train").split(",");
+const PARTS = (
+  env["BENCH_PARTS"] ??
+  (process.argv.includes("--profile") ? "profile" : "verify,roof,train")
+).split(",");
+/**
+ * Flags for Dawn's `create()` (npm `webgpu`), space-separated. The profile turns Dawn's timestamp quantization
+ * off: by default Dawn rounds every timestamp down to a multiple of 65536 ns, coarser than most kernels here.
+ */
+const DAWN_FLAGS = (
+  env["BENCH_DAWN_FLAGS"] ??
+  (PARTS.includes("profile")
+    ? "disable-dawn-features=timestamp_quantization"
+    : "")
+)
+  .split(" ")
+  .filter(Boolean);
 /** Largest relative error (see relativeError in self_test.ts) that counts as a pass: the tests' tolerance. */
 const TOLERANCE = 1e-4;
 
@@ -195,7 +222,30 @@ function loraStepFlops(
   return { linear, attention, lora, total: linear + attention + lora };
 }
 
+/** Puts a Dawn instance made with DAWN_FLAGS on navigator.gpu, where initRuntime() then finds it. */
+async function dawnWithFlags(flags: string[]): Promise<void> {
+  const specifier = "webgpu"; // computed: left to Node, as @webtune/core does
+  const mod = (await import(specifier)) as {
+    create: (flags: string[]) => GPU;
+    globals: Record<string, unknown>;
+  };
+  const g = globalThis as Record<string, unknown> & {
+    navigator?: { gpu?: GPU };
+  };
+  for (const [name, value] of Object.entries(mod.globals))
+    if (!(name in g)) g[name] = value;
+  const gpu = mod.create(flags);
+  if (g.navigator === undefined) g.navigator = { gpu };
+  else
+    Object.defineProperty(g.navigator, "gpu", {
+      value: gpu,
+      configurable: true,
+    });
+  log(`Dawn flags: ${flags.join(" ")}`);
+}
+
 async function adapterPart(): Promise<void> {
+  if (DAWN_FLAGS.length > 0) await dawnWithFlags(DAWN_FLAGS);
   const info = await initRuntime();
   gpuDevice().addEventListener("uncapturederror", (event) => {
     const error = (event as GPUUncapturedErrorEvent).error;
@@ -369,7 +419,11 @@ function randomBatch(seed: number): TrainBatch {
   return { inputIds, labels: inputIds.map((row) => [...row]) };
 }
 
-async function trainPart(): Promise<void> {
+/** The gpt2 config with random weights and a LoRA adapter on TRAIN.targetModules. */
+async function buildModel(): Promise<{
+  model: PretrainedModel;
+  peft: LoraModel;
+}> {
   const t0 = performance.now();
   const limit = gpuInfo().limits["maxStorageBufferBindingSize"] ?? 1 << 27;
   const lm = await resolveConfig(GPT2, "gpt2/config.json").load(
@@ -384,25 +438,37 @@ async function trainPart(): Promise<void> {
     loraDropout: TRAIN.dropout,
     targetModules: TRAIN.targetModules,
   });
-  const params = peft.parameterCounts();
   log(peft.printTrainableParameters());
   log(`model built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  return { model, peft };
+}
+
+/** `steps` steps of webtune's Trainer over `batches` (the loss read back every step); wall ms and step events. */
+async function trainerRun(
+  peft: LoraModel,
+  batches: TrainBatch[],
+  steps: number,
+): Promise<{ ms: number; events: StepEvent[] }> {
+  const events: StepEvent[] = [];
+  const trainer = new Trainer(peft, {
+    learningRate: TRAIN.lr,
+    schedule: "constant",
+    maxSteps: steps,
+    logEvery: 1, // the loss is read back (awaited) every step, so each step's time is real
+    onEvent: (e) => {
+      if (e.type === "step") events.push(e);
+    },
+  });
+  const start = performance.now();
+  await trainer.train({ train: batches });
+  return { ms: performance.now() - start, events };
+}
+
+async function trainPart(): Promise<void> {
+  const { model, peft } = await buildModel();
+  const params = peft.parameterCounts();
   const batches = Array.from({ length: 8 }, (_, i) => randomBatch(i + 1));
-  const run = async (steps: number) => {
-    const events: StepEvent[] = [];
-    const trainer = new Trainer(peft, {
-      learningRate: TRAIN.lr,
-      schedule: "constant",
-      maxSteps: steps,
-      logEvery: 1, // the loss is read back (awaited) every step, so each step's time is real
-      onEvent: (e) => {
-        if (e.type === "step") events.push(e);
-      },
-    });
-    const start = performance.now();
-    await trainer.train({ train: batches });
-    return { ms: performance.now() - start, events };
-  };
+  const run = (steps: number) => trainerRun(peft, batches, steps);
   const warm = await run(WARMUP);
   log(
     `warm-up: ${WARMUP} steps in ${(warm.ms / 1000).toFixed(2)} s, losses ${warm.events.map((e) => e.loss.toFixed(4)).join(" ")}`,
@@ -454,6 +520,510 @@ async function trainPart(): Promise<void> {
   model.dispose();
 }
 
+/* ------------------------------------------------------------------------------------------------------------
+ * Profile of one gpt2 LoRA training step (BENCH_PARTS=profile, or --profile): where the step's wall time goes.
+ * ------------------------------------------------------------------------------------------------------------ */
+
+/** The parts of tfjs-backend-webgpu 4.22's WebGPUBackend that the profile hooks (not its public surface). */
+interface WebGPUBackendInternals {
+  recordAndSubmit(
+    program: { constructor: { name: string } },
+    output: { shape: number[] },
+    inputs: unknown[],
+    uniforms?: unknown,
+  ): void;
+  submitQueue(): void;
+  getBufferData(buffer: GPUBuffer): Promise<ArrayBuffer>;
+  /** Set by backend.time() (tf.profile times every kernel with it): each timed dispatch pushes its query. */
+  activeTimers?: { name?: string; query?: Promise<number> }[];
+  pipelineCache: Record<string, unknown>;
+  supportTimestampQuery: boolean;
+}
+
+/** One dispatch recorded while profiling: its WGSL program, the step phase, output shape and GPU time. */
+interface DispatchRecord {
+  program: string;
+  phase: string;
+  shape: string;
+  query?: Promise<number>;
+}
+
+/** Counters of what the backend and the device do, and the per-dispatch records while `records` is set. */
+interface Hooks {
+  dispatches: number;
+  submits: number;
+  readbacks: number;
+  buffersCreated: number;
+  bufferBytesCreated: number;
+  bindGroups: number;
+  phase: string;
+  records: DispatchRecord[] | undefined;
+  pipelines(): number;
+}
+
+/** Wraps the backend's dispatch, submit and readback and the device's createBuffer / createBindGroup. */
+function installHooks(): Hooks {
+  const b = tf.backend() as unknown as WebGPUBackendInternals;
+  if (typeof b.recordAndSubmit !== "function")
+    throw new Error(
+      "tf.backend() has no recordAndSubmit: not tfjs-backend-webgpu 4.x",
+    );
+  const device = gpuDevice();
+  const hooks: Hooks = {
+    dispatches: 0,
+    submits: 0,
+    readbacks: 0,
+    buffersCreated: 0,
+    bufferBytesCreated: 0,
+    bindGroups: 0,
+    phase: "",
+    records: undefined,
+    pipelines: () => Object.keys(b.pipelineCache).length,
+  };
+  const record = b.recordAndSubmit.bind(b);
+  b.recordAndSubmit = (program, output, inputs, uniforms) => {
+    hooks.dispatches++;
+    record(program, output, inputs, uniforms);
+    if (hooks.records) {
+      // While tf.profile times a kernel, each dispatch gets its own pass with timestamps and pushes its query.
+      const timer = b.activeTimers?.at(-1);
+      hooks.records.push({
+        // esbuild may suffix a bundled class name with a digit (MatMulPackedProgram2): drop it.
+        program: program.constructor.name.replace(/(Program)\d+$/, "$1"),
+        phase: hooks.phase,
+        shape:
+          (inputs as { shape?: number[] }[])
+            .map((t) => (t.shape ?? []).join("×"))
+            .join(", ") +
+          " → " +
+          output.shape.join("×"),
+        query: timer && "query" in timer ? timer.query : undefined,
+      });
+    }
+  };
+  const submit = b.submitQueue.bind(b);
+  b.submitQueue = () => {
+    hooks.submits++;
+    submit();
+  };
+  const getBufferData = b.getBufferData.bind(b);
+  b.getBufferData = (buffer) => {
+    hooks.readbacks++;
+    return getBufferData(buffer);
+  };
+  const createBuffer = device.createBuffer.bind(device);
+  device.createBuffer = (descriptor) => {
+    hooks.buffersCreated++;
+    hooks.bufferBytesCreated += descriptor.size;
+    return createBuffer(descriptor);
+  };
+  const createBindGroup = device.createBindGroup.bind(device);
+  device.createBindGroup = (descriptor) => {
+    hooks.bindGroups++;
+    return createBindGroup(descriptor);
+  };
+  return hooks;
+}
+
+/** What the Trainer's buffer-pool trim does after every step (a copy of trimBufferPool, which is not exported). */
+function trimPool(floorBytes = 256 * 2 ** 20): number {
+  const pool = (
+    tf.backend() as unknown as {
+      bufferManager?: {
+        freeBuffers: Map<string, GPUBuffer[]>;
+        numFreeBuffers: number;
+        numBytesAllocated: number;
+        numBytesUsed: number;
+      };
+    }
+  ).bufferManager;
+  if (!(pool?.freeBuffers instanceof Map)) return 0;
+  let free = 0;
+  for (const list of pool.freeBuffers.values())
+    for (const buffer of list) free += buffer.size;
+  if (free <= Math.max(floorBytes, pool.numBytesUsed)) return 0;
+  for (const list of pool.freeBuffers.values()) {
+    for (const buffer of list) buffer.destroy();
+    list.length = 0;
+  }
+  pool.numFreeBuffers = 0;
+  pool.numBytesAllocated -= free;
+  return free;
+}
+
+const PROFILE_REPS = Number(env["BENCH_PROFILE_REPS"] ?? (SMOKE ? 1 : 3));
+const PROFILE_STEPS = Number(env["BENCH_PROFILE_STEPS"] ?? (SMOKE ? 1 : 2));
+
+/** Per phase: wall ms from the first op to the data being back, split into enqueue (JS) and waiting. */
+interface PhaseTiming {
+  wall_ms: number;
+  enqueue_ms: number;
+  wait_ms: number;
+  dispatches: number;
+  submits: number;
+  buffers_created: number;
+  buffer_mib_created: number;
+  pipelines_compiled: number;
+  trimmed_mib?: number;
+}
+
+function pad(s: string | number, n: number, right = false): string {
+  const t = String(s);
+  return right ? t.padStart(n) : t.padEnd(n);
+}
+
+async function profilePart(): Promise<void> {
+  const hooks = installHooks();
+  const backend = tf.backend() as unknown as WebGPUBackendInternals;
+  const { model, peft } = await buildModel();
+  const out: Record<string, unknown> = {
+    config: { ...TRAIN, n_layer: GPT2.n_layer, dtype: "float32" },
+    timestamp_query: backend.supportTimestampQuery,
+    dawn_flags: DAWN_FLAGS,
+    deferred_submit_batch: tf.env().get("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE"),
+  };
+  result["profile"] = out;
+  const batches = Array.from({ length: 8 }, (_, i) => randomBatch(i + 1));
+  const vars = peft.namedTrainableVariables().map((t) => t.variable);
+
+  // The Trainer's step (optimizerStep with one micro-batch, clipping at 1.0, AdamW), phase by phase.
+  const optimizer = new AdamW([{ variables: vars }], { weightDecay: 0 });
+  peft.state.training = true;
+  const forward = (b: TrainBatch) =>
+    tf.tidy(() => peft.loss(b.inputIds, b.labels));
+  const forwardBackward = (b: TrainBatch) => {
+    const { value, grads } = tf.variableGrads(() => {
+      hooks.phase = "forward";
+      const loss = peft.loss(b.inputIds, b.labels).mul(1) as tf.Scalar;
+      hooks.phase = "backward";
+      return loss;
+    }, vars);
+    const zero = tf.scalar(0);
+    const loss = zero.add(value) as tf.Scalar; // as the Trainer sums micro-batch losses
+    tf.dispose([zero, value]);
+    return { loss, grads };
+  };
+  const update = (grads: tf.NamedTensorMap) => {
+    hooks.phase = "optimizer";
+    const clipped = clipGradNorm(grads, 1.0);
+    optimizer.step(clipped.grads, TRAIN.lr);
+    tf.dispose([...Object.values(grads), ...Object.values(clipped.grads)]);
+    return clipped.totalNorm;
+  };
+  const stepSync = (b: TrainBatch) => {
+    const { loss, grads } = forwardBackward(b);
+    const gradNorm = update(grads);
+    hooks.phase = "readback";
+    return { loss, gradNorm };
+  };
+  const losses: number[] = [];
+  const fullStep = async (b: TrainBatch, trim: boolean) => {
+    const { loss, gradNorm } = stepSync(b);
+    const [l] = await Promise.all([loss.data(), gradNorm.data()]);
+    losses.push(l![0]!);
+    tf.dispose([loss, gradNorm]);
+    return trim ? trimPool() : 0;
+  };
+
+  // Warm-up: pipelines compile and the buffer pool fills.
+  const tw = performance.now();
+  for (let i = 0; i < WARMUP; i++) await fullStep(batches[i % 8]!, true);
+  log(
+    `warm-up: ${WARMUP} steps in ${((performance.now() - tw) / 1000).toFixed(2)} s`,
+  );
+
+  /** Runs `body` PROFILE_REPS times; body returns the time its JS enqueue ended and, optionally, bytes trimmed. */
+  const phase = async (
+    name: string,
+    body: (
+      i: number,
+      begin: () => number,
+    ) => Promise<{ enqueued: number; trimmed?: number }>,
+  ): Promise<PhaseTiming> => {
+    const acc = {
+      wall: 0,
+      enq: 0,
+      d: 0,
+      s: 0,
+      bc: 0,
+      bb: 0,
+      p: 0,
+      trimmed: 0,
+    };
+    for (let i = 0; i < PROFILE_REPS; i++) {
+      let start = 0;
+      let c0 = [0, 0, 0, 0, 0];
+      // The body calls begin() where the timed part starts; the counters count from there too.
+      const begin = () => {
+        c0 = [
+          hooks.dispatches,
+          hooks.submits,
+          hooks.buffersCreated,
+          hooks.bufferBytesCreated,
+          hooks.pipelines(),
+        ];
+        start = performance.now();
+        return start;
+      };
+      const { enqueued, trimmed } = await body(i, begin);
+      const end = performance.now();
+      acc.wall += end - start;
+      acc.enq += enqueued - start;
+      acc.d += hooks.dispatches - c0[0]!;
+      acc.s += hooks.submits - c0[1]!;
+      acc.bc += hooks.buffersCreated - c0[2]!;
+      acc.bb += hooks.bufferBytesCreated - c0[3]!;
+      acc.p += hooks.pipelines() - c0[4]!;
+      acc.trimmed += trimmed ?? 0;
+    }
+    const n = PROFILE_REPS;
+    const t: PhaseTiming = {
+      wall_ms: round(acc.wall / n),
+      enqueue_ms: round(acc.enq / n),
+      wait_ms: round((acc.wall - acc.enq) / n),
+      dispatches: round(acc.d / n),
+      submits: round(acc.s / n),
+      buffers_created: round(acc.bc / n),
+      buffer_mib_created: round(acc.bb / n / 2 ** 20),
+      pipelines_compiled: round(acc.p / n),
+    };
+    if (acc.trimmed > 0) t.trimmed_mib = round(acc.trimmed / n / 2 ** 20);
+    log(
+      `${pad(name, 38)} wall ${pad(t.wall_ms.toFixed(1), 8, true)} ms = enqueue (JS) ${pad(t.enqueue_ms.toFixed(1), 8, true)} + wait ${pad(t.wait_ms.toFixed(1), 8, true)};` +
+        ` ${t.dispatches} dispatches, ${t.submits} submits, ${t.buffers_created} buffers created (${t.buffer_mib_created} MiB),` +
+        ` ${t.pipelines_compiled} pipelines compiled${t.trimmed_mib ? `, ${t.trimmed_mib} MiB trimmed` : ""}`,
+    );
+    return t;
+  };
+
+  const phases: Record<string, PhaseTiming> = {};
+  out["phases"] = phases;
+  log(`\nphases (mean of ${PROFILE_REPS}, each ending in a readback):`);
+  // A fresh 1-element result read back on an idle GPU: one tiny dispatch plus the mapAsync round trip.
+  const one = tf.scalar(1);
+  phases["readback_idle"] = await phase(
+    "readback, idle GPU (1-element add)",
+    async (_i, begin) => {
+      const settle = tf.ones([1]); // a readback first, so the GPU is idle
+      await settle.data();
+      settle.dispose();
+      begin();
+      const y = one.add(1);
+      const enqueued = performance.now();
+      await y.data();
+      y.dispose();
+      return { enqueued };
+    },
+  );
+  phases["forward"] = await phase(
+    "forward only (loss, no tape)",
+    async (i, begin) => {
+      begin();
+      const loss = forward(batches[i % 8]!);
+      const enqueued = performance.now();
+      await loss.data();
+      loss.dispose();
+      return { enqueued };
+    },
+  );
+  phases["forward_backward"] = await phase(
+    "forward+backward (variableGrads)",
+    async (i, begin) => {
+      begin();
+      const { loss, grads } = forwardBackward(batches[i % 8]!);
+      const enqueued = performance.now();
+      await loss.data();
+      tf.dispose([loss, ...Object.values(grads)]);
+      return { enqueued };
+    },
+  );
+  phases["optimizer"] = await phase(
+    "clip + AdamW (grads ready)",
+    async (i, begin) => {
+      const { loss, grads } = forwardBackward(batches[i % 8]!);
+      await loss.data();
+      loss.dispose();
+      begin();
+      const norm = update(grads);
+      const enqueued = performance.now();
+      await norm.data();
+      norm.dispose();
+      return { enqueued };
+    },
+  );
+  phases["step"] = await phase(
+    "full step as Trainer (+ pool trim)",
+    async (i, begin) => {
+      begin();
+      const { loss, gradNorm } = stepSync(batches[i % 8]!);
+      const enqueued = performance.now();
+      await Promise.all([loss.data(), gradNorm.data()]);
+      tf.dispose([loss, gradNorm]);
+      const trimmed = trimPool();
+      return { enqueued, trimmed };
+    },
+  );
+  phases["step_no_trim"] = await phase(
+    "full step, no pool trim",
+    async (i, begin) => {
+      begin();
+      const { loss, gradNorm } = stepSync(batches[i % 8]!);
+      const enqueued = performance.now();
+      await Promise.all([loss.data(), gradNorm.data()]);
+      tf.dispose([loss, gradNorm]);
+      return { enqueued };
+    },
+  );
+  one.dispose();
+
+  // Per-kernel GPU time: tf.profile times every tfjs kernel with backend.time(), which gives each dispatch its
+  // own compute pass with timestamp writes (timestamp-query) and a submit; the hooks record each dispatch's query.
+  const gpuByStep: number[] = [];
+  const profWall: number[] = [];
+  const byKernel = new Map<string, { count: number; ms: number }>();
+  const byProgram = new Map<string, { count: number; ms: number }>();
+  const byPhase = new Map<string, { count: number; ms: number }>();
+  const byShape = new Map<string, { count: number; ms: number }>();
+  let engineKernels = 0;
+  let kernelSum = 0;
+  const add = (
+    m: Map<string, { count: number; ms: number }>,
+    k: string,
+    ms: number,
+  ) => {
+    const e = m.get(k) ?? { count: 0, ms: 0 };
+    e.count++;
+    e.ms += ms;
+    m.set(k, e);
+  };
+  const times: number[] = [];
+  for (let s = 0; s < PROFILE_STEPS; s++) {
+    const records: DispatchRecord[] = [];
+    hooks.records = records;
+    const t0 = performance.now();
+    const info = await tf.profile(async () => {
+      const { loss, gradNorm } = stepSync(batches[s % 8]!);
+      await Promise.all([loss.data(), gradNorm.data()]);
+      tf.dispose([loss, gradNorm]);
+      return [];
+    });
+    hooks.records = undefined;
+    const ms = await Promise.all(records.map((r) => r.query ?? 0));
+    profWall.push(performance.now() - t0);
+    trimPool();
+    let sum = 0;
+    records.forEach((r, i) => {
+      const t = ms[i]!;
+      sum += t;
+      times.push(t);
+      add(byProgram, r.program, t);
+      add(byPhase, r.phase, t);
+      add(byShape, `${r.phase} ${r.program} ${r.shape}`, t);
+    });
+    gpuByStep.push(sum);
+    for (const k of info.kernels) {
+      engineKernels++;
+      const t = Number(k.kernelTimeMs) || 0;
+      kernelSum += t;
+      add(byKernel, k.name, t);
+    }
+    log(
+      `profiled step ${s + 1}: ${records.length} dispatches (${records.filter((r) => r.query).length} timed), ` +
+        `${info.kernels.length} tfjs kernels, GPU time ${sum.toFixed(2)} ms (sum of tfjs kernels ${(kernelSum / (s + 1)).toFixed(2)} ms avg), ` +
+        `wall while profiling ${profWall.at(-1)!.toFixed(0)} ms`,
+    );
+  }
+  const nSteps = PROFILE_STEPS;
+  const gpuMs = gpuByStep.reduce((a, b) => a + b, 0) / nSteps;
+  const stepWall = phases["step"]!.wall_ms;
+  const nonzero = times.filter((t) => t > 0);
+  // Dawn quantizes timestamps to 65536 ns unless started with disable-dawn-features=timestamp_quantization.
+  const quantized =
+    nonzero.length > 0 &&
+    nonzero.every(
+      (t) => Math.abs(t * 1e6 - Math.round((t * 1e6) / 65536) * 65536) < 2,
+    );
+  const table = (
+    title: string,
+    m: Map<string, { count: number; ms: number }>,
+    n: number,
+    width: number,
+  ) => {
+    const rows = [...m.entries()]
+      .map(([name, v]) => ({
+        name,
+        count: round(v.count / nSteps),
+        total_ms: round(v.ms / nSteps),
+        pct_of_step: round((100 * v.ms) / nSteps / stepWall),
+        pct_of_gpu: round((100 * v.ms) / nSteps / gpuMs),
+      }))
+      .sort((a, b) => b.total_ms - a.total_ms);
+    log(
+      `\n${title} (per step; % of the ${stepWall.toFixed(1)} ms step wall, % of GPU time)`,
+    );
+    log(
+      `${pad("name", width)} ${pad("count", 6, true)} ${pad("GPU ms", 9, true)} ${pad("% step", 7, true)} ${pad("% GPU", 6, true)}`,
+    );
+    for (const r of rows.slice(0, n))
+      log(
+        `${pad(r.name.slice(0, width), width)} ${pad(r.count, 6, true)} ${pad(r.total_ms.toFixed(2), 9, true)} ` +
+          `${pad(r.pct_of_step.toFixed(1), 7, true)} ${pad(r.pct_of_gpu.toFixed(1), 6, true)}`,
+      );
+    return rows;
+  };
+  const kernels = table("top 15 tfjs kernels by GPU time", byKernel, 15, 28);
+  const programs = table("top 15 WGSL programs by GPU time", byProgram, 15, 36);
+  const phaseRows = table("GPU time by step phase", byPhase, 10, 12);
+  const shapes = table(
+    "top 15 (phase, program, input shapes → output shape) by GPU time",
+    byShape,
+    15,
+    90,
+  );
+  const rest = stepWall - gpuMs;
+  const step = phases["step"]!;
+  log(
+    `\nstep wall ${stepWall.toFixed(1)} ms (mean of ${PROFILE_REPS}, as Trainer) = GPU busy ${gpuMs.toFixed(1)} ms ` +
+      `(${((100 * gpuMs) / stepWall).toFixed(1)}%, sum of per-dispatch GPU times) + rest ${rest.toFixed(1)} ms ` +
+      `(${((100 * rest) / stepWall).toFixed(1)}%: CPU/JS/tfjs overhead, submits, gaps, readback)`,
+  );
+  log(
+    `JS enqueue of the step ${step.enqueue_ms.toFixed(1)} ms for ${step.dispatches} dispatches ` +
+      `(${((1000 * step.enqueue_ms) / Math.max(1, step.dispatches)).toFixed(1)} µs each), then waiting ${step.wait_ms.toFixed(1)} ms; ` +
+      `tfjs kernels per step ${round(engineKernels / nSteps)}; timestamps ${quantized ? "QUANTIZED to 65.5 µs" : "not quantized"}`,
+  );
+  // The Trainer itself, for comparison with the replica above.
+  const trainer = await trainerRun(peft, batches, PROFILE_REPS);
+  log(
+    `Trainer: ${(trainer.ms / PROFILE_REPS).toFixed(1)} ms/step over ${PROFILE_REPS} steps`,
+  );
+  Object.assign(out, {
+    profiled_steps: nSteps,
+    reps: PROFILE_REPS,
+    step_wall_ms: stepWall,
+    gpu_busy_ms: round(gpuMs),
+    rest_ms: round(rest),
+    gpu_busy_pct: round((100 * gpuMs) / stepWall),
+    dispatches_per_step: step.dispatches,
+    tfjs_kernels_per_step: round(engineKernels / nSteps),
+    tfjs_kernel_gpu_ms_sum: round(kernelSum / nSteps),
+    enqueue_us_per_dispatch: round(
+      (1000 * step.enqueue_ms) / Math.max(1, step.dispatches),
+    ),
+    timestamps_quantized: quantized,
+    wall_while_profiling_ms: profWall.map((x) => round(x)),
+    trainer_ms_per_step: round(trainer.ms / PROFILE_REPS),
+    losses: losses.map((x) => round(x, 4)),
+    top_kernels: kernels.slice(0, 15),
+    top_programs: programs.slice(0, 15),
+    gpu_by_phase: phaseRows,
+    top_shapes: shapes.slice(0, 15),
+  });
+  optimizer.dispose();
+  peft.dispose();
+  model.dispose();
+}
+
 await part("adapter", adapterPart);
 if (!result["adapter"]) {
   log("No WebGPU adapter: the GPU parts are skipped.");
@@ -461,6 +1031,7 @@ if (!result["adapter"]) {
   if (PARTS.includes("verify")) await part("verify", verifyPart);
   if (PARTS.includes("roof")) await part("roof", roofPart);
   if (PARTS.includes("train")) await part("train", trainPart);
+  if (PARTS.includes("profile")) await part("profile", profilePart);
 }
 try {
   disposeRuntime();

@@ -37,7 +37,10 @@ else
   cp -r packages/core/src "$SRC/packages/core/src"
   cp benchmarks/kernels.ts "$SRC/benchmarks/kernels.ts"
 fi
+# bench.ts itself always comes from the working tree; the manifest says whether it differs from HEAD.
 cp benchmarks/gpu/bench.ts "$SRC/benchmarks/gpu/bench.ts"
+BENCH_TS=$([ -n "$(git status --porcelain -- benchmarks/gpu/bench.ts)" ] && echo "worktree, modified" || echo "as HEAD")
+echo "benchmarks/gpu/bench.ts: $BENCH_TS"
 # The snapshot resolves tfjs, cli-table3 and friends from the repo's node_modules.
 ln -s "$ROOT/node_modules" "$SRC/node_modules"
 
@@ -78,7 +81,7 @@ for deb in "${DEBS[@]}"; do ls "$CARRY/${deb}"_*_amd64.deb >/dev/null; done
 
 node -e '
 const fs = require("node:fs");
-const [commit, sources, date, dir] = process.argv.slice(1);
+const [commit, sources, date, dir, benchTs] = process.argv.slice(1);
 const sizes = {};
 const walk = (d, rel) => {
   for (const f of fs.readdirSync(d)) {
@@ -88,8 +91,8 @@ const walk = (d, rel) => {
   }
 };
 walk(dir, "");
-fs.writeFileSync(dir + "/manifest.json", JSON.stringify({ commit, sources, node: process.version, packed: date, sizes }, null, 2) + "\n");
-' "$(git rev-parse --short HEAD)" "$SOURCES" "$(date -u +%FT%TZ)" "$APP"
+fs.writeFileSync(dir + "/manifest.json", JSON.stringify({ commit, sources, bench_ts: benchTs, node: process.version, packed: date, sizes }, null, 2) + "\n");
+' "$(git rev-parse --short HEAD)" "$SOURCES" "$(date -u +%FT%TZ)" "$APP" "$BENCH_TS"
 tar -C "$APP" -cf - . | xz -9 -T2 >"$CARRY/app.tar.xz"
 
 total=$(du -cb "$CARRY"/* | tail -1 | cut -f1)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs the GPU benchmark on the GPU machine, from the repo root, with .gpucarry/ (made by pack.sh) beside it:
 #   setup (node, dawn.node, the Vulkan loader) -> nvidia-smi -> webtune bench (adapter, kernel self-test,
-#   matmul roof, gpt2 LoRA steps) -> PyTorch+PEFT baseline -> kernels.ts --variant shared, --variant direct.
+#   matmul roof, gpt2 LoRA steps) -> [webtune profile, when asked] -> PyTorch+PEFT baseline -> kernels.ts
+#   --variant shared, --variant direct.
 # A failing stage is reported and the next one still runs. Logs and results.json go to $OUT (default
 # /tmp/webtune-gpu-out).
-#   RUN_STAGES="bench peft kernels"  the stages to run (default all three)
+#   RUN_STAGES="bench peft kernels"  the stages to run (default these three); also given as arguments:
+#                                    bash run.sh profile. profile (not in the default): bench.mjs --profile,
+#                                    the adapter, then a profile of the gpt2 LoRA step (webtune_profile.log)
 #   WEBTUNE_GPU_BENCH_SMOKE=1        tiny sizes everywhere, for checking the recipe on lavapipe
 #   DEBS_ROOT=DIR                    unpack the carried .debs there, not to / (for a local check as root)
 # Usage: bash benchmarks/gpu/run.sh
@@ -14,7 +17,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CARRY=${GPUCARRY:-$ROOT/.gpucarry}
 OUTDIR=${OUT:-/tmp/webtune-gpu-out}
 W=${WEBTUNE_GPU_DIR:-/tmp/webtune-gpu}
-STAGES=${RUN_STAGES:-bench peft kernels}
+STAGES=${RUN_STAGES:-${*:-bench peft kernels}}
 SMOKE=${WEBTUNE_GPU_BENCH_SMOKE:-0}
 mkdir -p "$OUTDIR" "$W"
 LOG="$OUTDIR/run.log"
@@ -86,6 +89,9 @@ export WEBTUNE_GPU_BENCH_SMOKE=$SMOKE FORCE_COLOR=0
 if [[ " $STAGES " == *" bench "* ]]; then
   run_stage webtune_bench 200 "$OUTDIR/webtune_bench.log" "$NODE" "$W/bench.mjs"
 fi
+if [[ " $STAGES " == *" profile "* ]]; then
+  run_stage webtune_profile 200 "$OUTDIR/webtune_profile.log" "$NODE" "$W/bench.mjs" --profile
+fi
 if [[ " $STAGES " == *" peft "* ]]; then
   smoke_flag=()
   [ "$SMOKE" = 1 ] && smoke_flag=(--smoke)
@@ -127,6 +133,8 @@ except (OSError, IndexError):
     pass
 res["webtune"] = last_json("webtune_bench.log")
 res["peft"] = last_json("peft_baseline.log")
+if os.path.exists(os.path.join(out, "webtune_profile.log")):
+    res["profile"] = last_json("webtune_profile.log")
 res["kernels"] = {v: last_json(f"kernels_{v}.tmp") for v in ("shared", "direct")}
 w = ((res["webtune"] or {}).get("train") or {}).get("tokens_per_sec")
 p = ((res["peft"] or {}).get("train") or {}).get("tokens_per_sec")
