@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium, type Browser } from "playwright-core";
+import { chromium, type Browser, type Page } from "playwright-core";
 import { build, preview, type PreviewServer } from "vite";
 
 export const CHROMIUM = process.env["WEBTUNE_CHROMIUM"] ?? "/usr/bin/chromium";
@@ -69,4 +69,23 @@ export async function serveDemo(root?: string): Promise<{
     url: `http://127.0.0.1:${address.port}/`,
     close: () => server.close(),
   };
+}
+
+/**
+ * Waits until the demo page is idle (its DemoApp's phase) or shows its error banner; returns the banner's text,
+ * or "" when there is none.
+ */
+export async function demoSettled(
+  page: Page,
+  timeout: number,
+): Promise<string> {
+  await page.waitForFunction(
+    () =>
+      (window as { webtuneDemo?: { phase: string } }).webtuneDemo?.phase ===
+        "idle" || !document.querySelector<HTMLElement>("#banner")!.hidden,
+    undefined,
+    { timeout, polling: 200 },
+  );
+  const banner = page.locator("#banner");
+  return (await banner.isVisible()) ? banner.innerText() : "";
 }

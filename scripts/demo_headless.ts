@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import type { Page } from "playwright-core";
 import type { EvaluationResult } from "@webtune/core";
-import { launchChromium, serveDemo } from "./browser.js";
+import { demoSettled, launchChromium, serveDemo } from "./browser.js";
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -19,9 +19,10 @@ const positive = (v: string) => {
 const options = new Command("demo:headless")
   .description("train the demo page's preset task in headless Chromium")
   .option("--task <name>", "dates | fortunes | kjv", "dates")
-  .option("--steps <n>", "optimizer steps", positive, 60)
+  .option("--steps <n>", "optimizer steps", positive, 40)
   .option("--batch <n>", "examples per step", positive, 8)
   .option("--test-rows <n>", "test rows to score", positive, 50)
+  .option("--val-rows <n>", "rows each validation check scores", positive, 32)
   .option("--out <dir>", "where the screenshot goes", "runs/demo-headless")
   .parse()
   .opts<{
@@ -29,6 +30,7 @@ const options = new Command("demo:headless")
     steps: number;
     batch: number;
     testRows: number;
+    valRows: number;
     out: string;
   }>();
 
@@ -69,16 +71,8 @@ async function settle(page: Page, timeout: number): Promise<void> {
 }
 
 async function waitIdle(page: Page, timeout: number): Promise<void> {
-  await page.waitForFunction(
-    () =>
-      window.webtuneDemo?.phase === "idle" ||
-      !document.querySelector<HTMLElement>("#banner")!.hidden,
-    undefined,
-    { timeout, polling: 500 },
-  );
-  const banner = page.locator("#banner");
-  if (await banner.isVisible())
-    throw new Error(`the demo showed: ${await banner.innerText()}`);
+  const banner = await demoSettled(page, timeout);
+  if (banner) throw new Error(`the demo showed: ${banner}`);
 }
 
 async function run(): Promise<void> {
@@ -100,6 +94,7 @@ async function run(): Promise<void> {
     await page.fill("#setting-batch", String(options.batch));
     await page.fill("#setting-warmup", String(Math.ceil(options.steps / 10)));
     await page.fill("#setting-testRows", String(options.testRows));
+    await page.fill("#setting-valRows", String(options.valRows));
     await page.fill(
       "#setting-evalEvery",
       String(Math.max(1, Math.round(options.steps / 4))),

@@ -13,8 +13,11 @@ import { strFromU8, unzipSync } from "fflate";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EvaluationResult } from "@webtune/core";
-import { openSafetensors } from "../../packages/core/src/io/safetensors.js";
-import { launchChromium, serveDemo } from "../helpers/browser.js";
+import {
+  openSafetensors,
+  writeSafetensors,
+} from "../../packages/core/src/io/safetensors.js";
+import { demoSettled, launchChromium, serveDemo } from "../helpers/browser.js";
 import { chatModelFolder } from "../helpers/chat_model.js";
 
 let browser: Browser;
@@ -55,15 +58,7 @@ async function state<T>(
   }
 }
 
-async function settle(timeout = 240_000): Promise<void> {
-  await page.waitForFunction(
-    () =>
-      window.webtuneDemo?.phase === "idle" ||
-      !document.querySelector<HTMLElement>("#banner")!.hidden,
-    undefined,
-    { timeout, polling: 200 },
-  );
-}
+const settle = (timeout = 240_000) => demoSettled(page, timeout);
 
 async function bannerText(): Promise<string> {
   const banner = page.locator("#banner");
@@ -255,6 +250,14 @@ describe("the demo page", () => {
       () => (window as unknown as { longTasks: number[] }).longTasks,
     );
     expect(Math.max(0, ...longTasks)).toBeLessThan(100);
+    // The observer does see long tasks: a 150 ms busy loop on the main thread is reported.
+    const seen = await page.evaluate(async () => {
+      const end = performance.now() + 150;
+      while (performance.now() < end);
+      await new Promise((r) => setTimeout(r, 100));
+      return (window as unknown as { longTasks: number[] }).longTasks;
+    });
+    expect(Math.max(...seen)).toBeGreaterThanOrEqual(150);
     mkdirSync("dist/e2e-screenshots", { recursive: true });
     await page.screenshot({
       path: "dist/e2e-screenshots/demo-trained.png",
@@ -312,6 +315,54 @@ describe("the demo page", () => {
     expect(mergedWeights.names.some((n) => n.includes("lora"))).toBe(false);
     expect(mergedWeights.has("model.layers.0.self_attn.q_proj.weight")).toBe(
       true,
+    );
+  });
+
+  it("refuses an incomplete upload and an adapter of another model in the banner, naming the file or module", async () => {
+    writeFileSync(join(scratch, "adapter_config.json"), "{}");
+    await page.setInputFiles(
+      "#import-adapter",
+      join(scratch, "adapter_config.json"),
+    );
+    await settle();
+    expect(await bannerText()).toMatch(
+      /AdapterUploadError: adapter_config\.json: no adapter_model\.safetensors/,
+    );
+    // The exported adapter with q_proj's A widened to 64 inputs: a different base model.
+    const q = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+    const foreign = join(scratch, "foreign");
+    mkdirSync(foreign, { recursive: true });
+    writeFileSync(
+      join(foreign, "adapter_config.json"),
+      adapterZip["adapter_config.json"]!,
+    );
+    const weights = await openSafetensors(
+      adapterZip["adapter_model.safetensors"]!,
+    );
+    const tensors: Record<
+      string,
+      { dtype: "F32"; shape: number[]; data: Float32Array }
+    > = {};
+    for (const name of weights.names) {
+      const t = await weights.read(name);
+      tensors[name] =
+        name === q
+          ? { dtype: "F32", shape: [R, 64], data: new Float32Array(R * 64) }
+          : { dtype: "F32", shape: t.shape, data: t.data as Float32Array };
+    }
+    writeFileSync(
+      join(foreign, "adapter_model.safetensors"),
+      writeSafetensors(tensors),
+    );
+    await page.setInputFiles("#import-adapter", [
+      join(foreign, "adapter_config.json"),
+      join(foreign, "adapter_model.safetensors"),
+    ]);
+    await settle();
+    const text = await bannerText();
+    expect(text).toMatch(/ShapeError/);
+    expect(text).toMatch(
+      /layers\.0\.self_attn\.q_proj\.lora_A.*\[4, 64\].*\[4, 32\]/,
     );
   });
 

@@ -2,6 +2,7 @@
 export {
   CHROMIUM,
   CHROMIUM_ARGS,
+  demoSettled,
   launchChromium,
   serveDemo,
 } from "../../scripts/browser.js";
