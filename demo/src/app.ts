@@ -50,7 +50,8 @@ export class DemoApp {
   metrics: { base?: EvaluationResult; tuned?: EvaluationResult } = {};
   compared?: { base: string; tuned: string };
   lastTrain?: TrainResult;
-  charts?: TrainingCharts;
+  /** Made with the page, so that starting a run draws into charts that exist. */
+  readonly charts = new TrainingCharts();
   modelChoice?: ModelChoice;
   dataChoice?: DataChoice;
   private run?: SavedRun;
@@ -233,15 +234,13 @@ export class DemoApp {
   }
 
   private startCharts(fromStep: number): void {
-    this.charts?.destroy();
-    this.charts = new TrainingCharts();
     this.events = this.events.filter((e) => e.step <= fromStep);
-    for (const e of this.events) this.charts.add(e);
+    this.charts.reset(this.events);
   }
 
   private onEvent(event: TrainEvent, total: number): void {
     this.events.push(event);
-    this.charts!.add(event);
+    this.charts.add(event);
     if (event.type === "step") {
       byId<HTMLProgressElement>("progress").value = event.step / total;
       byId("eta").textContent =

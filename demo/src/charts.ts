@@ -30,7 +30,9 @@ function chart(id: string, series: { label: string; stroke: string }[]) {
         })),
       ],
     },
-    [[], ...series.map(() => [])],
+    // Drawn once with two placeholder points while the page loads, so that the first real draw (fonts, axes,
+    // canvas) does not cost a long frame in the middle of training; the first event replaces them.
+    [[1, 2], ...series.map(() => [1, 2])],
     el,
   );
 }
@@ -54,6 +56,10 @@ export class TrainingCharts {
   ]);
   private frame = 0;
 
+  constructor() {
+    this.draw(); // empty, until the first event
+  }
+
   /** Points drawn so far per series, for tests: train, validation, lr, tokens/s. */
   get points(): { train: number; val: number; lr: number; tps: number } {
     const count = (a: (number | null)[]) => a.filter((v) => v !== null).length;
@@ -63,6 +69,14 @@ export class TrainingCharts {
       lr: this.lr.length,
       tps: this.tps.length,
     };
+  }
+
+  /** Starts over from these events (none for a new run; those up to the checkpoint for a resumed one). */
+  reset(events: TrainEvent[]): void {
+    for (const a of [this.steps, this.train, this.val, this.lr, this.tps])
+      a.length = 0;
+    for (const e of events) this.add(e);
+    this.frame ||= requestAnimationFrame(() => this.draw());
   }
 
   add(event: TrainEvent): void {
@@ -85,10 +99,5 @@ export class TrainingCharts {
     this.loss.setData([this.steps, this.train, this.val] as uPlot.AlignedData);
     this.rate.setData([this.steps, this.lr]);
     this.speed.setData([this.steps, this.tps]);
-  }
-
-  destroy(): void {
-    cancelAnimationFrame(this.frame);
-    for (const c of [this.loss, this.rate, this.speed]) c.destroy();
   }
 }
