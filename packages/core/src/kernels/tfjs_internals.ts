@@ -79,7 +79,7 @@ const MiB = 1 << 20;
 /** The (size, usage) pairs each pool was asked for since the last trim; present once tracking is installed. */
 const requested = new WeakMap<BufferPool, Set<string>>();
 
-/** Starts recording which buffer sizes a pool hands out; returns false if it was not recording yet. */
+/** The sizes a pool handed out since the last trim; undefined on the first call, which starts the recording. */
 function trackRequests(pool: BufferPool): Set<string> | undefined {
   const seen = requested.get(pool);
   if (seen) return seen;
