@@ -10,3 +10,4 @@ export type {
   LoraCheckCase,
   LoraCheckResult,
 } from "./lora_linear/self_test.js";
+export { linear } from "./linear/op.js";

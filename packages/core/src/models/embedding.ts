@@ -6,6 +6,7 @@
  * Letters: V vocabulary, C hidden size, N tokens.
  */
 import * as tf from "@tensorflow/tfjs";
+import { linear } from "../kernels/linear/op.js";
 
 export class Embedding {
   /** Row offset of each chunk in the full [V, C] table. */
@@ -71,6 +72,8 @@ export class Embedding {
 
   /** Logits of each chunk's vocabulary slice: h [N, C] -> [N, V_chunk] each, in vocabulary order. */
   projectChunks(h: tf.Tensor2D): tf.Tensor2D[] {
-    return this.chunks.map((chunk) => tf.matMul(h, chunk, false, true));
+    return this.chunks.map(
+      (chunk) => linear(h, chunk, null, "out_in") as tf.Tensor2D,
+    );
   }
 }

@@ -6,6 +6,7 @@
  * D head dim, V vocabulary.
  */
 import * as tf from "@tensorflow/tfjs";
+import { linear } from "../kernels/linear/op.js";
 
 /** What wraps a Linear's forward (LoRA, later): given the layer and its input, returns the output. */
 export interface LinearAdapter {
@@ -47,13 +48,7 @@ export class Linear {
 
   /** The frozen projection alone, x·W (+ b), whatever adapter is attached. */
   forwardBase(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => {
-      const lead = x.shape.slice(0, -1);
-      const x2d = x.reshape([-1, this.inFeatures]);
-      let y = tf.matMul(x2d, this.weight, false, this.layout === "out_in");
-      if (this.bias) y = y.add(this.bias);
-      return y.reshape([...lead, this.outFeatures]);
-    });
+    return linear(x, this.weight, this.bias, this.layout);
   }
 }
 
