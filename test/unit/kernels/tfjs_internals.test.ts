@@ -7,6 +7,8 @@ import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { disposeRuntime, loraLinear } from "@webtune/core";
 import {
+  computePipeline,
+  recordDispatch,
   runProgram,
   trimBufferPool,
   webgpuBackendOf,
@@ -109,6 +111,84 @@ describe("tfjs-backend-webgpu internals webtune relies on", () => {
       3, 5, 7, 2, 0.5, 1.25, 123456, 4000000000, 304, 5,
     ]);
     x.dispose();
+  });
+
+  it("keeps the private members recordDispatch drives, as recordAndSubmit uses them", async (ctx) => {
+    await needGpu(ctx);
+    const backend = webgpuBackendOf(tf.backend()) as unknown as Record<
+      string,
+      unknown
+    >;
+    for (const method of [
+      "uploadToGPU",
+      "tensorToBinding",
+      "makeUniforms",
+      "ensureCommandEncoderReady",
+      "endComputePassEncoder",
+      "submitQueue",
+    ])
+      expect(typeof backend[method], method).toBe("function");
+    expect(backend["commandQueueOwnedIds"]).toBeInstanceOf(WeakSet);
+    expect(typeof backend["dispatchCountInPass"]).toBe("number");
+    for (const field of ["commandEncoder", "computePassEncoder"])
+      expect(backend, field).toHaveProperty(field);
+    // null or undefined outside tf.time/tf.profile; recordDispatch reads it as "timing" when set.
+    expect(backend["activeTimers"] == null).toBe(true);
+  });
+
+  it("recordDispatch writes several outputs in order with tfjs's own programs, timed or not", async (ctx) => {
+    await needGpu(ctx);
+    const backend = webgpuBackendOf(tf.backend());
+    const pipeline = computePipeline(
+      backend,
+      "webtuneTestTwoOutputs",
+      () => `
+@group(0) @binding(0) var<storage, read> X : array<f32>;
+@group(0) @binding(1) var<storage, read_write> plus : array<f32>;
+@group(0) @binding(2) var<storage, read_write> times : array<f32>;
+struct Uniforms { n : u32, a : f32, }
+@group(0) @binding(3) var<uniform> u : Uniforms;
+@compute @workgroup_size(4)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  if (gid.x < u.n) { plus[gid.x] = X[gid.x] + u.a; times[gid.x] = X[gid.x] * u.a; }
+}`,
+    );
+    expect(
+      computePipeline(backend, "webtuneTestTwoOutputs", () => "not compiled"),
+    ).toBe(pipeline);
+    const run = (x: tf.Tensor, a: number): tf.Tensor[] => {
+      const outputs = [0, 1].map(() =>
+        backend.makeTensorInfo(x.shape, "float32"),
+      );
+      recordDispatch(backend, {
+        pipeline,
+        inputs: [x],
+        outputs,
+        uniforms: [
+          { type: "uint32", data: [x.size] },
+          { type: "float32", data: [a] },
+        ],
+        workgroups: [Math.ceil(x.size / 4), 1, 1],
+      });
+      return outputs.map((o) => tf.engine().makeTensorFromTensorInfo(o));
+    };
+    const before = tf.memory().numTensors;
+    // x comes from a tfjs program still unsubmitted; the outputs feed another.
+    const range = tf.range(0, 7, 1, "float32");
+    const x = tf.add(range, 1); // 1..7
+    const [plus, times] = run(x, 3);
+    const sum = tf.add(plus!, times!); // 4x + 3
+    expect(Array.from(await sum.data())).toEqual([7, 11, 15, 19, 23, 27, 31]);
+    // While tf.time/tf.profile time kernels, tfjs runs each program in its own pass; the dispatch still lands.
+    let timed: tf.Tensor[] = [];
+    await backend.time(() => {
+      timed = run(x, -1);
+    });
+    expect(Array.from(await timed[1]!.data())).toEqual([
+      -1, -2, -3, -4, -5, -6, -7,
+    ]);
+    tf.dispose([range, x, plus!, times!, sum, ...timed]);
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it("trimBufferPool frees pooled buffers of sizes nobody asked for since its last call, once they outweigh those in use", async (ctx) => {

@@ -1,6 +1,7 @@
 /**
  * The only file that reaches into tfjs-backend-webgpu beyond its documented surface: running a custom WGSL
- * program, releasing an intermediate, and the shape of the header tfjs writes above every program's WGSL.
+ * program, recording a dispatch with several outputs into tfjs's command encoder, releasing an intermediate,
+ * trimming the buffer pool, and the shape of the header tfjs writes above every program's WGSL.
  * If a tfjs upgrade moves any of this, `test/unit/kernels/tfjs_internals.test.ts` fails loudly.
  */
 import * as tf from "@tensorflow/tfjs";
@@ -59,6 +60,121 @@ export function disposeIntermediate(
   info: TensorInfo,
 ): void {
   backend.disposeData(info.dataId);
+}
+
+/** The private part of WebGPUBackend that `recordDispatch` drives, as tfjs's own `recordAndSubmit` does. */
+interface CommandRecorder {
+  device: GPUDevice;
+  commandEncoder: GPUCommandEncoder | null;
+  computePassEncoder: GPUComputePassEncoder | null;
+  dispatchCountInPass: number;
+  /** Data whose release tfjs defers until the commands that use them are submitted. */
+  commandQueueOwnedIds: WeakSet<object>;
+  /** Set while `tf.time`/`tf.profile` measure kernels: every pass is then ended after one dispatch. */
+  activeTimers: unknown;
+  uploadToGPU(dataId: object): void;
+  tensorToBinding(info: TensorInfo): GPUBindingResource;
+  makeUniforms(uniforms: ProgramUniform[]): GPUBufferBinding;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+}
+
+/** One dispatch of a pipeline built by `computePipeline`, with bindings a tfjs program cannot declare. */
+export interface StorageDispatch {
+  pipeline: GPUComputePipeline;
+  /** Bound read-only at bindings 0, 1, ... */
+  inputs: TensorInfo[];
+  /** Fresh tensors from `backend.makeTensorInfo`, bound read_write after the inputs; the dispatch fills them. */
+  outputs: TensorInfo[];
+  /** One uniform struct, bound last, laid out as tfjs lays out a program's uniforms. */
+  uniforms: ProgramUniform[];
+  workgroups: [number, number, number];
+}
+
+/**
+ * Records one dispatch into tfjs's command encoder, in order with tfjs's own programs, with the same
+ * bookkeeping as tfjs's `recordAndSubmit`: inputs uploaded, outputs allocated from the buffer pool, their
+ * release deferred until submission, a submit every WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches. For kernels
+ * that write several outputs in one pass (a tfjs program writes one). Outputs must not alias inputs: WebGPU
+ * rejects a buffer bound both read-only and writable in one dispatch.
+ */
+export function recordDispatch(
+  backend: WebGPUBackend,
+  dispatch: StorageDispatch,
+): void {
+  const b = backend as unknown as CommandRecorder;
+  // tfjs's compile-only warm-up mode records nothing either.
+  if (tf.env().getBool("WEBGPU_ENGINE_COMPILE_ONLY")) return;
+  const limit = b.device.limits.maxComputeWorkgroupsPerDimension;
+  if (dispatch.workgroups.some((d) => d > limit))
+    throw new ShapeError(
+      `dispatch [${dispatch.workgroups.join(", ")}] exceeds this device's maxComputeWorkgroupsPerDimension (${limit}).`,
+    );
+  const tensors = [...dispatch.inputs, ...dispatch.outputs];
+  for (const t of tensors) b.uploadToGPU(t.dataId);
+  const resources = [
+    ...tensors.map((t) => b.tensorToBinding(t)),
+    b.makeUniforms(dispatch.uniforms),
+  ];
+  for (const t of tensors) b.commandQueueOwnedIds.add(t.dataId);
+  const bindGroup = b.device.createBindGroup({
+    layout: dispatch.pipeline.getBindGroupLayout(0),
+    entries: resources.map((resource, binding) => ({ binding, resource })),
+  });
+  b.ensureCommandEncoderReady();
+  b.computePassEncoder ??= b.commandEncoder!.beginComputePass({});
+  const pass = b.computePassEncoder;
+  pass.setPipeline(dispatch.pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(...dispatch.workgroups);
+  b.dispatchCountInPass++;
+  const timing = b.activeTimers != null;
+  const batch = tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE");
+  if (timing || b.dispatchCountInPass >= batch) {
+    b.endComputePassEncoder();
+    // While timing, tfjs submits when it resolves its next timestamp query.
+    if (!timing) b.submitQueue();
+  }
+}
+
+const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+/**
+ * A compute pipeline for complete WGSL (entry point `main`), built once per device and key. Printed under
+ * WEBGPU_PRINT_SHADER as tfjs prints its programs ('all', or a comma-separated list of key substrings).
+ */
+export function computePipeline(
+  backend: WebGPUBackend,
+  key: string,
+  code: () => string,
+): GPUComputePipeline {
+  const device = backend.device;
+  let cache = pipelines.get(device);
+  if (!cache) pipelines.set(device, (cache = new Map()));
+  let pipeline = cache.get(key);
+  if (pipeline) return pipeline;
+  const source = code();
+  const print = String(tf.env().get("WEBGPU_PRINT_SHADER")).toLowerCase();
+  if (
+    print !== "" &&
+    (print === "all" ||
+      print.split(",").some((k) => key.toLowerCase().includes(k)))
+  ) {
+    console.group(key);
+    console.debug(source);
+    console.groupEnd();
+  }
+  pipeline = device.createComputePipeline({
+    label: key,
+    layout: "auto",
+    compute: {
+      module: device.createShaderModule({ label: key, code: source }),
+      entryPoint: "main",
+    },
+  });
+  cache.set(key, pipeline);
+  return pipeline;
 }
 
 /** The tfjs kernel-function signature, re-exported so kernel files need not import tfjs internals themselves. */

@@ -17,6 +17,7 @@ import {
   ShapeError,
   WebtuneError,
 } from "../errors.js";
+import { adamwUpdate, checkAdamwInputs } from "../kernels/adamw/op.js";
 
 /** AdamW hyperparameters, with torch's names in the comments and torch's defaults. */
 export interface AdamWConfig {
@@ -159,25 +160,36 @@ export class AdamW {
           `gradient of "${variable.name}" has shape ${JSON.stringify(g.shape)}, expected ${JSON.stringify(variable.shape)}.`,
         );
     }
+    // Every variable is checked before any is updated: a refused step leaves the model and the count as they were.
+    for (const { variable, m, v } of this.slots)
+      checkAdamwInputs(variable, grads[variable.name]!, m, v);
     const t = ++this.steps;
     const [beta1, beta2] = this.config.betas;
     const bias1 = 1 - beta1 ** t;
     const bias2Sqrt = Math.sqrt(1 - beta2 ** t);
-    for (const slot of this.slots) {
-      const groupLr = lr * slot.lrScale;
-      const stepSize = groupLr / bias1;
-      const decay = 1 - groupLr * slot.weightDecay;
-      tf.tidy(() => {
-        const g = grads[slot.variable.name]!;
-        const p = decay === 1 ? slot.variable : slot.variable.mul(decay);
-        const m = slot.m.mul(beta1).add(g.mul(1 - beta1));
-        const v = slot.v.mul(beta2).add(g.square().mul(1 - beta2));
-        const denom = v.sqrt().div(bias2Sqrt).add(this.config.eps);
+    // One fused kernel per variable (kernels/adamw): a single GPU dispatch computes p, m and v together.
+    tf.tidy(() => {
+      for (const slot of this.slots) {
+        const groupLr = lr * slot.lrScale;
+        const [p, m, v] = adamwUpdate(
+          slot.variable,
+          grads[slot.variable.name]!,
+          slot.m,
+          slot.v,
+          {
+            beta1,
+            beta2,
+            eps: this.config.eps,
+            stepSize: groupLr / bias1,
+            bias2Sqrt,
+            decay: 1 - groupLr * slot.weightDecay,
+          },
+        );
+        slot.variable.assign(p);
         slot.m.assign(m);
         slot.v.assign(v);
-        slot.variable.assign(p.sub(m.div(denom).mul(stepSize)));
-      });
-    }
+      }
+    });
   }
 
   /** Copies the step count and the moments to CPU arrays (one GPU→CPU read per moment tensor). */

@@ -1,0 +1,48 @@
+/**
+ * The CPU reference registered as the fused AdamW kernel for tfjs's 'cpu' backend, under the same name as the
+ * WGSL kernel.
+ */
+import {
+  registerKernel,
+  type NamedTensorInfoMap,
+  type TensorInfo,
+} from "@tensorflow/tfjs";
+import { ADAMW_KERNEL, readScalars } from "./attrs.js";
+import { adamwReference } from "./reference.js";
+
+/** The part of tfjs's CPU backend the reference needs. */
+interface CpuBackend {
+  readSync(dataId: object): unknown;
+  makeTensorInfo(
+    shape: number[],
+    dtype: "float32",
+    values: Float32Array,
+  ): TensorInfo;
+}
+
+/** Registers the fused AdamW kernel with tfjs for the 'cpu' backend. */
+export function registerCpuKernel(): void {
+  registerKernel({
+    kernelName: ADAMW_KERNEL,
+    backendName: "cpu",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const cpu = backend as CpuBackend;
+      const { param, grad, expAvg, expAvgSq } = inputs as NamedTensorInfoMap;
+      const read = (t: TensorInfo | undefined) =>
+        cpu.readSync(t!.dataId) as Float32Array;
+      const out = adamwReference(
+        {
+          param: read(param),
+          expAvg: read(expAvg),
+          expAvgSq: read(expAvgSq),
+        },
+        read(grad),
+        readScalars(attrs!),
+      );
+      const shape = param!.shape;
+      return [out.param, out.expAvg, out.expAvgSq].map((values) =>
+        cpu.makeTensorInfo(shape, "float32", values),
+      );
+    },
+  });
+}
