@@ -52,33 +52,7 @@ export class Linear {
   }
 }
 
-/** LayerNorm over the last dim: (x - mean) / sqrt(var + eps) · w + b. */
-export function layerNorm(
-  x: tf.Tensor,
-  weight: tf.Tensor1D,
-  bias: tf.Tensor1D,
-  eps: number,
-): tf.Tensor {
-  return tf.tidy(() => {
-    const { mean, variance } = tf.moments(x, -1, true);
-    return x
-      .sub(mean)
-      .mul(tf.rsqrt(variance.add(eps)))
-      .mul(weight)
-      .add(bias);
-  });
-}
-
-/** RMSNorm over the last dim: x / sqrt(mean(x²) + eps) · scale, where scale is w (Llama) or 1 + w (Gemma). */
-export function rmsNorm(
-  x: tf.Tensor,
-  scale: tf.Tensor1D,
-  eps: number,
-): tf.Tensor {
-  return tf.tidy(() =>
-    x.mul(tf.rsqrt(x.square().mean(-1, true).add(eps))).mul(scale),
-  );
-}
+export { layerNorm, rmsNorm } from "../kernels/norm/op.js";
 
 /** GELU with the tanh approximation (GPT-2's gelu_new, Gemma's gelu_pytorch_tanh). */
 export function geluTanh(x: tf.Tensor): tf.Tensor {
@@ -152,19 +126,7 @@ export function ropeTables(
   return { cos: tf.tensor2d(cos, [T, D]), sin: tf.tensor2d(sin, [T, D]) };
 }
 
-/** x·cos + rotate_half(x)·sin, with rotate_half(x) = [-x2, x1]. x: [B, heads, T, D]; cos/sin: [T, D]. */
-export function applyRope(
-  x: tf.Tensor4D,
-  cos: tf.Tensor2D,
-  sin: tf.Tensor2D,
-): tf.Tensor4D {
-  return tf.tidy(() => {
-    const half = x.shape[3] / 2;
-    const [x1, x2] = tf.split(x, [half, half], 3);
-    const rotated = tf.concat([x2!.neg(), x1!], 3);
-    return x.mul(cos).add(rotated.mul(sin)) as tf.Tensor4D;
-  });
-}
+export { applyRope } from "../kernels/rope/rope.js";
 
 /** A finite stand-in for -inf: GPU compilers may assume no infinities, and exp(MASKED - max) is exactly 0. */
 const MASKED = -1e30;
