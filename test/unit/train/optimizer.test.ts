@@ -246,6 +246,17 @@ describe("AdamW", () => {
       opt.step({ ...grads, [vars[0]!.name]: dropped! }, 1e-3),
     ).toThrow(/shape \[3,5\]/);
     expect(opt.stepCount).toBe(0);
+    // A gradient the kernel refuses (int32) for the last variable: no variable moves, the count stays.
+    const last = vars.at(-1)!;
+    const before = await Promise.all(vars.map((v) => v.data()));
+    const bad = tf.zeros(last.shape, "int32");
+    expect(() => opt.step({ ...grads, [last.name]: bad }, 1e-3)).toThrow(
+      /grad must be float32/,
+    );
+    expect(opt.stepCount).toBe(0);
+    const after = await Promise.all(vars.map((v) => v.data()));
+    after.forEach((values, i) => expect(values).toEqual(before[i]));
+    bad.dispose();
     expect(() =>
       loraPlusGroups({ variables: vars, isB: () => false, loraplusLrRatio: 0 }),
     ).toThrow(/loraplus_lr_ratio.*0/);
