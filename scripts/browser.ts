@@ -22,7 +22,9 @@ export const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(
+  extraArgs: string[] = [],
+): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `Chromium not found at ${CHROMIUM}: install it with \`sudo bash scripts/setup-system.sh\` ` +
@@ -32,7 +34,7 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
   });
 }
 

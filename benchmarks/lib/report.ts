@@ -1,0 +1,204 @@
+/**
+ * How results are shown and kept: one column layout per scenario, printed as a terminal table and as Markdown;
+ * a JSON file per runtime run; and benchmarks/RESULTS.md's generated section, the latest run of each device.
+ */
+import type { BenchRecord, Headline, RuntimeRun, Scenario } from "./run.js";
+
+type Column = [header: string, cell: (r: BenchRecord) => string];
+
+const num = (digits: number) => (v: unknown) =>
+  typeof v === "number" ? v.toFixed(digits) : String(v ?? "–");
+const m =
+  (key: string, digits = 1) =>
+  (r: BenchRecord) =>
+    num(digits)(r.metrics[key]);
+const c = (key: string) => (r: BenchRecord) => String(r.config[key] ?? "");
+const mib = (key: string) => (r: BenchRecord) =>
+  num(1)((r.metrics[key] as number) / 2 ** 20);
+const times = (key: string) => (r: BenchRecord) => `${m(key, 2)(r)}×`;
+
+export const COLUMNS: Record<Scenario, Column[]> = {
+  load: [
+    ["case", (r) => `${r.case} (${c("source")(r)})`],
+    ["file MB", m("file_mb", 2)],
+    ["parse MB/s", m("parse_mb_per_s")],
+    ["raw read MB/s", m("raw_read_mb_per_s")],
+    ["parse ÷ raw", m("parse_vs_raw", 3)],
+    ["first logits ms", m("first_logits_ms", 0)],
+  ],
+  kernels: [
+    ["shape", (r) => r.case],
+    [
+      "T×in→out, r",
+      (r) => `${c("T")(r)}×${c("in")(r)}→${c("out")(r)}, ${c("r")(r)}`,
+    ],
+    ["stock tfjs ms", m("naive_ms")],
+    ["fused ms", m("fused_ms")],
+    ["speedup", times("speedup")],
+    ["fused GFLOP/s", m("fused_gflops", 2)],
+  ],
+  "train-step": [
+    ["model", (r) => `${r.case} (${c("layers")(r)} layers)`],
+    ["batch×seq", (r) => `${c("batch")(r)}×${c("seq")(r)}`],
+    ["webtune ms/step", m("ms_per_step", 0)],
+    ["tokens/s", m("tokens_per_s", 1)],
+    ["GFLOP/s", m("model_gflops", 2)],
+    ["MFU", m("mfu", 3)],
+    ["naive ms/step", m("naive_ms_per_step", 0)],
+    ["naive MFU", m("naive_mfu", 3)],
+    ["speedup vs naive", times("speedup_vs_naive")],
+  ],
+  "lora-vs-full": [
+    ["case", (r) => `${r.case}, ${c("batch")(r)}×${c("seq")(r)}`],
+    ["LoRA ms/step", m("lora_ms_per_step", 0)],
+    ["full ms/step", m("full_ms_per_step", 0)],
+    ["full ÷ LoRA time", times("full_vs_lora_time")],
+    ["LoRA peak MiB", mib("lora_peak_bytes")],
+    ["full peak MiB", mib("full_peak_bytes")],
+    ["full ÷ LoRA memory", times("full_vs_lora_peak_bytes")],
+  ],
+  generate: [
+    [
+      "case",
+      (r) => `${r.case}, ${c("prompt_tokens")(r)}+${c("new_tokens")(r)} tokens`,
+    ],
+    ["KV cache tokens/s", m("cached_tokens_per_s")],
+    ["no cache tokens/s", m("uncached_tokens_per_s")],
+    ["speedup", times("speedup")],
+    [
+      "same tokens",
+      (r) => `${String(r.metrics["same_tokens"])}/${c("new_tokens")(r)}`,
+    ],
+  ],
+};
+
+/** The rows of one scenario as [header, ...rows] cells. */
+export function scenarioCells(
+  scenario: Scenario,
+  records: BenchRecord[],
+): string[][] {
+  const columns = COLUMNS[scenario];
+  return [
+    columns.map(([h]) => h),
+    ...records
+      .filter((r) => r.scenario === scenario)
+      .map((r) => columns.map(([, cell]) => cell(r))),
+  ];
+}
+
+export function markdownTable(cells: string[][]): string {
+  const [head, ...rows] = cells;
+  const line = (row: string[]) => `| ${row.join(" | ")} |`;
+  return [line(head!), line(head!.map(() => "---")), ...rows.map(line)].join(
+    "\n",
+  );
+}
+
+export function headlineCells(h: Headline): string[][] {
+  const f = (v: number | null) => (v === null ? "–" : v.toFixed(3));
+  return [
+    [
+      "train_step_speedup_vs_naive",
+      "mfu",
+      "kernel_speedup_fwd_bwd",
+      "kv_cache_speedup",
+    ],
+    [
+      f(h.train_step_speedup_vs_naive),
+      f(h.mfu),
+      f(h.kernel_speedup_fwd_bwd),
+      f(h.kv_cache_speedup),
+    ],
+  ];
+}
+
+/** What a results file holds: one runtime's run, stamped. */
+export interface StampedRun extends RuntimeRun {
+  date: string;
+  commit: string;
+  node: string;
+}
+
+/** The Markdown of one run: its stamp, headline, roof, then a table per scenario. */
+export function runMarkdown(run: StampedRun): string {
+  const parts = [
+    `### ${run.runtime === "node" ? "Node, Dawn" : "Chromium"}: ${run.device}`,
+    `${run.date}, commit ${run.commit}, size \`${run.size}\`, ${run.seconds.toFixed(0)} s` +
+      (run.adapter.software
+        ? ". **Software adapter: the GPU is the CPU.**"
+        : "."),
+    "",
+    markdownTable(headlineCells(run.headline)),
+    "",
+    `Roof (best square f32 matmul in this run): **${run.roof.gflops.toFixed(2)} GFLOP/s** (${run.roof.best}); ` +
+      Object.entries(run.roof.bySize)
+        .map(
+          ([who, sizes]) =>
+            `${who}: ${Object.entries(sizes)
+              .map(([n, g]) => `${g.toFixed(2)} (${n})`)
+              .join(", ")}`,
+        )
+        .join("; ") +
+      ".",
+  ];
+  const scenarios = [...new Set(run.records.map((r) => r.scenario))];
+  for (const s of scenarios)
+    parts.push(
+      "",
+      `**${s}**`,
+      "",
+      markdownTable(scenarioCells(s, run.records)),
+    );
+  for (const [name, p] of Object.entries(run.profiles)) {
+    parts.push(
+      "",
+      `**profile: ${name} train step** (${p.timer}; ${p.kernels} tfjs kernels, ${p.gpu_ms.toFixed(1)} GPU ms)`,
+      "",
+      markdownTable([
+        ["tfjs kernel", "count", "GPU ms", "share"],
+        ...p.top.map((k) => [
+          k.kernel,
+          String(k.count),
+          k.gpu_ms.toFixed(1),
+          `${(100 * k.share).toFixed(1)} %`,
+        ]),
+      ]),
+    );
+  }
+  const failed = Object.entries(run.failures);
+  if (failed.length)
+    parts.push("", "**Failed:**", ...failed.map(([s, e]) => `- ${s}: ${e}`));
+  return parts.join("\n");
+}
+
+export const BEGIN =
+  "<!-- bench:begin: generated by `npm run bench` from benchmarks/results/*.json; edits here are overwritten -->";
+export const END = "<!-- bench:end -->";
+
+/** RESULTS.md with its generated section replaced by the latest run of each (runtime, device). */
+export function regenerateResults(current: string, runs: StampedRun[]): string {
+  const latest = new Map<string, StampedRun>();
+  for (const run of [...runs].sort((a, b) => a.date.localeCompare(b.date)))
+    latest.set(`${run.runtime} ${run.device}`, run);
+  const section = [
+    BEGIN,
+    "",
+    "## Latest `npm run bench` run per device",
+    "",
+    "Every figure is a ratio to a baseline measured in the same run, or an absolute number shown beside one.",
+    "`benchmarks/README.md` says what each scenario measures.",
+    "",
+    [...latest.values()].map(runMarkdown).join("\n\n"),
+    "",
+    END,
+  ].join("\n");
+  const start = current.indexOf(BEGIN);
+  const end = current.indexOf(END);
+  if (start >= 0 && end > start)
+    return current.slice(0, start) + section + current.slice(end + END.length);
+  // First run: the generated section goes after the title paragraph.
+  const split = current.indexOf("\n## ");
+  return split < 0
+    ? `${current.trimEnd()}\n\n${section}\n`
+    : `${current.slice(0, split)}\n${section}\n${current.slice(split)}`;
+}

@@ -1,0 +1,105 @@
+/**
+ * `npm run bench` end to end at its smoke size, in both runtimes (Dawn in Node, SwiftShader in real Chromium):
+ * every scenario runs, the results JSON and the regenerated RESULTS.md are written where asked, every record is
+ * stamped, and the last line carries the four headline ratios. Timings are not asserted: only that each is a
+ * positive finite number and that the correctness checks inside the scenarios hold.
+ */
+import { execFile } from "node:child_process";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { BEGIN } from "../../benchmarks/lib/report.js";
+import type { StampedRun } from "../../benchmarks/lib/report.js";
+
+const exec = promisify(execFile);
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+async function bench(...args: string[]) {
+  const out = mkdtempSync(join(tmpdir(), "webtune-bench-"));
+  const resultsMd = join(out, "RESULTS.md");
+  copyFileSync(join(root, "benchmarks/RESULTS.md"), resultsMd);
+  const { stdout } = await exec(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "benchmarks/bench.ts",
+      "--size",
+      "smoke",
+      "--out",
+      out,
+      "--results-md",
+      resultsMd,
+      ...args,
+    ],
+    { cwd: root, maxBuffer: 1 << 26 },
+  );
+  const headline = JSON.parse(stdout.trim().split("\n").at(-1)!) as Record<
+    string,
+    unknown
+  >;
+  const files = readdirSync(out).filter((f) => f.endsWith(".json"));
+  const runs = files.map(
+    (f) => JSON.parse(readFileSync(join(out, f), "utf8")) as StampedRun,
+  );
+  return { stdout, headline, runs, resultsMd: readFileSync(resultsMd, "utf8") };
+}
+
+function checkRun(run: StampedRun) {
+  expect(run.failures).toEqual({});
+  expect(new Set(run.records.map((r) => r.scenario))).toEqual(
+    new Set(["load", "kernels", "train-step", "lora-vs-full", "generate"]),
+  );
+  for (const r of run.records) {
+    const stamped = r as typeof r & Record<string, unknown>;
+    expect(stamped["device"]).toBe(run.device);
+    expect(stamped["commit"]).toMatch(/^[0-9a-f]{7,}(\+dirty)?$/);
+    expect(Date.parse(stamped["date"] as string)).toBeGreaterThan(0);
+  }
+  for (const [key, value] of Object.entries(run.headline)) {
+    expect(value, key).toBeGreaterThan(0);
+    expect(Number.isFinite(value), key).toBe(true);
+  }
+  // Correctness inside the scenarios: cached and uncached greedy decoding agree token for token.
+  const gen = run.records.find((r) => r.scenario === "generate")!;
+  expect(gen.metrics["same_tokens"]).toBe(gen.config["new_tokens"]);
+  const full = run.records.find((r) => r.scenario === "lora-vs-full")!;
+  expect(full.metrics["full_trainable"] as number).toBeGreaterThan(
+    full.metrics["lora_trainable"] as number,
+  );
+}
+
+describe("npm run bench (smoke size)", () => {
+  it("runs every scenario under Node, writes stamped results and regenerates RESULTS.md", async () => {
+    const { headline, runs, resultsMd, stdout } = await bench("--node");
+    expect(runs).toHaveLength(1);
+    checkRun(runs[0]!);
+    expect(headline["runtime"]).toBe("node");
+    for (const key of [
+      "train_step_speedup_vs_naive",
+      "mfu",
+      "kernel_speedup_fwd_bwd",
+      "kv_cache_speedup",
+    ])
+      expect(headline[key], key).toBe(
+        runs[0]!.headline[key as keyof StampedRun["headline"]],
+      );
+    expect(stdout).toMatch(/SOFTWARE ADAPTER/);
+    expect(resultsMd).toContain(BEGIN);
+    expect(resultsMd).toContain(`### Node, Dawn: ${runs[0]!.device}`);
+    // The hand-written GPU sections survive.
+    expect(resultsMd).toContain("## NVIDIA H200 (Dawn/Vulkan adapter");
+  });
+
+  it("runs every scenario in headless Chromium on its WebGPU", async () => {
+    const { headline, runs } = await bench("--browser");
+    expect(runs).toHaveLength(1);
+    expect(runs[0]!.runtime).toBe("browser");
+    expect(runs[0]!.device).toMatch(/swiftshader/i);
+    checkRun(runs[0]!);
+    expect(headline["runtime"]).toBe("browser");
+  });
+});
