@@ -14,7 +14,7 @@ import {
   applyRope,
   attention,
   causalMask,
-  geluTanh,
+  activation,
   Linear,
   mergeHeads,
   rmsNorm,
@@ -179,7 +179,9 @@ class Gemma3DecoderLayer {
     );
     // gelu-tanh gated MLP between its own pre and post norms
     const m = rmsNorm(x, this.norms.pre_feedforward_layernorm, eps);
-    const gated = geluTanh(this.mlp.gate_proj.forward(m)).mul(
+    const gated = activation(
+      this.mlp.gate_proj.forward(m),
+      "gelu_tanh",
       this.mlp.up_proj.forward(m),
     );
     return x.add(

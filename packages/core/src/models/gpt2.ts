@@ -11,7 +11,7 @@ import type { Embedding } from "./embedding.js";
 import {
   attention,
   causalMask,
-  geluTanh,
+  activation,
   layerNorm,
   Linear,
   mergeHeads,
@@ -98,7 +98,7 @@ class Gpt2Block {
     // MLP
     const m = layerNorm(x, this.ln_2.weight, this.ln_2.bias, eps);
     return x.add(
-      this.mlp_c_proj.forward(geluTanh(this.c_fc.forward(m))),
+      this.mlp_c_proj.forward(activation(this.c_fc.forward(m), "gelu_tanh")),
     ) as tf.Tensor3D;
   }
 

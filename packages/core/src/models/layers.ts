@@ -54,17 +54,7 @@ export class Linear {
 
 export { layerNorm, rmsNorm } from "../kernels/norm/op.js";
 
-/** GELU with the tanh approximation (GPT-2's gelu_new, Gemma's gelu_pytorch_tanh). */
-export function geluTanh(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const inner = x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI));
-    return x.mul(0.5).mul(inner.tanh().add(1));
-  });
-}
-
-export function silu(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => x.mul(x.sigmoid()));
-}
+export { activation } from "../kernels/activation/activation.js";
 
 export type RopeScaling =
   | { type: "default" }
@@ -155,6 +145,8 @@ export function causalMask(
 /** [B, T, heads·D] -> [B, heads, T, D] */
 export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
   const [B, T, C] = x.shape as [number, number, number];
+  // One new token (decoding): the transpose moves nothing, and a reshape costs no GPU dispatch.
+  if (T === 1) return x.reshape([B, heads, 1, C / heads]) as tf.Tensor4D;
   return x
     .reshape([B, T, heads, C / heads])
     .transpose([0, 2, 1, 3]) as tf.Tensor4D;
@@ -163,6 +155,7 @@ export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
 /** [B, heads, T, D] -> [B, T, heads·D] */
 export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
   const [B, H, T, D] = x.shape;
+  if (T === 1) return x.reshape([B, 1, H * D]) as tf.Tensor3D;
   return x.transpose([0, 2, 1, 3]).reshape([B, T, H * D]) as tf.Tensor3D;
 }
 

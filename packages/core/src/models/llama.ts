@@ -18,7 +18,7 @@ import {
   rmsNorm,
   ropeInverseFrequencies,
   ropeTables,
-  silu,
+  activation,
   splitHeads,
   type RopeScaling,
 } from "./layers.js";
@@ -109,7 +109,9 @@ class LlamaDecoderLayer {
     x = x.add(a.o_proj.forward(mergeHeads(y)));
     // SwiGLU MLP
     const m = rmsNorm(x, this.post_attention_layernorm, c.rmsNormEps);
-    const gated = silu(this.mlp.gate_proj.forward(m)).mul(
+    const gated = activation(
+      this.mlp.gate_proj.forward(m),
+      "silu",
       this.mlp.up_proj.forward(m),
     );
     return x.add(this.mlp.down_proj.forward(gated)) as tf.Tensor3D;

@@ -36,6 +36,22 @@ function fusedOnWebGPU(x: tf.Tensor, params: tf.Tensor[], what: string) {
   );
 }
 
+/** Runs a row kernel on x viewed as [rows, C], and gives the result x's shape. */
+function runRowKernel(
+  kernel: string,
+  x: tf.Tensor,
+  params: Record<string, tf.Tensor1D>,
+  eps: number,
+): tf.Tensor {
+  ensureRegistered();
+  return tf.tidy(() => {
+    const C = x.shape[x.rank - 1]!;
+    const inputs = { x: x.reshape([-1, C]), ...params };
+    const y = tf.engine().runKernel(kernel, inputs, { eps }) as tf.Tensor;
+    return y.reshape(x.shape);
+  });
+}
+
 /**
  * x / sqrt(mean(x²) + eps) · scale over the last dim (scale is w in Llama, 1 + w in Gemma).
  *
@@ -51,18 +67,7 @@ export function rmsNorm(
 ): tf.Tensor {
   if (!fusedOnWebGPU(x, [scale], "rmsNorm"))
     return rmsNormComposed(x, scale, eps);
-  ensureRegistered();
-  return tf.tidy(() => {
-    const C = x.shape[x.rank - 1]!;
-    const y = tf
-      .engine()
-      .runKernel(
-        NORM_KERNELS.rms,
-        { x: x.reshape([-1, C]), scale },
-        { eps },
-      ) as tf.Tensor;
-    return y.reshape(x.shape);
-  });
+  return runRowKernel(NORM_KERNELS.rms, x, { scale }, eps);
 }
 
 /**
@@ -81,18 +86,7 @@ export function layerNorm(
 ): tf.Tensor {
   if (!fusedOnWebGPU(x, [weight, bias], "layerNorm"))
     return layerNormComposed(x, weight, bias, eps);
-  ensureRegistered();
-  return tf.tidy(() => {
-    const C = x.shape[x.rank - 1]!;
-    const y = tf
-      .engine()
-      .runKernel(
-        NORM_KERNELS.layer,
-        { x: x.reshape([-1, C]), weight, bias },
-        { eps },
-      ) as tf.Tensor;
-    return y.reshape(x.shape);
-  });
+  return runRowKernel(NORM_KERNELS.layer, x, { weight, bias }, eps);
 }
 
 /** RMSNorm from stock ops: the path on other backends, and the tests' autograd oracle. */
