@@ -32,8 +32,8 @@ import {
   initRuntime,
   LoraModel,
   PretrainedModel,
-  resolveConfig,
   setLoraKernelVariant,
+  trimBufferPool,
   Trainer,
   AdamW,
   clipGradNorm,
@@ -42,8 +42,15 @@ import {
   type LoraCheckCase,
   type StepEvent,
   type TrainBatch,
-  type WeightSource,
 } from "@webtune/core";
+import { loraStepFlops } from "../lib/flops.js";
+import {
+  configWithLayers,
+  dimsOf,
+  randomModel,
+  withLora,
+} from "../lib/models.js";
+import { measureRoof } from "../lib/roof.js";
 
 const env = process.env;
 const SMOKE = env["WEBTUNE_GPU_BENCH_SMOKE"] === "1";
@@ -68,19 +75,12 @@ const DAWN_FLAGS = (
 /** Largest relative error (see relativeError in self_test.ts) that counts as a pass: the tests' tolerance. */
 const TOLERANCE = 1e-4;
 
-/** The gpt2 config (transformers' GPT2Config defaults); SMOKE keeps the widths and cuts depth. */
-const GPT2 = {
-  model_type: "gpt2",
-  vocab_size: 50257,
-  n_positions: 1024,
-  n_embd: 768,
-  n_layer: Number(env["BENCH_LAYERS"] ?? (SMOKE ? 2 : 12)),
-  n_head: 12,
-  activation_function: "gelu_new",
-  layer_norm_epsilon: 1e-5,
-  bos_token_id: 50256,
-  eos_token_id: 50256,
-};
+/** The gpt2 config (benchmarks/lib/models.ts); SMOKE keeps the widths and cuts depth. */
+const GPT2 = configWithLayers(
+  "gpt2",
+  Number(env["BENCH_LAYERS"] ?? (SMOKE ? 2 : 12)),
+);
+const GPT2_DIMS = dimsOf(GPT2);
 const TRAIN = {
   batch: Number(env["BENCH_BATCH"] ?? (SMOKE ? 1 : 4)),
   seq: Number(env["BENCH_SEQ"] ?? (SMOKE ? 32 : 256)),
@@ -140,86 +140,6 @@ function median(xs: number[]): number {
 
 function round(x: number, digits = 3): number {
   return Number(x.toPrecision(digits + 3));
-}
-
-/** Deterministic uniform values in [-1, 1) (xorshift32), fast enough for 124M weights. */
-function uniform(n: number, seed: number, offset: number, scale: number) {
-  const out = new Float32Array(n);
-  let s = (seed * 0x9e3779b1) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = offset + scale * ((s >>> 0) / 2147483648 - 1);
-  }
-  return out;
-}
-
-/** GPT-2 checkpoint names and shapes (Conv1D weights are [in, out]), with random values made on read. */
-function gpt2RandomWeights(c: typeof GPT2): WeightSource {
-  const C = c.n_embd;
-  const shapes: Record<string, number[]> = {
-    "transformer.wte.weight": [c.vocab_size, C],
-    "transformer.wpe.weight": [c.n_positions, C],
-    "transformer.ln_f.weight": [C],
-    "transformer.ln_f.bias": [C],
-  };
-  for (let i = 0; i < c.n_layer; i++) {
-    const p = `transformer.h.${i}`;
-    for (const ln of ["ln_1", "ln_2"]) {
-      shapes[`${p}.${ln}.weight`] = [C];
-      shapes[`${p}.${ln}.bias`] = [C];
-    }
-    const conv: [string, number, number][] = [
-      ["attn.c_attn", C, 3 * C],
-      ["attn.c_proj", C, C],
-      ["mlp.c_fc", C, 4 * C],
-      ["mlp.c_proj", 4 * C, C],
-    ];
-    for (const [m, inF, outF] of conv) {
-      shapes[`${p}.${m}.weight`] = [inF, outF];
-      shapes[`${p}.${m}.bias`] = [outF];
-    }
-  }
-  const names = Object.keys(shapes);
-  return {
-    description: "gpt2 config, random weights",
-    names: () => names,
-    shape: async (name) => shapes[name],
-    read: async (name) => {
-      const shape = shapes[name]!;
-      const n = shape.reduce((a, b) => a * b, 1);
-      const seed = names.indexOf(name) + 1;
-      if (name.endsWith(".bias")) return uniform(n, seed, 0, 0.02);
-      if (/ln_(1|2|f)\.weight$/.test(name)) return uniform(n, seed, 1, 0.1);
-      return uniform(n, seed, 0, 0.04);
-    },
-  };
-}
-
-/**
- * FLOPs of one LoRA training step with a frozen base (multiply-add = 2 FLOPs), per token:
- *   linear:    2·N forward + 2·N for the input gradients backward (frozen weights get no weight gradient),
- *              N = L·(C·3C + C·C + C·4C + 4C·C) + V·C (the four projections per block and the tied LM head);
- *   attention: forward QKᵀ and P·V, 2·T·C each per layer; backward dP, dV, dQ, dK, 2·T·C each: 12·T·C·L
- *              (full T×T, no causal halving);
- *   LoRA:      forward 2·r·(in + out), backward 4·r·(in + out) (dA, dB and the low-rank part of dx), per target.
- * Norms, GELU, softmax and the optimizer are left out. The same formula is used for the PyTorch baseline.
- */
-function loraStepFlops(
-  c: { n_layer: number; n_embd: number; vocab_size: number },
-  batch: number,
-  seq: number,
-  r: number,
-): { linear: number; attention: number; lora: number; total: number } {
-  const C = c.n_embd;
-  const L = c.n_layer;
-  const tokens = batch * seq;
-  const N = L * (3 * C * C + C * C + 4 * C * C + 4 * C * C) + c.vocab_size * C;
-  const linear = 4 * N * tokens;
-  const attention = 12 * seq * C * L * tokens;
-  const lora = 6 * r * (C + 3 * C) * L * tokens;
-  return { linear, attention, lora, total: linear + attention + lora };
 }
 
 /** Puts a Dawn instance made with DAWN_FLAGS on navigator.gpu, where initRuntime() then finds it. */
@@ -360,52 +280,24 @@ async function verifyPart(): Promise<void> {
 }
 
 /** GFLOP/s of n×n·n×n f32 tf.matMul: `reps` products queued, one 1-element readback at the end; best of 3. */
-async function matmulGflops(n: number, reps: number): Promise<number> {
-  const a = tf.randomNormal([n, n]);
-  const b = tf.randomNormal([n, n]);
-  const sync = async (t: tf.Tensor) => {
-    const one = t.slice([0, 0], [1, 1]);
-    await one.data();
-    one.dispose();
-  };
-  const warm = tf.matMul(a, b);
-  await sync(warm);
-  warm.dispose();
-  let best = 0;
-  for (let trial = 0; trial < 3; trial++) {
-    const start = performance.now();
-    let last: tf.Tensor | undefined;
-    for (let i = 0; i < reps; i++) {
-      last?.dispose();
-      last = tf.matMul(a, b);
-    }
-    await sync(last!);
-    const ms = performance.now() - start;
-    last!.dispose();
-    best = Math.max(best, (2 * n ** 3 * reps) / (ms / 1000) / 1e9);
-  }
-  tf.dispose([a, b]);
-  return best;
-}
-
 async function roofPart(): Promise<void> {
-  const sizes: [number, number][] = SMOKE
+  const sizes = SMOKE
     ? [
-        [256, 4],
-        [512, 2],
+        { n: 256, reps: 4 },
+        { n: 512, reps: 2 },
       ]
     : [
-        [1024, 50],
-        [2048, 20],
-        [4096, 10],
+        { n: 1024, reps: 50 },
+        { n: 2048, reps: 20 },
+        { n: 4096, reps: 10 },
       ];
-  const bySize: Record<string, number> = {};
-  result["matmul_gflops"] = bySize;
-  for (const [n, reps] of sizes) {
-    bySize[String(n)] = round(await matmulGflops(n, reps));
-    log(`tf.matMul f32 ${n}×${n}×${n}: ${bySize[String(n)]} GFLOP/s`);
-  }
-  result["roof_gflops"] = Math.max(...Object.values(bySize));
+  const roof = await measureRoof(sizes, 3);
+  for (const [who, bySize] of Object.entries(roof.bySize))
+    for (const [n, g] of Object.entries(bySize))
+      log(`${who} f32 ${n}×${n}×${n}: ${round(g)} GFLOP/s`);
+  result["matmul_gflops"] = roof.bySize;
+  // The PyTorch side compares torch.mm against tf.matMul, so MFU here stays against tf.matMul.
+  result["roof_gflops"] = Math.max(...Object.values(roof.bySize["tf.matMul"]!));
 }
 
 function randomBatch(seed: number): TrainBatch {
@@ -413,7 +305,7 @@ function randomBatch(seed: number): TrainBatch {
   const inputIds = Array.from({ length: TRAIN.batch }, () =>
     Array.from({ length: TRAIN.seq }, () => {
       s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      return s % GPT2.vocab_size;
+      return s % GPT2_DIMS.vocab;
     }),
   );
   return { inputIds, labels: inputIds.map((row) => [...row]) };
@@ -426,16 +318,10 @@ async function buildModel(): Promise<{
 }> {
   const t0 = performance.now();
   const limit = gpuInfo().limits["maxStorageBufferBindingSize"] ?? 1 << 27;
-  const lm = await resolveConfig(GPT2, "gpt2/config.json").load(
-    gpt2RandomWeights(GPT2),
-    limit,
-  );
-  const model = new PretrainedModel(lm, undefined, GPT2, {}, "gpt2 (random)");
-  const peft = new LoraModel(model);
-  peft.addAdapter("default", {
+  const model = await randomModel(GPT2, limit);
+  const peft = withLora(model, {
     r: TRAIN.r,
-    loraAlpha: TRAIN.alpha,
-    loraDropout: TRAIN.dropout,
+    alpha: TRAIN.alpha,
     targetModules: TRAIN.targetModules,
   });
   log(peft.printTrainableParameters());
@@ -480,7 +366,7 @@ async function trainPart(): Promise<void> {
   );
   const tokens = TRAIN.batch * TRAIN.seq;
   const tokensPerSec = (tokens * STEPS) / (timed.ms / 1000);
-  const flops = loraStepFlops(GPT2, TRAIN.batch, TRAIN.seq, TRAIN.r);
+  const flops = loraStepFlops(GPT2_DIMS, TRAIN, TRAIN);
   const gflops = flops.total / (stepMs / 1000) / 1e9;
   const roof = result["roof_gflops"] as number | undefined;
   log(`losses: ${timed.events.map((e) => e.loss.toFixed(4)).join(" ")}`);
@@ -496,7 +382,7 @@ async function trainPart(): Promise<void> {
   );
   const mem = tf.memory() as { numBytesInGPU?: number };
   result["train"] = {
-    config: { ...TRAIN, n_layer: GPT2.n_layer, dtype: "float32" },
+    config: { ...TRAIN, n_layer: GPT2_DIMS.layers, dtype: "float32" },
     params_total: params.total,
     params_trainable: params.trainable,
     warmup_steps: WARMUP,
@@ -625,32 +511,6 @@ function installHooks(): Hooks {
   return hooks;
 }
 
-/** What the Trainer's buffer-pool trim does after every step (a copy of trimBufferPool, which is not exported). */
-function trimPool(floorBytes = 256 * 2 ** 20): number {
-  const pool = (
-    tf.backend() as unknown as {
-      bufferManager?: {
-        freeBuffers: Map<string, GPUBuffer[]>;
-        numFreeBuffers: number;
-        numBytesAllocated: number;
-        numBytesUsed: number;
-      };
-    }
-  ).bufferManager;
-  if (!(pool?.freeBuffers instanceof Map)) return 0;
-  let free = 0;
-  for (const list of pool.freeBuffers.values())
-    for (const buffer of list) free += buffer.size;
-  if (free <= Math.max(floorBytes, pool.numBytesUsed)) return 0;
-  for (const list of pool.freeBuffers.values()) {
-    for (const buffer of list) buffer.destroy();
-    list.length = 0;
-  }
-  pool.numFreeBuffers = 0;
-  pool.numBytesAllocated -= free;
-  return free;
-}
-
 const PROFILE_REPS = Number(env["BENCH_PROFILE_REPS"] ?? (SMOKE ? 1 : 3));
 const PROFILE_STEPS = Number(env["BENCH_PROFILE_STEPS"] ?? (SMOKE ? 1 : 2));
 
@@ -677,7 +537,7 @@ async function profilePart(): Promise<void> {
   const backend = tf.backend() as unknown as WebGPUBackendInternals;
   const { model, peft } = await buildModel();
   const out: Record<string, unknown> = {
-    config: { ...TRAIN, n_layer: GPT2.n_layer, dtype: "float32" },
+    config: { ...TRAIN, n_layer: GPT2_DIMS.layers, dtype: "float32" },
     timestamp_query: backend.supportTimestampQuery,
     dawn_flags: DAWN_FLAGS,
     deferred_submit_batch: tf.env().get("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE"),
@@ -722,7 +582,7 @@ async function profilePart(): Promise<void> {
     const [l] = await Promise.all([loss.data(), gradNorm.data()]);
     losses.push(l![0]!);
     tf.dispose([loss, gradNorm]);
-    return trim ? trimPool() : 0;
+    return trim ? trimBufferPool() : 0;
   };
 
   // Warm-up: pipelines compile and the buffer pool fills.
@@ -859,7 +719,7 @@ async function profilePart(): Promise<void> {
       const enqueued = performance.now();
       await Promise.all([loss.data(), gradNorm.data()]);
       tf.dispose([loss, gradNorm]);
-      const trimmed = trimPool();
+      const trimmed = trimBufferPool();
       return { enqueued, trimmed };
     },
   );
@@ -910,7 +770,7 @@ async function profilePart(): Promise<void> {
     hooks.records = undefined;
     const ms = await Promise.all(records.map((r) => r.query ?? 0));
     profWall.push(performance.now() - t0);
-    trimPool();
+    trimBufferPool();
     let sum = 0;
     records.forEach((r, i) => {
       const t = ms[i]!;

@@ -11,3 +11,4 @@ export type {
   LoraCheckResult,
 } from "./lora_linear/self_test.js";
 export { linear } from "./linear/op.js";
+export { trimBufferPool } from "./tfjs_internals.js";
