@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import Table from "cli-table3";
+import * as prettier from "prettier";
 import { disposeRuntime, initRuntime, nodeFileSource } from "@webtune/core";
 import { launchChromium, serveDemo } from "../scripts/browser.js";
 import {
@@ -228,6 +229,15 @@ function print(run: StampedRun): void {
     console.log(`FAILED ${s}: ${e}`);
 }
 
+/** Writes a file as the repo's Prettier would format it, so that `npm run lint` stays green after a run. */
+async function writeFormatted(file: string, text: string): Promise<void> {
+  const options = (await prettier.resolveConfig(file)) ?? {};
+  await writeFile(
+    file,
+    await prettier.format(text, { ...options, filepath: file }),
+  );
+}
+
 async function save(runs: StampedRun[]): Promise<void> {
   await mkdir(opts.out, { recursive: true });
   for (const run of runs) {
@@ -243,7 +253,7 @@ async function save(runs: StampedRun[]): Promise<void> {
       commit: run.commit,
       date: run.date,
     }));
-    await writeFile(file, `${JSON.stringify({ ...run, records }, null, 1)}\n`);
+    await writeFormatted(file, JSON.stringify({ ...run, records }));
     log(`wrote ${file}`);
   }
   const all: StampedRun[] = [];
@@ -256,7 +266,7 @@ async function save(runs: StampedRun[]): Promise<void> {
   const current = await readFile(opts.resultsMd, "utf8").catch(
     () => "# Benchmark results\n",
   );
-  await writeFile(opts.resultsMd, regenerateResults(current, all));
+  await writeFormatted(opts.resultsMd, regenerateResults(current, all));
   log(`regenerated ${opts.resultsMd} from ${all.length} result files`);
 }
 
