@@ -226,4 +226,21 @@ describe("bad configs and checkpoints", () => {
     expect(() => model.logits([[1, 2], [3]])).toThrow(/rows of equal length/);
     model.dispose();
   });
+
+  it("rejects labels that are neither -100 nor a token id, naming the position, with no tensor left", async (ctx) => {
+    await needGpu(ctx);
+    const model = await load("gpt2");
+    const before = tf.memory().numTensors;
+    expect(() => model.loss([[1, 2, 3]], [[-100, 2, 97]])).toThrow(
+      /label 97 at \[0, 2\] is neither -100 \(ignored\) nor a token id in \[0, 97\)/,
+    );
+    expect(() => model.loss([[1, 2, 3]], [[1, -1, 3]])).toThrow(
+      /label -1 at \[0, 1\]/,
+    );
+    expect(tf.memory().numTensors).toBe(before);
+    const ok = model.loss([[1, 2, 3]], [[-100, 2, 96]]);
+    expect(Number.isFinite((await ok.data())[0])).toBe(true);
+    ok.dispose();
+    model.dispose();
+  });
 });

@@ -237,6 +237,19 @@ export abstract class CausalLM {
     if (labels.length !== B || labels.some((row) => row.length !== T)) {
       throw new ShapeError(`loss: labels must be [${B}, ${T}] like the ids.`);
     }
+    // An out-of-range label would gather a wrong row (or zeros) on the GPU and give a silently wrong loss.
+    const V = this.dims.vocabSize;
+    labels.forEach((row, b) =>
+      row.forEach((label, t) => {
+        const valid =
+          label === IGNORE_INDEX ||
+          (Number.isInteger(label) && label >= 0 && label < V);
+        if (!valid)
+          throw new ShapeError(
+            `loss: label ${label} at [${b}, ${t}] is neither ${IGNORE_INDEX} (ignored) nor a token id in [0, ${V}).`,
+          );
+      }),
+    );
     return labels.flatMap((row) => row.slice(1));
   }
 

@@ -120,7 +120,7 @@ interface Norms {
 
 interface LayerContext {
   rope: { cos: tf.Tensor2D; sin: tf.Tensor2D };
-  mask: tf.Tensor2D;
+  mask: tf.Tensor2D | null;
 }
 
 class Gemma3DecoderLayer {

@@ -75,7 +75,7 @@ class Gpt2Block {
   forward(
     x: tf.Tensor3D,
     config: Gpt2Config,
-    mask: tf.Tensor2D,
+    mask: tf.Tensor2D | null,
     i: number,
     cache?: KVCache,
   ): tf.Tensor3D {

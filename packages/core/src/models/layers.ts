@@ -124,13 +124,16 @@ const MASKED = -1e30;
 /**
  * Additive attention mask [T, S] for T new queries at positions past..past+T-1 over S = past + T keys:
  * 0 where key j is visible (j ≤ i, and i - j < window when a sliding window is set), MASKED elsewhere.
+ * null when every key is visible (one new token with no window cutting into the past, as in decoding): adding
+ * zeros would cost a dispatch per layer and an upload per token.
  */
 export function causalMask(
   T: number,
   past: number,
   window?: number,
-): tf.Tensor2D {
+): tf.Tensor2D | null {
   const S = past + T;
+  if (T === 1 && (window === undefined || S <= window)) return null;
   const mask = new Float32Array(T * S);
   for (let t = 0; t < T; t++) {
     const i = past + t;
@@ -167,7 +170,7 @@ export function attention(
   q: tf.Tensor4D,
   k: tf.Tensor4D,
   v: tf.Tensor4D,
-  mask: tf.Tensor2D,
+  mask: tf.Tensor2D | null,
   scale: number,
   /** Gemma 2-style attention softcapping: cap·tanh(score / cap), before the mask. */
   softcap?: number,
@@ -180,7 +183,8 @@ export function attention(
     const qg = q.reshape([B, G, (H / G) * T, D]);
     let scores = tf.matMul(qg, k, false, true).mul(scale);
     if (softcap !== undefined) scores = scores.div(softcap).tanh().mul(softcap);
-    scores = scores.reshape([B, G, H / G, T, S]).add(mask);
+    scores = scores.reshape([B, G, H / G, T, S]);
+    if (mask) scores = scores.add(mask);
     const probs = tf.softmax(scores, -1).reshape([B, G, (H / G) * T, S]);
     return tf.matMul(probs, v).reshape([B, H, T, D]) as tf.Tensor4D;
   });

@@ -86,7 +86,7 @@ class LlamaDecoderLayer {
     x: tf.Tensor3D,
     c: LlamaConfig,
     rope: { cos: tf.Tensor2D; sin: tf.Tensor2D },
-    mask: tf.Tensor2D,
+    mask: tf.Tensor2D | null,
     i: number,
     cache?: KVCache,
   ): tf.Tensor3D {
