@@ -7,18 +7,9 @@ import {
   type NamedTensorInfoMap,
   type TensorInfo,
 } from "@tensorflow/tfjs";
+import { cpuOutput, cpuValues } from "../cpu_backend.js";
 import { ADAMW_KERNEL, readScalars } from "./attrs.js";
 import { adamwReference } from "./reference.js";
-
-/** The part of tfjs's CPU backend the reference needs. */
-interface CpuBackend {
-  readSync(dataId: object): unknown;
-  makeTensorInfo(
-    shape: number[],
-    dtype: "float32",
-    values: Float32Array,
-  ): TensorInfo;
-}
 
 /** Registers the fused AdamW kernel with tfjs for the 'cpu' backend. */
 export function registerCpuKernel(): void {
@@ -26,10 +17,8 @@ export function registerCpuKernel(): void {
     kernelName: ADAMW_KERNEL,
     backendName: "cpu",
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const cpu = backend as CpuBackend;
       const { param, grad, expAvg, expAvgSq } = inputs as NamedTensorInfoMap;
-      const read = (t: TensorInfo | undefined) =>
-        cpu.readSync(t!.dataId) as Float32Array;
+      const read = (t: TensorInfo | undefined) => cpuValues(backend, t);
       const out = adamwReference(
         {
           param: read(param),
@@ -41,7 +30,7 @@ export function registerCpuKernel(): void {
       );
       const shape = param!.shape;
       return [out.param, out.expAvg, out.expAvgSq].map((values) =>
-        cpu.makeTensorInfo(shape, "float32", values),
+        cpuOutput(backend, shape, values),
       );
     },
   });

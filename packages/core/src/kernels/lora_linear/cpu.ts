@@ -6,8 +6,8 @@ import {
   registerKernel,
   type KernelConfig,
   type NamedTensorInfoMap,
-  type TensorInfo,
 } from "@tensorflow/tfjs";
+import { cpuOutput, cpuValues } from "../cpu_backend.js";
 import { dimsOf, KERNELS, readAttrs } from "./attrs.js";
 import {
   loraForwardReference,
@@ -17,28 +17,6 @@ import {
   projectGradReference,
 } from "./reference.js";
 
-/** The part of tfjs's CPU backend the references need. */
-interface CpuBackend {
-  readSync(dataId: object): unknown;
-  makeTensorInfo(
-    shape: number[],
-    dtype: "float32",
-    values: Float32Array,
-  ): TensorInfo;
-}
-
-function values(backend: unknown, t: TensorInfo | undefined): Float32Array {
-  return (backend as CpuBackend).readSync(t!.dataId) as Float32Array;
-}
-
-function output(
-  backend: unknown,
-  shape: number[],
-  data: Float32Array,
-): TensorInfo {
-  return (backend as CpuBackend).makeTensorInfo(shape, "float32", data);
-}
-
 export function registerCpuKernels(): void {
   const configs: Omit<KernelConfig, "backendName">[] = [
     {
@@ -46,17 +24,17 @@ export function registerCpuKernels(): void {
       kernelFunc: ({ inputs, backend, attrs }) => {
         const { x, W, A, B, bias } = inputs as NamedTensorInfoMap;
         const d = dimsOf(inputs);
-        const bv = bias ? values(backend, bias) : undefined;
+        const bv = bias ? cpuValues(backend, bias) : undefined;
         const y = loraForwardReference(
-          values(backend, x),
-          values(backend, W),
+          cpuValues(backend, x),
+          cpuValues(backend, W),
           bv,
-          values(backend, A),
-          values(backend, B),
+          cpuValues(backend, A),
+          cpuValues(backend, B),
           d,
           readAttrs(attrs!),
         );
-        return output(backend, [d.T, d.OUT], y);
+        return cpuOutput(backend, [d.T, d.OUT], y);
       },
     },
     {
@@ -64,10 +42,14 @@ export function registerCpuKernels(): void {
       kernelFunc: ({ inputs, backend }) => {
         const { dy, B } = inputs as NamedTensorInfoMap;
         const d = dimsOf(inputs);
-        return output(
+        return cpuOutput(
           backend,
           [d.T, d.R],
-          projectGradReference(values(backend, dy), values(backend, B), d),
+          projectGradReference(
+            cpuValues(backend, dy),
+            cpuValues(backend, B),
+            d,
+          ),
         );
       },
     },
@@ -77,14 +59,14 @@ export function registerCpuKernels(): void {
         const { dy, W, g, A } = inputs as NamedTensorInfoMap;
         const d = dimsOf(inputs);
         const dx = loraGradXReference(
-          values(backend, dy),
-          values(backend, W),
-          values(backend, g),
-          values(backend, A),
+          cpuValues(backend, dy),
+          cpuValues(backend, W),
+          cpuValues(backend, g),
+          cpuValues(backend, A),
           d,
           readAttrs(attrs!),
         );
-        return output(backend, [d.T, d.IN], dx);
+        return cpuOutput(backend, [d.T, d.IN], dx);
       },
     },
     {
@@ -92,12 +74,12 @@ export function registerCpuKernels(): void {
       kernelFunc: ({ inputs, backend, attrs }) => {
         const { g, x } = inputs as NamedTensorInfoMap;
         const d = dimsOf(inputs);
-        return output(
+        return cpuOutput(
           backend,
           [d.R, d.IN],
           loraGradAReference(
-            values(backend, g),
-            values(backend, x),
+            cpuValues(backend, g),
+            cpuValues(backend, x),
             d,
             readAttrs(attrs!),
           ),
@@ -110,13 +92,13 @@ export function registerCpuKernels(): void {
         const { dy, x, A } = inputs as NamedTensorInfoMap;
         const d = dimsOf(inputs);
         const dB = loraGradBReference(
-          values(backend, dy),
-          values(backend, x),
-          values(backend, A),
+          cpuValues(backend, dy),
+          cpuValues(backend, x),
+          cpuValues(backend, A),
           d,
           readAttrs(attrs!),
         );
-        return output(backend, [d.OUT, d.R], dB);
+        return cpuOutput(backend, [d.OUT, d.R], dB);
       },
     },
   ];
