@@ -711,28 +711,22 @@ async function profilePart(): Promise<void> {
       return { enqueued };
     },
   );
+  /** The full step as the Trainer takes it, with or without its buffer-pool trim afterwards. */
+  const timedStep = (trim: boolean) => async (i: number, begin: () => void) => {
+    begin();
+    const { loss, gradNorm } = stepSync(batches[i % 8]!);
+    const enqueued = performance.now();
+    await Promise.all([loss.data(), gradNorm.data()]);
+    tf.dispose([loss, gradNorm]);
+    return trim ? { enqueued, trimmed: trimBufferPool() } : { enqueued };
+  };
   phases["step"] = await phase(
     "full step as Trainer (+ pool trim)",
-    async (i, begin) => {
-      begin();
-      const { loss, gradNorm } = stepSync(batches[i % 8]!);
-      const enqueued = performance.now();
-      await Promise.all([loss.data(), gradNorm.data()]);
-      tf.dispose([loss, gradNorm]);
-      const trimmed = trimBufferPool();
-      return { enqueued, trimmed };
-    },
+    timedStep(true),
   );
   phases["step_no_trim"] = await phase(
     "full step, no pool trim",
-    async (i, begin) => {
-      begin();
-      const { loss, gradNorm } = stepSync(batches[i % 8]!);
-      const enqueued = performance.now();
-      await Promise.all([loss.data(), gradNorm.data()]);
-      tf.dispose([loss, gradNorm]);
-      return { enqueued };
-    },
+    timedStep(false),
   );
   one.dispose();
 
