@@ -12,3 +12,21 @@ export type {
 } from "./lora_linear/self_test.js";
 export { linear } from "./linear/op.js";
 export { trimBufferPool } from "./tfjs_internals.js";
+export {
+  PackedMatrix,
+  NF4_LEVELS,
+  BLOCK_SIZE,
+  SUPER_BLOCK_SIZE,
+  isPacked,
+  matrixBytes,
+  matrixTensors,
+} from "./quant/packed.js";
+export type { Matrix, PackedFormat, BlockScales } from "./quant/packed.js";
+export {
+  encodeMatrix,
+  decodeMatrix,
+  uploadPacked,
+  packMatrix,
+} from "./quant/codec.js";
+export type { PackedHost, HostScales, EncodeOptions } from "./quant/codec.js";
+export { gatherRows, dequantizeMatrix } from "./gather/op.js";

@@ -14,9 +14,14 @@ export interface LoraKernelAttrs {
 export const KERNELS = {
   /** {x [T, IN], W, A [R, IN], B [OUT, R], bias? [OUT]} -> y [T, OUT] */
   forward: "WebtuneLoraLinear",
+  /**
+   * The same with a packed W: {x, W (int32 words), WScales, WSuper, A, B, bias?} and the weight attrs
+   * {wFormat, doubleQuant, wOffset} (see `quant/inputs.ts`). 'webgpu' only: other backends dequantize first.
+   */
+  forwardPacked: "WebtuneLoraLinearPacked",
   /** {dy [T, OUT], B} -> g [T, R] */
   projectGrad: "WebtuneLoraProjectGrad",
-  /** {dy, W, g, A} -> dx [T, IN] */
+  /** {dy, W, g, A} (+ WScales, WSuper and the weight attrs for a packed W) -> dx [T, IN] */
   gradX: "WebtuneLoraGradX",
   /** {g, x} -> dA [R, IN] */
   gradA: "WebtuneLoraGradA",

@@ -4,6 +4,14 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, ShapeError } from "../../errors.js";
 import { requireRuntime } from "../../runtime/runtime.js";
+import { dequantizeMatrix } from "../gather/op.js";
+import {
+  checkMatrix,
+  packedKernelInputs,
+  weightAttrs,
+  weightBindings,
+} from "../quant/inputs.js";
+import { isPacked, type Matrix } from "../quant/packed.js";
 import { KERNELS, type LoraKernelAttrs } from "./attrs.js";
 import { registerCpuKernels } from "./cpu.js";
 import { registerLoraGradient } from "./grad.js";
@@ -34,7 +42,9 @@ function ensureRegistered(): void {
  * y = x·W + b + scale · (dropout(x)·Aᵀ)·Bᵀ, fused on WebGPU, with gradients for x, A and B (W and b are frozen).
  *
  * Shapes: x [..., in], W [in, out] or [out, in] (see `weightLayout`), bias [out] or null, A [r, in], B [out, r];
- * y [..., out]. All float32.
+ * y [..., out]. All float32, except that W may be a `PackedMatrix` (f16, int8 or NF4): on WebGPU the kernels
+ * dequantize it inside their tile loads. On other backends (tfjs CPU) a packed W is decoded to a transient f32
+ * copy for each call: correct, but it materialises the weight.
  *
  * @example
  * ```ts
@@ -45,34 +55,43 @@ function ensureRegistered(): void {
  */
 export function loraLinear(
   x: tf.Tensor,
-  W: tf.Tensor2D,
+  W: Matrix,
   bias: tf.Tensor1D | null | undefined,
   A: tf.Tensor2D,
   B: tf.Tensor2D,
   options: LoraLinearOptions,
 ): tf.Tensor {
   const attrs = validate(x, W, bias ?? undefined, A, B, options);
+  if (isPacked(W) && tf.getBackend() !== "webgpu")
+    return tf.tidy(() =>
+      loraLinear(x, dequantizeMatrix(W), bias, A, B, options),
+    );
   const IN = x.shape[x.rank - 1]!;
   const OUT = B.shape[0];
   if (tf.getBackend() === "webgpu") {
     const { info } = requireRuntime();
     checkBindingLimit(
-      { x, W, A, B, y: [x.size / IN, OUT] },
+      { x, A, B, y: [x.size / IN, OUT] },
+      weightBindings("W", W),
       info.limits["maxStorageBufferBindingSize"] ?? Infinity,
     );
   }
   ensureRegistered();
   return tf.tidy(() => {
     const x2d = x.reshape([-1, IN]);
+    const weight = isPacked(W) ? packedKernelInputs(W) : { W };
     const inputs: tf.NamedTensorMap = bias
-      ? { x: x2d, W, A, B, bias }
-      : { x: x2d, W, A, B };
+      ? { x: x2d, ...weight, A, B, bias }
+      : { x: x2d, ...weight, A, B };
     const y = tf
       .engine()
       .runKernel(
-        KERNELS.forward,
+        isPacked(W) ? KERNELS.forwardPacked : KERNELS.forward,
         inputs,
-        attrs as unknown as tf.NamedAttrMap,
+        {
+          ...attrs,
+          ...weightAttrs(W),
+        } as unknown as tf.NamedAttrMap,
       ) as tf.Tensor;
     return y.reshape([...x.shape.slice(0, -1), OUT]);
   });
@@ -81,14 +100,20 @@ export function loraLinear(
 /** Every tensor a kernel binds must fit one storage binding; a larger one would silently read as zeros. */
 function checkBindingLimit(
   tensors: Record<string, tf.Tensor | [number, number]>,
+  weight: [string, number][],
   limit: number,
 ): void {
-  for (const [name, t] of Object.entries(tensors)) {
+  const sized = Object.entries(tensors).map(([name, t]): [string, number] => {
     const shape = Array.isArray(t) ? t : t.shape;
-    const bytes = shape.reduce((a, b) => a * b, 1) * 4;
+    return [
+      `${name} [${shape.join(", ")}]`,
+      shape.reduce((a, b) => a * b, 1) * 4,
+    ];
+  });
+  for (const [name, bytes] of [...sized, ...weight]) {
     if (bytes > limit) {
       throw new ShapeError(
-        `loraLinear: ${name} [${shape.join(", ")}] takes ${bytes} bytes, over this device's maxStorageBufferBindingSize ` +
+        `loraLinear: ${name} takes ${bytes} bytes, over this device's maxStorageBufferBindingSize ` +
           `(${limit} bytes). Use fewer tokens per call, or a GPU with a larger binding limit.`,
       );
     }
@@ -101,7 +126,7 @@ function shapeOf(t: tf.Tensor): string {
 
 function validate(
   x: tf.Tensor,
-  W: tf.Tensor,
+  W: Matrix,
   bias: tf.Tensor | undefined,
   A: tf.Tensor,
   B: tf.Tensor,
@@ -109,7 +134,6 @@ function validate(
 ): LoraKernelAttrs {
   const named: [string, tf.Tensor | undefined][] = [
     ["x", x],
-    ["W", W],
     ["bias", bias],
     ["A", A],
     ["B", B],
@@ -127,8 +151,9 @@ function validate(
   }
   if (x.rank < 1)
     throw new ShapeError(`loraLinear: x must be [..., in], got a scalar.`);
+  const wShape = checkMatrix("loraLinear", "W", W);
+  const wText = `[${wShape.join(", ")}]`;
   for (const [name, t] of [
-    ["W", W],
     ["A", A],
     ["B", B],
   ] as const) {
@@ -145,13 +170,11 @@ function validate(
   }
   const IN = x.shape[x.rank - 1]!;
   const [wIn, OUT] =
-    weightLayout === "in_out"
-      ? [W.shape[0]!, W.shape[1]!]
-      : [W.shape[1]!, W.shape[0]!];
+    weightLayout === "in_out" ? wShape : [wShape[1], wShape[0]];
   const layoutText = weightLayout === "in_out" ? "[in, out]" : "[out, in]";
   if (wIn !== IN) {
     throw new ShapeError(
-      `loraLinear: W ${shapeOf(W)} read as ${layoutText} expects in = ${wIn}, but x ${shapeOf(x)} has ${IN} features.`,
+      `loraLinear: W ${wText} read as ${layoutText} expects in = ${wIn}, but x ${shapeOf(x)} has ${IN} features.`,
     );
   }
   const R = A.shape[0]!;
@@ -166,7 +189,7 @@ function validate(
   }
   if (B.shape[0] !== OUT || B.shape[1] !== R) {
     throw new ShapeError(
-      `loraLinear: B ${shapeOf(B)} must be [out, r] = [${OUT}, ${R}] (out from W ${shapeOf(W)}, r from A ${shapeOf(A)}).`,
+      `loraLinear: B ${shapeOf(B)} must be [out, r] = [${OUT}, ${R}] (out from W ${wText}, r from A ${shapeOf(A)}).`,
     );
   }
   if (bias && (bias.rank !== 1 || bias.shape[0] !== OUT)) {

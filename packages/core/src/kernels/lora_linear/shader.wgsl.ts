@@ -9,9 +9,13 @@
  * Letters: the program computes out[M, N] = outScale · Σ_k X(m, k)·W(k, n)  (+ bias[n])
  *                                         (+ loraScale · keep(m, n) · Σ_r H[m, r]·U(r, n)).
  * X is stored [M, K] ('mk') or [K, M] ('km'); W is stored [K, N] ('kn') or [N, K] ('nk'); U is [R, N] or [N, R].
- * Shapes are uniforms, so one compiled pipeline serves every shape; only layouts, flags and tile sizes are
- * spliced into the source, and all of them are in the shader key.
+ * W may be packed (f16, int8 or NF4 words with block scales, see `quant/packed.ts`): its loaders then dequantize
+ * while they load, so no f32 copy of W is made. Its words bind as array<i32> with one component; the scales
+ * follow the other inputs, and the double-quant offset is the `wOffset` uniform.
+ * Shapes are uniforms, so one compiled pipeline serves every shape; only layouts, formats, flags and tile sizes
+ * are spliced into the source, and all of them are in the shader key.
  */
+import { matrixReadersWGSL, type WeightFormat } from "../quant/shader.wgsl.js";
 import { DROPOUT_WGSL } from "./dropout.js";
 
 export interface MatmulLayout {
@@ -24,7 +28,14 @@ export interface MatmulLayout {
   /** Multiply the low-rank term by the dropout mask at (m, n) (dx of a dropped-out input). */
   lowRankMask: boolean;
   bias: boolean;
+  /** How W is stored: plain f32, or packed (dequantized in the loads). */
+  wFormat: WeightFormat;
+  /** W's block scales are double-quantized (int8 and nf4 only). */
+  doubleQuant: boolean;
 }
+
+/** The layout fields of a plain f32 W, for programs whose W operand is an activation or an adapter. */
+export const F32_W = { wFormat: "float32", doubleQuant: false } as const;
 
 export interface TileConfig {
   /** 'shared': workgroup-memory tiles, for GPUs. 'direct': register tiles read straight from storage, for CPU adapters. */
@@ -33,13 +44,16 @@ export interface TileConfig {
   workgroup: [number, number];
   /** Depth of one K step held in workgroup memory ('shared' only). */
   tileK: number;
-  /** vec4 loads of X (along its contiguous dim) and of W. */
+  /**
+   * vec4 loads of X (along its contiguous dim) and of W. For a packed W, `vec4W` means its 4-element loaders
+   * (one or two words each) are used; the binding itself stays scalar.
+   */
   vec4X: boolean;
   vec4W: boolean;
 }
 
 export const UNIFORMS_WGSL =
-  "M : i32, N : i32, K : i32, R : i32, outScale : f32, loraScale : f32, seedHash : u32, dropThreshold : u32,";
+  "M : i32, N : i32, K : i32, R : i32, outScale : f32, loraScale : f32, seedHash : u32, dropThreshold : u32, wOffset : f32,";
 
 /** A key that names every choice spliced into the source. */
 export function shaderKey(layout: MatmulLayout, tile: TileConfig): string {
@@ -51,6 +65,8 @@ export function shaderKey(layout: MatmulLayout, tile: TileConfig): string {
     layout.lowRank,
     layout.lowRankMask ? "lrmask" : "",
     layout.bias ? "bias" : "",
+    layout.wFormat,
+    layout.doubleQuant ? "dq" : "",
     tile.kind,
     tile.workgroup.join("x"),
     tile.tileK,
@@ -68,9 +84,12 @@ function scalarLoaders(layout: MatmulLayout, tile: TileConfig): string {
   const xRead = tile.vec4X
     ? `X[(${xIndex}) / 4][(${xIndex}) % 4]`
     : `X[${xIndex}]`;
-  const wRead = tile.vec4W
-    ? `W[(${wIndex}) / 4][(${wIndex}) % 4]`
-    : `W[${wIndex}]`;
+  const wRead =
+    layout.wFormat !== "float32"
+      ? `wAt(${wIndex})`
+      : tile.vec4W
+        ? `W[(${wIndex}) / 4][(${wIndex}) % 4]`
+        : `W[${wIndex}]`;
   const xMask = layout.dropout === "x" ? ` * dropoutKeep(${xIndex})` : "";
   const wMask = layout.dropout === "w" ? ` * dropoutKeep(${wIndex})` : "";
   return `
@@ -80,7 +99,8 @@ fn loadW(k: i32, n: i32) -> f32 { return ${wRead}${wMask}; }`;
 
 /**
  * Four consecutive elements of an operand along one of its dims. Where the storage is contiguous along that dim
- * and vec4-typed, that is one 16-byte load (times the dropout mask, if any); elsewhere four scalar loads.
+ * and vec4-typed, that is one 16-byte load (times the dropout mask, if any); a packed W reads its words there
+ * (`wAt4`); elsewhere four scalar loads.
  */
 function vectorLoaders(layout: MatmulLayout, tile: TileConfig): string {
   const mask4 = (i: string) =>
@@ -88,48 +108,48 @@ function vectorLoaders(layout: MatmulLayout, tile: TileConfig): string {
   const loader = (
     fn: string,
     args: string,
-    vectorIndex: string | undefined,
+    vector: { index: string; read: string } | undefined,
     masked: boolean,
     scalars: string,
   ) =>
-    vectorIndex !== undefined
-      ? `fn ${fn}(${args}) -> vec4<f32> { let i = ${vectorIndex}; return ${masked ? `X_OR_W[i / 4] * ${mask4("i")}` : "X_OR_W[i / 4]"}; }`
+    vector !== undefined
+      ? `fn ${fn}(${args}) -> vec4<f32> { let i = ${vector.index}; return ${vector.read}${masked ? ` * ${mask4("i")}` : ""}; }`
       : `fn ${fn}(${args}) -> vec4<f32> { return vec4<f32>(${scalars}); }`;
-  const xMk = layout.xLayout === "mk" && tile.vec4X;
-  const xKm = layout.xLayout === "km" && tile.vec4X;
-  const wKn = layout.wLayout === "kn" && tile.vec4W;
-  const wNk = layout.wLayout === "nk" && tile.vec4W;
+  const xRead = "X[i / 4]";
+  const wRead = layout.wFormat === "float32" ? "W[i / 4]" : "wAt4(i)";
+  const when = (on: boolean, index: string, read: string) =>
+    on ? { index, read } : undefined;
   const xMasked = layout.dropout === "x";
   const wMasked = layout.dropout === "w";
   return [
     loader(
       "loadX4k",
       "m: i32, k: i32",
-      xMk ? "m * uniforms.K + k" : undefined,
+      when(layout.xLayout === "mk" && tile.vec4X, "m * uniforms.K + k", xRead),
       xMasked,
       "loadX(m, k), loadX(m, k + 1), loadX(m, k + 2), loadX(m, k + 3)",
-    ).replace("X_OR_W", "X"),
+    ),
     loader(
       "loadX4m",
       "m: i32, k: i32",
-      xKm ? "k * uniforms.M + m" : undefined,
+      when(layout.xLayout === "km" && tile.vec4X, "k * uniforms.M + m", xRead),
       xMasked,
       "loadX(m, k), loadX(m + 1, k), loadX(m + 2, k), loadX(m + 3, k)",
-    ).replace("X_OR_W", "X"),
+    ),
     loader(
       "loadW4n",
       "k: i32, n: i32",
-      wKn ? "k * uniforms.N + n" : undefined,
+      when(layout.wLayout === "kn" && tile.vec4W, "k * uniforms.N + n", wRead),
       wMasked,
       "loadW(k, n), loadW(k, n + 1), loadW(k, n + 2), loadW(k, n + 3)",
-    ).replace("X_OR_W", "W"),
+    ),
     loader(
       "loadW4k",
       "k: i32, n: i32",
-      wNk ? "n * uniforms.K + k" : undefined,
+      when(layout.wLayout === "nk" && tile.vec4W, "n * uniforms.K + k", wRead),
       wMasked,
       "loadW(k, n), loadW(k + 1, n), loadW(k + 2, n), loadW(k + 3, n)",
-    ).replace("X_OR_W", "W"),
+    ),
   ].join("\n");
 }
 
@@ -294,13 +314,17 @@ fn main() {
 }
 
 /**
- * Register tiling without workgroup memory, for adapters that run shaders on CPU cores (lavapipe, SwiftShader):
- * there, barriers are costly and caches already do what workgroup memory would. Each invocation reads its
- * 4 rows of X and 4 columns of W straight from storage; rows and columns past the edge are clamped for the
- * reads and skipped at the store, so the k loop carries no bounds checks.
+ * The 4 k × 4 n block of W at (k, col0) as a matrix whose column j is row k + j over the 4 columns. Past the
+ * right edge the columns repeat the last one (never stored). Where W is [N, K] with vec4 loads along k, the block
+ * is 4 column loads transposed: 4 vector (or packed-word) loads instead of 16 scalar ones.
  */
-function directBody(tile: TileConfig): string {
-  const [wx, wy] = tile.workgroup;
+function wBlockLoader(layout: MatmulLayout, tile: TileConfig): string {
+  if (layout.wLayout === "nk" && tile.vec4W)
+    return `
+fn loadWBlock(k: i32, col0: i32, full: bool) -> mat4x4<f32> {
+  let c = uniforms.N - 1;
+  return transpose(mat4x4<f32>(loadW4k(k, col0), loadW4k(k, min(col0 + 1, c)), loadW4k(k, min(col0 + 2, c)), loadW4k(k, min(col0 + 3, c))));
+}`;
   return `
 // Columns col0..col0+3 of row k of W; past the right edge they repeat the last column (never stored).
 fn loadWCols(k: i32, col0: i32, full: bool) -> vec4<f32> {
@@ -308,6 +332,20 @@ fn loadWCols(k: i32, col0: i32, full: bool) -> vec4<f32> {
   let c = uniforms.N - 1;
   return vec4<f32>(loadW(k, col0), loadW(k, min(col0 + 1, c)), loadW(k, min(col0 + 2, c)), loadW(k, min(col0 + 3, c)));
 }
+fn loadWBlock(k: i32, col0: i32, full: bool) -> mat4x4<f32> {
+  return mat4x4<f32>(loadWCols(k, col0, full), loadWCols(k + 1, col0, full), loadWCols(k + 2, col0, full), loadWCols(k + 3, col0, full));
+}`;
+}
+
+/**
+ * Register tiling without workgroup memory, for adapters that run shaders on CPU cores (lavapipe, SwiftShader):
+ * there, barriers are costly and caches already do what workgroup memory would. Each invocation reads its
+ * 4 rows of X and 4 columns of W straight from storage; rows and columns past the edge are clamped for the
+ * reads and skipped at the store, so the k loop carries no bounds checks.
+ */
+function directBody(layout: MatmulLayout, tile: TileConfig): string {
+  const [wx, wy] = tile.workgroup;
+  return `${wBlockLoader(layout, tile)}
 
 fn main() {
   let row0 = i32(globalId.y) * 4;
@@ -318,24 +356,22 @@ fn main() {
   let m3 = min(row0 + 3, uniforms.M - 1);
   let full = col0 + 3 < uniforms.N;
   var acc: array<vec4<f32>, 4>;
-  // Four k at a time: 4 reads of 4 consecutive k per row of X, 4 column reads of W, 16 vec4 FMAs.
+  // Four k at a time: 4 reads of 4 consecutive k per row of X, one 4 × 4 block of W, 16 vec4 FMAs.
   let k4 = uniforms.K - uniforms.K % 4;
   for (var k = 0; k < k4; k += 4) {
-    let b0 = loadWCols(k, col0, full);
-    let b1 = loadWCols(k + 1, col0, full);
-    let b2 = loadWCols(k + 2, col0, full);
-    let b3 = loadWCols(k + 3, col0, full);
+    let b = loadWBlock(k, col0, full);
     let a0 = loadX4k(row0, k);
     let a1 = loadX4k(m1, k);
     let a2 = loadX4k(m2, k);
     let a3 = loadX4k(m3, k);
-    acc[0] = fma(vec4<f32>(a0.x), b0, fma(vec4<f32>(a0.y), b1, fma(vec4<f32>(a0.z), b2, fma(vec4<f32>(a0.w), b3, acc[0]))));
-    acc[1] = fma(vec4<f32>(a1.x), b0, fma(vec4<f32>(a1.y), b1, fma(vec4<f32>(a1.z), b2, fma(vec4<f32>(a1.w), b3, acc[1]))));
-    acc[2] = fma(vec4<f32>(a2.x), b0, fma(vec4<f32>(a2.y), b1, fma(vec4<f32>(a2.z), b2, fma(vec4<f32>(a2.w), b3, acc[2]))));
-    acc[3] = fma(vec4<f32>(a3.x), b0, fma(vec4<f32>(a3.y), b1, fma(vec4<f32>(a3.z), b2, fma(vec4<f32>(a3.w), b3, acc[3]))));
+    acc[0] = fma(vec4<f32>(a0.x), b[0], fma(vec4<f32>(a0.y), b[1], fma(vec4<f32>(a0.z), b[2], fma(vec4<f32>(a0.w), b[3], acc[0]))));
+    acc[1] = fma(vec4<f32>(a1.x), b[0], fma(vec4<f32>(a1.y), b[1], fma(vec4<f32>(a1.z), b[2], fma(vec4<f32>(a1.w), b[3], acc[1]))));
+    acc[2] = fma(vec4<f32>(a2.x), b[0], fma(vec4<f32>(a2.y), b[1], fma(vec4<f32>(a2.z), b[2], fma(vec4<f32>(a2.w), b[3], acc[2]))));
+    acc[3] = fma(vec4<f32>(a3.x), b[0], fma(vec4<f32>(a3.y), b[1], fma(vec4<f32>(a3.z), b[2], fma(vec4<f32>(a3.w), b[3], acc[3]))));
   }
+  let c = uniforms.N - 1;
   for (var k = k4; k < uniforms.K; k++) {
-    let b = loadWCols(k, col0, full);
+    let b = vec4<f32>(loadW(k, col0), loadW(k, min(col0 + 1, c)), loadW(k, min(col0 + 2, c)), loadW(k, min(col0 + 3, c)));
     acc[0] = fma(vec4<f32>(loadX(row0, k)), b, acc[0]);
     acc[1] = fma(vec4<f32>(loadX(m1, k)), b, acc[1]);
     acc[2] = fma(vec4<f32>(loadX(m2, k)), b, acc[2]);
@@ -350,9 +386,20 @@ fn main() {
 export function matmulShader(layout: MatmulLayout, tile: TileConfig): string {
   return [
     layout.dropout !== "none" || layout.lowRankMask ? DROPOUT_WGSL : "",
+    layout.wFormat === "float32"
+      ? ""
+      : matrixReadersWGSL(
+          "W",
+          "w",
+          layout.wFormat,
+          layout.doubleQuant,
+          "uniforms.wOffset",
+        ),
     scalarLoaders(layout, tile),
     vectorLoaders(layout, tile),
     epilogue(layout),
-    tile.kind === "shared" ? sharedBody(layout, tile) : directBody(tile),
+    tile.kind === "shared"
+      ? sharedBody(layout, tile)
+      : directBody(layout, tile),
   ].join("\n");
 }

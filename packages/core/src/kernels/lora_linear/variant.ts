@@ -27,6 +27,7 @@ export function chooseTile(
   const kind: KernelKind =
     forcedKind ?? (softwareAdapter ? "direct" : "shared");
   const vec4X = layout.xLayout === "mk" ? shape.K % 4 === 0 : shape.M % 4 === 0;
+  // A packed W takes its 4-element loaders under the same condition: 4 stored neighbours start at a multiple of 4.
   const vec4W = layout.wLayout === "kn" ? shape.N % 4 === 0 : shape.K % 4 === 0;
   // Narrow outputs (N = rank) get a tall tile, short ones (M = rank) a wide tile, so few invocations idle.
   let workgroup: [number, number] = [16, 16];

@@ -15,12 +15,19 @@ import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { isSoftwareGpu } from "../../runtime/runtime.js";
 import { dropoutUniforms } from "./dropout.js";
 import {
+  F32_W,
   matmulShader,
   shaderKey,
   UNIFORMS_WGSL,
   type MatmulLayout,
   type TileConfig,
 } from "./shader.wgsl.js";
+import { scaleBindingNames } from "../quant/shader.wgsl.js";
+import {
+  readWeightAttrs,
+  scaleInputs,
+  type WeightAttrs,
+} from "../quant/inputs.js";
 import { chooseTile, type ProblemShape } from "./variant.js";
 import {
   dimsOf,
@@ -35,7 +42,7 @@ import {
   type NamedTensorInfoMap,
 } from "@tensorflow/tfjs";
 
-/** tfjs's view of one configured matmul: out[M, N], inputs X, W and optionally H, U, bias. */
+/** tfjs's view of one configured matmul: out[M, N], inputs X, W and optionally H, U, bias, then W's scales. */
 class LoraMatmulProgram implements WebGPUProgram {
   outputShape: number[];
   shaderKey: string;
@@ -55,8 +62,13 @@ class LoraMatmulProgram implements WebGPUProgram {
     this.variableNames = ["X", "W"];
     if (layout.lowRank !== "none") this.variableNames.push("H", "U");
     if (layout.bias) this.variableNames.push("bias");
+    this.variableNames.push(
+      ...scaleBindingNames("W", layout.wFormat, layout.doubleQuant),
+    );
+    // A packed W is int32 words read one at a time: only an f32 W binds as vec4.
+    const vec4W = tile.vec4W && layout.wFormat === "float32";
     this.variableComponents = this.variableNames.map((name) =>
-      (name === "X" && tile.vec4X) || (name === "W" && tile.vec4W) ? 4 : 1,
+      (name === "X" && tile.vec4X) || (name === "W" && vec4W) ? 4 : 1,
     );
     this.workgroupSize = [tile.workgroup[0], tile.workgroup[1], 1];
     this.dispatch = webgpu_util.computeDispatch(
@@ -76,7 +88,11 @@ class LoraMatmulProgram implements WebGPUProgram {
 interface MatmulCall {
   shape: ProblemShape & { R?: number };
   layout: MatmulLayout;
+  /** X, W[, H, U][, bias]: the order of the program's bindings. */
   inputs: TensorInfo[];
+  /** A packed W's scale tensors (bound last) and double-quant offset. */
+  wScales?: TensorInfo[];
+  wOffset?: number;
   outScale?: number;
   loraScale?: number;
   dropout?: { p: number; seed: number };
@@ -100,15 +116,43 @@ export function runLoraMatmul(
     { type: "float32", data: [call.loraScale ?? 0] },
     { type: "uint32", data: [mask.seedHash] },
     { type: "uint32", data: [mask.threshold] },
+    { type: "float32", data: [call.wOffset ?? 0] },
   ];
-  return runProgram(backend, program, call.inputs, uniforms);
+  const inputs = [...call.inputs, ...(call.wScales ?? [])];
+  return runProgram(backend, program, inputs, uniforms);
 }
 
 const NO_EPILOGUE = {
   lowRank: "none",
   lowRankMask: false,
   bias: false,
+  ...F32_W,
 } as const;
+
+/** A frozen weight as the matmuls bind it: the words (or f32 values), then how they are stored. */
+export interface WeightInput {
+  W: TensorInfo;
+  attrs: WeightAttrs;
+  /** The scale tensors a packed W binds, in binding order (see `scaleInputs`). */
+  scales: TensorInfo[];
+}
+
+/** The layout fields and call fields that bind W as stored. */
+function weightCall(w: WeightInput) {
+  return {
+    layout: { wFormat: w.attrs.wFormat, doubleQuant: w.attrs.doubleQuant },
+    call: { wScales: w.scales, wOffset: w.attrs.wOffset },
+  };
+}
+
+/** The weight a kernel received: W, its packed parts (if any) and the attrs that say how it is stored. */
+export function weightInput(
+  inputs: NamedTensorInfoMap,
+  attrs: Record<string, unknown>,
+): WeightInput {
+  const a = readWeightAttrs(attrs);
+  return { W: inputs["W"]!, attrs: a, scales: scaleInputs(inputs, a) };
+}
 
 /** keep = 1 / (1 - p): inverted dropout scales the kept elements up. */
 export function keepScale(p: number): number {
@@ -142,14 +186,15 @@ export function loraForward(
   backend: WebGPUBackend,
   inputs: {
     x: TensorInfo;
-    W: TensorInfo;
+    W: WeightInput;
     A: TensorInfo;
     B: TensorInfo;
     bias?: TensorInfo;
   },
   a: LoraKernelAttrs,
 ): TensorInfo {
-  const { x, W, A, B, bias } = inputs;
+  const { x, A, B, bias } = inputs;
+  const W = weightCall(inputs.W);
   const d = dimsOf({ x, A, B });
   const h = projectDown(backend, x, A, d, a);
   try {
@@ -162,9 +207,11 @@ export function loraForward(
         lowRank: "nr",
         lowRankMask: false,
         bias: bias !== undefined,
+        ...W.layout,
       },
-      inputs: bias ? [x, W, h, B, bias] : [x, W, h, B],
+      inputs: bias ? [x, inputs.W.W, h, B, bias] : [x, inputs.W.W, h, B],
       loraScale: a.scale,
+      ...W.call,
     });
   } finally {
     disposeIntermediate(backend, h);
@@ -188,10 +235,11 @@ export function projectGrad(
 /** dx[T, IN] = dy·Wᵀ + s·keep · mask ∘ (g·A). */
 export function loraGradX(
   backend: WebGPUBackend,
-  inputs: { dy: TensorInfo; W: TensorInfo; g: TensorInfo; A: TensorInfo },
+  inputs: { dy: TensorInfo; W: WeightInput; g: TensorInfo; A: TensorInfo },
   d: LoraDims,
   a: LoraKernelAttrs,
 ): TensorInfo {
+  const W = weightCall(inputs.W);
   return runLoraMatmul(backend, {
     shape: { M: d.T, N: d.IN, K: d.OUT, R: d.R },
     layout: {
@@ -202,10 +250,12 @@ export function loraGradX(
       lowRank: "rn",
       lowRankMask: a.dropout > 0,
       bias: false,
+      ...W.layout,
     },
-    inputs: [inputs.dy, inputs.W, inputs.g, inputs.A],
+    inputs: [inputs.dy, inputs.W.W, inputs.g, inputs.A],
     loraScale: a.scale * keepScale(a.dropout),
     dropout: { p: a.dropout, seed: a.seed },
+    ...W.call,
   });
 }
 
@@ -249,18 +299,19 @@ export function loraGradB(
 
 /** Registers the WGSL kernels with tfjs for the 'webgpu' backend. */
 export function registerWebGPUKernels(): void {
+  // The f32 and packed forward kernels differ only in the inputs tfjs saves for the gradient.
+  const forward: KernelConfig["kernelFunc"] = ({ inputs, backend, attrs }) => {
+    const { x, A, B, bias } = inputs as NamedTensorInfoMap;
+    const W = weightInput(inputs as NamedTensorInfoMap, attrs!);
+    return loraForward(
+      webgpuBackendOf(backend),
+      { x: x!, W, A: A!, B: B!, bias },
+      readAttrs(attrs!),
+    );
+  };
   const configs: Omit<KernelConfig, "backendName">[] = [
-    {
-      kernelName: KERNELS.forward,
-      kernelFunc: ({ inputs, backend, attrs }) => {
-        const { x, W, A, B, bias } = inputs as NamedTensorInfoMap;
-        return loraForward(
-          webgpuBackendOf(backend),
-          { x: x!, W: W!, A: A!, B: B!, bias },
-          readAttrs(attrs!),
-        );
-      },
-    },
+    { kernelName: KERNELS.forward, kernelFunc: forward },
+    { kernelName: KERNELS.forwardPacked, kernelFunc: forward },
     {
       kernelName: KERNELS.projectGrad,
       kernelFunc: ({ inputs, backend }) => {
@@ -272,11 +323,12 @@ export function registerWebGPUKernels(): void {
     {
       kernelName: KERNELS.gradX,
       kernelFunc: ({ inputs, backend, attrs }) => {
-        const { dy, W, g, A } = inputs as NamedTensorInfoMap;
+        const { dy, g, A } = inputs as NamedTensorInfoMap;
+        const W = weightInput(inputs as NamedTensorInfoMap, attrs!);
         const d = dimsOf(inputs);
         return loraGradX(
           webgpuBackendOf(backend),
-          { dy: dy!, W: W!, g: g!, A: A! },
+          { dy: dy!, W, g: g!, A: A! },
           d,
           readAttrs(attrs!),
         );

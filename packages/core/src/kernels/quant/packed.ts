@@ -93,16 +93,16 @@ export class PackedMatrix {
 /** A frozen weight: a plain f32 tensor, or a packed one. */
 export type Matrix = tf.Tensor2D | PackedMatrix;
 
-export function isPacked(m: Matrix): m is PackedMatrix {
+export function isPacked(m: tf.Tensor | PackedMatrix): m is PackedMatrix {
   return m instanceof PackedMatrix;
 }
 
-/** The tensors a weight is made of, for disposal and memory accounting. */
-export function matrixTensors(m: Matrix): tf.Tensor[] {
+/** The tensors a weight (or a norm vector) is made of, for disposal and memory accounting. */
+export function matrixTensors(m: tf.Tensor | PackedMatrix): tf.Tensor[] {
   return isPacked(m) ? m.tensors() : [m];
 }
 
-/** Bytes a weight takes on the GPU. */
-export function matrixBytes(m: Matrix): number {
+/** Bytes a weight (or a norm vector) takes on the GPU. */
+export function matrixBytes(m: tf.Tensor | PackedMatrix): number {
   return isPacked(m) ? m.bytes : m.size * 4;
 }
