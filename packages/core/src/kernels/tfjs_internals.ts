@@ -192,21 +192,72 @@ interface BufferPool {
 
 const MiB = 1 << 20;
 
-/** The (size, usage) pairs each pool was asked for since the last trim; present once tracking is installed. */
-const requested = new WeakMap<BufferPool, Set<string>>();
+/** What webtune records about a pool: the (size, usage) pairs asked for since the last trim, and the peak in use. */
+interface PoolRecord {
+  requested: Set<string>;
+  /** The most bytes of buffers in use at once since `resetPeakBufferBytes`. */
+  peakUsed: number;
+  /** False until the first trim call: the first call starts the request bookkeeping and frees nothing. */
+  trimStarted: boolean;
+}
 
-/** The sizes a pool handed out since the last trim; undefined on the first call, which starts the recording. */
-function trackRequests(pool: BufferPool): Set<string> | undefined {
-  const seen = requested.get(pool);
+const records = new WeakMap<BufferPool, PoolRecord>();
+
+/** The record of a pool, wrapping its `acquireBuffer` once so that every buffer handed out is seen. */
+function recordOf(pool: BufferPool): PoolRecord {
+  const seen = records.get(pool);
   if (seen) return seen;
-  const keys = new Set<string>();
-  requested.set(pool, keys);
+  const record: PoolRecord = {
+    requested: new Set(),
+    peakUsed: pool.numBytesUsed,
+    trimStarted: false,
+  };
+  records.set(pool, record);
   const acquire = pool.acquireBuffer.bind(pool);
   pool.acquireBuffer = (size, usage, ...rest) => {
-    keys.add(`${size}:${usage}`);
-    return acquire(size, usage, ...rest);
+    record.requested.add(`${size}:${usage}`);
+    const buffer = acquire(size, usage, ...rest);
+    if (pool.numBytesUsed > record.peakUsed)
+      record.peakUsed = pool.numBytesUsed;
+    return buffer;
   };
-  return undefined;
+  return record;
+}
+
+function webgpuPool(): BufferPool | undefined {
+  if (tf.getBackend() !== "webgpu") return undefined;
+  const pool = (tf.backend() as unknown as { bufferManager?: BufferPool })
+    .bufferManager;
+  return pool?.freeBuffers instanceof Map ? pool : undefined;
+}
+
+/** GPU buffer bytes of tfjs-backend-webgpu: in use by live data, allocated (pool included), and peak in use. */
+export interface BufferBytes {
+  used: number;
+  allocated: number;
+  peakUsed: number;
+}
+
+/**
+ * Buffer bytes on the WebGPU backend, read from its buffer manager (tfjs's own `tf.memory()` counts tensors, and
+ * counts a reshaped view twice); undefined on other backends. The peak counts from the first call (or
+ * `resetPeakBufferBytes`), and includes buffers whose release tfjs defers until their commands are submitted.
+ */
+export function bufferBytes(): BufferBytes | undefined {
+  const pool = webgpuPool();
+  if (!pool) return undefined;
+  const record = recordOf(pool);
+  return {
+    used: pool.numBytesUsed,
+    allocated: pool.numBytesAllocated,
+    peakUsed: Math.max(record.peakUsed, pool.numBytesUsed),
+  };
+}
+
+/** Starts a new peak: from now on, `bufferBytes().peakUsed` is the most in use since this call. */
+export function resetPeakBufferBytes(): void {
+  const pool = webgpuPool();
+  if (pool) recordOf(pool).peakUsed = pool.numBytesUsed;
 }
 
 /**
@@ -221,12 +272,15 @@ function trackRequests(pool: BufferPool): Set<string> | undefined {
  * A no-op on other backends.
  */
 export function trimBufferPool(floorBytes = 256 * MiB): number {
-  if (tf.getBackend() !== "webgpu") return 0;
-  const pool = (tf.backend() as unknown as { bufferManager?: BufferPool })
-    .bufferManager;
-  if (!(pool?.freeBuffers instanceof Map)) return 0;
-  const recent = trackRequests(pool);
-  if (!recent) return 0;
+  const pool = webgpuPool();
+  if (!pool) return 0;
+  const record = recordOf(pool);
+  const recent = record.requested;
+  if (!record.trimStarted) {
+    record.trimStarted = true;
+    recent.clear();
+    return 0;
+  }
   let pooled = 0;
   for (const list of pool.freeBuffers.values())
     for (const buffer of list) pooled += buffer.size;
@@ -247,4 +301,171 @@ export function trimBufferPool(floorBytes = 256 * MiB): number {
   }
   recent.clear();
   return freed;
+}
+
+/** tfjs-core's record of one kernel call on the gradient tape. */
+interface TapeNode {
+  id: number;
+  kernelName: string;
+  inputs: Record<string, tf.Tensor>;
+  outputs: tf.Tensor[];
+  saved?: tf.Tensor[];
+  gradient?: (dys: (tf.Tensor | null)[]) => Record<string, () => tf.Tensor>;
+}
+
+/** The part of tfjs-core's Engine that `engine.gradients` drives. */
+interface TapeEngine {
+  state: { activeTape: TapeNode[] | null; gradientDepth: number };
+  startTape(): void;
+  endTape(): void;
+  scopedRun<T>(start: () => void, end: () => void, f: () => T): T;
+  tidy<T extends tf.TensorContainer>(name: string, f: () => T): T;
+}
+
+/** The nodes on a path from some x to y, each with only the inputs that depend on an x (tfjs's own filter). */
+function nodesFromXToY(
+  tape: TapeNode[],
+  xs: tf.Tensor[],
+  y: tf.Tensor,
+): TapeNode[] {
+  const fromX = new Set(xs.map((x) => x.id));
+  const nodesFromX = new Set<number>();
+  for (const node of tape) {
+    if (Object.values(node.inputs).some((t) => fromX.has(t.id))) {
+      nodesFromX.add(node.id);
+      for (const o of node.outputs) fromX.add(o.id);
+    }
+  }
+  const toY = new Set([y.id]);
+  const nodesToY = new Set<number>();
+  for (let i = tape.length - 1; i >= 0; i--) {
+    const node = tape[i]!;
+    if (node.outputs.some((o) => toY.has(o.id))) {
+      nodesToY.add(node.id);
+      for (const t of Object.values(node.inputs)) toY.add(t.id);
+    }
+  }
+  return tape
+    .filter((n) => nodesFromX.has(n.id) && nodesToY.has(n.id))
+    .map((n) => ({
+      ...n,
+      inputs: Object.fromEntries(
+        Object.entries(n.inputs).filter(([, t]) => fromX.has(t.id)),
+      ),
+    }));
+}
+
+function disposeSaved(node: TapeNode): void {
+  for (const t of node.saved ?? []) t.dispose();
+}
+
+/**
+ * `tf.engine().gradients` with the same results, but a backward pass that frees memory as it goes. tfjs keeps
+ * every tensor the forward pass saved, and every intermediate gradient, until the whole backward pass ends: for a
+ * 32-layer model that doubles the peak. Here a node's saved tensors and its outputs' gradients are disposed as
+ * soon as the node's input gradients exist (no other node reads them), and the saved tensors of nodes that lie
+ * on no path from xs to y are disposed before the backward pass starts. Nested inside another backward pass (as a
+ * checkpointed block's recomputation is), the outer tape is kept and restored.
+ */
+export function gradientsFreeingAsTheyGo(
+  f: () => tf.Tensor,
+  xs: tf.Tensor[],
+  dy?: tf.Tensor,
+): { value: tf.Tensor; grads: (tf.Tensor | null)[] } {
+  const engine = tf.engine() as unknown as TapeEngine;
+  const outerTape = engine.state.activeTape;
+  // Higher-order gradients (an enclosing tape still recording) need every saved tensor until the end.
+  const eager = engine.state.gradientDepth === 0;
+  try {
+    const y = engine.scopedRun(
+      () => engine.startTape(),
+      () => engine.endTape(),
+      () => engine.tidy("forward", f),
+    );
+    const tape = engine.state.activeTape ?? [];
+    const path = nodesFromXToY(tape, xs, y);
+    const onPath = new Set(path.map((n) => n.id));
+    if (eager) for (const n of tape) if (!onPath.has(n.id)) disposeSaved(n);
+    return engine.tidy("backward", () => {
+      const seed = dy ?? tf.onesLike(y);
+      const grads = new Map<number, tf.Tensor>([[y.id, seed]]);
+      const keep = new Set([seed, ...xs].map((t) => t.id));
+      for (let i = path.length - 1; i >= 0; i--) {
+        const node = path[i]!;
+        backpropNode(node, grads, engine);
+        if (!eager) continue;
+        disposeSaved(node);
+        for (const o of node.outputs) {
+          const g = grads.get(o.id);
+          if (g && !keep.has(o.id) && g !== seed) {
+            g.dispose();
+            grads.delete(o.id);
+          }
+        }
+      }
+      const out = xs.map((x) => grads.get(x.id) ?? null);
+      if (eager) for (const n of tape) disposeSaved(n);
+      return { value: y, grads: out } as unknown as tf.TensorContainer;
+    }) as unknown as { value: tf.Tensor; grads: (tf.Tensor | null)[] };
+  } finally {
+    if (eager) engine.state.activeTape = outerTape;
+  }
+}
+
+/** One node of the backward pass, as tfjs's `backpropagateGradients` does it: dys in, input gradients added up. */
+function backpropNode(
+  node: TapeNode,
+  grads: Map<number, tf.Tensor>,
+  engine: TapeEngine,
+): void {
+  if (!node.gradient)
+    throw new ShapeError(
+      `Cannot compute gradient: gradient function not found for ${node.kernelName}.`,
+    );
+  const inputGrads = node.gradient(
+    node.outputs.map((o) => grads.get(o.id) ?? null),
+  );
+  for (const [name, x] of Object.entries(node.inputs)) {
+    const grad = inputGrads[name];
+    if (!grad)
+      throw new ShapeError(
+        `Cannot backprop through input ${name} of ${node.kernelName}.`,
+      );
+    const dx = engine.tidy(`grad ${node.kernelName}`, grad);
+    if (dx.shape.join() !== x.shape.join())
+      throw new ShapeError(
+        `The gradient of ${node.kernelName}'s input ${name} is [${dx.shape.join(", ")}], but the input is [${x.shape.join(", ")}].`,
+      );
+    const sum = grads.get(x.id);
+    if (!sum) grads.set(x.id, dx);
+    else {
+      grads.set(x.id, tf.add(sum, dx));
+      sum.dispose();
+      dx.dispose();
+    }
+  }
+}
+
+/**
+ * `tf.variableGrads` on `gradientsFreeingAsTheyGo`: the loss and the gradient of each variable that reaches it,
+ * keyed by variable name (variables the loss does not read get none, as in tfjs).
+ */
+export function variableGradsFreeingAsTheyGo(
+  f: () => tf.Scalar,
+  variables: tf.Variable[],
+): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+  const trained = variables.filter((v) => v.trainable);
+  const { value, grads } = gradientsFreeingAsTheyGo(f, trained);
+  const named: tf.NamedTensorMap = {};
+  trained.forEach((v, i) => {
+    const g = grads[i];
+    if (g) named[v.name] = g;
+  });
+  if (Object.keys(named).length === 0 && trained.length > 0) {
+    tf.dispose(value);
+    throw new ShapeError(
+      "None of the trainable variables reaches the loss: check that the adapter is active and applies to the model.",
+    );
+  }
+  return { value: value as tf.Scalar, grads: named };
 }

@@ -13,3 +13,5 @@ export {
   OPTIONAL_FEATURES,
 } from "./device.js";
 export type { DeviceRequest } from "./device.js";
+export { gpuMemory, resetPeakMemory, tagMemory } from "./memory.js";
+export type { GpuMemory, MemoryCategory } from "./memory.js";
