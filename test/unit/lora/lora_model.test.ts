@@ -282,7 +282,7 @@ describe("weighted adapters", () => {
     )!;
     const lora = layer.adapter as unknown as import("@webtune/core").LoraLinear;
     const delta = (n: string) =>
-      tf.tidy(() => lora.mergedWeight(n).sub(layer.weight));
+      tf.tidy(() => lora.mergedWeight(n).sub(layer.weight as tf.Tensor2D));
     const expected = tf.tidy(() =>
       delta("a").mul(0.7).add(delta("b").mul(0.3)),
     );

@@ -6,7 +6,10 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { lowbias32 } from "../kernels/lora_linear/dropout.js";
+import { linear } from "../kernels/linear/op.js";
 import { loraLinear } from "../kernels/lora_linear/op.js";
+import { dequantizeMatrix } from "../kernels/gather/op.js";
+import { isPacked, type Matrix } from "../kernels/quant/packed.js";
 import type { Linear, LinearAdapter } from "../models/layers.js";
 
 /** One adapter's weights on one layer. */
@@ -40,13 +43,18 @@ const stopGradient = tf.customGrad(((x: tf.Tensor) => ({
   x: tf.Tensor,
 ) => tf.Tensor;
 
+/** The f32 values of a frozen weight: itself, or a dequantized copy made inside the caller's tidy. */
+function f32(W: Matrix): tf.Tensor2D {
+  return isPacked(W) ? dequantizeMatrix(W) : W;
+}
+
 export class LoraLinear implements LinearAdapter {
   readonly adapters = new Map<string, LoraWeights>();
   /** Adapters folded into the weight, in merge order, and the weight before the first merge. */
   private merged: string[] = [];
-  private original: tf.Tensor2D | undefined;
+  private original: Matrix | undefined;
   /** ‖W_o‖² of the current frozen weight, for DoRA's norm; recomputed when the weight changes. */
-  private rowNormSq: { weight: tf.Tensor2D; value: tf.Tensor1D } | undefined;
+  private rowNormSq: { weight: Matrix; value: tf.Tensor1D } | undefined;
 
   constructor(
     readonly layer: Linear,
@@ -59,11 +67,25 @@ export class LoraLinear implements LinearAdapter {
     return this.merged;
   }
 
-  forward(layer: Linear, x: tf.Tensor): tf.Tensor {
+  /** The adapter `forward` applies now: the active one, unless adapters are disabled or one is merged. */
+  private applied(): LoraWeights | undefined {
     const name = this.state.active;
     const w = name === undefined ? undefined : this.adapters.get(name);
-    if (!w || this.state.disabled || this.merged.length > 0)
-      return layer.forwardBase(x);
+    return !w || this.state.disabled || this.merged.length > 0 ? undefined : w;
+  }
+
+  /** A, B and DoRA's magnitude of the adapter `forward` applies now, if they train; none when it applies none. */
+  trainableVariables(): tf.Variable[] {
+    const w = this.applied();
+    if (!w) return [];
+    return [w.A, w.B, ...(w.magnitude ? [w.magnitude] : [])].filter(
+      (v) => v.trainable,
+    );
+  }
+
+  forward(layer: Linear, x: tf.Tensor): tf.Tensor {
+    const w = this.applied();
+    if (!w) return layer.forwardBase(x);
     const options = {
       scale: w.scale,
       weightLayout: layer.layout,
@@ -94,10 +116,15 @@ export class LoraLinear implements LinearAdapter {
         this.rowNormSq?.value.dispose();
         this.rowNormSq = {
           weight: W,
-          value: tf.keep(W.square().sum(inOut ? 0 : 1)),
+          value: tf.keep(
+            f32(W)
+              .square()
+              .sum(inOut ? 0 : 1),
+          ),
         };
       }
-      const WAt = tf.matMul(W, w.A, inOut, true); // [OUT, R]
+      // (W·Aᵀ)ᵀ = A·Wᵀ [R, OUT]: the frozen-linear kernel reads W in place, packed or not.
+      const WAt = linear(w.A, W, null, this.layer.layout).transpose(); // [OUT, R]
       const cross = w.B.mul(WAt)
         .sum(1)
         .mul(2 * w.scale);
@@ -116,7 +143,11 @@ export class LoraLinear implements LinearAdapter {
     return tf.tidy(() => {
       const inOut = this.layer.layout === "in_out";
       const delta = tf.matMul(w.B, w.A).mul(w.scale); // [OUT, IN]
-      let merged = base.add(inOut ? delta.transpose() : delta) as tf.Tensor2D;
+      // A packed base is dequantized to merge into (PEFT does the same for bitsandbytes layers): the merged
+      // layer is f32 until unmerge restores the packed original.
+      let merged = f32(base).add(
+        inOut ? delta.transpose() : delta,
+      ) as tf.Tensor2D;
       if (w.magnitude) {
         const ratio = w.magnitude.div(this.weightNorm(w));
         merged = merged.mul(inOut ? ratio : ratio.expandDims(1)) as tf.Tensor2D;

@@ -4,6 +4,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
+import { tagMemory } from "../runtime/memory.js";
 import type { ModelSource, LoadOptions } from "../io/hub.js";
 import { openModelFiles } from "../io/hub.js";
 import {
@@ -16,6 +17,10 @@ import {
 } from "../io/peft.js";
 import type { Linear } from "../models/layers.js";
 import type { ModelDims } from "../models/causal_lm.js";
+import {
+  estimateTrainingMemory,
+  type MemoryPlan,
+} from "../models/footprint.js";
 import type { PretrainedModel } from "../models/pretrained.js";
 import type { GenerateOptions, GenerateResult } from "../models/generate.js";
 import {
@@ -108,6 +113,7 @@ export class LoraModel {
     });
     this.initDora(name, config);
     this.configs.set(name, config);
+    this.tagMemory(name);
     this.state.active ??= name;
     return config;
   }
@@ -126,6 +132,19 @@ export class LoraModel {
   private completeConfig(config: LoraConfig): LoraConfig {
     config.base_model_name_or_path ??= this.base.source;
     return config;
+  }
+
+  /** Counts a new adapter's tensors as adapter memory in `gpuMemory()`. */
+  private tagMemory(name: string): void {
+    for (const lora of this.layers.values()) {
+      const w = lora.adapters.get(name);
+      if (w)
+        tagMemory("adapters", [
+          w.A,
+          w.B,
+          ...(w.magnitude ? [w.magnitude] : []),
+        ]);
+    }
   }
 
   /** DoRA's magnitude starts at ‖W + s·B·A‖ per output row, so the adapter starts as the base model. */
@@ -222,6 +241,22 @@ export class LoraModel {
     return { trainable, total: this.base.lm.parameterCount() + adapters };
   }
 
+  /** Expected GPU memory of one training step of the active adapter; the Trainer checks it before step 1. */
+  memoryPlan(shape: {
+    batch: number;
+    tokens: number;
+    gradientCheckpointing: boolean;
+  }): MemoryPlan {
+    const lm = this.base.lm;
+    return {
+      footprint: estimateTrainingMemory(lm, {
+        ...shape,
+        trainedParameters: this.parameterCounts().trainable,
+      }),
+      baseFormat: lm.projectionFormat(),
+    };
+  }
+
   /** PEFT's print_trainable_parameters line. */
   printTrainableParameters(): string {
     const { trainable, total } = this.parameterCounts();
@@ -305,6 +340,7 @@ export class LoraModel {
       });
     }
     this.configs.set(name, config);
+    this.tagMemory(name);
     return config;
   }
 
@@ -354,6 +390,7 @@ export class LoraModel {
     for (const [module, weights] of loaded)
       this.layerOf(linears.get(module)!).adapters.set(name, weights);
     this.configs.set(name, config);
+    this.tagMemory(name);
     this.state.active ??= name;
     return config;
   }
@@ -373,6 +410,15 @@ export class LoraModel {
   /** Logits with the active adapter applied. */
   logits(ids: number[][]): tf.Tensor3D {
     return this.base.logits(ids);
+  }
+
+  /** The base model's activation checkpointing (see `CausalLM.gradientCheckpointing`). */
+  get gradientCheckpointing(): boolean {
+    return this.base.lm.gradientCheckpointing;
+  }
+
+  set gradientCheckpointing(on: boolean) {
+    this.base.lm.gradientCheckpointing = on;
   }
 
   loss(ids: number[][], labels?: number[][]): tf.Scalar {

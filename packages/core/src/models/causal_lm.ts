@@ -6,6 +6,12 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ShapeError } from "../errors.js";
+import { chunkedCrossEntropy, IGNORE_INDEX } from "./cross_entropy.js";
+import {
+  isPacked,
+  matrixBytes,
+  type PackedMatrix,
+} from "../kernels/quant/packed.js";
 import type { Embedding } from "./embedding.js";
 import type { Linear } from "./layers.js";
 import type { ParameterEntry } from "./weights.js";
@@ -62,7 +68,7 @@ export class KVCache {
   }
 }
 
-export const IGNORE_INDEX = -100;
+export { IGNORE_INDEX };
 
 export abstract class CausalLM {
   abstract readonly dims: ModelDims;
@@ -70,6 +76,18 @@ export abstract class CausalLM {
   protected abstract readonly head: Embedding;
   /** Gemma-style final logit softcapping: cap·tanh(logit / cap). */
   protected readonly logitSoftcap: number | undefined = undefined;
+  /**
+   * Activation checkpointing (HF's gradient checkpointing): while a gradient is taken without a KV cache, each
+   * decoder block keeps only its input and runs again in the backward pass. Same gradients, less peak memory,
+   * about one more forward pass of compute.
+   *
+   * @example
+   * ```ts
+   * model.lm.gradientCheckpointing = true;
+   * const { grads } = tf.variableGrads(() => model.loss(ids));
+   * ```
+   */
+  gradientCheckpointing = false;
 
   /** Every projection, by its Hugging Face module name. */
   abstract linears(): Linear[];
@@ -77,19 +95,35 @@ export abstract class CausalLM {
   /** ids [B, T] -> final hidden states [B, T, C]; appends to `cache` when given. */
   abstract hiddenStates(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D;
 
-  /** Every weight tensor, each once (a tied head is the embedding), as the loader recorded them. */
-  weights(): tf.Tensor[] {
+  /** Every weight, each once (a tied head is the embedding), as the loader recorded them: f32 or packed. */
+  weights(): (tf.Tensor | PackedMatrix)[] {
     return [...new Set(this.params.flatMap((p) => p.get()))];
   }
 
-  /** Parameters of the base model, counting a tied embedding once. */
+  /** Parameters of the base model, counting a tied embedding once (logical elements, whatever the storage). */
   parameterCount(): number {
-    return this.weights().reduce((n, t) => n + t.size, 0);
+    return this.weights().reduce((n, m) => n + m.size, 0);
+  }
+
+  /** Bytes the weights take on the GPU in their storage (f32, f16, int8 or NF4 with its scales). */
+  weightBytes(): number {
+    return this.weights().reduce((n, m) => n + matrixBytes(m), 0);
+  }
+
+  /** The storage of the projections: "float32", or the packed format the model was loaded with. */
+  projectionFormat(): string {
+    const w = this.linears()[0]?.weight;
+    return w && isPacked(w) ? w.format : "float32";
+  }
+
+  /** Vocabulary rows of the widest LM-head chunk: the loss holds at most this many logits per token at once. */
+  get headChunkRows(): number {
+    return Math.max(...this.head.chunks.map((c) => c.shape[0]));
   }
 
   /** Frees every weight. */
   dispose(): void {
-    tf.dispose(this.weights());
+    for (const m of this.weights()) m.dispose();
   }
 
   private modules: string[] = [];
@@ -163,8 +197,8 @@ export abstract class CausalLM {
 
   /**
    * Mean next-token cross-entropy, as HF computes it from `labels` (default: the ids themselves): position t
-   * predicts label t + 1, and labels equal to -100 are ignored. Never materialises more than one vocabulary
-   * chunk of logits at a time.
+   * predicts label t + 1, and labels equal to -100 are ignored. Neither it nor its gradient materialises more than
+   * one block of one vocabulary chunk of logits at a time (see {@link chunkedCrossEntropy}).
    */
   loss(ids: number[][], labels?: number[][]): tf.Scalar {
     return tf.tidy(() => {
@@ -176,52 +210,8 @@ export abstract class CausalLM {
         [B, T - 1, this.dims.hiddenSize],
       );
       const h2d = h.reshape([B * (T - 1), this.dims.hiddenSize]) as tf.Tensor2D;
-      const valid = tf.tensor1d(
-        targets.map((t) => (t === IGNORE_INDEX ? 0 : 1)),
-        "float32",
-      );
-      const safeTargets = tf.tensor1d(
-        targets.map((t) => (t === IGNORE_INDEX ? 0 : t)),
-        "int32",
-      );
-      const lse = this.logSumExpOfLogits(h2d);
-      // The target's logit is h · E[target]: no [N, V] one-hot needed.
-      const targetLogit = this.softcap(
-        h2d.mul(this.head.lookup(safeTargets)).sum(1),
-      );
-      const count = valid.sum();
-      return lse
-        .sub(targetLogit)
-        .mul(valid)
-        .sum()
-        .div(count.maximum(1)) as tf.Scalar;
+      return chunkedCrossEntropy(h2d, this.head, targets, this.logitSoftcap);
     });
-  }
-
-  /**
-   * log Σ_v exp(logit_v) of each row of h [N, C], merged over vocabulary chunks, a block of rows at a time so
-   * that no block of logits outgrows a storage binding.
-   */
-  private logSumExpOfLogits(h: tf.Tensor2D): tf.Tensor1D {
-    const [N, C] = h.shape;
-    const block = this.head.rowsPerLogitBlock;
-    const parts: tf.Tensor1D[] = [];
-    for (let start = 0; start < N; start += block) {
-      const rows =
-        N <= block ? h : h.slice([start, 0], [Math.min(block, N - start), C]);
-      parts.push(
-        tf.logSumExp(
-          tf.stack(
-            this.head
-              .projectChunks(rows)
-              .map((c) => tf.logSumExp(this.softcap(c), 1)),
-            1,
-          ),
-          1,
-        ),
-      );
-    }
-    return parts.length === 1 ? parts[0]! : tf.concat(parts);
   }
 
   private softcap<T extends tf.Tensor>(x: T): T {

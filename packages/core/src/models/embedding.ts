@@ -6,7 +6,12 @@
  * Letters: V vocabulary, C hidden size, N tokens.
  */
 import * as tf from "@tensorflow/tfjs";
+import { gatherRows } from "../kernels/gather/op.js";
 import { linear } from "../kernels/linear/op.js";
+import { isPacked, type Matrix } from "../kernels/quant/packed.js";
+
+/** 16k rows: 64 MB of loss-head tensors at 256 tokens per chunk step, and 16 chunks for Gemma 3's 262k vocabulary. */
+const MAX_CHUNK_ROWS = 16384;
 
 export class Embedding {
   /** Row offset of each chunk in the full [V, C] table. */
@@ -14,7 +19,8 @@ export class Embedding {
 
   constructor(
     readonly name: string,
-    readonly chunks: tf.Tensor2D[],
+    /** f32 (variables when every weight trains), or f16/int8/NF4 when the model was loaded compact. */
+    readonly chunks: Matrix[],
     /** The device's storage-binding limit, which the chunks and each block of head logits stay within. */
     readonly maxBytes = Infinity,
   ) {
@@ -34,31 +40,45 @@ export class Embedding {
     return this.chunks[0]!.shape[1];
   }
 
-  /** Rows per chunk so that one chunk takes at most `maxBytes` as f32. */
+  /**
+   * Rows per chunk: at most `maxBytes` as f32, and at most MAX_CHUNK_ROWS, because the loss holds a few
+   * [tokens, chunk rows] tensors at once (the logits of one chunk, their softmax and its gradient).
+   */
   static rowsPerChunk(dim: number, maxBytes: number): number {
-    return Math.max(1, Math.floor(maxBytes / (dim * 4)));
+    return Math.max(
+      1,
+      Math.min(MAX_CHUNK_ROWS, Math.floor(maxBytes / (dim * 4))),
+    );
   }
 
   /** ids: int32 [...] -> [..., C] */
   lookup(ids: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      if (this.chunks.length === 1) return tf.gather(this.chunks[0]!, ids);
-      // Each chunk gathers the ids that fall in its rows; the others read row 0 and are masked to zero.
+      const only = this.chunks.length === 1 ? this.chunks[0]! : undefined;
+      if (only && !isPacked(only)) return tf.gather(only, ids);
+      // Each chunk contributes the rows of the ids that fall in it, and zeros for the others.
       let out: tf.Tensor | undefined;
       this.chunks.forEach((chunk, i) => {
-        const local = ids.sub(tf.scalar(this.starts[i]!, "int32"));
-        const inside = local
-          .greaterEqual(0)
-          .logicalAnd(local.less(chunk.shape[0]));
-        const rows = tf.gather(
-          chunk,
-          tf.where(inside, local, tf.zerosLike(local)),
-        );
-        const part = rows.mul(inside.expandDims(-1).cast("float32"));
+        const trained = chunk instanceof tf.Variable && chunk.trainable;
+        const part = trained
+          ? this.gatherInside(chunk, ids, this.starts[i]!)
+          : gatherRows(chunk, ids, this.starts[i]!);
         out = out ? out.add(part) : part;
       });
       return out!;
     });
+  }
+
+  /** Differentiable (for a chunk that trains): ids outside the chunk read row 0 and are masked to zero. */
+  private gatherInside(
+    chunk: tf.Tensor2D,
+    ids: tf.Tensor,
+    start: number,
+  ): tf.Tensor {
+    const local = ids.sub(tf.scalar(start, "int32"));
+    const inside = local.greaterEqual(0).logicalAnd(local.less(chunk.shape[0]));
+    const rows = tf.gather(chunk, tf.where(inside, local, tf.zerosLike(local)));
+    return rows.mul(inside.expandDims(-1).cast("float32"));
   }
 
   /**
@@ -75,5 +95,15 @@ export class Embedding {
     return this.chunks.map(
       (chunk) => linear(h, chunk, null, "out_in") as tf.Tensor2D,
     );
+  }
+
+  /** Logits of chunk i's vocabulary slice alone: h [N, C] -> [N, V_chunk]. */
+  projectChunk(i: number, h: tf.Tensor2D): tf.Tensor2D {
+    return linear(h, this.chunks[i]!, null, "out_in") as tf.Tensor2D;
+  }
+
+  /** The head's backward through chunk i: dlogits [N, V_chunk] -> dh [N, C], reading the chunk as [in, out]. */
+  backProjectChunk(i: number, dLogits: tf.Tensor2D): tf.Tensor2D {
+    return linear(dLogits, this.chunks[i]!, null, "in_out") as tf.Tensor2D;
   }
 }

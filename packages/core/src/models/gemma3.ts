@@ -23,6 +23,7 @@ import {
   splitHeads,
   type RopeScaling,
 } from "./layers.js";
+import { blockVariables, checkpointed } from "./recompute.js";
 import { ropeScaling } from "./rope.js";
 import {
   loadAttentionProjections,
@@ -31,7 +32,11 @@ import {
   type AttentionProjections,
   type GatedMlp,
 } from "./decoder_weights.js";
-import { loadWeights, type WeightSource } from "./weights.js";
+import {
+  loadWeights,
+  type WeightOptions,
+  type WeightSource,
+} from "./weights.js";
 
 export interface Gemma3Config extends ModelDims {
   intermediateSize: number;
@@ -193,6 +198,15 @@ class Gemma3DecoderLayer {
     ) as tf.Tensor3D;
   }
 
+  /** The trainable tensors forward reads: the parameters of its checkpointed recomputation. */
+  trainableVariables(): tf.Variable[] {
+    const a = this.self_attn;
+    return blockVariables(
+      [a.q_norm, a.k_norm, ...Object.values(this.norms)],
+      this.linears(),
+    );
+  }
+
   linears(): Linear[] {
     const a = this.self_attn;
     return [
@@ -249,16 +263,18 @@ export class Gemma3ForCausalLM extends CausalLM {
         rope: ropeTables(this.localInvFreq, past, T),
         mask: causalMask(T, past, this.dims.slidingWindow),
       };
-      this.layers.forEach(
-        (layer, i) =>
-          (x = layer.forward(
+      this.layers.forEach((layer, i) => {
+        const ctx = this.dims.sliding[i] ? local : full;
+        if (!this.gradientCheckpointing || cache)
+          x = layer.forward(x, this.dims, ctx, i, cache);
+        else
+          x = checkpointed(
+            (h, c) => layer.forward(h, this.dims, c, i),
             x,
-            this.dims,
-            this.dims.sliding[i] ? local : full,
-            i,
-            cache,
-          )),
-      );
+            ctx,
+            layer.trainableVariables(),
+          );
+      });
       return rmsNorm(x, this.norm, this.dims.rmsNormEps) as tf.Tensor3D;
     });
   }
@@ -272,7 +288,7 @@ export function loadGemma3(
   config: Gemma3Config,
   source: WeightSource,
   maxBindingBytes: number,
-  trainable = false,
+  options: WeightOptions = {},
 ): Promise<Gemma3ForCausalLM> {
   return loadWeights(
     source,
@@ -327,6 +343,6 @@ export function loadGemma3(
         head,
       );
     },
-    trainable,
+    options,
   );
 }

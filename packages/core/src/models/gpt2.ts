@@ -17,7 +17,12 @@ import {
   mergeHeads,
   splitHeads,
 } from "./layers.js";
-import { loadWeights, type WeightSource } from "./weights.js";
+import { blockVariables, checkpointed } from "./recompute.js";
+import {
+  loadWeights,
+  type WeightOptions,
+  type WeightSource,
+} from "./weights.js";
 import { ConfigError } from "../errors.js";
 
 export interface Gpt2Config extends ModelDims {
@@ -102,6 +107,15 @@ class Gpt2Block {
     ) as tf.Tensor3D;
   }
 
+  /** The trainable tensors forward reads: the parameters of its checkpointed recomputation. */
+  trainableVariables(): tf.Variable[] {
+    const { ln_1, ln_2 } = this;
+    return blockVariables(
+      [ln_1.weight, ln_1.bias, ln_2.weight, ln_2.bias],
+      this.linears(),
+    );
+  }
+
   linears(): Linear[] {
     return [this.c_attn, this.c_proj, this.c_fc, this.mlp_c_proj];
   }
@@ -130,9 +144,17 @@ export class Gpt2LMHeadModel extends CausalLM {
         .lookup(ids)
         .add(tf.gather(this.wpe, positions)) as tf.Tensor3D; // [B, T, C]
       const mask = causalMask(T, past);
-      this.h.forEach(
-        (block, i) => (x = block.forward(x, this.dims, mask, i, cache)),
-      );
+      this.h.forEach((block, i) => {
+        if (!this.gradientCheckpointing || cache)
+          x = block.forward(x, this.dims, mask, i, cache);
+        else
+          x = checkpointed(
+            (h, m) => block.forward(h, this.dims, m, i),
+            x,
+            mask,
+            block.trainableVariables(),
+          );
+      });
       return layerNorm(
         x,
         this.ln_f.weight,
@@ -152,7 +174,7 @@ export function loadGpt2(
   config: Gpt2Config,
   source: WeightSource,
   maxBindingBytes: number,
-  trainable = false,
+  options: WeightOptions = {},
 ): Promise<Gpt2LMHeadModel> {
   return loadWeights(
     source,
@@ -197,6 +219,6 @@ export function loadGpt2(
         await norm(`${prefix}ln_f`),
       );
     },
-    trainable,
+    options,
   );
 }

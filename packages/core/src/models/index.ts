@@ -9,5 +9,5 @@ export { Linear } from "./layers.js";
 export type { LinearAdapter } from "./layers.js";
 export type { GenerateOptions, GenerateResult } from "./generate.js";
 export type { SamplingOptions } from "./sampling.js";
-export type { WeightSource } from "./weights.js";
+export type { WeightOptions, WeightSource } from "./weights.js";
 export { savePretrained } from "./save.js";

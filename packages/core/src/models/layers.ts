@@ -7,10 +7,13 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { linear } from "../kernels/linear/op.js";
+import type { Matrix } from "../kernels/quant/packed.js";
 
 /** What wraps a Linear's forward (LoRA, later): given the layer and its input, returns the output. */
 export interface LinearAdapter {
   forward(layer: Linear, x: tf.Tensor): tf.Tensor;
+  /** Trainable variables `forward` reads now (none when it runs the base layer alone): checkpointing's params. */
+  trainableVariables(): tf.Variable[];
 }
 
 /**
@@ -23,8 +26,11 @@ export class Linear {
 
   constructor(
     readonly name: string,
-    /** Frozen; replaced only by merging an adapter into it (and restored by unmerging). */
-    public weight: tf.Tensor2D,
+    /**
+     * Frozen; f32, or f16/int8/NF4 when the model was loaded with `dtype` or `quantize`. Replaced only by merging
+     * an adapter into it (and restored by unmerging).
+     */
+    public weight: Matrix,
     readonly bias: tf.Tensor1D | null,
     readonly layout: "in_out" | "out_in",
   ) {}
@@ -48,7 +54,9 @@ export class Linear {
 
   /** The frozen projection alone, x·W (+ b), whatever adapter is attached. */
   forwardBase(x: tf.Tensor): tf.Tensor {
-    return linear(x, this.weight, this.bias, this.layout);
+    // Only a trainable weight (full fine-tuning) needs x kept for its gradient.
+    const trained = this.weight instanceof tf.Variable && this.weight.trainable;
+    return linear(x, this.weight, this.bias, this.layout, { frozen: !trained });
   }
 }
 
@@ -178,14 +186,83 @@ export function attention(
   return tf.tidy(() => {
     const [B, H, T, D] = q.shape;
     const G = k.shape[1];
-    const S = k.shape[2];
     // Group the query heads under their kv head instead of repeating k and v: [B, G, (H/G)·T, D].
-    const qg = q.reshape([B, G, (H / G) * T, D]);
-    let scores = tf.matMul(qg, k, false, true).mul(scale);
-    if (softcap !== undefined) scores = scores.div(softcap).tanh().mul(softcap);
-    scores = scores.reshape([B, G, H / G, T, S]);
-    if (mask) scores = scores.add(mask);
-    const probs = tf.softmax(scores, -1).reshape([B, G, (H / G) * T, S]);
+    const qg = q.reshape([B, G, (H / G) * T, D]) as tf.Tensor4D;
+    const probs =
+      softcap === undefined
+        ? attentionProbs(qg, k, mask, scale, H / G)
+        : softcappedProbs(qg, k, mask, scale, H / G, softcap);
     return tf.matMul(probs, v).reshape([B, H, T, D]) as tf.Tensor4D;
   });
+}
+
+/** softmax(qg·kᵀ·scale + mask) over the last axis, with the [T, S] mask broadcast over the heads of a group. */
+function maskedSoftmax(
+  scores: tf.Tensor4D,
+  mask: tf.Tensor2D | null,
+  headsPerGroup: number,
+): tf.Tensor4D {
+  if (!mask) return tf.softmax(scores, -1);
+  const [B, G, HT, S] = scores.shape;
+  const T = HT / headsPerGroup;
+  return tf
+    .softmax(scores.reshape([B, G, headsPerGroup, T, S]).add(mask), -1)
+    .reshape([B, G, HT, S]) as tf.Tensor4D;
+}
+
+/**
+ * The attention probabilities as one differentiable step that keeps only qg, k and the probabilities for the
+ * backward pass: autograd of the composed ops would also keep the raw, scaled and masked scores, three more
+ * [B, H, T, S] tensors per layer, the largest activations of a long sequence.
+ *
+ *   backward: dS = scale · P ∘ (dP − Σ_s dP ∘ P),  dqg = dS·k,  dk = dSᵀ·qg
+ */
+function attentionProbs(
+  qg: tf.Tensor4D,
+  k: tf.Tensor4D,
+  mask: tf.Tensor2D | null,
+  scale: number,
+  headsPerGroup: number,
+): tf.Tensor4D {
+  const f = tf.customGrad(((...args: unknown[]) => {
+    const [q, kk] = args as [tf.Tensor4D, tf.Tensor4D];
+    const save = args.at(-1) as tf.GradSaveFunc;
+    const probs = tf.tidy(() =>
+      maskedSoftmax(
+        tf.matMul(q, kk, false, true).mul(scale),
+        mask,
+        headsPerGroup,
+      ),
+    );
+    save([q, kk, probs]);
+    return {
+      value: probs,
+      gradFunc: (dProbs: tf.Tensor4D, saved: tf.Tensor[]) => {
+        const [qs, ks, p] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+        const dScores = p
+          .mul(dProbs.sub(dProbs.mul(p).sum(-1, true)))
+          .mul(scale) as tf.Tensor4D;
+        return [tf.matMul(dScores, ks), tf.matMul(dScores, qs, true, false)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(qg, k) as tf.Tensor4D;
+}
+
+/** The composed path with Gemma 2-style softcapping, left to autograd (no current checkpoint uses it). */
+function softcappedProbs(
+  qg: tf.Tensor4D,
+  k: tf.Tensor4D,
+  mask: tf.Tensor2D | null,
+  scale: number,
+  headsPerGroup: number,
+  softcap: number,
+): tf.Tensor4D {
+  const scores = tf
+    .matMul(qg, k, false, true)
+    .mul(scale)
+    .div(softcap)
+    .tanh()
+    .mul(softcap) as tf.Tensor4D;
+  return maskedSoftmax(scores, mask, headsPerGroup);
 }

@@ -22,6 +22,7 @@ import {
   splitHeads,
   type RopeScaling,
 } from "./layers.js";
+import { blockVariables, checkpointed } from "./recompute.js";
 import { ropeScaling } from "./rope.js";
 import {
   loadAttentionProjections,
@@ -30,7 +31,11 @@ import {
   type AttentionProjections,
   type GatedMlp,
 } from "./decoder_weights.js";
-import { loadWeights, type WeightSource } from "./weights.js";
+import {
+  loadWeights,
+  type WeightOptions,
+  type WeightSource,
+} from "./weights.js";
 
 export interface LlamaConfig extends ModelDims {
   intermediateSize: number;
@@ -117,6 +122,14 @@ class LlamaDecoderLayer {
     return x.add(this.mlp.down_proj.forward(gated)) as tf.Tensor3D;
   }
 
+  /** The trainable tensors forward reads: the parameters of its checkpointed recomputation. */
+  trainableVariables(): tf.Variable[] {
+    return blockVariables(
+      [this.input_layernorm, this.post_attention_layernorm],
+      this.linears(),
+    );
+  }
+
   linears(): Linear[] {
     const a = this.self_attn;
     return [
@@ -156,9 +169,17 @@ export class LlamaForCausalLM extends CausalLM {
       let x = this.embed_tokens.lookup(ids) as tf.Tensor3D; // [B, T, C]
       const rope = ropeTables(this.invFreq, past, T);
       const mask = causalMask(T, past);
-      this.layers.forEach(
-        (layer, i) => (x = layer.forward(x, this.dims, rope, mask, i, cache)),
-      );
+      this.layers.forEach((layer, i) => {
+        if (!this.gradientCheckpointing || cache)
+          x = layer.forward(x, this.dims, rope, mask, i, cache);
+        else
+          x = checkpointed(
+            (h, c) => layer.forward(h, this.dims, c.rope, c.mask, i),
+            x,
+            { rope, mask },
+            layer.trainableVariables(),
+          );
+      });
       return rmsNorm(x, this.norm, this.dims.rmsNormEps) as tf.Tensor3D;
     });
   }
@@ -172,7 +193,7 @@ export function loadLlama(
   config: LlamaConfig,
   source: WeightSource,
   maxBindingBytes: number,
-  trainable = false,
+  options: WeightOptions = {},
 ): Promise<LlamaForCausalLM> {
   return loadWeights(
     source,
@@ -209,6 +230,6 @@ export function loadLlama(
         head,
       );
     },
-    trainable,
+    options,
   );
 }

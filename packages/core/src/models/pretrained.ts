@@ -24,7 +24,11 @@ import {
 import type { Linear } from "./layers.js";
 import { resolveConfig } from "./registry.js";
 import { Tokenizer } from "./tokenizer.js";
-import type { WeightSource } from "./weights.js";
+import {
+  checkWeightOptions,
+  type WeightOptions,
+  type WeightSource,
+} from "./weights.js";
 
 export type { ModelSource, LoadOptions };
 
@@ -148,15 +152,15 @@ export class PretrainedModel {
  * await initRuntime();
  * const model = await loadModel("HuggingFaceTB/SmolLM2-135M", { onProgress: (e) => console.log(e) });
  * const { text } = await model.generate("Once upon a time", { maxNewTokens: 30 });
+ * // QLoRA-style: projections in NF4 with double-quantized scales, embeddings in f16 (about 4.1 bits per weight).
+ * const small = await loadModel("Qwen/Qwen2.5-0.5B", { dtype: "float16", quantize: "nf4", doubleQuant: true });
  * ```
  */
 export async function loadModel(
   source: ModelSource,
-  options: LoadOptions & {
-    /** Load every weight as a trainable variable, for full fine-tuning (more memory: gradients for all). */
-    trainable?: boolean;
-  } = {},
+  options: LoadOptions & WeightOptions = {},
 ): Promise<PretrainedModel> {
+  checkWeightOptions(options);
   const files = await openModelFiles(source, options);
   const config = await files.json<HfConfig>("config.json");
   const resolved = resolveConfig(config, `${files.source}/config.json`);
@@ -165,11 +169,12 @@ export async function loadModel(
     : {};
   const tokenizer = await loadTokenizer(files, generationConfig);
   const reader = await openModelWeights(files);
-  const lm = await resolved.load(
-    weightSourceOf(reader),
-    maxBindingBytes(),
-    options.trainable ?? false,
-  );
+  const lm = await resolved.load(weightSourceOf(reader), maxBindingBytes(), {
+    trainable: options.trainable,
+    dtype: options.dtype,
+    quantize: options.quantize,
+    doubleQuant: options.doubleQuant,
+  });
   return new PretrainedModel(
     lm,
     tokenizer,

@@ -9,7 +9,7 @@ import { gemma3Config, loadGemma3, type Gemma3Config } from "./gemma3.js";
 import { gpt2Config, loadGpt2, type Gpt2Config } from "./gpt2.js";
 import { llamaConfig, loadLlama, type LlamaConfig } from "./llama.js";
 import { loadQwen2, qwen2Config } from "./qwen2.js";
-import type { WeightSource } from "./weights.js";
+import type { WeightOptions, WeightSource } from "./weights.js";
 
 interface Architecture<C extends ModelDims> {
   parse(cfg: ConfigReader): C;
@@ -17,7 +17,7 @@ interface Architecture<C extends ModelDims> {
     config: C,
     source: WeightSource,
     maxBindingBytes: number,
-    trainable?: boolean,
+    options?: WeightOptions,
   ): Promise<CausalLM>;
 }
 
@@ -51,7 +51,7 @@ export interface ResolvedConfig {
   load(
     source: WeightSource,
     maxBindingBytes: number,
-    trainable?: boolean,
+    options?: WeightOptions,
   ): Promise<CausalLM>;
 }
 
@@ -69,7 +69,7 @@ export function resolveConfig(raw: HfConfig, source: string): ResolvedConfig {
   return {
     modelType: modelType as ModelType,
     dims,
-    load: (weights, maxBindingBytes, trainable) =>
-      arch.load(dims, weights, maxBindingBytes, trainable),
+    load: (weights, maxBindingBytes, options) =>
+      arch.load(dims, weights, maxBindingBytes, options),
   };
 }

@@ -4,6 +4,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { writeSafetensors } from "../io/safetensors.js";
+import { dequantizeMatrix } from "../kernels/gather/op.js";
+import { isPacked } from "../kernels/quant/packed.js";
 import type { PretrainedModel } from "./pretrained.js";
 
 const COPIED = [
@@ -31,10 +33,18 @@ export async function savePretrained(
     { dtype: "F32"; shape: number[]; data: Float32Array }
   > = {};
   for (const entry of model.lm.parameters()) {
-    const parts = entry.get();
+    // Packed (f16, int8, NF4) weights are saved dequantized, as F32 like every other tensor.
+    const dequantized: tf.Tensor[] = [];
+    const parts = entry.get().map((m) => {
+      if (!isPacked(m)) return m;
+      const values = dequantizeMatrix(m);
+      dequantized.push(values);
+      return values;
+    });
     const whole = parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
     let data = (await whole.data()) as Float32Array;
     if (whole !== parts[0]) whole.dispose();
+    tf.dispose(dequantized);
     if (entry.unmap) data = data.map(entry.unmap);
     tensors[entry.name] = { dtype: "F32", shape: whole.shape, data };
   }

@@ -3,7 +3,14 @@
  * expects. If anything fails, everything already uploaded is disposed: no half-loaded model stays on the GPU.
  */
 import * as tf from "@tensorflow/tfjs";
-import { FormatError, ShapeError } from "../errors.js";
+import { ConfigError, FormatError, ShapeError } from "../errors.js";
+import { packMatrix } from "../kernels/quant/codec.js";
+import {
+  matrixTensors,
+  type Matrix,
+  type PackedMatrix,
+} from "../kernels/quant/packed.js";
+import { tagMemory } from "../runtime/memory.js";
 import { Embedding } from "./embedding.js";
 import { Linear } from "./layers.js";
 import type { CausalLM } from "./causal_lm.js";
@@ -25,16 +32,56 @@ const IGNORED = [
   /rotary_emb\.inv_freq$/,
 ];
 
+/**
+ * How the frozen base is stored on the GPU. Compute stays f32 whatever the storage, and so do adapters and the
+ * optimizer; the kernels unpack f16 and dequantize int8/NF4 inside their tile loads.
+ */
+export interface WeightOptions {
+  /** Load every weight as a trainable f32 variable, for full fine-tuning. */
+  trainable?: boolean;
+  /** Storage of the embeddings, LM head and (unless `quantize` is set) projections. Default "float32". */
+  dtype?: "float32" | "float16";
+  /**
+   * Blockwise quantization of the projections (every Linear), as bitsandbytes does for QLoRA: 64-value blocks
+   * with an absmax each. Embeddings and the head stay in `dtype`; norms and biases stay f32.
+   */
+  quantize?: "int8" | "nf4";
+  /** Quantize the block absmax values too (QLoRA's double quantization), saving about 0.37 bits per weight. */
+  doubleQuant?: boolean;
+}
+
+/** Checks storage options at the edge, before anything is read. */
+export function checkWeightOptions(o: WeightOptions): void {
+  if (o.dtype !== undefined && o.dtype !== "float32" && o.dtype !== "float16")
+    throw new ConfigError(
+      `dtype must be "float32" or "float16", got ${JSON.stringify(o.dtype)}.`,
+    );
+  if (o.quantize !== undefined && o.quantize !== "int8" && o.quantize !== "nf4")
+    throw new ConfigError(
+      `quantize must be "int8" or "nf4", got ${JSON.stringify(o.quantize)}.`,
+    );
+  if (o.doubleQuant && o.quantize === undefined)
+    throw new ConfigError(
+      `doubleQuant quantizes the block scales of int8 or NF4 weights: set quantize: "nf4" (or "int8") too.`,
+    );
+  if (o.trainable && (o.quantize !== undefined || o.dtype === "float16"))
+    throw new ConfigError(
+      `Full fine-tuning (trainable: true) updates every weight in f32; it cannot use dtype "float16" or quantize ` +
+        `"${o.quantize ?? "float16"}". Train a LoRA adapter on the compact base instead (QLoRA), or load in float32.`,
+    );
+}
+
 /** One checkpoint tensor of a loaded model: its name, its live value (row chunks of it), and how to save it. */
 export interface ParameterEntry {
   name: string;
-  get: () => tf.Tensor[];
+  /** Its live value: one tensor or packed matrix, or the row chunks of an embedding. */
+  get: () => (tf.Tensor | PackedMatrix)[];
   /** Applied to each value when saving (Gemma stores norms as 1 + w). */
   unmap?: (v: number) => number;
 }
 
 export class WeightLoader {
-  private readonly made: tf.Tensor[] = [];
+  private readonly made: (Matrix | tf.Tensor)[] = [];
   private readonly used = new Set<string>();
   private readonly entries: ParameterEntry[] = [];
 
@@ -42,9 +89,14 @@ export class WeightLoader {
     readonly source: WeightSource,
     /** Largest tensor one storage binding can hold, in bytes; bigger embeddings are chunked. */
     private readonly maxBindingBytes: number,
-    /** Load every weight as a trainable variable (full fine-tuning). */
-    private readonly trainable = false,
-  ) {}
+    private readonly options: WeightOptions = {},
+  ) {
+    checkWeightOptions(options);
+  }
+
+  private get trainable(): boolean {
+    return this.options.trainable ?? false;
+  }
 
   /** Marks a tensor the architecture knowingly does not read (a tied head stored twice). */
   ignore(name: string): void {
@@ -80,14 +132,41 @@ export class WeightLoader {
   private keep<T extends tf.Tensor>(t: T): T {
     const out = this.trainable ? (tf.variable(t, true) as unknown as T) : t;
     if (out !== t) t.dispose();
-    this.made.push(out);
-    return out;
+    return this.track(out);
+  }
+
+  private track<M extends Matrix | tf.Tensor>(m: M): M {
+    this.made.push(m);
+    tagMemory("baseWeights", matrixTensors(m));
+    return m;
+  }
+
+  /**
+   * A frozen matrix in the requested storage: f32 (a variable when training every weight), f16, or quantized.
+   * `quantized` says whether `quantize` applies (projections) or only `dtype` (embeddings).
+   */
+  private matrix(
+    name: string,
+    values: Float32Array,
+    shape: [number, number],
+    quantized: boolean,
+  ): Matrix {
+    const { quantize, doubleQuant, dtype } = this.options;
+    const format = quantized && quantize ? quantize : dtype;
+    if (format === undefined || format === "float32")
+      return this.keep(tf.tensor2d(values, shape));
+    return this.track(
+      packMatrix(values, shape, format, {
+        doubleQuant: format !== "float16" && (doubleQuant ?? false),
+        name: `${this.source.description}: ${name}`,
+      }),
+    );
   }
 
   /** Records how a checkpoint tensor maps back from the model's live tensors, for saving. */
   private record(
     name: string,
-    get: () => tf.Tensor[],
+    get: () => (tf.Tensor | PackedMatrix)[],
     unmap?: (v: number) => number,
   ): void {
     this.entries.push({ name, get, unmap });
@@ -139,8 +218,11 @@ export class WeightLoader {
       layout === "in_out"
         ? [inFeatures, outFeatures]
         : [outFeatures, inFeatures];
-    const weight = this.keep(
-      tf.tensor2d(await this.read(`${key}.weight`, shape), shape),
+    const weight = this.matrix(
+      `${key}.weight`,
+      await this.read(`${key}.weight`, shape),
+      shape,
+      true,
     );
     const b = bias
       ? this.keep(tf.tensor1d(await this.read(`${key}.bias`, [outFeatures])))
@@ -161,16 +243,16 @@ export class WeightLoader {
   ): Promise<Embedding> {
     const data = await this.read(name, [vocab, dim]);
     const rows = Embedding.rowsPerChunk(dim, this.maxBindingBytes);
-    const chunks: tf.Tensor2D[] = [];
+    const chunks: Matrix[] = [];
     for (let start = 0; start < vocab; start += rows) {
       const end = Math.min(vocab, start + rows);
       const slice = data.subarray(start * dim, end * dim);
       chunks.push(
-        this.keep(
-          tf.tensor2d(scale === 1 ? slice : slice.map((v) => v * scale), [
-            end - start,
-            dim,
-          ]),
+        this.matrix(
+          `${name} rows ${start}..${end - 1}`,
+          scale === 1 ? slice : slice.map((v) => v * scale),
+          [end - start, dim],
+          false,
         ),
       );
     }
@@ -192,7 +274,7 @@ export class WeightLoader {
 
   /** Frees every tensor made so far; called when loading fails part-way. */
   disposeAll(): void {
-    for (const t of this.made) t.dispose();
+    for (const m of this.made) m.dispose();
     this.made.length = 0;
   }
 }
@@ -205,9 +287,9 @@ export async function loadWeights<M extends CausalLM>(
   source: WeightSource,
   maxBindingBytes: number,
   build: (loader: WeightLoader) => Promise<M>,
-  trainable = false,
+  options: WeightOptions = {},
 ): Promise<M> {
-  const loader = new WeightLoader(source, maxBindingBytes, trainable);
+  const loader = new WeightLoader(source, maxBindingBytes, options);
   try {
     const model = await build(loader);
     model.recordModules(loader.usedNames());
