@@ -17,6 +17,7 @@ import {
   ShapeError,
   WebtuneError,
 } from "../errors.js";
+import { tagMemory } from "../runtime/memory.js";
 import { adamwUpdate, checkAdamwInputs } from "../kernels/adamw/op.js";
 
 /** AdamW hyperparameters, with torch's names in the comments and torch's defaults. */
@@ -128,6 +129,7 @@ export class AdamW {
           tf.variable(tf.zeros(variable.shape), false),
           tf.variable(tf.zeros(variable.shape), false),
         ]);
+        tagMemory("optimizer", [m!, v!]);
         this.slots.push({ variable, lrScale, weightDecay, m: m!, v: v! });
       }
     });

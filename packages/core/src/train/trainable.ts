@@ -4,6 +4,10 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
+import {
+  estimateTrainingMemory,
+  type MemoryPlan,
+} from "../models/footprint.js";
 import type { PretrainedModel } from "../models/pretrained.js";
 
 export interface NamedVariable {
@@ -17,8 +21,19 @@ export interface NamedVariable {
 export interface TrainableModel {
   /** Shared with the layers: dropout applies while training, with masks drawn from dropoutSeed. */
   readonly state: { training: boolean; dropoutSeed: number };
+  /** The model's activation checkpointing switch (`CausalLM.gradientCheckpointing`); absent where it has none. */
+  gradientCheckpointing?: boolean;
   loss(ids: number[][], labels?: number[][]): tf.Scalar;
   namedTrainableVariables(): NamedVariable[];
+  /** Expected GPU memory of one step at [batch, tokens], checked before the first step when present. */
+  memoryPlan?(shape: StepShapeOf): MemoryPlan;
+}
+
+/** The step shape a memory plan is asked for. */
+export interface StepShapeOf {
+  batch: number;
+  tokens: number;
+  gradientCheckpointing: boolean;
 }
 
 /**
@@ -40,8 +55,28 @@ export class FullFineTune implements TrainableModel {
     }
   }
 
+  get gradientCheckpointing(): boolean {
+    return this.model.lm.gradientCheckpointing;
+  }
+
+  set gradientCheckpointing(on: boolean) {
+    this.model.lm.gradientCheckpointing = on;
+  }
+
   loss(ids: number[][], labels?: number[][]): tf.Scalar {
     return this.model.loss(ids, labels);
+  }
+
+  memoryPlan(shape: StepShapeOf): MemoryPlan {
+    const lm = this.model.lm;
+    return {
+      footprint: estimateTrainingMemory(lm, {
+        ...shape,
+        trainedParameters: lm.parameterCount(),
+        fullFineTune: true,
+      }),
+      baseFormat: "float32",
+    };
   }
 
   namedTrainableVariables(): NamedVariable[] {

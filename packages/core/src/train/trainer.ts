@@ -5,7 +5,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
 import { lowbias32 } from "../kernels/lora_linear/dropout.js";
-import { trimBufferPool } from "../kernels/tfjs_internals.js";
+import {
+  trimBufferPool,
+  variableGradsFreeingAsTheyGo,
+} from "../kernels/tfjs_internals.js";
+import { gpuMemory, resetPeakMemory } from "../runtime/memory.js";
+import { gpuInfo } from "../runtime/runtime.js";
+import { preflight } from "./preflight.js";
 import type { TrainableModel } from "./trainable.js";
 import type { CheckpointStore } from "../io/checkpoint_store.js";
 import { captureCheckpoint, restoreCheckpoint } from "./checkpoint.js";
@@ -40,6 +46,19 @@ export interface TrainerOptions {
   batchesPerEpoch?: number;
   /** Seeds the dropout masks. Default 0. */
   seed?: number;
+  /**
+   * Activation checkpointing, as HF's `gradient_checkpointing`: each decoder block keeps only its input and
+   * runs again in the backward pass, for the same gradients with less peak memory (about a third more compute).
+   * On for the training steps only; the model's own setting is restored after. Default false.
+   */
+  gradientCheckpointing?: boolean;
+  /**
+   * GPU bytes one step may use. Before the first step the Trainer estimates the step's peak from the model's
+   * shapes and the largest batch, and refuses to start over budget, saying what to change. Browsers do not
+   * report GPU memory, so this is the caller's number. Default: no budget (the device's per-buffer limit is
+   * always checked).
+   */
+  memoryBudget?: number;
   /** Read the loss back (a GPU→CPU sync) every N steps. Default 1. */
   logEvery?: number;
   /** Evaluate on `val` every N optimizer steps (and at the end). Default: only at the end. */
@@ -62,7 +81,10 @@ export interface StepEvent {
   tokensPerSec: number;
   elapsedMs: number;
   etaMs: number;
+  /** GPU buffer bytes in use after the step. */
   gpuBytes: number;
+  /** The most GPU buffer bytes in use at once during the steps since the previous step event. */
+  peakGpuBytes: number;
 }
 
 export interface EvalEvent {
@@ -102,6 +124,7 @@ export class Trainer {
       | "loraplusLrRatio"
       | "checkpoint"
       | "batchesPerEpoch"
+      | "memoryBudget"
     >
   > &
     TrainerOptions;
@@ -122,6 +145,7 @@ export class Trainer {
       weightDecay: 0,
       seed: 0,
       logEvery: 1,
+      gradientCheckpointing: false,
       ...options,
     };
     for (const key of ["gradAccum", "logEvery"] as const) {
@@ -131,6 +155,39 @@ export class Trainer {
           `Trainer: ${key} must be a positive integer, got ${v}.`,
         );
     }
+    if (
+      this.o.gradientCheckpointing &&
+      model.gradientCheckpointing === undefined
+    )
+      throw new ConfigError(
+        "Trainer: gradientCheckpointing needs a model with a gradientCheckpointing switch (a LoraModel or " +
+          "FullFineTune); this one has none. Leave the option off for it.",
+      );
+  }
+
+  /** The preflight: the largest batch's step against the binding limit and the memory budget. */
+  private checkMemory(batches: TrainBatch[]): void {
+    const plan = this.model.memoryPlan;
+    if (!plan) return;
+    const batch = Math.max(...batches.map((b) => b.inputIds.length));
+    const tokens = Math.max(...batches.map((b) => b.inputIds[0]?.length ?? 0));
+    const gradientCheckpointing = this.o.gradientCheckpointing ?? false;
+    const { footprint, baseFormat } = plan.call(this.model, {
+      batch,
+      tokens,
+      gradientCheckpointing,
+    });
+    preflight({
+      footprint,
+      batch,
+      tokens,
+      bindingLimit:
+        tf.getBackend() === "webgpu"
+          ? (gpuInfo().limits["maxStorageBufferBindingSize"] ?? Infinity)
+          : Infinity,
+      budget: this.o.memoryBudget,
+      using: { gradientCheckpointing, baseFormat },
+    });
   }
 
   pause(): void {
@@ -175,6 +232,7 @@ export class Trainer {
       throw new ConfigError(
         "Trainer: the model has no trainable variables; add an adapter first.",
       );
+    this.checkMemory(data.train);
     const optimizer = new AdamW(this.paramGroups(vars), {
       weightDecay: o.weightDecay,
     });
@@ -206,8 +264,11 @@ export class Trainer {
         });
     }
     const started = performance.now();
+    resetPeakMemory();
     let tokensSeen = 0;
     this.model.state.training = true;
+    const checkpointing = this.model.gradientCheckpointing;
+    if (o.gradientCheckpointing) this.model.gradientCheckpointing = true;
     try {
       let step = first;
       for (; step < total && !this.aborted; step++) {
@@ -245,10 +306,10 @@ export class Trainer {
             tokensPerSec: (tokensSeen / elapsedMs) * 1000,
             elapsedMs,
             etaMs: (elapsedMs / (step + 1)) * (total - step - 1),
-            gpuBytes:
-              (tf.memory() as { numBytesInGPU?: number }).numBytesInGPU ??
-              tf.memory().numBytes,
+            gpuBytes: gpuMemory().total,
+            peakGpuBytes: gpuMemory().peak,
           });
+          resetPeakMemory();
         }
         tf.dispose([loss, gradNorm]);
         // Padded batches differ in length, and tfjs pools buffers by exact size: keep the pool bounded.
@@ -299,6 +360,8 @@ export class Trainer {
       };
     } finally {
       this.model.state.training = false;
+      if (o.gradientCheckpointing)
+        this.model.gradientCheckpointing = checkpointing;
       optimizer.dispose();
       best.dispose();
     }
@@ -342,7 +405,7 @@ export class Trainer {
         (Math.imul(this.o.seed + 1, 0x9e3779b9) ^ (step * 64 + i)) >>> 0,
       );
       const weight = tokens[i]! / totalTokens;
-      const { value, grads } = tf.variableGrads(
+      const { value, grads } = variableGradsFreeingAsTheyGo(
         () =>
           this.model
             .loss(batch.inputIds, batch.labels)
