@@ -31,7 +31,12 @@ import {
   type ModelChoice,
   type SavedRun,
 } from "./run_store.js";
-import { currentValues, readSettings, type Settings } from "./settings.js";
+import {
+  currentValues,
+  readSettings,
+  weightStorage,
+  type Settings,
+} from "./settings.js";
 import { showDataSummary } from "./data_view.js";
 
 export type Phase = "idle" | "busy" | "training" | "paused";
@@ -119,7 +124,11 @@ export class DemoApp {
     this.hasAdapter = false;
     this.metrics = {};
     showMetrics();
-    const info = await this.api.loadModel(source, {}, onProgress);
+    const info = await this.api.loadModel(
+      source,
+      weightStorage(byId<HTMLSelectElement>("weight-storage").value),
+      onProgress,
+    );
     bar.hidden = true;
     this.model = info;
     this.modelChoice = choice;
@@ -127,6 +136,10 @@ export class DemoApp {
       ["model", info.source],
       ["architecture", info.dims.modelType],
       ["parameters", info.parameters.toLocaleString("en")],
+      [
+        "weights on the GPU",
+        `${formatBytes(info.weightBytes)} (projections ${info.weightFormat})`,
+      ],
       [
         "shape",
         `${info.dims.numLayers} layers, hidden ${info.dims.hiddenSize}, ${info.dims.numHeads} heads, vocabulary ${info.dims.vocabSize}`,
@@ -244,7 +257,7 @@ export class DemoApp {
     if (event.type === "step") {
       byId<HTMLProgressElement>("progress").value = event.step / total;
       byId("eta").textContent =
-        `step ${event.step} of ${total} · loss ${event.loss.toFixed(3)} · ${Math.round(event.tokensPerSec)} tokens/s · ${formatDuration(event.elapsedMs)} elapsed, about ${formatDuration(event.etaMs)} left · GPU ${formatBytes(event.gpuBytes)}`;
+        `step ${event.step} of ${total} · loss ${event.loss.toFixed(3)} · ${Math.round(event.tokensPerSec)} tokens/s · ${formatDuration(event.elapsedMs)} elapsed, about ${formatDuration(event.etaMs)} left · GPU ${formatBytes(event.gpuBytes)}, peak ${formatBytes(event.peakGpuBytes)}`;
     } else {
       byId("overfit").textContent = overfitting(this.events);
     }

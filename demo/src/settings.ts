@@ -3,7 +3,7 @@
  * options. Presets fill in the values that worked for their task (the same as `npm run task:*`).
  */
 import type { LoraConfigInput } from "@webtune/core";
-import type { WorkerTrainOptions } from "@webtune/worker";
+import type { WorkerLoadOptions, WorkerTrainOptions } from "@webtune/worker";
 import { byId } from "./dom.js";
 
 interface Field {
@@ -13,6 +13,8 @@ interface Field {
   value: string;
   /** A number input's step; text inputs have none. */
   step?: string;
+  /** A checkbox; `value` "true" checks it. */
+  checkbox?: boolean;
 }
 
 const FIELDS: Field[] = [
@@ -100,6 +102,13 @@ const FIELDS: Field[] = [
     step: "1",
   },
   {
+    name: "gradientCheckpointing",
+    label: "gradient checkpointing",
+    help: "Keep only each block's input and recompute the block in the backward pass: far less memory, about a third more time.",
+    value: "false",
+    checkbox: true,
+  },
+  {
     name: "checkpointEvery",
     label: "checkpoint every",
     help: "Steps between checkpoints in this browser's storage, so a reload can resume; 0: none.",
@@ -140,7 +149,10 @@ export function renderSettings(): void {
       input.name = f.name;
       input.id = `setting-${f.name}`;
       input.value = f.value;
-      if (f.step) {
+      if (f.checkbox) {
+        input.type = "checkbox";
+        input.checked = f.value === "true";
+      } else if (f.step) {
         input.type = "number";
         input.step = f.step;
         input.min = "0";
@@ -155,17 +167,20 @@ export function renderSettings(): void {
 
 /** Sets fields by name, e.g. a preset's tuned values. */
 export function applySettings(values: Record<string, string | number>): void {
-  for (const [name, value] of Object.entries(values))
-    byId<HTMLInputElement>(`setting-${name}`).value = String(value);
+  for (const [name, value] of Object.entries(values)) {
+    const input = byId<HTMLInputElement>(`setting-${name}`);
+    if (input.type === "checkbox") input.checked = String(value) === "true";
+    else input.value = String(value);
+  }
 }
 
 /** Every field's current text, for saving a run. */
 export function currentValues(): Record<string, string> {
   return Object.fromEntries(
-    FIELDS.map((f) => [
-      f.name,
-      byId<HTMLInputElement>(`setting-${f.name}`).value,
-    ]),
+    FIELDS.map((f) => {
+      const input = byId<HTMLInputElement>(`setting-${f.name}`);
+      return [f.name, f.checkbox ? String(input.checked) : input.value];
+    }),
   );
 }
 
@@ -211,8 +226,19 @@ export function readSettings(): Settings {
       valRows: Math.max(1, int("valRows")),
       earlyStopping: patience > 0 ? { patience } : undefined,
       checkpointEvery: int("checkpointEvery") || undefined,
+      gradientCheckpointing: byId<HTMLInputElement>(
+        "setting-gradientCheckpointing",
+      ).checked,
     },
     maxLength: Math.max(8, int("maxLength")),
     testRows: Math.max(1, int("testRows")),
   };
+}
+
+/** The base-weights choice of the model panel as load options: NF4 and int8 keep the embeddings in f16. */
+export function weightStorage(choice: string): WorkerLoadOptions {
+  if (choice === "float16") return { dtype: "float16" };
+  if (choice === "int8" || choice === "nf4")
+    return { dtype: "float16", quantize: choice, doubleQuant: true };
+  return {};
 }

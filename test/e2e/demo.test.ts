@@ -498,4 +498,29 @@ describe("the demo page", () => {
     expect(resumed.train.steps).toBe(12);
     expect(resumed.train.history[0]!.step).toBe(step + 1);
   });
+
+  it("trains on an NF4 base with gradient checkpointing when the panels say so, and reports the compact weights and peak memory", async () => {
+    await pickModelFolder();
+    await page.selectOption("#weight-storage", "nf4");
+    await page.click("#load-model");
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    const info = await page.locator("#model-info").innerText();
+    expect(info).toMatch(
+      /weights on the GPU\s+[\d.]+ [kM]B \(projections nf4\)/,
+    );
+    await page.check("#setting-gradientCheckpointing");
+    await setSettings({ maxSteps: 3, evalEvery: 0, checkpointEvery: 0 });
+    await page.click("#train");
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    const steps = await state((app) =>
+      app.lastTrain!.history.filter((e) => e.type === "step"),
+    );
+    expect(steps).toHaveLength(3);
+    for (const e of steps) {
+      expect(Number.isFinite(e.loss)).toBe(true);
+      expect(e.peakGpuBytes).toBeGreaterThan(0);
+    }
+  });
 });

@@ -9,6 +9,7 @@ import {
   LoraModel,
   type DatasetFormat,
   type PretrainedModel,
+  type WeightOptions,
 } from "@webtune/core";
 
 export interface Loaded {
@@ -17,14 +18,14 @@ export interface Loaded {
   peft: LoraModel;
 }
 
-/** `trainable` loads every weight as a variable, for full fine-tuning. */
+/** `weights.trainable` loads every weight as a variable, for full fine-tuning; the rest picks the base's storage. */
 export async function loadForCommand(
   source: string,
   adapter?: string,
-  trainable = false,
+  weights: WeightOptions = {},
 ): Promise<Loaded> {
   await initRuntime();
-  const model = await loadModel(source, { trainable });
+  const model = await loadModel(source, weights);
   const peft = new LoraModel(model);
   if (adapter) await peft.loadAdapter("default", adapter);
   return { model, peft };

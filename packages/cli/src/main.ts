@@ -94,6 +94,30 @@ program
     "lora (an adapter) or full (every weight; writes a full model folder)",
     "lora",
   )
+  .option(
+    "--dtype <d>",
+    "storage of the frozen base: float32 | float16 (compute stays f32)",
+    "float32",
+  )
+  .option(
+    "--quantize <q>",
+    "int8 | nf4: blockwise-quantized projections (QLoRA); embeddings stay in --dtype",
+  )
+  .option(
+    "--double-quant",
+    "quantize the block scales too (with --quantize)",
+    false,
+  )
+  .option(
+    "--gradient-checkpointing",
+    "recompute each block in the backward pass: less memory, about a third more time",
+    false,
+  )
+  .option(
+    "--memory-budget <MiB>",
+    "refuse to start when one step is expected to need more GPU memory than this",
+    (v: string) => num("--memory-budget")(v) * 2 ** 20,
+  )
   .option("--r <n>", "LoRA rank", int("--r"), 8)
   .option("--alpha <a>", "lora_alpha", num("--alpha"), 16)
   .option("--dropout <p>", "lora_dropout", num("--dropout"), 0.05)

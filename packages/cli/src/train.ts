@@ -16,6 +16,7 @@ import {
   type PretrainedModel,
   type Scorer,
   type TrainBatch,
+  type WeightOptions,
 } from "@webtune/core";
 import { loadForCommand, readDataset } from "./common.js";
 import { progress } from "./progress.js";
@@ -49,6 +50,11 @@ export interface TrainFlags {
   resume?: string;
   reference?: string;
   test?: string;
+  dtype: string;
+  quantize?: string;
+  doubleQuant: boolean;
+  gradientCheckpointing: boolean;
+  memoryBudget?: number;
 }
 
 function check(o: TrainFlags): void {
@@ -89,7 +95,12 @@ function batchList(
 export async function trainCommand(o: TrainFlags): Promise<void> {
   check(o);
   const full = o.mode === "full";
-  const { model, peft } = await loadForCommand(o.model, undefined, full);
+  const { model, peft } = await loadForCommand(o.model, undefined, {
+    trainable: full,
+    dtype: o.dtype as WeightOptions["dtype"],
+    quantize: o.quantize as WeightOptions["quantize"],
+    doubleQuant: o.doubleQuant,
+  });
   const data = await readDataset(o.data, model, {
     format: o.format,
     seqLen: o.seqLen,
@@ -166,6 +177,8 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     maxSteps: steps,
     batchesPerEpoch: train.length / o.epochs,
     seed: o.seed,
+    gradientCheckpointing: o.gradientCheckpointing,
+    memoryBudget: o.memoryBudget,
     evalEvery: val ? o.evalEvery : undefined,
     earlyStopping:
       o.earlyStop !== undefined ? { patience: o.earlyStop } : undefined,

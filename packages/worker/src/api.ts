@@ -19,6 +19,7 @@ import type {
   TrainEvent,
   TrainerOptions,
   TrainResult,
+  WeightOptions,
 } from "@webtune/core";
 
 /** What the worker reports about the model it loaded. */
@@ -27,14 +28,23 @@ export interface ModelInfo {
   dims: ModelDims;
   /** Parameters of the frozen base model. */
   parameters: number;
+  /** Bytes its weights take on the GPU in the storage it was loaded with. */
+  weightBytes: number;
+  /** The projections' storage: "float32", "float16", "int8" or "nf4". */
+  weightFormat: string;
   hasTokenizer: boolean;
   hasChatTemplate: boolean;
   /** The distinct Linear module names LoRA can target, e.g. ["q_proj", "k_proj", ...]. */
   targetModules: string[];
 }
 
-/** Load options that can cross to the worker (callbacks go as separate, proxied arguments). */
-export type WorkerLoadOptions = Omit<LoadOptions, "onProgress" | "signal">;
+/**
+ * Load options that can cross to the worker (callbacks go as separate, proxied arguments), with the base's
+ * storage: `dtype: "float16"`, or `quantize: "int8" | "nf4"` (QLoRA). The worker trains adapters only, so
+ * `trainable` is not offered.
+ */
+export type WorkerLoadOptions = Omit<LoadOptions, "onProgress" | "signal"> &
+  Omit<WeightOptions, "trainable">;
 /** Generation options that can cross to the worker. */
 export type WorkerGenerateOptions = Omit<GenerateOptions, "onToken"> & {
   /** false: the frozen base model alone, for before/after comparisons. Default true. */

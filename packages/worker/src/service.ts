@@ -98,6 +98,8 @@ export class TrainerService implements TrainerApi {
       source: model.source,
       dims: model.dims,
       parameters: model.lm.parameterCount(),
+      weightBytes: model.lm.weightBytes(),
+      weightFormat: model.lm.projectionFormat(),
       hasTokenizer: model.tokenizer !== undefined,
       hasChatTemplate: (model.tokenizer?.chatTemplateNames.length ?? 0) > 0,
       targetModules: [

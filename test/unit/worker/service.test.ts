@@ -60,6 +60,29 @@ describe("TrainerService", () => {
       eosTokenIds: [],
     });
     expect(result.ids).toHaveLength(3);
+    expect(info.weightFormat).toBe("float32");
+    expect(info.weightBytes).toBe(4 * info.parameters);
+  });
+
+  it("loads the base compact when asked: NF4 projections and f16 embeddings, close to the f32 loss", async (ctx) => {
+    await service
+      .init()
+      .catch((e: unknown) =>
+        allowNoGpu ? ctx.skip(String(e)) : Promise.reject(e),
+      );
+    const dir = `${GOLDEN_DIR}tiny/llama_tied`;
+    const info = await service.loadModel(dir, {
+      cache: false,
+      dtype: "float16",
+      quantize: "nf4",
+      doubleQuant: true,
+    });
+    expect(info.weightFormat).toBe("nf4");
+    expect(info.weightBytes).toBeLessThan(0.5 * 4 * info.parameters);
+    const golden = readGolden(dir);
+    // Quantization error, not a tolerance of the kernels (those are tested exactly against decoded weights).
+    const loss = await service.loss(golden.input_ids);
+    expect(Math.abs(loss - golden.loss) / golden.loss).toBeLessThan(0.05);
   });
 
   it("is what the main thread sees through comlink, with every method async", () => {
