@@ -469,3 +469,79 @@ export function variableGradsFreeingAsTheyGo(
   }
   return { value: value as tf.Scalar, grads: named };
 }
+
+/**
+ * Kernels whose tfjs gradient reads only the shapes of what it saved (checked against tfjs-core's
+ * gradients/*_grad.js): Reshape, ExpandDims, Slice, Concat and Pack need the input shapes, Add and Sub the
+ * operand shapes for broadcasting, Sum and Mean the input shape.
+ */
+const SHAPE_ONLY_GRADIENTS = new Set([
+  "Reshape",
+  "ExpandDims",
+  "Slice",
+  "Concat",
+  "Pack",
+  "Add",
+  "Sub",
+  "Sum",
+  "Mean",
+]);
+
+/** What a shape-only gradient reads of a saved tensor: its shape, with no data behind it. */
+interface ShapeStub {
+  shape: number[];
+  rank: number;
+  size: number;
+  dtype: tf.DataType;
+  isDisposed: boolean;
+  dispose(): void;
+}
+
+function shapeStub(t: tf.Tensor): ShapeStub {
+  const stub = {
+    shape: t.shape.slice(),
+    rank: t.rank,
+    size: t.size,
+    dtype: t.dtype,
+    isDisposed: false,
+    dispose: () => undefined,
+  };
+  t.dispose();
+  return stub;
+}
+
+let shapeOnlySaves = false;
+
+/**
+ * Makes tfjs keep only shapes, not tensors, for the backward pass of the kernels in SHAPE_ONLY_GRADIENTS. tfjs
+ * saves a reshape's input, and both operands of an add, only to read their shapes, but the saved tensor keeps
+ * its buffer alive until the backward pass ends: a projection's output behind a reshape, or a residual stream
+ * behind an add, for every layer. On a 32-layer model that was most of the activation memory. Installed once
+ * per realm by initRuntime; gradients are unchanged (tests compare them against tfjs's own).
+ */
+export function keepOnlyShapesForShapeGradients(): void {
+  if (shapeOnlySaves) return;
+  const engine = tf.engine() as unknown as {
+    addTapeNode(
+      kernelName: string,
+      inputs: unknown,
+      outputs: unknown,
+      gradientsFunc: unknown,
+      saved: tf.Tensor[] | undefined,
+      attrs: unknown,
+    ): void;
+  };
+  const add = engine.addTapeNode.bind(engine);
+  engine.addTapeNode = (kernelName, inputs, outputs, grad, saved, attrs) =>
+    add(
+      kernelName,
+      inputs,
+      outputs,
+      grad,
+      SHAPE_ONLY_GRADIENTS.has(kernelName) && saved
+        ? (saved.map(shapeStub) as unknown as tf.Tensor[])
+        : saved,
+      attrs,
+    );
+  shapeOnlySaves = true;
+}

@@ -5,6 +5,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { DeviceError } from "../errors.js";
+import { keepOnlyShapesForShapeGradients } from "../kernels/tfjs_internals.js";
 import {
   acquireDevice,
   describeAdapter,
@@ -65,6 +66,7 @@ export function initRuntime(options: RuntimeOptions = {}): Promise<GpuInfo> {
 }
 
 async function start(options: RuntimeOptions): Promise<GpuInfo> {
+  keepOnlyShapesForShapeGradients();
   if (options.backend === "cpu")
     return startCpu('requested with backend: "cpu"');
   try {
