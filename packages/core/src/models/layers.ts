@@ -188,15 +188,32 @@ export function attention(
     const G = k.shape[1];
     // Group the query heads under their kv head instead of repeating k and v: [B, G, (H/G)·T, D].
     const qg = q.reshape([B, G, (H / G) * T, D]) as tf.Tensor4D;
-    const probs =
+    const y =
       softcap === undefined
-        ? attentionProbs(qg, k, mask, scale, H / G)
-        : softcappedProbs(qg, k, mask, scale, H / G, softcap);
-    return tf.matMul(probs, v).reshape([B, H, T, D]) as tf.Tensor4D;
+        ? attentionKeepingInputs(qg, k, v, mask, scale, H / G)
+        : tf.matMul(softcappedProbs(qg, k, mask, scale, H / G, softcap), v);
+    return y.reshape([B, H, T, D]) as tf.Tensor4D;
   });
 }
 
-/** softmax(qg·kᵀ·scale + mask) over the last axis, with the [T, S] mask broadcast over the heads of a group. */
+/** qg·kᵀ·scale + mask, the [T, S] mask broadcast over the heads of a group: [B, G, (H/G)·T, S]. */
+function maskedScores(
+  qg: tf.Tensor4D,
+  k: tf.Tensor4D,
+  mask: tf.Tensor2D | null,
+  scale: number,
+  headsPerGroup: number,
+): tf.Tensor4D {
+  const scores = tf.matMul(qg, k, false, true).mul(scale) as tf.Tensor4D;
+  if (!mask) return scores;
+  const [B, G, HT, S] = scores.shape;
+  return scores
+    .reshape([B, G, headsPerGroup, HT / headsPerGroup, S])
+    .add(mask)
+    .reshape([B, G, HT, S]) as tf.Tensor4D;
+}
+
+/** softmax(scores + mask) over the last axis, the [T, S] mask broadcast over the heads of a group. */
 function maskedSoftmax(
   scores: tf.Tensor4D,
   mask: tf.Tensor2D | null,
@@ -204,19 +221,15 @@ function maskedSoftmax(
 ): tf.Tensor4D {
   if (!mask) return tf.softmax(scores, -1);
   const [B, G, HT, S] = scores.shape;
-  const T = HT / headsPerGroup;
   return tf
-    .softmax(scores.reshape([B, G, headsPerGroup, T, S]).add(mask), -1)
+    .softmax(
+      scores.reshape([B, G, headsPerGroup, HT / headsPerGroup, S]).add(mask),
+      -1,
+    )
     .reshape([B, G, HT, S]) as tf.Tensor4D;
 }
 
-/**
- * The attention probabilities as one differentiable step that keeps only qg, k and the probabilities for the
- * backward pass: autograd of the composed ops would also keep the raw, scaled and masked scores, three more
- * [B, H, T, S] tensors per layer, the largest activations of a long sequence.
- *
- *   backward: dS = scale · P ∘ (dP − Σ_s dP ∘ P),  dqg = dS·k,  dk = dSᵀ·qg
- */
+/** softmax(qg·kᵀ·scale + mask), the probabilities: [B, G, (H/G)·T, S]. */
 function attentionProbs(
   qg: tf.Tensor4D,
   k: tf.Tensor4D,
@@ -224,29 +237,55 @@ function attentionProbs(
   scale: number,
   headsPerGroup: number,
 ): tf.Tensor4D {
+  return tf.softmax(maskedScores(qg, k, mask, scale, headsPerGroup), -1);
+}
+
+/**
+ * softmax(qg·kᵀ·scale + mask)·v as one differentiable step that keeps only its inputs for the backward pass, as
+ * FlashAttention does: autograd of the composed ops keeps the raw, scaled and masked scores and the
+ * probabilities, four [B, H, T, S] tensors per layer, the largest activations of a long sequence. The backward
+ * pass recomputes the probabilities from q and k with the same ops, so they are the forward's to the bit:
+ *
+ *   dP = dO·vᵀ,  dS = scale · P ∘ (dP − Σ_s P ∘ dP),  dq = dS·k,  dk = dSᵀ·q,  dv = Pᵀ·dO
+ */
+function attentionKeepingInputs(
+  qg: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  mask: tf.Tensor2D | null,
+  scale: number,
+  headsPerGroup: number,
+): tf.Tensor4D {
   const f = tf.customGrad(((...args: unknown[]) => {
-    const [q, kk] = args as [tf.Tensor4D, tf.Tensor4D];
+    const [q, kk, vv] = args as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
     const save = args.at(-1) as tf.GradSaveFunc;
-    const probs = tf.tidy(() =>
-      maskedSoftmax(
-        tf.matMul(q, kk, false, true).mul(scale),
-        mask,
-        headsPerGroup,
-      ),
-    );
-    save([q, kk, probs]);
+    // The mask too: the scope that made it ends before the backward pass runs.
+    save(mask ? [q, kk, vv, mask] : [q, kk, vv]);
     return {
-      value: probs,
-      gradFunc: (dProbs: tf.Tensor4D, saved: tf.Tensor[]) => {
-        const [qs, ks, p] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
-        const dScores = p
-          .mul(dProbs.sub(dProbs.mul(p).sum(-1, true)))
+      value: tf.tidy(() =>
+        tf.matMul(attentionProbs(q, kk, mask, scale, headsPerGroup), vv),
+      ),
+      gradFunc: (dOut: tf.Tensor4D, saved: tf.Tensor[]) => {
+        const [qs, ks, vs, m] = saved as [
+          tf.Tensor4D,
+          tf.Tensor4D,
+          tf.Tensor4D,
+          tf.Tensor2D | undefined,
+        ];
+        const probs = attentionProbs(qs, ks, m ?? null, scale, headsPerGroup);
+        const dProbs = tf.matMul(dOut, vs, false, true);
+        const dScores = probs
+          .mul(dProbs.sub(probs.mul(dProbs).sum(-1, true)))
           .mul(scale) as tf.Tensor4D;
-        return [tf.matMul(dScores, ks), tf.matMul(dScores, qs, true, false)];
+        return [
+          tf.matMul(dScores, ks),
+          tf.matMul(dScores, qs, true, false),
+          tf.matMul(probs, dOut, true, false),
+        ];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return f(qg, k) as tf.Tensor4D;
+  return f(qg, k, v) as tf.Tensor4D;
 }
 
 /** The composed path with Gemma 2-style softcapping, left to autograd (no current checkpoint uses it). */
