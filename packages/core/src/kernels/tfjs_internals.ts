@@ -422,16 +422,26 @@ function backpropNode(
     throw new ShapeError(
       `Cannot compute gradient: gradient function not found for ${node.kernelName}.`,
     );
-  const inputGrads = node.gradient(
-    node.outputs.map((o) => grads.get(o.id) ?? null),
-  );
-  for (const [name, x] of Object.entries(node.inputs)) {
-    const grad = inputGrads[name];
-    if (!grad)
-      throw new ShapeError(
-        `Cannot backprop through input ${name} of ${node.kernelName}.`,
-      );
-    const dx = engine.tidy(`grad ${node.kernelName}`, grad);
+  const names = Object.keys(node.inputs);
+  // One scope for the node: a customGrad computes its gradients eagerly inside `node.gradient`, and those
+  // intermediates would otherwise live until the whole backward pass ends.
+  const dys = node.outputs.map((o) => grads.get(o.id) ?? null);
+  const computed = engine.tidy(`grad ${node.kernelName}`, () => {
+    const inputGrads = node.gradient!(dys);
+    return names.map((name) => {
+      const grad = inputGrads[name];
+      if (!grad)
+        throw new ShapeError(
+          `Cannot backprop through input ${name} of ${node.kernelName}.`,
+        );
+      return grad();
+    });
+  });
+  // A gradient passed straight through (dx = dy) gets its own handle: the node's dys are disposed after it.
+  const dxs = computed.map((dx) => (dys.includes(dx) ? dx.clone() : dx));
+  names.forEach((name, i) => {
+    const x = node.inputs[name]!;
+    const dx = dxs[i]!;
     if (dx.shape.join() !== x.shape.join())
       throw new ShapeError(
         `The gradient of ${node.kernelName}'s input ${name} is [${dx.shape.join(", ")}], but the input is [${x.shape.join(", ")}].`,
@@ -443,7 +453,7 @@ function backpropNode(
       sum.dispose();
       dx.dispose();
     }
-  }
+  });
 }
 
 /**
@@ -544,4 +554,55 @@ export function keepOnlyShapesForShapeGradients(): void {
       attrs,
     );
   shapeOnlySaves = true;
+}
+
+/** The part of WebGPUBackend that defers releasing a disposed tensor's buffer until its commands are submitted. */
+interface DeferredReleases {
+  tensorDataPendingDisposal: object[];
+  tensorMap: { get(dataId: object): { resource?: unknown } | undefined };
+  commandQueueOwnedIds: WeakSet<object>;
+  commandEncoder: GPUCommandEncoder | null;
+  /** Set while tf.time/tf.profile measure kernels, which submit on their own schedule. */
+  activeTimers: unknown;
+  disposeData(dataId: object, force?: boolean): boolean;
+  submitQueue(): void;
+  endComputePassEncoder(): void;
+}
+
+const boundedBackends = new WeakSet<object>();
+
+/**
+ * Caps the bytes of disposed tensors whose buffers tfjs-backend-webgpu holds back until it next submits its
+ * commands. tfjs submits every 15 dispatches, so a disposed tensor's buffer stays in use until then: with the
+ * [tokens, 16k] logits of a loss chunk, or a layer's gradients in the backward pass, that held 100–230 MB beyond
+ * what was alive. When the held bytes pass `maxBytes`, the commands recorded so far are submitted (WebGPU runs
+ * them in order, so the buffers can be reused at once). A no-op on other backends; installed once per backend.
+ */
+export function boundDeferredReleases(maxBytes = 16 * MiB): void {
+  if (tf.getBackend() !== "webgpu") return;
+  const b = tf.backend() as unknown as DeferredReleases;
+  if (boundedBackends.has(b) || !Array.isArray(b.tensorDataPendingDisposal))
+    return;
+  boundedBackends.add(b);
+  let held = 0;
+  const submit = b.submitQueue.bind(b);
+  b.submitQueue = () => {
+    held = 0;
+    submit();
+  };
+  const dispose = b.disposeData.bind(b);
+  b.disposeData = (dataId, force) => {
+    const before = b.tensorDataPendingDisposal.length;
+    const resource = b.tensorMap.get(dataId)?.resource as
+      { size?: number } | undefined;
+    const done = dispose(dataId, force);
+    if (b.tensorDataPendingDisposal.length > before) {
+      held += resource?.size ?? 0;
+      if (held > maxBytes && b.commandEncoder && b.activeTimers == null) {
+        b.endComputePassEncoder();
+        b.submitQueue();
+      }
+    }
+    return done;
+  };
 }

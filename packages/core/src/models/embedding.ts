@@ -10,8 +10,8 @@ import { gatherRows } from "../kernels/gather/op.js";
 import { linear } from "../kernels/linear/op.js";
 import { isPacked, type Matrix } from "../kernels/quant/packed.js";
 
-/** 16k rows: 64 MB of loss-head tensors at 256 tokens per chunk step, and 16 chunks for Gemma 3's 262k vocabulary. */
-const MAX_CHUNK_ROWS = 16384;
+/** 8k rows: about 32 MB of loss-head tensors at 256 tokens per chunk step (32 chunks for Gemma 3's 262k vocabulary). */
+const MAX_CHUNK_ROWS = 8192;
 
 export class Embedding {
   /** Row offset of each chunk in the full [V, C] table. */

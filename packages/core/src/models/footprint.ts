@@ -2,9 +2,10 @@
  * What a training step will need on the GPU, estimated from the model's shapes before the first step runs, so
  * that a configuration that cannot fit fails with reasons instead of a lost device half-way through.
  *
- * The activation model counts what tfjs keeps for the backward pass of one decoder block: every projection's
- * output (and its input, shared with the previous op), the attention scores and probabilities, and the norms and
- * residuals. It is an estimate, checked against measured peaks by the `memory` benchmark.
+ * The activation model counts what a decoder block keeps for its backward pass (see `blockActivationBytes`), for
+ * every block or, with checkpointing, each block's input plus one block, and the largest transient of the
+ * backward pass: one block's attention work or one chunk of the loss head. It is an estimate, checked against
+ * measured peaks by the `memory` benchmark and the Trainer's tests.
  *
  * Letters: B batch, T tokens per row, N = B·T, C hidden size, H query heads.
  */
@@ -38,29 +39,31 @@ export interface StepShape {
   fullFineTune?: boolean;
 }
 
-/** Activations one block keeps for its backward pass. */
+/**
+ * Activations one block keeps for its backward pass: the projections' outputs that later ops read back (q, k, v
+ * for attention, the gate and up projections for the activation; the attention and MLP outputs feed only
+ * residual adds, which keep no values), plus the residual stream at each norm and the normed input the adapters
+ * read: about Σ out − 2C + 3C values per token.
+ */
 function blockActivationBytes(lm: CausalLM, s: StepShape): number {
-  const { hiddenSize: C, numHeads: H, numLayers } = lm.dims;
+  const { hiddenSize: C, numLayers } = lm.dims;
   const N = s.batch * s.tokens;
   const perLayerLinears = lm.linears().length / numLayers;
   const outputs = lm
     .linears()
     .slice(0, perLayerLinears)
     .reduce((n, l) => n + l.outFeatures, 0);
-  // Projection outputs and what follows them elementwise (RoPE, the gated activation): about twice each.
-  const projections = 2 * N * outputs * F32;
-  // Scores, masked scores and probabilities, [B, H, T, T] each.
-  const attention = 3 * s.batch * H * s.tokens * s.tokens * F32;
-  // Two norms' inputs and outputs and two residual sums.
-  const stream = 6 * N * C * F32;
-  return projections + attention + stream;
+  return N * (outputs + C) * F32;
 }
 
-/** One vocabulary chunk of logits and its softmax, the most the chunked cross-entropy holds at once. */
+/** One block's attention scores, probabilities and their gradients, alive while its backward pass runs. */
+function attentionWorkBytes(lm: CausalLM, s: StepShape): number {
+  return 4 * s.batch * lm.dims.numHeads * s.tokens * s.tokens * F32;
+}
+
+/** One vocabulary chunk of logits, its softmax and gradient: the most the chunked cross-entropy holds at once. */
 function lossHeadBytes(lm: CausalLM, s: StepShape): number {
-  const N = s.batch * s.tokens;
-  const rows = lm.headChunkRows;
-  return 3 * N * rows * F32;
+  return 4 * s.batch * s.tokens * lm.headChunkRows * F32;
 }
 
 /**
@@ -79,10 +82,11 @@ export function estimateTrainingMemory(
   const { hiddenSize: C, numHeads: H, numLayers } = lm.dims;
   const N = s.batch * s.tokens;
   const block = blockActivationBytes(lm, s);
+  const kept = s.gradientCheckpointing
+    ? numLayers * N * C * F32 + block
+    : numLayers * block;
   const activations =
-    (s.gradientCheckpointing
-      ? numLayers * N * C * F32 + block
-      : numLayers * block) + lossHeadBytes(lm, s);
+    kept + Math.max(attentionWorkBytes(lm, s), lossHeadBytes(lm, s));
   const baseWeights = lm.weightBytes();
   const trained = s.trainedParameters * F32;
   const gradientsAndOptimizer = 3 * trained;

@@ -5,7 +5,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { DeviceError } from "../errors.js";
-import { keepOnlyShapesForShapeGradients } from "../kernels/tfjs_internals.js";
+import {
+  boundDeferredReleases,
+  keepOnlyShapesForShapeGradients,
+} from "../kernels/tfjs_internals.js";
 import {
   acquireDevice,
   describeAdapter,
@@ -91,6 +94,7 @@ async function startWebGPU(options: RuntimeOptions): Promise<GpuInfo> {
     );
   // tfjs silently computes ops on tensors under 1000 elements on the CPU; LoRA's small matrices fall into that.
   tf.env().set("WEBGPU_CPU_FORWARD", false);
+  boundDeferredReleases();
 
   const info: GpuInfo = {
     backend: "webgpu",
