@@ -14,6 +14,7 @@ import {
   gpuMemory,
   isPacked,
   LoraModel,
+  matrixBytes,
   PretrainedModel,
   ShapeError,
   type PackedFormat,
@@ -49,11 +50,12 @@ function load(
   type: string,
   options: WeightOptions = {},
   source?: WeightSource,
+  bindingBytes = BIG,
 ): Promise<CausalLM> {
   const raw = TINY_CONFIGS[type]!;
   return resolveConfig(raw, `${type}/config.json`).load(
     source ?? randomWeightSource(raw, `${type} (random)`),
-    BIG,
+    bindingBytes,
     options,
   );
 }
@@ -214,6 +216,27 @@ describe("storage and accounting", () => {
     const after = gpuMemory();
     expect(after.baseWeights).toBe(before.baseWeights);
     expect(after.adapters).toBe(before.adapters);
+  });
+
+  it("refuses a projection over the binding limit, naming it and the storage that fits, and loads that storage", async (ctx) => {
+    await needGpu(ctx);
+    // gate_proj is [64, 32]: 8192 bytes in f32, 4096 in f16, 1152 in NF4 (1024 of codes, 128 of absmax).
+    const limit = 6000;
+    const start = tf.memory().numTensors;
+    const f32 = load("llama", {}, undefined, limit);
+    await expect(f32).rejects.toThrow(ShapeError);
+    await expect(load("llama", {}, undefined, limit)).rejects.toThrow(
+      /"model\.layers\.0\.mlp\.gate_proj\.weight" \[64, 32\] takes 8192 bytes as float32, over .* \(6000 bytes\)\. Load the model with \{ dtype: "float16" \}/,
+    );
+    expect(tf.memory().numTensors).toBe(start);
+    for (const options of [
+      { dtype: "float16" },
+      { quantize: "nf4" },
+    ] as const) {
+      const lm = await load("llama", options, undefined, limit);
+      expect(lm.weights().every((w) => matrixBytes(w) <= limit)).toBe(true);
+      lm.dispose();
+    }
   });
 
   it("rejects bad storage options before reading anything", async (ctx) => {

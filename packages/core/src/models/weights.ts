@@ -6,6 +6,8 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, FormatError, ShapeError } from "../errors.js";
 import { packMatrix } from "../kernels/quant/codec.js";
 import {
+  isPacked,
+  matrixBytes,
   matrixTensors,
   type Matrix,
   type PackedMatrix,
@@ -128,6 +130,21 @@ export class WeightLoader {
     return this.source.read(name);
   }
 
+  /**
+   * A projection is one storage binding in every kernel that reads it: one over the device's limit cannot be
+   * used, so it fails here, naming what would fit. (Embeddings are split into row chunks instead.)
+   */
+  private fitting(name: string, m: Matrix): Matrix {
+    const bytes = matrixBytes(m);
+    if (bytes <= this.maxBindingBytes) return m;
+    const format = isPacked(m) ? m.format : "float32";
+    throw new ShapeError(
+      `${this.source.description}: "${name}" [${m.shape.join(", ")}] takes ${bytes} bytes as ${format}, over this ` +
+        `device's maxStorageBufferBindingSize (${this.maxBindingBytes} bytes). Load the model with ` +
+        `{ dtype: "float16" } (half the bytes) or { quantize: "nf4" } (about an eighth), or use a GPU that binds more.`,
+    );
+  }
+
   /** Registers a new weight: as a trainable tf.Variable for full fine-tuning, else as a frozen tensor. */
   private keep<T extends tf.Tensor>(t: T): T {
     const out = this.trainable ? (tf.variable(t, true) as unknown as T) : t;
@@ -218,11 +235,14 @@ export class WeightLoader {
       layout === "in_out"
         ? [inFeatures, outFeatures]
         : [outFeatures, inFeatures];
-    const weight = this.matrix(
+    const weight = this.fitting(
       `${key}.weight`,
-      await this.read(`${key}.weight`, shape),
-      shape,
-      true,
+      this.matrix(
+        `${key}.weight`,
+        await this.read(`${key}.weight`, shape),
+        shape,
+        true,
+      ),
     );
     const b = bias
       ? this.keep(tf.tensor1d(await this.read(`${key}.bias`, [outFeatures])))
