@@ -266,7 +266,8 @@ export class Gemma3ForCausalLM extends CausalLM {
       this.layers.forEach((layer, i) => {
         const ctx = this.dims.sliding[i] ? local : full;
         if (!this.gradientCheckpointing || cache)
-          x = layer.forward(x, this.dims, ctx, i, cache);
+          // A scope per block: only what the backward pass saved outlives it, not every intermediate.
+          x = tf.tidy(() => layer.forward(x, this.dims, ctx, i, cache));
         else
           x = checkpointed(
             (h, c) => layer.forward(h, this.dims, c, i),

@@ -146,7 +146,8 @@ export class Gpt2LMHeadModel extends CausalLM {
       const mask = causalMask(T, past);
       this.h.forEach((block, i) => {
         if (!this.gradientCheckpointing || cache)
-          x = block.forward(x, this.dims, mask, i, cache);
+          // A scope per block: only what the backward pass saved outlives it, not every intermediate.
+          x = tf.tidy(() => block.forward(x, this.dims, mask, i, cache));
         else
           x = checkpointed(
             (h, m) => block.forward(h, this.dims, m, i),

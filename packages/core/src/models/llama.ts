@@ -171,7 +171,8 @@ export class LlamaForCausalLM extends CausalLM {
       const mask = causalMask(T, past);
       this.layers.forEach((layer, i) => {
         if (!this.gradientCheckpointing || cache)
-          x = layer.forward(x, this.dims, rope, mask, i, cache);
+          // A scope per block: only what the backward pass saved outlives it, not every intermediate.
+          x = tf.tidy(() => layer.forward(x, this.dims, rope, mask, i, cache));
         else
           x = checkpointed(
             (h, c) => layer.forward(h, this.dims, c.rope, c.mask, i),
