@@ -16,6 +16,14 @@ const c = (key: string) => (r: BenchRecord) => String(r.config[key] ?? "");
 const mib = (key: string) => (r: BenchRecord) =>
   num(1)((r.metrics[key] as number) / 2 ** 20);
 const times = (key: string) => (r: BenchRecord) => `${m(key, 2)(r)}×`;
+const gb = (key: string) => (r: BenchRecord) =>
+  typeof r.metrics[key] === "number"
+    ? ((r.metrics[key] as number) / 1e9).toFixed(3)
+    : "–";
+const valLosses = (r: BenchRecord) =>
+  typeof r.metrics["nf4_val_loss_after"] === "number"
+    ? `${m("f32_val_loss_after", 4)(r)} → ${m("nf4_val_loss_after", 4)(r)} (${(100 * (r.metrics["relative_difference"] as number)).toFixed(2)} %)`
+    : "–";
 
 export const COLUMNS: Record<Scenario, Column[]> = {
   load: [
@@ -56,6 +64,21 @@ export const COLUMNS: Record<Scenario, Column[]> = {
     ["LoRA peak MiB", mib("lora_peak_bytes")],
     ["full peak MiB", mib("full_peak_bytes")],
     ["full ÷ LoRA memory", times("full_vs_lora_peak_bytes")],
+  ],
+  memory: [
+    [
+      "case",
+      (r) =>
+        `${r.case} (${c("layers")(r)} layers, ${c("batch")(r)}×${c("seq")(r)})`,
+    ],
+    ["peak GB", gb("peak_bytes")],
+    ["target GB", gb("target_bytes")],
+    ["weights GB", gb("base_weight_bytes")],
+    ["activations GB", gb("activation_bytes")],
+    ["estimate GB", gb("estimated_peak_bytes")],
+    ["f32 base peak GB", gb("f32_peak_bytes")],
+    ["ms/step", m("ms_per_step", 0)],
+    ["val loss f32 → NF4", (r) => valLosses(r)],
   ],
   generate: [
     [
@@ -119,19 +142,34 @@ export interface StampedRun extends RuntimeRun {
   node: string;
 }
 
-/** The Markdown of one run: its stamp, headline, roof, then a table per scenario. */
-export function runMarkdown(run: StampedRun): string {
+function stamp(run: StampedRun): string {
+  return `${run.date}, commit ${run.commit}, size \`${run.size}\`, ${run.seconds.toFixed(0)} s`;
+}
+
+function hasHeadline(run: StampedRun): boolean {
+  return Object.values(run.headline).some((v) => v !== null);
+}
+
+/**
+ * The Markdown of one device's runs (oldest first): the newest run's stamp; the headline and roof of the newest
+ * run that has a headline; then each scenario from the newest run that measured it, stamped when that is not the
+ * newest run. A partial run (`--scenarios memory`) thus updates its scenarios and keeps the others.
+ */
+export function deviceMarkdown(runs: StampedRun[]): string {
+  const newest = runs.at(-1)!;
+  const headed = runs.filter(hasHeadline).at(-1) ?? newest;
   const parts = [
-    `### ${run.runtime === "node" ? "Node, Dawn" : "Chromium"}: ${run.device}`,
-    `${run.date}, commit ${run.commit}, size \`${run.size}\`, ${run.seconds.toFixed(0)} s` +
-      (run.adapter.software
+    `### ${newest.runtime === "node" ? "Node, Dawn" : "Chromium"}: ${newest.device}`,
+    `${stamp(newest)}` +
+      (newest.adapter.software
         ? ". **Software adapter: the GPU is the CPU.**"
         : "."),
     "",
-    markdownTable(headlineCells(run.headline)),
+    markdownTable(headlineCells(headed.headline)),
     "",
-    `Roof (best square f32 matmul in this run): **${run.roof.gflops.toFixed(2)} GFLOP/s** (${run.roof.best}); ` +
-      Object.entries(run.roof.bySize)
+    `Roof (best square f32 matmul in ${headed === newest ? "this run" : `the run of ${headed.date}`}): ` +
+      `**${headed.roof.gflops.toFixed(2)} GFLOP/s** (${headed.roof.best}); ` +
+      Object.entries(headed.roof.bySize)
         .map(
           ([who, sizes]) =>
             `${who}: ${Object.entries(sizes)
@@ -141,18 +179,22 @@ export function runMarkdown(run: StampedRun): string {
         .join("; ") +
       ".",
   ];
-  const scenarios = [...new Set(run.records.map((r) => r.scenario))];
-  for (const s of scenarios)
+  const byScenario = new Map<Scenario, StampedRun>();
+  for (const run of runs)
+    for (const r of run.records) byScenario.set(r.scenario, run);
+  for (const [s, run] of byScenario)
     parts.push(
       "",
-      `**${s}**`,
+      `**${s}**` + (run === newest ? "" : ` (run of ${stamp(run)})`),
       "",
       markdownTable(scenarioCells(s, run.records)),
     );
-  for (const [name, p] of Object.entries(run.profiles)) {
+  const profiled = runs.filter((r) => Object.keys(r.profiles).length).at(-1);
+  for (const [name, p] of Object.entries(profiled?.profiles ?? {})) {
     parts.push(
       "",
-      `**profile: ${name} train step** (${p.timer}; ${p.kernels} tfjs kernels, ${p.gpu_ms.toFixed(1)} GPU ms)`,
+      `**profile: ${name} train step** (${p.timer}; ${p.kernels} tfjs kernels, ${p.gpu_ms.toFixed(1)} GPU ms` +
+        (profiled === newest ? ")" : `; run of ${profiled!.date})`),
       "",
       markdownTable([
         ["tfjs kernel", "count", "GPU ms", "share"],
@@ -165,7 +207,7 @@ export function runMarkdown(run: StampedRun): string {
       ]),
     );
   }
-  const failed = Object.entries(run.failures);
+  const failed = Object.entries(newest.failures);
   if (failed.length)
     parts.push("", "**Failed:**", ...failed.map(([s, e]) => `- ${s}: ${e}`));
   return parts.join("\n");
@@ -175,20 +217,22 @@ export const BEGIN =
   "<!-- bench:begin: generated by `npm run bench` from benchmarks/results/*.json; edits here are overwritten -->";
 export const END = "<!-- bench:end -->";
 
-/** RESULTS.md with its generated section replaced by the latest run of each (runtime, device). */
+/** RESULTS.md with its generated section replaced by the latest results of each (runtime, device). */
 export function regenerateResults(current: string, runs: StampedRun[]): string {
-  const latest = new Map<string, StampedRun>();
-  for (const run of [...runs].sort((a, b) => a.date.localeCompare(b.date)))
-    latest.set(`${run.runtime} ${run.device}`, run);
+  const byDevice = new Map<string, StampedRun[]>();
+  for (const run of [...runs].sort((a, b) => a.date.localeCompare(b.date))) {
+    const key = `${run.runtime} ${run.device}`;
+    byDevice.set(key, [...(byDevice.get(key) ?? []), run]);
+  }
   const section = [
     BEGIN,
     "",
-    "## Latest `npm run bench` run per device",
+    "## Latest `npm run bench` results per device",
     "",
     "Every figure is a ratio to a baseline measured in the same run, or an absolute number shown beside one.",
-    "`benchmarks/README.md` says what each scenario measures.",
+    "Each scenario shows its latest run; `benchmarks/README.md` says what each scenario measures.",
     "",
-    [...latest.values()].map(runMarkdown).join("\n\n"),
+    [...byDevice.values()].map(deviceMarkdown).join("\n\n"),
     "",
     END,
   ].join("\n");

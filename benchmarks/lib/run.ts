@@ -32,6 +32,13 @@ import {
   withLora,
   type ModelName,
 } from "./models.js";
+import {
+  MEMORY_CASES,
+  memoryCase,
+  nf4Quality,
+  type MemorySize,
+  type QualitySize,
+} from "./memory.js";
 import { buildNaiveLoraModel } from "./naive_lora.js";
 import { naiveSteps } from "./naive_step.js";
 import { profileStep, type StepProfile } from "./profile.js";
@@ -45,6 +52,7 @@ export const SCENARIOS = [
   "train-step",
   "lora-vs-full",
   "generate",
+  "memory",
 ] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
@@ -68,6 +76,8 @@ export interface BenchSize {
   promptTokens: number;
   newTokens: number;
   loadReps: number;
+  memory: MemorySize;
+  quality: QualitySize;
 }
 
 export const SIZES: Record<"full" | "browser" | "smoke", BenchSize> = {
@@ -90,6 +100,8 @@ export const SIZES: Record<"full" | "browser" | "smoke", BenchSize> = {
     promptTokens: 16,
     newTokens: 128,
     loadReps: 5,
+    memory: { seq: 256, steps: 2, baseline: true },
+    quality: { steps: 12, batch: 2, seq: 64 },
   },
   // SwiftShader in Chromium runs about 10× slower than lavapipe: the same models at 2 layers and 128 tokens.
   browser: {
@@ -109,6 +121,9 @@ export const SIZES: Record<"full" | "browser" | "smoke", BenchSize> = {
     promptTokens: 16,
     newTokens: 128,
     loadReps: 3,
+    // The real widths and vocabularies, at 2 layers: the f16/NF4 kernels, chunked loss and checkpointing all run.
+    memory: { layers: 2, seq: 128, steps: 1, baseline: false },
+    quality: { layers: 2, steps: 4, batch: 1, seq: 32 },
   },
   smoke: {
     name: "smoke",
@@ -127,6 +142,8 @@ export const SIZES: Record<"full" | "browser" | "smoke", BenchSize> = {
     promptTokens: 8,
     newTokens: 8,
     loadReps: 1,
+    memory: { layers: 1, vocab: 4096, seq: 16, steps: 1, baseline: true },
+    quality: { layers: 1, vocab: 4096, steps: 2, batch: 1, seq: 16 },
   },
 };
 
@@ -207,6 +224,7 @@ export async function runBenchmarks(
       ),
     "lora-vs-full": () => loraVsFullScenario(host, size, records),
     generate: () => generateScenario(host, size, records),
+    memory: () => memoryScenario(host, size, records),
   };
   for (const name of options.scenarios) {
     host.log(`scenario ${name}`);
@@ -502,3 +520,44 @@ async function generateScenario(
 }
 
 export { CONFIGS };
+
+async function memoryScenario(
+  host: BenchHost,
+  size: BenchSize,
+  records: BenchRecord[],
+) {
+  const m = size.memory;
+  for (const c of MEMORY_CASES) {
+    const metrics = await memoryCase(c, m, (line) => host.log(line));
+    records.push({
+      scenario: "memory",
+      case: c.name,
+      config: {
+        model: c.model,
+        layers: m.layers ?? "all",
+        vocab: m.vocab ?? "real",
+        batch: 1,
+        seq: m.seq,
+        r: 8,
+        weights: JSON.stringify(c.weights),
+        checkpointing: c.gradientCheckpointing,
+      },
+      metrics,
+    });
+  }
+  const q = size.quality;
+  records.push({
+    scenario: "memory",
+    case: "SmolLM2-135M: NF4 base against f32, validation loss",
+    config: {
+      model: "smollm2-135m",
+      layers: q.layers ?? "all",
+      vocab: q.vocab ?? "real",
+      batch: q.batch,
+      seq: q.seq,
+      r: 8,
+      steps: q.steps,
+    },
+    metrics: await nf4Quality(q, (line) => host.log(line)),
+  });
+}

@@ -51,7 +51,14 @@ async function bench(...args: string[]) {
 function checkRun(run: StampedRun) {
   expect(run.failures).toEqual({});
   expect(new Set(run.records.map((r) => r.scenario))).toEqual(
-    new Set(["load", "kernels", "train-step", "lora-vs-full", "generate"]),
+    new Set([
+      "load",
+      "kernels",
+      "train-step",
+      "lora-vs-full",
+      "generate",
+      "memory",
+    ]),
   );
   for (const r of run.records) {
     const stamped = r as typeof r & Record<string, unknown>;
@@ -70,6 +77,21 @@ function checkRun(run: StampedRun) {
   expect(full.metrics["full_trainable"] as number).toBeGreaterThan(
     full.metrics["lora_trainable"] as number,
   );
+  // Each compact base holds fewer weight bytes, and peaks lower, than the same model in f32 in the same run.
+  const memory = run.records.filter(
+    (r) => r.scenario === "memory" && r.metrics["peak_bytes"] !== undefined,
+  );
+  expect(memory).toHaveLength(3);
+  for (const r of memory) {
+    expect(r.metrics["base_weight_bytes"] as number).toBeLessThan(
+      r.metrics["f32_base_weight_bytes"] as number,
+    );
+    expect(r.metrics["f32_vs_compact_peak"] as number).toBeGreaterThan(1);
+  }
+  const quality = run.records.find(
+    (r) => r.scenario === "memory" && r.metrics["nf4_val_loss_after"],
+  )!;
+  expect(Number.isFinite(quality.metrics["relative_difference"])).toBe(true);
 }
 
 describe("npm run bench (smoke size)", () => {

@@ -123,4 +123,36 @@ describe("RESULTS.md regeneration", () => {
     expect(second).toContain("| 0.750 |");
     expect(second).toContain("## NVIDIA H200, by hand\n\nKept as is.\n");
   });
+
+  it("updates the scenarios a partial run measured and keeps the others, stamped with their run", () => {
+    const full = run("2026-11-27T01:00:00Z", "dev A", 0.25);
+    const partial: StampedRun = {
+      ...run("2026-11-27T03:00:00Z", "dev A", 0),
+      headline: {
+        train_step_speedup_vs_naive: null,
+        mfu: null,
+        kernel_speedup_fwd_bwd: null,
+        kv_cache_speedup: null,
+      },
+      records: [
+        {
+          scenario: "memory",
+          case: "SmolLM2-360M, f16 base",
+          config: { layers: "all", batch: 1, seq: 256 },
+          metrics: { peak_bytes: 1.1e9, target_bytes: 1.2e9 },
+        },
+      ],
+    };
+    const md = regenerateResults(handWritten, [partial, full]);
+    expect(md.match(/### Node, Dawn: dev A/g)).toHaveLength(1);
+    // The headline is the full run's; its generate table stays, stamped with that run; memory is the new run's.
+    expect(md).toContain("| 0.250 |");
+    expect(md).toContain(
+      "**generate** (run of 2026-11-27T01:00:00Z, commit abc1234, size `smoke`, 1 s)",
+    );
+    expect(md).toContain("**memory**\n");
+    expect(md).toContain(
+      "| SmolLM2-360M, f16 base (all layers, 1×256) | 1.100 | 1.200 |",
+    );
+  });
 });
