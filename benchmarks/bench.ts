@@ -245,7 +245,15 @@ async function save(runs: StampedRun[]): Promise<void> {
       `${run.runtime}-${run.adapter.architecture || run.adapter.vendor || "gpu"}`
         .toLowerCase()
         .replace(/[^a-z0-9]+/g, "-");
-    const file = join(opts.out, `${run.date.slice(0, 10)}-${slug}.json`);
+    // A partial run is named by its scenarios, so it never replaces a full run's file of the same day.
+    const measured = new Set(run.records.map((r) => r.scenario));
+    const partial = SCENARIOS.some((s) => !measured.has(s))
+      ? `-${[...measured].join("-")}`
+      : "";
+    const file = join(
+      opts.out,
+      `${run.date.slice(0, 10)}-${slug}${partial}.json`,
+    );
     // Each record carries the run's device, commit and date, so a record read alone is still attributable.
     const records = run.records.map((r) => ({
       ...r,
