@@ -124,6 +124,7 @@ describe("webtune CLI", () => {
         "elapsedMs",
         "etaMs",
         "gpuBytes",
+        "peakGpuBytes",
       ].sort(),
     );
     expect(events.filter((e) => e.type === "eval").map((e) => e.step)).toEqual([

@@ -500,6 +500,8 @@ describe("the demo page", () => {
   });
 
   it("trains on an NF4 base with gradient checkpointing when the panels say so, and reports the compact weights and peak memory", async () => {
+    // A preset, so that loading the model loads its data too (the run before left a custom upload selected).
+    await page.selectOption("#preset", "dates");
     await pickModelFolder();
     await page.selectOption("#weight-storage", "nf4");
     await page.click("#load-model");
@@ -510,7 +512,14 @@ describe("the demo page", () => {
       /weights on the GPU\s+[\d.]+ [kM]B \(projections nf4\)/,
     );
     await page.check("#setting-gradientCheckpointing");
-    await setSettings({ maxSteps: 3, evalEvery: 0, checkpointEvery: 0 });
+    await setSettings({
+      maxSteps: 3,
+      batch: 4,
+      evalEvery: 0,
+      checkpointEvery: 0,
+      maxLength: 32,
+      testRows: 4,
+    });
     await page.click("#train");
     await settle();
     expect(await bannerText(), logs.join("\n")).toBe("");

@@ -23,7 +23,7 @@ import {
   splitHeads,
   type RopeScaling,
 } from "./layers.js";
-import { blockVariables, checkpointed } from "./recompute.js";
+import { blockVariables, runBlock } from "./recompute.js";
 import { ropeScaling } from "./rope.js";
 import {
   loadAttentionProjections,
@@ -264,17 +264,13 @@ export class Gemma3ForCausalLM extends CausalLM {
         mask: causalMask(T, past, this.dims.slidingWindow),
       };
       this.layers.forEach((layer, i) => {
-        const ctx = this.dims.sliding[i] ? local : full;
-        if (!this.gradientCheckpointing || cache)
-          // A scope per block: only what the backward pass saved outlives it, not every intermediate.
-          x = tf.tidy(() => layer.forward(x, this.dims, ctx, i, cache));
-        else
-          x = checkpointed(
-            (h, c) => layer.forward(h, this.dims, c, i),
-            x,
-            ctx,
-            layer.trainableVariables(),
-          );
+        x = runBlock(
+          this.gradientCheckpointing && !cache,
+          (h, c) => layer.forward(h, this.dims, c, i, cache),
+          x,
+          this.dims.sliding[i] ? local : full,
+          () => layer.trainableVariables(),
+        );
       });
       return rmsNorm(x, this.norm, this.dims.rmsNormEps) as tf.Tensor3D;
     });

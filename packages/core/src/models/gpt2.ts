@@ -17,7 +17,7 @@ import {
   mergeHeads,
   splitHeads,
 } from "./layers.js";
-import { blockVariables, checkpointed } from "./recompute.js";
+import { blockVariables, runBlock } from "./recompute.js";
 import {
   loadWeights,
   type WeightOptions,
@@ -145,16 +145,13 @@ export class Gpt2LMHeadModel extends CausalLM {
         .add(tf.gather(this.wpe, positions)) as tf.Tensor3D; // [B, T, C]
       const mask = causalMask(T, past);
       this.h.forEach((block, i) => {
-        if (!this.gradientCheckpointing || cache)
-          // A scope per block: only what the backward pass saved outlives it, not every intermediate.
-          x = tf.tidy(() => block.forward(x, this.dims, mask, i, cache));
-        else
-          x = checkpointed(
-            (h, m) => block.forward(h, this.dims, m, i),
-            x,
-            mask,
-            block.trainableVariables(),
-          );
+        x = runBlock(
+          this.gradientCheckpointing && !cache,
+          (h, m) => block.forward(h, this.dims, m, i, cache),
+          x,
+          mask,
+          () => block.trainableVariables(),
+        );
       });
       return layerNorm(
         x,

@@ -196,15 +196,12 @@ export function attention(
   });
 }
 
-/** qg·kᵀ·scale + mask, the [T, S] mask broadcast over the heads of a group: [B, G, (H/G)·T, S]. */
-function maskedScores(
-  qg: tf.Tensor4D,
-  k: tf.Tensor4D,
+/** scores + mask, the [T, S] mask broadcast over the heads of a group: [B, G, (H/G)·T, S]. */
+function addMask(
+  scores: tf.Tensor4D,
   mask: tf.Tensor2D | null,
-  scale: number,
   headsPerGroup: number,
 ): tf.Tensor4D {
-  const scores = tf.matMul(qg, k, false, true).mul(scale) as tf.Tensor4D;
   if (!mask) return scores;
   const [B, G, HT, S] = scores.shape;
   return scores
@@ -213,20 +210,16 @@ function maskedScores(
     .reshape([B, G, HT, S]) as tf.Tensor4D;
 }
 
-/** softmax(scores + mask) over the last axis, the [T, S] mask broadcast over the heads of a group. */
-function maskedSoftmax(
-  scores: tf.Tensor4D,
+/** qg·kᵀ·scale + mask: [B, G, (H/G)·T, S]. */
+function maskedScores(
+  qg: tf.Tensor4D,
+  k: tf.Tensor4D,
   mask: tf.Tensor2D | null,
+  scale: number,
   headsPerGroup: number,
 ): tf.Tensor4D {
-  if (!mask) return tf.softmax(scores, -1);
-  const [B, G, HT, S] = scores.shape;
-  return tf
-    .softmax(
-      scores.reshape([B, G, headsPerGroup, HT / headsPerGroup, S]).add(mask),
-      -1,
-    )
-    .reshape([B, G, HT, S]) as tf.Tensor4D;
+  const scores = tf.matMul(qg, k, false, true).mul(scale) as tf.Tensor4D;
+  return addMask(scores, mask, headsPerGroup);
 }
 
 /** softmax(qg·kᵀ·scale + mask), the probabilities: [B, G, (H/G)·T, S]. */
@@ -303,5 +296,5 @@ function softcappedProbs(
     .div(softcap)
     .tanh()
     .mul(softcap) as tf.Tensor4D;
-  return maskedSoftmax(scores, mask, headsPerGroup);
+  return tf.softmax(addMask(scores, mask, headsPerGroup), -1);
 }

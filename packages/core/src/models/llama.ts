@@ -22,7 +22,7 @@ import {
   splitHeads,
   type RopeScaling,
 } from "./layers.js";
-import { blockVariables, checkpointed } from "./recompute.js";
+import { blockVariables, runBlock } from "./recompute.js";
 import { ropeScaling } from "./rope.js";
 import {
   loadAttentionProjections,
@@ -170,16 +170,13 @@ export class LlamaForCausalLM extends CausalLM {
       const rope = ropeTables(this.invFreq, past, T);
       const mask = causalMask(T, past);
       this.layers.forEach((layer, i) => {
-        if (!this.gradientCheckpointing || cache)
-          // A scope per block: only what the backward pass saved outlives it, not every intermediate.
-          x = tf.tidy(() => layer.forward(x, this.dims, rope, mask, i, cache));
-        else
-          x = checkpointed(
-            (h, c) => layer.forward(h, this.dims, c.rope, c.mask, i),
-            x,
-            { rope, mask },
-            layer.trainableVariables(),
-          );
+        x = runBlock(
+          this.gradientCheckpointing && !cache,
+          (h, c) => layer.forward(h, this.dims, c.rope, c.mask, i, cache),
+          x,
+          { rope, mask },
+          () => layer.trainableVariables(),
+        );
       });
       return rmsNorm(x, this.norm, this.dims.rmsNormEps) as tf.Tensor3D;
     });

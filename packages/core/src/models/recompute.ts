@@ -88,6 +88,28 @@ export function checkpointed<C>(
 }
 
 /**
+ * One decoder block of a forward pass: checkpointed when `checkpoint` is on (training with
+ * gradientCheckpointing), else in a scope of its own, so that only what the backward pass saved outlives it.
+ *
+ * @example
+ * ```ts
+ * x = runBlock(this.gradientCheckpointing && !cache, (h, c) => layer.forward(h, c.rope, c.mask), x,
+ *   { rope, mask }, () => layer.trainableVariables());
+ * ```
+ */
+export function runBlock<C>(
+  checkpoint: boolean,
+  block: (x: tf.Tensor3D, context: C) => tf.Tensor3D,
+  x: tf.Tensor3D,
+  context: C,
+  params: () => tf.Variable[],
+): tf.Tensor3D {
+  return checkpoint
+    ? checkpointed(block, x, context, params())
+    : tf.tidy(() => block(x, context));
+}
+
+/**
  * Backward of a checkpointed block: recomputes y = block(x) under its own tape and returns [dx, ...dparams],
  * a zero gradient where the block does not depend on an input (customGrad needs one per input).
  */
