@@ -210,18 +210,6 @@ function addMask(
     .reshape([B, G, HT, S]) as tf.Tensor4D;
 }
 
-/** qg·kᵀ·scale + mask: [B, G, (H/G)·T, S]. */
-function maskedScores(
-  qg: tf.Tensor4D,
-  k: tf.Tensor4D,
-  mask: tf.Tensor2D | null,
-  scale: number,
-  headsPerGroup: number,
-): tf.Tensor4D {
-  const scores = tf.matMul(qg, k, false, true).mul(scale) as tf.Tensor4D;
-  return addMask(scores, mask, headsPerGroup);
-}
-
 /** softmax(qg·kᵀ·scale + mask), the probabilities: [B, G, (H/G)·T, S]. */
 function attentionProbs(
   qg: tf.Tensor4D,
@@ -230,7 +218,8 @@ function attentionProbs(
   scale: number,
   headsPerGroup: number,
 ): tf.Tensor4D {
-  return tf.softmax(maskedScores(qg, k, mask, scale, headsPerGroup), -1);
+  const scores = tf.matMul(qg, k, false, true).mul(scale) as tf.Tensor4D;
+  return tf.softmax(addMask(scores, mask, headsPerGroup), -1);
 }
 
 /**

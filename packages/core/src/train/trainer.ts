@@ -294,6 +294,7 @@ export class Trainer {
           // A CPU-GPU sync point: the loss and norm are read back only every logEvery steps.
           const [l, g] = await Promise.all([loss.data(), gradNorm.data()]);
           const elapsedMs = performance.now() - started;
+          const memory = gpuMemory();
           emit({
             type: "step",
             step: step + 1,
@@ -306,8 +307,8 @@ export class Trainer {
             tokensPerSec: (tokensSeen / elapsedMs) * 1000,
             elapsedMs,
             etaMs: (elapsedMs / (step + 1)) * (total - step - 1),
-            gpuBytes: gpuMemory().total,
-            peakGpuBytes: gpuMemory().peak,
+            gpuBytes: memory.total,
+            peakGpuBytes: memory.peak,
           });
           resetPeakMemory();
         }
