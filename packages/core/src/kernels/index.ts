@@ -11,7 +11,7 @@ export type {
   LoraCheckResult,
 } from "./lora_linear/self_test.js";
 export { linear } from "./linear/op.js";
-export { trimBufferPool } from "./tfjs_internals.js";
+export { trimBufferPool } from "../backend/buffers.js";
 export {
   PackedMatrix,
   NF4_LEVELS,

@@ -3,7 +3,7 @@
  * token, at a stop string, or after maxNewTokens.
  */
 import { ConfigError } from "../errors.js";
-import { trimBufferPool } from "../kernels/tfjs_internals.js";
+import { trimBufferPool } from "../backend/buffers.js";
 import type { CausalLM } from "./causal_lm.js";
 import {
   argmax,

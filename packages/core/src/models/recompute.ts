@@ -8,7 +8,7 @@
  * Letters: B batch, T tokens, C hidden size.
  */
 import * as tf from "@tensorflow/tfjs";
-import { gradientsFreeingAsTheyGo } from "../kernels/tfjs_internals.js";
+import { gradientsFreeingAsTheyGo } from "../backend/tape.js";
 import type { Linear } from "./layers.js";
 
 /** The trainable variables among `values`, each once: only these get a gradient from a recomputed block. */

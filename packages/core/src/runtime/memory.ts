@@ -4,10 +4,7 @@
  * (KV caches, tensors the caller keeps) is "other". Totals come from tfjs-backend-webgpu's buffer manager.
  */
 import * as tf from "@tensorflow/tfjs";
-import {
-  bufferBytes,
-  resetPeakBufferBytes,
-} from "../kernels/tfjs_internals.js";
+import { bufferBytes, resetPeakBufferBytes } from "../backend/buffers.js";
 
 export type MemoryCategory = "baseWeights" | "adapters" | "optimizer";
 

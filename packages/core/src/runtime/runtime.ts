@@ -5,10 +5,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { DeviceError } from "../errors.js";
-import {
-  boundDeferredReleases,
-  keepOnlyShapesForShapeGradients,
-} from "../kernels/tfjs_internals.js";
+import { boundDeferredReleases } from "../backend/buffers.js";
+import { keepOnlyShapesForShapeGradients } from "../backend/tape.js";
 import {
   acquireDevice,
   describeAdapter,

@@ -18,7 +18,7 @@ import {
   exactMatch,
 } from "./metrics.js";
 import * as tf from "@tensorflow/tfjs";
-import { trimBufferPool } from "../kernels/tfjs_internals.js";
+import { trimBufferPool } from "../backend/buffers.js";
 import { lossTokens } from "./trainer.js";
 
 /** What evaluation needs of a model: logits, a loss over labelled ids, and generation. */

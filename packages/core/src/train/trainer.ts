@@ -5,10 +5,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
 import { lowbias32 } from "../kernels/lora_linear/dropout.js";
-import {
-  trimBufferPool,
-  variableGradsFreeingAsTheyGo,
-} from "../kernels/tfjs_internals.js";
+import { trimBufferPool } from "../backend/buffers.js";
+import { variableGradsFreeingAsTheyGo } from "../backend/tape.js";
 import { gpuMemory, resetPeakMemory } from "../runtime/memory.js";
 import { gpuInfo } from "../runtime/runtime.js";
 import { preflight } from "./preflight.js";

@@ -12,7 +12,7 @@ import {
   runProgram,
   webgpuBackendOf,
   type WebGPUProgram,
-} from "../tfjs_internals.js";
+} from "../../backend/programs.js";
 
 export type Activation = "silu" | "gelu_tanh";
 

@@ -10,7 +10,7 @@
  * Why not a tfjs WebGPUProgram: tfjs binds one writable output per program and its inputs read-only, so p, m and
  * v would take three dispatches (or one into a packed [3N] buffer plus copies out of it, since tfjs's slice is a
  * copy). This is a plain pipeline with three writable outputs, recorded into tfjs's own command encoder by
- * `recordDispatch` (kernels/tfjs_internals.ts). The outputs are fresh buffers, not the inputs updated in place:
+ * `recordDispatch` (backend/programs.ts). The outputs are fresh buffers, not the inputs updated in place:
  * tfjs shares one buffer between tensors (`clone()`, `tf.variable(t)`, `assign`) and caches read-back values,
  * so writing into a variable's buffer would change other tensors and leave stale reads. Seven storage bindings
  * fit the 8 per stage that every WebGPU device has; one dispatch over several variables would not.

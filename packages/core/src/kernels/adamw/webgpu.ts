@@ -14,7 +14,7 @@ import {
   recordDispatch,
   webgpuBackendOf,
   type TensorInfo,
-} from "../tfjs_internals.js";
+} from "../../backend/programs.js";
 import { ADAMW_KERNEL, f32Constants, readScalars } from "./attrs.js";
 import {
   ADAMW_INPUTS,

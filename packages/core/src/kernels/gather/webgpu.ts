@@ -10,7 +10,7 @@ import {
   webgpuBackendOf,
   type TensorInfo,
   type WebGPUProgram,
-} from "../tfjs_internals.js";
+} from "../../backend/programs.js";
 import { scaleBindingNames } from "../quant/shader.wgsl.js";
 import { scaleInputs } from "../quant/inputs.js";
 import { GATHER_KERNELS, readGatherAttrs, type GatherAttrs } from "./attrs.js";

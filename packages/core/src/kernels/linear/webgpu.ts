@@ -8,7 +8,7 @@ import {
   type NamedTensorInfoMap,
   type TensorInfo,
 } from "@tensorflow/tfjs";
-import { webgpuBackendOf } from "../tfjs_internals.js";
+import { webgpuBackendOf } from "../../backend/programs.js";
 import {
   runLoraMatmul,
   weightInput,

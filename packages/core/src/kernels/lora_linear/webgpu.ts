@@ -10,7 +10,7 @@ import {
   type ProgramUniform,
   type TensorInfo,
   type WebGPUProgram,
-} from "../tfjs_internals.js";
+} from "../../backend/programs.js";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { isSoftwareGpu } from "../../runtime/runtime.js";
 import { dropoutUniforms } from "./dropout.js";

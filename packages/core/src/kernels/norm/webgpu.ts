@@ -5,7 +5,7 @@ import {
   webgpuBackendOf,
   type TensorInfo,
   type WebGPUProgram,
-} from "../tfjs_internals.js";
+} from "../../backend/programs.js";
 import {
   LAYER_NORM_WGSL,
   NORM_UNIFORMS,

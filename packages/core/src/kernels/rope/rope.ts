@@ -10,7 +10,7 @@ import {
   runProgram,
   webgpuBackendOf,
   type WebGPUProgram,
-} from "../tfjs_internals.js";
+} from "../../backend/programs.js";
 
 const KERNEL = "WebtuneRope";
 const WORKGROUP = 64;

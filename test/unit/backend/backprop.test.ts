@@ -17,7 +17,7 @@ import { randomWeightSource } from "../../helpers/random_weights.js";
 import {
   gradientsFreeingAsTheyGo,
   variableGradsFreeingAsTheyGo,
-} from "../../../packages/core/src/kernels/tfjs_internals.js";
+} from "../../../packages/core/src/backend/tape.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
 import { expectClose, seededValues } from "../../helpers/tensors.js";
 

@@ -10,10 +10,10 @@ import {
   computePipeline,
   recordDispatch,
   runProgram,
-  trimBufferPool,
   webgpuBackendOf,
   type WebGPUProgram,
-} from "../../../packages/core/src/kernels/tfjs_internals.js";
+} from "../../../packages/core/src/backend/programs.js";
+import { trimBufferPool } from "../../../packages/core/src/backend/buffers.js";
 import { UNIFORMS_WGSL } from "../../../packages/core/src/kernels/lora_linear/shader.wgsl.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
 
