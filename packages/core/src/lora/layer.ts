@@ -5,7 +5,7 @@
  * Letters: IN, OUT features, R rank. A: [R, IN], B: [OUT, R], magnitude: [OUT].
  */
 import * as tf from "@tensorflow/tfjs";
-import { lowbias32 } from "../kernels/lora_linear/dropout.js";
+import { layerSeed } from "../kernels/lora_linear/dropout.js";
 import { linear } from "../kernels/linear/op.js";
 import { loraLinear } from "../kernels/lora_linear/op.js";
 import { dequantizeMatrix } from "../kernels/gather/op.js";
@@ -90,9 +90,7 @@ export class LoraLinear implements LinearAdapter {
       scale: w.scale,
       weightLayout: layer.layout,
       dropout: this.state.training ? w.dropout : 0,
-      seed: lowbias32(
-        (this.state.dropoutSeed ^ Math.imul(this.index + 1, 0x9e3779b9)) >>> 0,
-      ),
+      seed: layerSeed(this.state.dropoutSeed, this.index),
     };
     if (!w.magnitude)
       return loraLinear(x, layer.weight, layer.bias, w.A, w.B, options);

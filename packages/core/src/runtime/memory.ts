@@ -37,6 +37,31 @@ const tagged: Record<MemoryCategory, Set<tf.Tensor>> = {
   optimizer: new Set(),
 };
 
+/** Buffers the compiled training step owns (arenas, training state), outside tfjs's buffer manager. */
+const engineBuffers = new Map<GPUBuffer, MemoryCategory | undefined>();
+let enginePeak = 0;
+
+/** Counts a buffer the engine created, under `category` (default: activations and other). */
+export function trackEngineBuffer(
+  buffer: GPUBuffer,
+  category?: MemoryCategory,
+): void {
+  engineBuffers.set(buffer, category);
+  enginePeak = Math.max(enginePeak, engineBytes());
+}
+
+/** Forgets a buffer the engine destroys. */
+export function untrackEngineBuffer(buffer: GPUBuffer): void {
+  engineBuffers.delete(buffer);
+}
+
+function engineBytes(category?: MemoryCategory | "all"): number {
+  let n = 0;
+  for (const [b, c] of engineBuffers)
+    if (category === "all" || c === category) n += b.size;
+  return n;
+}
+
 /** Counts these tensors under a category from now until they are disposed. */
 export function tagMemory(
   category: MemoryCategory,
@@ -75,26 +100,35 @@ function categoryBytes(category: MemoryCategory): number {
  * ```
  */
 export function gpuMemory(): GpuMemory {
-  const baseWeights = categoryBytes("baseWeights");
-  const adapters = categoryBytes("adapters");
-  const optimizer = categoryBytes("optimizer");
-  const kept = baseWeights + adapters + optimizer;
+  const tagged = {
+    baseWeights: categoryBytes("baseWeights"),
+    adapters: categoryBytes("adapters"),
+    optimizer: categoryBytes("optimizer"),
+  };
+  const kept = tagged.baseWeights + tagged.adapters + tagged.optimizer;
   const buffers = bufferBytes();
-  const total = buffers?.used ?? tf.memory().numBytes;
-  const peak = buffers?.peakUsed ?? total;
+  const used = buffers?.used ?? tf.memory().numBytes;
+  const tfjsPeak = buffers?.peakUsed ?? used;
+  // The compiled step's buffers: its training state (tagged) and its arenas, which hold activations.
+  const engine = engineBytes("all");
+  const engineState = engineBytes("adapters") + engineBytes("optimizer");
+  const enginePeakNow = Math.max(engine, enginePeak);
   return {
-    baseWeights,
-    adapters,
-    optimizer,
-    activations: Math.max(0, peak - Math.max(kept, total)),
-    other: Math.max(0, total - kept),
-    total,
-    peak,
-    allocated: buffers?.allocated ?? total,
+    baseWeights: tagged.baseWeights,
+    adapters: tagged.adapters + engineBytes("adapters"),
+    optimizer: tagged.optimizer + engineBytes("optimizer"),
+    activations:
+      Math.max(0, tfjsPeak - Math.max(kept, used)) +
+      Math.max(0, enginePeakNow - engineState),
+    other: Math.max(0, used - kept),
+    total: used + engine,
+    peak: tfjsPeak + enginePeakNow,
+    allocated: (buffers?.allocated ?? used) + engine,
   };
 }
 
 /** Starts a new peak, e.g. at the start of a training step. */
 export function resetPeakMemory(): void {
   resetPeakBufferBytes();
+  enginePeak = engineBytes("all");
 }

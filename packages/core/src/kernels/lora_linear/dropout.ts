@@ -7,8 +7,13 @@
  * lowbias32 is Chris Wellons' 32-bit integer hash (bias 0.17), good enough for a Bernoulli mask.
  */
 
-/** WGSL functions `dropoutKeep(index)`, reading `uniforms.seedHash` and `uniforms.dropThreshold`. */
-export const DROPOUT_WGSL = /* wgsl */ `
+/**
+ * WGSL functions `lowbias32` and `dropoutKeep(index)`. The mask's hashed seed is `seedHashExpr`: the
+ * `uniforms.seedHash` a tfjs program is given, or the compiled step's private `seedHash`, derived from the step
+ * parameters (`STEP_SEED_HASH_WGSL`).
+ */
+export function dropoutWGSL(seedHashExpr: string): string {
+  return /* wgsl */ `
 fn lowbias32(v: u32) -> u32 {
   var x = v;
   x = x ^ (x >> 16u);
@@ -20,9 +25,27 @@ fn lowbias32(v: u32) -> u32 {
 }
 // 1.0 if element \`index\` of the dropout input is kept, else 0.0.
 fn dropoutKeep(index: i32) -> f32 {
-  return select(0.0, 1.0, lowbias32(u32(index) ^ uniforms.seedHash) >= uniforms.dropThreshold);
+  return select(0.0, 1.0, lowbias32(u32(index) ^ ${seedHashExpr}) >= uniforms.dropThreshold);
 }
 `;
+}
+
+/**
+ * The compiled step's mask seed, as `layerSeed` and `dropoutUniforms` derive it on the host, from this
+ * micro-batch's seed and the layer's salt: lowbias32(lowbias32(dropoutSeed ^ salt)), all u32 arithmetic.
+ */
+export const STEP_SEED_HASH_WGSL =
+  "seedHash = lowbias32(lowbias32(step.dropoutSeed ^ uniforms.seedSalt));";
+
+/** The salt of the adapted layer at `index` among the model's adapted layers. */
+export function layerSalt(index: number): number {
+  return Math.imul(index + 1, 0x9e3779b9) >>> 0;
+}
+
+/** A layer's dropout seed in a micro-batch, as the tfjs path derives it (LoraLinear.forward). */
+export function layerSeed(dropoutSeed: number, index: number): number {
+  return lowbias32((dropoutSeed ^ layerSalt(index)) >>> 0);
+}
 
 export function lowbias32(v: number): number {
   let x = v >>> 0;

@@ -16,7 +16,7 @@
  * are spliced into the source, and all of them are in the shader key.
  */
 import { matrixReadersWGSL, type WeightFormat } from "../quant/shader.wgsl.js";
-import { DROPOUT_WGSL } from "./dropout.js";
+import { dropoutWGSL } from "./dropout.js";
 
 export interface MatmulLayout {
   xLayout: "mk" | "km";
@@ -32,6 +32,16 @@ export interface MatmulLayout {
   wFormat: WeightFormat;
   /** W's block scales are double-quantized (int8 and nf4 only). */
   doubleQuant: boolean;
+  /**
+   * Compiled step only. Add the output's current value: 'always' (sums over several matmuls, such as the
+   * gradient of an input read by q, k and v), or 'step' when the step parameters say so (gradients accumulated
+   * over micro-batches). Default 'none'.
+   */
+  accumulate?: "none" | "always" | "step";
+  /** Compiled step only: add residual[m, n] (a binding after the bias), the block's skip connection. */
+  residual?: boolean;
+  /** Where the dropout mask's seed comes from: the tfjs program's uniforms, or the step parameters. */
+  seedFrom?: "uniforms" | "step";
 }
 
 /** The layout fields of a plain f32 W, for programs whose W operand is an activation or an adapter. */
@@ -67,6 +77,11 @@ export function shaderKey(layout: MatmulLayout, tile: TileConfig): string {
     layout.bias ? "bias" : "",
     layout.wFormat,
     layout.doubleQuant ? "dq" : "",
+    layout.accumulate && layout.accumulate !== "none"
+      ? `acc${layout.accumulate}`
+      : "",
+    layout.residual ? "res" : "",
+    layout.seedFrom === "step" ? "stepseed" : "",
     tile.kind,
     tile.workgroup.join("x"),
     tile.tileK,
@@ -164,6 +179,15 @@ function epilogue(layout: MatmulLayout): string {
       var lr = 0.0;
       for (var r = 0; r < uniforms.R; r++) { lr = fma(H[m * uniforms.R + r], ${uRead}, lr); }
       v = fma(uniforms.loraScale${layout.lowRankMask ? " * dropoutKeep(m * uniforms.N + n)" : ""}, lr, v);`;
+  const residual = layout.residual
+    ? "\n      v = v + residual[m * uniforms.N + n];"
+    : "";
+  const accumulate =
+    layout.accumulate === "always"
+      ? "\n      v = v + result[m * uniforms.N + n];"
+      : layout.accumulate === "step"
+        ? "\n      if (step.accumulate != 0u) { v = v + result[m * uniforms.N + n]; }"
+        : "";
   return `
 fn storeBlock(row0: i32, col0: i32, acc: array<vec4<f32>, 4>) {
   for (var i = 0; i < 4; i++) {
@@ -172,7 +196,7 @@ fn storeBlock(row0: i32, col0: i32, acc: array<vec4<f32>, 4>) {
     for (var j = 0; j < 4; j++) {
       let n = col0 + j;
       if (n >= uniforms.N) { break; }
-      var v = uniforms.outScale * acc[i][j];${layout.bias ? "\n      v = v + bias[n];" : ""}${lowRank}
+      var v = uniforms.outScale * acc[i][j];${layout.bias ? "\n      v = v + bias[n];" : ""}${lowRank}${residual}${accumulate}
       result[m * uniforms.N + n] = v;
     }
   }
@@ -385,7 +409,11 @@ fn main() {
 /** The user code of one program; tfjs prepends bindings (result, X, W[, H, U][, bias]) and the uniforms. */
 export function matmulShader(layout: MatmulLayout, tile: TileConfig): string {
   return [
-    layout.dropout !== "none" || layout.lowRankMask ? DROPOUT_WGSL : "",
+    layout.dropout !== "none" || layout.lowRankMask
+      ? dropoutWGSL(
+          layout.seedFrom === "step" ? "seedHash" : "uniforms.seedHash",
+        )
+      : "",
     layout.wFormat === "float32"
       ? ""
       : matrixReadersWGSL(
