@@ -31,7 +31,8 @@ function store(): TensorStore {
 /**
  * The GPUBuffer that holds a tensor's values, uploading them first if they are still on the CPU. The buffer may
  * be larger than the tensor (tfjs pools buffers by size); its first `tensor.size · 4` bytes are the values. Valid
- * until the tensor is disposed or (for a variable) assigned.
+ * until the tensor is disposed or (for a variable) assigned. An upload into a reused buffer is a copy recorded in
+ * tfjs's encoder: it is submitted here, so that work submitted next reads the values.
  */
 export function tensorBuffer(t: tf.Tensor): GPUBuffer {
   if (t.isDisposed)
@@ -40,6 +41,7 @@ export function tensorBuffer(t: tf.Tensor): GPUBuffer {
     );
   const b = store();
   b.uploadToGPU(t.dataId);
+  flushTfjs();
   const resource = b.tensorMap.get(t.dataId)?.resource;
   if (!(resource instanceof GPUBuffer))
     throw new ShapeError(

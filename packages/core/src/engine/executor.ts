@@ -4,12 +4,18 @@
  * is then setPipeline / setBindGroup / dispatchWorkgroups per dispatch into a pass the caller owns: no buffer,
  * bind group or uniform is created or written per step.
  *
+ * Tensors the host reads back live in a small buffer of the graph's own, not in the shared arenas.
+ *
  * A bind group refers to buffers by identity, so it is remade (only) when one of them changes: an arena grew for
  * a larger graph, or an external tensor (a frozen weight) was replaced, as merging an adapter does.
  */
 import { ShapeError } from "../errors.js";
 import { uniformBytes, writeUniforms } from "../kernels/program.js";
-import { trackEngineBuffer, untrackEngineBuffer } from "../runtime/memory.js";
+import {
+  trackEngineBuffer,
+  untrackEngineBuffer,
+  type MemoryCategory,
+} from "../runtime/memory.js";
 import type { GraphTensor, StepGraph } from "./graph.js";
 import { compileProgram, type CompiledProgram } from "./pipelines.js";
 import { alignUp, planBuffers, type BufferPlan } from "./plan.js";
@@ -18,19 +24,20 @@ import { alignUp, planBuffers, type BufferPlan } from "./plan.js";
 const storageUsage = () =>
   GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
-/** Allocates a buffer the engine owns and counts it in `gpuMemory()`. */
+/** Allocates a buffer the engine owns and counts it in `gpuMemory()` (untagged: activations and other). */
 export function engineBuffer(
   device: GPUDevice,
   label: string,
   size: number,
   usage = storageUsage(),
+  category?: MemoryCategory,
 ): GPUBuffer {
   const buffer = device.createBuffer({
     label,
     size: alignUp(Math.max(size, 4), 4),
     usage,
   });
-  trackEngineBuffer(buffer);
+  trackEngineBuffer(buffer, category);
   return buffer;
 }
 
@@ -181,6 +188,7 @@ export class CompiledGraph {
         data.byteLength,
       );
     }
+    pack(this.graph.readbacks, "webtune results");
     const inputs = of("input");
     pack(inputs, "webtune inputs");
     for (const t of inputs) this.inputs.set(t, this.locations.get(t)!);

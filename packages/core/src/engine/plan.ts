@@ -36,24 +36,27 @@ export interface PlanOptions {
   maxArenaBytes: number;
 }
 
-/** Each activation's first and last use; activations read back live to the end. */
+/**
+ * Each activation's first and last use. Activations the host reads back are left out: they get a buffer of
+ * their own graph's, so that a graph run after them in the same pass cannot overwrite them in a shared arena.
+ */
 export function lifetimes(graph: StepGraph): Lifetime[] {
   const spans = new Map<GraphTensor, Lifetime>();
+  const kept = new Set(graph.readbacks);
   graph.dispatches.forEach((d, i) => {
     for (const { tensor } of d.bindings) {
-      if (tensor.source.kind !== "activation") continue;
+      if (tensor.source.kind !== "activation" || kept.has(tensor)) continue;
       const span = spans.get(tensor);
       if (span) span.last = i;
       else spans.set(tensor, { tensor, first: i, last: i });
     }
   });
-  const end = graph.dispatches.length - 1;
-  for (const t of graph.readbacks) {
-    const span = spans.get(t);
-    if (!span)
+  const bound = new Set(
+    graph.dispatches.flatMap((d) => d.bindings.map((b) => b.tensor)),
+  );
+  for (const t of kept)
+    if (!bound.has(t))
       throw new ShapeError(`${t.name} is read back but no dispatch writes it.`);
-    span.last = end;
-  }
   return [...spans.values()];
 }
 

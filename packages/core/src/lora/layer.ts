@@ -5,7 +5,10 @@
  * Letters: IN, OUT features, R rank. A: [R, IN], B: [OUT, R], magnitude: [OUT].
  */
 import * as tf from "@tensorflow/tfjs";
-import { layerSeed } from "../kernels/lora_linear/dropout.js";
+import type { StepBuilder } from "../engine/builder.js";
+import type { LoraBinding } from "../engine/ops/linear.js";
+import { ConfigError } from "../errors.js";
+import { layerSalt, layerSeed } from "../kernels/lora_linear/dropout.js";
 import { linear } from "../kernels/linear/op.js";
 import { loraLinear } from "../kernels/lora_linear/op.js";
 import { dequantizeMatrix } from "../kernels/gather/op.js";
@@ -81,6 +84,23 @@ export class LoraLinear implements LinearAdapter {
     return [w.A, w.B, ...(w.magnitude ? [w.magnitude] : [])].filter(
       (v) => v.trainable,
     );
+  }
+
+  stepBinding(s: StepBuilder): LoraBinding | undefined {
+    const w = this.applied();
+    if (!w) return undefined;
+    if (w.magnitude)
+      throw new ConfigError(
+        `${this.layer.name}: DoRA adapters train on the tape path; the compiled step does not run them.`,
+      );
+    return {
+      A: s.param(w.A),
+      B: s.param(w.B),
+      r: w.r,
+      scale: w.scale,
+      dropout: s.training ? w.dropout : 0,
+      salt: layerSalt(this.index),
+    };
   }
 
   forward(layer: Linear, x: tf.Tensor): tf.Tensor {

@@ -3,7 +3,14 @@
  * keys in per-layer maps; switching is setting the active key. Injection finds targets by HF module name.
  */
 import * as tf from "@tensorflow/tfjs";
+import type { StepBuilder } from "../engine/builder.js";
+import {
+  TrainingSession,
+  type CompileTrainingOptions,
+} from "../engine/session.js";
 import { ConfigError } from "../errors.js";
+import { recordStep } from "../models/step.js";
+import { gpuDevice, isSoftwareGpu } from "../runtime/runtime.js";
 import { tagMemory } from "../runtime/memory.js";
 import type { ModelSource, LoadOptions } from "../io/hub.js";
 import { openModelFiles } from "../io/hub.js";
@@ -255,6 +262,40 @@ export class LoraModel {
       }),
       baseFormat: lm.projectionFormat(),
     };
+  }
+
+  /**
+   * The compiled training session of the active adapter (the Trainer's fast path): undefined where there is none
+   * (no WebGPU backend, an architecture without a compiled step, DoRA), and the Trainer then uses tfjs's autograd.
+   */
+  compileTraining(
+    options: CompileTrainingOptions,
+  ): TrainingSession | undefined {
+    const arch = this.base.lm.stepArchitecture();
+    if (!arch || tf.getBackend() !== "webgpu") return undefined;
+    if (this.config(this.requireActive()).use_dora) return undefined;
+    const checkpointing = this.gradientCheckpointing;
+    const record = (s: StepBuilder, B: number, T: number) =>
+      recordStep(s, arch, B, T, { checkpointing });
+    return new TrainingSession(
+      gpuDevice(),
+      options.groups.flatMap((g, group) =>
+        g.variables.map((variable) => ({ variable, group })),
+      ),
+      { train: record, eval: record },
+      {
+        batchSize: options.batchSize,
+        maxTokens: this.base.dims.maxPositions,
+        betas: options.betas,
+        eps: options.eps,
+        groups: options.groups.map(({ lrScale, weightDecay }) => ({
+          lrScale,
+          weightDecay,
+        })),
+        maxGradNorm: options.maxGradNorm,
+        software: isSoftwareGpu(),
+      },
+    );
   }
 
   /** PEFT's print_trainable_parameters line. */

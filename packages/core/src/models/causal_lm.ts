@@ -15,6 +15,7 @@ import {
 import type { Embedding } from "./embedding.js";
 import type { Linear } from "./layers.js";
 import type { ParameterEntry } from "./weights.js";
+import type { StepArchitecture } from "./step.js";
 
 /** Sizes every architecture shares, from its config.json. */
 export interface ModelDims {
@@ -91,6 +92,11 @@ export abstract class CausalLM {
 
   /** Every projection, by its Hugging Face module name. */
   abstract linears(): Linear[];
+
+  /** The architecture's compiled training step (its blocks' forward and backward), if it has one. */
+  stepArchitecture(): StepArchitecture | undefined {
+    return undefined;
+  }
 
   /** ids [B, T] -> final hidden states [B, T, C]; appends to `cache` when given. */
   abstract hiddenStates(ids: tf.Tensor2D, cache?: KVCache): tf.Tensor3D;

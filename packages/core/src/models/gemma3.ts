@@ -7,6 +7,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
+import { gemma3Step } from "./gemma3_step.js";
+import type { StepArchitecture } from "./step.js";
 import { CausalLM, type KVCache, type ModelDims } from "./causal_lm.js";
 import type { ConfigReader } from "./config.js";
 import type { Embedding } from "./embedding.js";
@@ -278,6 +280,20 @@ export class Gemma3ForCausalLM extends CausalLM {
 
   linears(): Linear[] {
     return this.layers.flatMap((l) => l.linears());
+  }
+
+  override stepArchitecture(): StepArchitecture {
+    const { dims, embed_tokens, layers, norm, head } = this;
+    const { globalInvFreq, localInvFreq } = this;
+    return gemma3Step({
+      dims,
+      embed_tokens,
+      layers,
+      norm,
+      head,
+      globalInvFreq,
+      localInvFreq,
+    });
   }
 }
 

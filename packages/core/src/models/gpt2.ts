@@ -24,6 +24,8 @@ import {
   type WeightSource,
 } from "./weights.js";
 import { ConfigError } from "../errors.js";
+import { gpt2Step } from "./gpt2_step.js";
+import type { StepArchitecture } from "./step.js";
 
 export interface Gpt2Config extends ModelDims {
   layerNormEps: number;
@@ -164,6 +166,11 @@ export class Gpt2LMHeadModel extends CausalLM {
 
   linears(): Linear[] {
     return this.h.flatMap((b) => b.linears());
+  }
+
+  override stepArchitecture(): StepArchitecture {
+    const { dims, wte, wpe, h, ln_f } = this;
+    return gpt2Step({ dims, wte, wpe, h, ln_f });
   }
 }
 

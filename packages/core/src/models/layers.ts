@@ -6,14 +6,31 @@
  * D head dim, V vocabulary.
  */
 import * as tf from "@tensorflow/tfjs";
+import type { StepBuilder } from "../engine/builder.js";
+import type { GraphTensor } from "../engine/graph.js";
+import {
+  linearBackward,
+  linearForward,
+  loraBackward,
+  loraForward,
+  type LoraBinding,
+  type LoraSaved,
+} from "../engine/ops/linear.js";
 import { linear } from "../kernels/linear/op.js";
 import type { Matrix } from "../kernels/quant/packed.js";
 
-/** What wraps a Linear's forward (LoRA, later): given the layer and its input, returns the output. */
+/** What wraps a Linear's forward (LoRA): given the layer and its input, returns the output. */
 export interface LinearAdapter {
   forward(layer: Linear, x: tf.Tensor): tf.Tensor;
   /** Trainable variables `forward` reads now (none when it runs the base layer alone): checkpointing's params. */
   trainableVariables(): tf.Variable[];
+  /** The adapter `forward` applies now, as a compiled step binds it; undefined when it applies none. */
+  stepBinding(s: StepBuilder): LoraBinding | undefined;
+}
+
+/** What a Linear's forward keeps for its backward in a compiled step. */
+export interface LinearSaved {
+  lora?: { binding: LoraBinding; saved: LoraSaved };
 }
 
 /**
@@ -50,6 +67,55 @@ export class Linear {
   /** x: [..., in] -> [..., out] */
   forward(x: tf.Tensor): tf.Tensor {
     return this.adapter ? this.adapter.forward(this, x) : this.forwardBase(x);
+  }
+
+  /** The compiled step's forward: x [N, in] -> y [N, out], with the adapter that applies now, if any. */
+  stepForward(
+    s: StepBuilder,
+    x: GraphTensor,
+    options: { residual?: GraphTensor } = {},
+  ): { y: GraphTensor; saved: LinearSaved } {
+    const w = s.matrix(this.weight, this.name);
+    const bias = this.bias
+      ? s.tensor(this.bias, `${this.name}.bias`)
+      : undefined;
+    const binding = this.adapter?.stepBinding(s);
+    if (!binding)
+      return {
+        y: linearForward(s, this.name, x, w, this.layout, { bias, ...options }),
+        saved: {},
+      };
+    const { y, saved } = loraForward(s, this.name, x, w, this.layout, binding, {
+      bias,
+      ...options,
+    });
+    return { y, saved: { lora: { binding, saved } } };
+  }
+
+  /**
+   * The compiled step's backward: the adapter's gradients (if one applied), and dx [N, in] as a new tensor, added
+   * into `into`, or none when `inputGrad` is false (nothing before this layer trains).
+   */
+  stepBackward(
+    s: StepBuilder,
+    saved: LinearSaved,
+    dy: GraphTensor,
+    options: { into?: GraphTensor; inputGrad?: boolean } = {},
+  ): GraphTensor | undefined {
+    const w = s.matrix(this.weight, this.name);
+    if (saved.lora)
+      return loraBackward(
+        s,
+        this.name,
+        dy,
+        saved.lora.saved,
+        w,
+        this.layout,
+        saved.lora.binding,
+        options,
+      );
+    if (options.inputGrad === false) return undefined;
+    return linearBackward(s, this.name, dy, w, this.layout, options.into);
   }
 
   /** The frozen projection alone, x·W (+ b), whatever adapter is attached. */
@@ -104,11 +170,11 @@ export function ropeInverseFrequencies(
 }
 
 /** cos and sin tables [T, D] for positions start..start+T-1, the half-frequencies repeated (rotate_half style). */
-export function ropeTables(
+export function ropeTableValues(
   invFreq: Float64Array,
   start: number,
   T: number,
-): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+): { cos: Float32Array; sin: Float32Array } {
   const half = invFreq.length;
   const D = 2 * half;
   const cos = new Float32Array(T * D);
@@ -121,6 +187,17 @@ export function ropeTables(
       sin[t * D + i] = sin[t * D + i + half] = Math.sin(angle);
     }
   }
+  return { cos, sin };
+}
+
+/** `ropeTableValues` as tensors [T, D]. */
+export function ropeTables(
+  invFreq: Float64Array,
+  start: number,
+  T: number,
+): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const { cos, sin } = ropeTableValues(invFreq, start, T);
+  const D = 2 * invFreq.length;
   return { cos: tf.tensor2d(cos, [T, D]), sin: tf.tensor2d(sin, [T, D]) };
 }
 

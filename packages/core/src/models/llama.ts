@@ -24,6 +24,8 @@ import {
 } from "./layers.js";
 import { blockVariables, runBlock } from "./recompute.js";
 import { ropeScaling } from "./rope.js";
+import { llamaStep } from "./llama_step.js";
+import type { StepArchitecture } from "./step.js";
 import {
   loadAttentionProjections,
   loadEmbeddingAndHead,
@@ -184,6 +186,11 @@ export class LlamaForCausalLM extends CausalLM {
 
   linears(): Linear[] {
     return this.layers.flatMap((l) => l.linears());
+  }
+
+  override stepArchitecture(): StepArchitecture {
+    const { dims, embed_tokens, layers, norm, head, invFreq } = this;
+    return llamaStep({ dims, embed_tokens, layers, norm, head, invFreq });
   }
 }
 

@@ -7,7 +7,7 @@ import { FormatError } from "../errors.js";
 import type { CheckpointFiles } from "../io/checkpoint_store.js";
 import { openSafetensors, writeSafetensors } from "../io/safetensors.js";
 import type { TrainableModel } from "./trainable.js";
-import type { AdamW } from "./optimizer.js";
+import type { OptimizerState } from "./steppers.js";
 
 export interface TrainerState {
   /** Optimizer steps completed. */
@@ -25,7 +25,7 @@ const WEIGHTS = "weights.safetensors";
 /** The trainable values (by stable key), the optimizer's moments, and the trainer state. */
 export async function captureCheckpoint(
   model: TrainableModel,
-  optimizer: AdamW,
+  optimizer: OptimizerState,
   state: TrainerState,
 ): Promise<CheckpointFiles> {
   const weights: Record<
@@ -58,7 +58,7 @@ export async function captureCheckpoint(
 /** Puts a checkpoint's trainable values and optimizer moments back; returns the trainer state. */
 export async function restoreCheckpoint(
   model: TrainableModel,
-  optimizer: AdamW,
+  optimizer: OptimizerState,
   files: Record<string, Uint8Array>,
   source: string,
 ): Promise<TrainerState> {

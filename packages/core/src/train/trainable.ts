@@ -9,6 +9,10 @@ import {
   type MemoryPlan,
 } from "../models/footprint.js";
 import type { PretrainedModel } from "../models/pretrained.js";
+import type {
+  CompileTrainingOptions,
+  TrainingSession,
+} from "../engine/session.js";
 
 export interface NamedVariable {
   /** Stable across runs and processes: checkpoints are keyed by it. */
@@ -27,6 +31,13 @@ export interface TrainableModel {
   namedTrainableVariables(): NamedVariable[];
   /** Expected GPU memory of one step at [batch, tokens], checked before the first step when present. */
   memoryPlan?(shape: StepShapeOf): MemoryPlan;
+  /**
+   * A compiled training session over these tensors (the engine), when the model has a compiled step on this
+   * device; undefined otherwise, and the Trainer then uses tfjs's autograd.
+   */
+  compileTraining?(
+    options: CompileTrainingOptions,
+  ): TrainingSession | undefined;
 }
 
 /** The step shape a memory plan is asked for. */

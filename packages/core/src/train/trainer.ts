@@ -1,12 +1,11 @@
 /**
  * The training loop: schedule, forward, backward, accumulate, clip, step, log. It sees a model that maps token
- * ids to a loss and exposes trainable variables (a LoraModel), and batches of ids and labels.
+ * ids to a loss and exposes trainable variables (a LoraModel), and batches of ids and labels. A step runs on the
+ * model's compiled step when it has one (the engine), else on tfjs's autograd; see `steppers.ts`.
  */
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
-import { lowbias32 } from "../kernels/lora_linear/dropout.js";
-import { trimBufferPool } from "../backend/buffers.js";
-import { variableGradsFreeingAsTheyGo } from "../backend/tape.js";
+import { lowbias32 } from "../hash.js";
 import { gpuMemory, resetPeakMemory } from "../runtime/memory.js";
 import { gpuInfo } from "../runtime/runtime.js";
 import { preflight } from "./preflight.js";
@@ -14,15 +13,21 @@ import type { TrainableModel } from "./trainable.js";
 import type { CheckpointStore } from "../io/checkpoint_store.js";
 import { captureCheckpoint, restoreCheckpoint } from "./checkpoint.js";
 import { BestWeights } from "./best.js";
-import { clipGradNorm } from "./clip.js";
-import { AdamW, loraPlusGroups } from "./optimizer.js";
+import {
+  ADAMW_DEFAULTS,
+  loraPlusGroups,
+  type ParamGroup,
+} from "./optimizer.js";
 import { createSchedule, type LrSchedulerType } from "./schedule.js";
+import {
+  CompiledStepper,
+  TapeStepper,
+  type PendingStep,
+  type Stepper,
+} from "./steppers.js";
+import { lossTokens, type TrainBatch } from "./train_batch.js";
 
-/** One batch: right-padded ids, and labels with -100 wherever no loss is taken (HF convention). */
-export interface TrainBatch {
-  inputIds: number[][];
-  labels: number[][];
-}
+export { lossTokens, type TrainBatch };
 
 export interface TrainerOptions {
   /** Peak learning rate. Default 2e-4. */
@@ -57,7 +62,13 @@ export interface TrainerOptions {
    * always checked).
    */
   memoryBudget?: number;
-  /** Read the loss back (a GPU→CPU sync) every N steps. Default 1. */
+  /**
+   * Where steps run: "compiled" uses the model's compiled step (webtune's engine: every buffer planned once, a
+   * micro-batch replayed as one submit) when it has one, and tfjs's autograd otherwise; "tape" always uses tfjs's
+   * autograd, the compiled step's oracle. Default "compiled".
+   */
+  executor?: "compiled" | "tape";
+  /** Report the loss every N steps. Default 1. */
   logEvery?: number;
   /** Evaluate on `val` every N optimizer steps (and at the end). Default: only at the end. */
   evalEvery?: number;
@@ -103,14 +114,6 @@ export interface TrainResult {
   history: TrainEvent[];
 }
 
-/** Tokens that carry a loss: labels[t] for t ≥ 1 that are not -100 (label t is predicted at t − 1). */
-export function lossTokens(labels: number[][]): number {
-  let n = 0;
-  for (const row of labels)
-    for (let t = 1; t < row.length; t++) if (row[t] !== -100) n++;
-  return n;
-}
-
 export class Trainer {
   private readonly o: Required<
     Omit<
@@ -123,6 +126,7 @@ export class Trainer {
       | "checkpoint"
       | "batchesPerEpoch"
       | "memoryBudget"
+      | "executor"
     >
   > &
     TrainerOptions;
@@ -231,9 +235,6 @@ export class Trainer {
         "Trainer: the model has no trainable variables; add an adapter first.",
       );
     this.checkMemory(data.train);
-    const optimizer = new AdamW(this.paramGroups(vars), {
-      weightDecay: o.weightDecay,
-    });
     const history: TrainEvent[] = [];
     const emit = (e: TrainEvent) => {
       history.push(e);
@@ -243,54 +244,42 @@ export class Trainer {
     let stale = 0;
     let stoppedEarly = false;
     let first = 0;
-    if (resume) {
-      const state = await restoreCheckpoint(
-        this.model,
-        optimizer,
-        resume,
-        "resume checkpoint",
-      );
-      first = state.step;
-      stale = state.stale;
-      if (state.bestLoss !== null)
-        best.offer({
-          type: "eval",
-          step: state.step,
-          loss: state.bestLoss,
-          perplexity: Math.exp(state.bestLoss),
-          tokens: 0,
-        });
-    }
-    const started = performance.now();
-    resetPeakMemory();
-    let tokensSeen = 0;
-    this.model.state.training = true;
     const checkpointing = this.model.gradientCheckpointing;
     if (o.gradientCheckpointing) this.model.gradientCheckpointing = true;
+    this.model.state.training = true;
+    const stepper = this.stepper(this.paramGroups(vars), data);
     try {
-      let step = first;
-      for (; step < total && !this.aborted; step++) {
-        if (this.paused) await this.paused;
-        if (this.aborted) break;
-        const group = Array.from(
-          { length: o.gradAccum },
-          (_, i) => data.train[(step * o.gradAccum + i) % data.train.length]!,
+      if (resume) {
+        const state = await restoreCheckpoint(
+          this.model,
+          stepper.optimizer,
+          resume,
+          "resume checkpoint",
         );
-        const lr = schedule.lrAt(step);
-        const { loss, gradNorm } = this.optimizerStep(
-          group,
-          vars,
-          optimizer,
-          lr,
-          step,
-        );
-        tokensSeen += group.reduce(
-          (n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0),
-          0,
-        );
-        if ((step + 1) % o.logEvery === 0 || step + 1 === total) {
-          // A CPU-GPU sync point: the loss and norm are read back only every logEvery steps.
-          const [l, g] = await Promise.all([loss.data(), gradNorm.data()]);
+        stepper.reload();
+        first = state.step;
+        stale = state.stale;
+        if (state.bestLoss !== null)
+          best.offer({
+            type: "eval",
+            step: state.step,
+            loss: state.bestLoss,
+            perplexity: Math.exp(state.bestLoss),
+            tokens: 0,
+          });
+      }
+      const started = performance.now();
+      resetPeakMemory();
+      let tokensSeen = 0;
+      // The step whose loss is still on its way back: read after the next step is enqueued, so they overlap.
+      let inflight: { step: number; pending: PendingStep } | undefined;
+      const report = async () => {
+        if (!inflight) return;
+        const { step, pending } = inflight;
+        inflight = undefined;
+        try {
+          if ((step + 1) % o.logEvery !== 0 && step + 1 !== total) return;
+          const { loss, gradNorm } = await pending.result();
           const elapsedMs = performance.now() - started;
           const memory = gpuMemory();
           emit({
@@ -299,38 +288,75 @@ export class Trainer {
             epoch: o.batchesPerEpoch
               ? ((step + 1) * o.gradAccum) / o.batchesPerEpoch
               : 0,
-            loss: l[0]!,
-            lr,
-            gradNorm: g[0]!,
+            loss,
+            lr: schedule.lrAt(step),
+            gradNorm,
             tokensPerSec: (tokensSeen / elapsedMs) * 1000,
             elapsedMs,
-            etaMs: (elapsedMs / (step + 1)) * (total - step - 1),
+            etaMs: (elapsedMs / (step + 1 - first)) * (total - step - 1),
             gpuBytes: memory.total,
             peakGpuBytes: memory.peak,
           });
           resetPeakMemory();
+        } finally {
+          pending.dispose();
         }
-        tf.dispose([loss, gradNorm]);
-        // Padded batches differ in length, and tfjs pools buffers by exact size: keep the pool bounded.
-        trimBufferPool();
-        if (o.checkpoint && (step + 1) % o.checkpoint.every === 0) {
+      };
+      let step = first;
+      for (; step < total && !this.aborted; step++) {
+        if (this.paused) {
+          await report();
+          stepper.sync(); // a paused run shows its current adapter
+          await this.paused;
+        }
+        if (this.aborted) break;
+        const group = Array.from(
+          { length: o.gradAccum },
+          (_, i) => data.train[(step * o.gradAccum + i) % data.train.length]!,
+        );
+        const tokens = group.map((b) => lossTokens(b.labels));
+        const totalTokens = Math.max(
+          1,
+          tokens.reduce((a, b) => a + b, 0),
+        );
+        const pending = stepper.step(group, {
+          lr: schedule.lrAt(step),
+          weights: tokens.map((n) => n / totalTokens),
+          dropoutSeeds: group.map((_, i) => dropoutSeed(o.seed, step, i)),
+        });
+        await report();
+        inflight = { step, pending };
+        tokensSeen += group.reduce(
+          (n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0),
+          0,
+        );
+        const checkpointNow =
+          o.checkpoint && (step + 1) % o.checkpoint.every === 0;
+        const evalNow =
+          data.val &&
+          o.evalEvery !== undefined &&
+          (step + 1) % o.evalEvery === 0;
+        if (!checkpointNow && !evalNow) continue;
+        await report();
+        stepper.sync();
+        if (checkpointNow) {
           const state = {
             step: step + 1,
             bestLoss: best.event?.loss ?? null,
             stale,
           };
-          const files = await captureCheckpoint(this.model, optimizer, state);
-          await o.checkpoint.store.save(
+          const files = await captureCheckpoint(
+            this.model,
+            stepper.optimizer,
+            state,
+          );
+          await o.checkpoint!.store.save(
             `step-${String(step + 1).padStart(6, "0")}`,
             files,
           );
         }
-        const evalNow =
-          data.val &&
-          o.evalEvery !== undefined &&
-          (step + 1) % o.evalEvery === 0;
         if (evalNow) {
-          const e = await this.evaluate(data.val!, step + 1);
+          const e = await this.evaluateWith(stepper, data.val!, step + 1);
           emit(e);
           if (best.offer(e)) stale = 0;
           else if (o.earlyStopping && ++stale >= o.earlyStopping.patience) {
@@ -340,15 +366,17 @@ export class Trainer {
           }
         }
       }
+      await report();
       if (
         data.val &&
         !stoppedEarly &&
         !(o.evalEvery !== undefined && step % o.evalEvery === 0)
       ) {
-        const e = await this.evaluate(data.val, step);
+        const e = await this.evaluateWith(stepper, data.val, step);
         emit(e);
         best.offer(e);
       }
+      stepper.sync();
       if (o.earlyStopping && best.event) best.restore();
       return {
         steps: step,
@@ -361,12 +389,49 @@ export class Trainer {
       this.model.state.training = false;
       if (o.gradientCheckpointing)
         this.model.gradientCheckpointing = checkpointing;
-      optimizer.dispose();
+      stepper.dispose();
       best.dispose();
     }
   }
 
-  private paramGroups(vars: tf.Variable[]) {
+  /**
+   * The compiled step when the model has one (and `executor` allows it), else tfjs's autograd. The compiled
+   * step is planned for the largest batch of `data`; batches are padded to its buckets.
+   */
+  private stepper(
+    groups: ParamGroup[],
+    data: { train: TrainBatch[]; val?: TrainBatch[] },
+  ): Stepper {
+    const o = this.o;
+    const options = {
+      groups,
+      weightDecay: o.weightDecay,
+      maxGradNorm: o.maxGradNorm,
+    };
+    const session =
+      o.executor === "tape"
+        ? undefined
+        : this.model.compileTraining?.({
+            groups: groups.map((g) => ({
+              variables: g.variables,
+              lrScale: g.lrScale ?? 1,
+              weightDecay: g.weightDecay ?? o.weightDecay,
+            })),
+            batchSize: Math.max(
+              ...[...data.train, ...(data.val ?? [])].map(
+                (b) => b.inputIds.length,
+              ),
+            ),
+            betas: ADAMW_DEFAULTS.betas,
+            eps: ADAMW_DEFAULTS.eps,
+            maxGradNorm: o.maxGradNorm,
+          });
+    return session
+      ? new CompiledStepper(session)
+      : new TapeStepper(this.model, options);
+  }
+
+  private paramGroups(vars: tf.Variable[]): ParamGroup[] {
     if (this.o.loraplusLrRatio === undefined) return [{ variables: vars }];
     const bs = new Set(
       this.model
@@ -381,86 +446,38 @@ export class Trainer {
     });
   }
 
-  /**
-   * One optimizer step over accumulated micro-batches. Each micro-batch's mean loss is weighted by its share of
-   * the group's loss tokens, so accumulating 4×2 equals one batch of 8 (HF's num_items_in_batch).
-   */
-  private optimizerStep(
-    group: TrainBatch[],
-    vars: tf.Variable[],
-    optimizer: AdamW,
-    lr: number,
-    step: number,
-  ) {
-    const tokens = group.map((b) => lossTokens(b.labels));
-    const totalTokens = Math.max(
-      1,
-      tokens.reduce((a, b) => a + b, 0),
-    );
-    let sum: tf.NamedTensorMap | undefined;
-    let loss: tf.Scalar = tf.scalar(0);
-    group.forEach((batch, i) => {
-      this.model.state.dropoutSeed = lowbias32(
-        (Math.imul(this.o.seed + 1, 0x9e3779b9) ^ (step * 64 + i)) >>> 0,
-      );
-      const weight = tokens[i]! / totalTokens;
-      const { value, grads } = variableGradsFreeingAsTheyGo(
-        () =>
-          this.model
-            .loss(batch.inputIds, batch.labels)
-            .mul(weight) as tf.Scalar,
-        vars,
-      );
-      const next = loss.add(value) as tf.Scalar;
-      tf.dispose([loss, value]);
-      loss = next;
-      if (!sum) sum = grads;
-      else {
-        const added: tf.NamedTensorMap = {};
-        for (const k of Object.keys(grads)) added[k] = sum[k]!.add(grads[k]!);
-        tf.dispose([...Object.values(sum), ...Object.values(grads)]);
-        sum = added;
-      }
-    });
-    const clipped =
-      this.o.maxGradNorm > 0
-        ? clipGradNorm(sum!, this.o.maxGradNorm)
-        : undefined;
-    const gradNorm = clipped
-      ? clipped.totalNorm
-      : tf.tidy(
-          () =>
-            tf.norm(
-              tf.stack(Object.values(sum!).map((g) => tf.norm(g))),
-            ) as tf.Scalar,
-        );
-    optimizer.step(clipped ? clipped.grads : sum!, lr);
-    tf.dispose([
-      ...Object.values(sum!),
-      ...(clipped ? Object.values(clipped.grads) : []),
-    ]);
-    return { loss, gradNorm };
-  }
-
   /** Mean next-token loss over every loss token of `batches`, and its perplexity, with dropout off. */
   async evaluate(batches: TrainBatch[], step = 0): Promise<EvalEvent> {
+    const tape = new TapeStepper(this.model, {
+      groups: [],
+      weightDecay: 0,
+      maxGradNorm: 0,
+    });
+    try {
+      return await this.evaluateWith(tape, batches, step);
+    } finally {
+      tape.dispose();
+    }
+  }
+
+  private async evaluateWith(
+    stepper: Stepper,
+    batches: TrainBatch[],
+    step: number,
+  ): Promise<EvalEvent> {
     const wasTraining = this.model.state.training;
     this.model.state.training = false;
     try {
-      let nll = 0;
-      let tokens = 0;
-      for (const b of batches) {
-        const n = lossTokens(b.labels);
-        if (n === 0) continue;
-        const loss = this.model.loss(b.inputIds, b.labels);
-        nll += (await loss.data())[0]! * n;
-        loss.dispose();
-        tokens += n;
-      }
+      const { nll, tokens } = await stepper.evaluate(batches);
       const loss = tokens > 0 ? nll / tokens : NaN;
       return { type: "eval", step, loss, perplexity: Math.exp(loss), tokens };
     } finally {
       this.model.state.training = wasTraining;
     }
   }
+}
+
+/** The dropout seed of micro-batch i of an optimizer step: new masks every micro-batch, reproducible from `seed`. */
+function dropoutSeed(seed: number, step: number, i: number): number {
+  return lowbias32((Math.imul(seed + 1, 0x9e3779b9) ^ (step * 64 + i)) >>> 0);
 }

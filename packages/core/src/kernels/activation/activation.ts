@@ -19,9 +19,11 @@ export type Activation = "silu" | "gelu_tanh";
 /** Two kernel names, because tfjs saves the same named inputs for every call of one kernel's gradient. */
 const KERNELS = { plain: "WebtuneActivation", gated: "WebtuneGatedActivation" };
 const WORKGROUP = 64;
-const GELU_K = Math.sqrt(2 / Math.PI);
+/** √(2/π), GELU-tanh's inner factor. */
+export const GELU_K = Math.sqrt(2 / Math.PI);
 
-const ACT_WGSL: Record<Activation, string> = {
+/** `fn act(v : f32) -> f32` of each activation (also spliced into the compiled step's programs). */
+export const ACT_WGSL: Record<Activation, string> = {
   silu: "fn act(v : f32) -> f32 { return v / (1.0 + exp(-v)); }",
   // tanh(u) = 1 − 2/(exp(2u) + 1), written so that a large |u| gives ±1 and never inf/inf.
   gelu_tanh: `fn act(v : f32) -> f32 {

@@ -7,6 +7,10 @@
  * lowbias32 is Chris Wellons' 32-bit integer hash (bias 0.17), good enough for a Bernoulli mask.
  */
 
+import { lowbias32 } from "../../hash.js";
+
+export { lowbias32 };
+
 /**
  * WGSL functions `lowbias32` and `dropoutKeep(index)`. The mask's hashed seed is `seedHashExpr`: the
  * `uniforms.seedHash` a tfjs program is given, or the compiled step's private `seedHash`, derived from the step
@@ -47,14 +51,9 @@ export function layerSeed(dropoutSeed: number, index: number): number {
   return lowbias32((dropoutSeed ^ layerSalt(index)) >>> 0);
 }
 
-export function lowbias32(v: number): number {
-  let x = v >>> 0;
-  x = (x ^ (x >>> 16)) >>> 0;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x = (x ^ (x >>> 15)) >>> 0;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  x = (x ^ (x >>> 16)) >>> 0;
-  return x;
+/** keep = 1 / (1 - p): inverted dropout scales the kept elements up. */
+export function keepScale(p: number): number {
+  return 1 / (1 - p);
 }
 
 /** The integer threshold below which an element is dropped; p in [0, 1). */

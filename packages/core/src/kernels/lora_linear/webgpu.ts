@@ -13,7 +13,7 @@ import {
 } from "../../backend/programs.js";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { isSoftwareGpu } from "../../runtime/runtime.js";
-import { dropoutUniforms } from "./dropout.js";
+import { dropoutUniforms, keepScale } from "./dropout.js";
 import {
   F32_W,
   matmulShader,
@@ -152,11 +152,6 @@ export function weightInput(
 ): WeightInput {
   const a = readWeightAttrs(attrs);
   return { W: inputs["W"]!, attrs: a, scales: scaleInputs(inputs, a) };
-}
-
-/** keep = 1 / (1 - p): inverted dropout scales the kept elements up. */
-export function keepScale(p: number): number {
-  return 1 / (1 - p);
 }
 
 /** h[T, R] = keep · drop(x)·Aᵀ. */

@@ -1,0 +1,277 @@
+/**
+ * Projections in a compiled step: the frozen linear and the LoRA linear, forward and backward, each a few
+ * configurations of the tiled matmul (kernels/lora_linear). W is read in its stored layout, packed or not.
+ *
+ *   linear    y  = x·W (+ b) (+ residual)                     dx = dy·Wᵀ
+ *   LoRA      h  = keep · drop(x)·Aᵀ                          y  = x·W (+ b) + s · h·Bᵀ (+ residual)
+ *             g  = dy·B                                       dx = dy·Wᵀ + s·keep · mask ∘ (g·A)
+ *             dA = s·keep · gᵀ·drop(x)                        dB = s · dyᵀ·h
+ *
+ * Letters: N rows (tokens), IN and OUT features, R rank. x [N, IN], W [IN, OUT] ('in_out', GPT-2's Conv1D) or
+ * [OUT, IN] ('out_in', nn.Linear), A [R, IN], B [OUT, R], h and g [N, R].
+ */
+import { keepScale } from "../../kernels/lora_linear/dropout.js";
+import { matmulCall } from "../../kernels/lora_linear/program.js";
+import type { MatmulLayout } from "../../kernels/lora_linear/shader.wgsl.js";
+import type { BoundMatrix, BoundParam, StepBuilder } from "../builder.js";
+import type { GraphTensor } from "../graph.js";
+
+export type WeightLayout = "in_out" | "out_in";
+
+/** The layout fields that bind a frozen W as stored. */
+function weightFields(w: BoundMatrix) {
+  return { wFormat: w.attrs.wFormat, doubleQuant: w.attrs.doubleQuant };
+}
+
+/** [IN, OUT] of a weight stored in `layout`. */
+export function features(
+  w: BoundMatrix,
+  layout: WeightLayout,
+): [number, number] {
+  return layout === "in_out" ? w.shape : [w.shape[1], w.shape[0]];
+}
+
+const PLAIN = {
+  dropout: "none",
+  lowRank: "none",
+  lowRankMask: false,
+  bias: false,
+  wFormat: "float32",
+  doubleQuant: false,
+} as const satisfies Partial<MatmulLayout>;
+
+export interface LinearOptions {
+  bias?: GraphTensor;
+  /** Added to the output: the block's skip connection. */
+  residual?: GraphTensor;
+}
+
+/** y [N, OUT] = x·W (+ b) (+ residual). */
+export function linearForward(
+  s: StepBuilder,
+  label: string,
+  x: GraphTensor,
+  w: BoundMatrix,
+  layout: WeightLayout,
+  options: LinearOptions = {},
+): GraphTensor {
+  const [IN, OUT] = features(w, layout);
+  const N = x.size / IN;
+  const y = s.g.activation(`${label}.out`, [N, OUT]);
+  s.g.dispatch(
+    label,
+    matmulCall(
+      { M: N, N: OUT, K: IN },
+      {
+        ...PLAIN,
+        xLayout: "mk",
+        wLayout: layout === "in_out" ? "kn" : "nk",
+        bias: options.bias !== undefined,
+        residual: options.residual !== undefined,
+        ...weightFields(w),
+      },
+      s.software,
+      { wOffset: w.attrs.wOffset },
+    ),
+    [
+      y,
+      x,
+      w.data,
+      ...(options.bias ? [options.bias] : []),
+      ...(options.residual ? [options.residual] : []),
+      ...w.scales,
+    ],
+  );
+  return y;
+}
+
+/** dx [N, IN] = dy·Wᵀ: a new tensor, or added into `into`. */
+export function linearBackward(
+  s: StepBuilder,
+  label: string,
+  dy: GraphTensor,
+  w: BoundMatrix,
+  layout: WeightLayout,
+  into?: GraphTensor,
+): GraphTensor {
+  const [IN, OUT] = features(w, layout);
+  const N = dy.size / OUT;
+  const dx = into ?? s.g.activation(`${label}.dx`, [N, IN]);
+  s.g.dispatch(
+    `${label} dx`,
+    matmulCall(
+      { M: N, N: IN, K: OUT },
+      {
+        ...PLAIN,
+        xLayout: "mk",
+        // x·W read W as [IN, OUT] = [K, N] for 'in_out'; dy·Wᵀ reads the same buffer as [N, K].
+        wLayout: layout === "in_out" ? "nk" : "kn",
+        accumulate: into ? "always" : "none",
+        ...weightFields(w),
+      },
+      s.software,
+      { wOffset: w.attrs.wOffset },
+    ),
+    [dx, dy, w.data, ...w.scales],
+  );
+  return dx;
+}
+
+/** One adapter on one layer, as a compiled step binds it. */
+export interface LoraBinding {
+  A: BoundParam;
+  B: BoundParam;
+  r: number;
+  /** alpha / r, or alpha / √r with rsLoRA. */
+  scale: number;
+  /** Dropout probability on LoRA's input (0 in forward-only graphs). */
+  dropout: number;
+  /** The layer's salt, hashed with each micro-batch's dropout seed (`layerSalt`). */
+  salt: number;
+}
+
+/** What the LoRA backward needs of its forward: the input and the down-projection. */
+export interface LoraSaved {
+  x: GraphTensor;
+  h: GraphTensor;
+}
+
+/** h [N, R] = keep · drop(x)·Aᵀ, then y [N, OUT] = x·W (+ b) + s · h·Bᵀ (+ residual). */
+export function loraForward(
+  s: StepBuilder,
+  label: string,
+  x: GraphTensor,
+  w: BoundMatrix,
+  layout: WeightLayout,
+  lora: LoraBinding,
+  options: LinearOptions = {},
+): { y: GraphTensor; saved: LoraSaved } {
+  const [IN, OUT] = features(w, layout);
+  const { r: R, dropout } = lora;
+  const N = x.size / IN;
+  const h = s.g.activation(`${label}.lora_h`, [N, R]);
+  s.g.dispatch(
+    `${label} lora_A`,
+    matmulCall(
+      { M: N, N: R, K: IN },
+      {
+        ...PLAIN,
+        xLayout: "mk",
+        wLayout: "nk",
+        dropout: dropout > 0 ? "x" : "none",
+      },
+      s.software,
+      { outScale: keepScale(dropout), seedSalt: lora.salt, dropout },
+    ),
+    [h, x, lora.A.value],
+  );
+  const y = s.g.activation(`${label}.out`, [N, OUT]);
+  s.g.dispatch(
+    label,
+    matmulCall(
+      { M: N, N: OUT, K: IN, R },
+      {
+        ...PLAIN,
+        xLayout: "mk",
+        wLayout: layout === "in_out" ? "kn" : "nk",
+        lowRank: "nr",
+        bias: options.bias !== undefined,
+        residual: options.residual !== undefined,
+        ...weightFields(w),
+      },
+      s.software,
+      { loraScale: lora.scale, wOffset: w.attrs.wOffset },
+    ),
+    [
+      y,
+      x,
+      w.data,
+      h,
+      lora.B.value,
+      ...(options.bias ? [options.bias] : []),
+      ...(options.residual ? [options.residual] : []),
+      ...w.scales,
+    ],
+  );
+  return { y, saved: { x, h } };
+}
+
+/**
+ * The LoRA backward: dA and dB into the gradient buffer (added to it after a step's first micro-batch), and
+ * dx [N, IN] (a new tensor, added into `into`, or none when `inputGrad` is false: nothing upstream trains).
+ */
+export function loraBackward(
+  s: StepBuilder,
+  label: string,
+  dy: GraphTensor,
+  saved: LoraSaved,
+  w: BoundMatrix,
+  layout: WeightLayout,
+  lora: LoraBinding,
+  options: { into?: GraphTensor; inputGrad?: boolean } = {},
+): GraphTensor | undefined {
+  const [IN, OUT] = features(w, layout);
+  const { r: R, dropout, scale } = lora;
+  const N = dy.size / OUT;
+  const keep = keepScale(dropout);
+  const mask = { seedSalt: lora.salt, dropout };
+  const g = s.g.activation(`${label}.lora_g`, [N, R]);
+  s.g.dispatch(
+    `${label} lora g`,
+    matmulCall(
+      { M: N, N: R, K: OUT },
+      { ...PLAIN, xLayout: "mk", wLayout: "kn" },
+      s.software,
+    ),
+    [g, dy, lora.B.value],
+  );
+  if (lora.A.grad)
+    s.g.dispatch(
+      `${label} lora dA`,
+      matmulCall(
+        { M: R, N: IN, K: N },
+        {
+          ...PLAIN,
+          xLayout: "km",
+          wLayout: "kn",
+          dropout: dropout > 0 ? "w" : "none",
+          accumulate: "step",
+        },
+        s.software,
+        { outScale: scale * keep, ...mask },
+      ),
+      [lora.A.grad, g, saved.x],
+    );
+  if (lora.B.grad)
+    s.g.dispatch(
+      `${label} lora dB`,
+      matmulCall(
+        { M: OUT, N: R, K: N },
+        { ...PLAIN, xLayout: "km", wLayout: "kn", accumulate: "step" },
+        s.software,
+        { outScale: scale },
+      ),
+      [lora.B.grad, dy, saved.h],
+    );
+  if (options.inputGrad === false) return undefined;
+  const dx = options.into ?? s.g.activation(`${label}.dx`, [N, IN]);
+  s.g.dispatch(
+    `${label} dx`,
+    matmulCall(
+      { M: N, N: IN, K: OUT, R },
+      {
+        ...PLAIN,
+        xLayout: "mk",
+        wLayout: layout === "in_out" ? "nk" : "kn",
+        lowRank: "rn",
+        lowRankMask: dropout > 0,
+        accumulate: options.into ? "always" : "none",
+        ...weightFields(w),
+      },
+      s.software,
+      { loraScale: scale * keep, wOffset: w.attrs.wOffset, ...mask },
+    ),
+    [dx, dy, w.data, g, lora.A.value, ...w.scales],
+  );
+  return dx;
+}

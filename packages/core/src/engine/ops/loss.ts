@@ -1,0 +1,146 @@
+/**
+ * The loss head in a compiled step: cross-entropy straight from the final hidden states and the LM head's
+ * vocabulary chunks, and in a training graph its gradient dh, without ever holding [N, V] logits. Rows are taken
+ * a block at a time so that a block's logits over the whole vocabulary fit LOGIT_BUDGET; within a block:
+ *
+ *   z_k = h·E_kᵀ                    (a matmul per chunk)     stats_k = rowwise (max, Σexp, target logit)
+ *   lse, loss += Σ w·(lse − l_t)    (one small dispatch)
+ *   dz_k = (softmax − onehot)·w·cap' (in place)              dh += dz_k·E_k  (a matmul per chunk)
+ *
+ * with w = the step's lossScale for rows that have a target. The gradient reuses the forward's logits instead of
+ * recomputing them: two head matmuls, not three.
+ *
+ * Letters: N rows, C hidden size, V vocabulary, Vc one chunk's rows, K chunks, n rows of one block.
+ */
+import {
+  chunkGradCall,
+  chunkStatsCall,
+  combineCall,
+  STATS_WIDTH,
+} from "../../kernels/cross_entropy/program.js";
+import { matmulCall } from "../../kernels/lora_linear/program.js";
+import type { StepBuilder } from "../builder.js";
+import type { GraphTensor } from "../graph.js";
+import type { ChunkedTable } from "./embedding.js";
+
+/** Bytes of logits one row block may hold over the whole vocabulary. */
+export const LOGIT_BUDGET = 64 * 2 ** 20;
+
+const PLAIN = {
+  dropout: "none",
+  lowRank: "none",
+  lowRankMask: false,
+  bias: false,
+} as const;
+
+/** Rows per block: the whole vocabulary's logits within the budget, and each chunk's within one binding. */
+export function rowsPerBlock(
+  N: number,
+  V: number,
+  widestChunk: number,
+  maxBindingBytes: number,
+): number {
+  const byBudget = Math.floor(LOGIT_BUDGET / (4 * V));
+  const byBinding = Math.floor(maxBindingBytes / (4 * widestChunk));
+  return Math.max(1, Math.min(N, byBudget, byBinding));
+}
+
+/**
+ * Σ over rows with a target of w·(lse − logit of the target): the loss, a scalar read back after the run; and in
+ * a training graph dh [N, C], the gradient of that loss with respect to h.
+ */
+export function crossEntropy(
+  s: StepBuilder,
+  label: string,
+  h: GraphTensor,
+  head: ChunkedTable,
+  targets: GraphTensor,
+  options: { softcap: number | undefined },
+): { loss: GraphTensor; dh: GraphTensor | undefined } {
+  const chunks = head.chunks.map((c, k) =>
+    s.matrix(c, `${head.name} chunk ${k}`),
+  );
+  const C = chunks[0]!.shape[1];
+  const N = h.size / C;
+  const V = chunks.reduce((n, c) => n + c.shape[0], 0);
+  const K = chunks.length;
+  const starts: number[] = [];
+  chunks.reduce((v0, c) => (starts.push(v0), v0 + c.shape[0]), 0);
+  const block = rowsPerBlock(
+    N,
+    V,
+    Math.max(...chunks.map((c) => c.shape[0])),
+    s.g.limits.maxStorageBufferBindingSize,
+  );
+  const loss = s.g.activation(`${label}.loss`, [1]);
+  const dh = s.training ? s.g.activation(`${label}.dh`, [N, C]) : undefined;
+  for (let r0 = 0; r0 < N; r0 += block) {
+    const n = Math.min(block, N - r0);
+    const rows = h.range(r0 * C, n * C);
+    const t = targets.range(r0, n);
+    const at = `${label} rows ${r0}..${r0 + n}`;
+    const stats = s.g.activation(`${at}.stats`, [K, n, STATS_WIDTH]);
+    const logits = chunks.map((w, k) => {
+      const Vc = w.shape[0];
+      const z = s.g.activation(`${at}.logits_${k}`, [n, Vc]);
+      s.g.dispatch(
+        `${at} logits ${k}`,
+        matmulCall(
+          { M: n, N: Vc, K: C },
+          {
+            ...PLAIN,
+            xLayout: "mk",
+            wLayout: "nk",
+            wFormat: w.attrs.wFormat,
+            doubleQuant: w.attrs.doubleQuant,
+          },
+          s.software,
+          { wOffset: w.attrs.wOffset },
+        ),
+        [z, rows, w.data, ...w.scales],
+      );
+      s.g.dispatch(
+        `${at} stats ${k}`,
+        chunkStatsCall({ n, Vc, v0: starts[k]! }, k, options.softcap),
+        [stats, z, t],
+      );
+      return z;
+    });
+    const lse = s.g.activation(`${at}.lse`, [n]);
+    s.g.dispatch(`${at} loss`, combineCall(n, K, r0 === 0), [
+      lse,
+      loss,
+      stats,
+      t,
+    ]);
+    if (!dh) continue;
+    const dRows = dh.range(r0 * C, n * C);
+    logits.forEach((z, k) => {
+      const w = chunks[k]!;
+      const Vc = w.shape[0];
+      s.g.dispatch(
+        `${at} dlogits ${k}`,
+        chunkGradCall({ n, Vc, v0: starts[k]! }, options.softcap),
+        [z, lse, t],
+      );
+      s.g.dispatch(
+        `${at} dh ${k}`,
+        matmulCall(
+          { M: n, N: C, K: Vc },
+          {
+            ...PLAIN,
+            xLayout: "mk",
+            wLayout: "kn",
+            wFormat: w.attrs.wFormat,
+            doubleQuant: w.attrs.doubleQuant,
+            accumulate: k > 0 ? "always" : "none",
+          },
+          s.software,
+          { wOffset: w.attrs.wOffset },
+        ),
+        [dRows, z, w.data, ...w.scales],
+      );
+    });
+  }
+  return { loss, dh };
+}

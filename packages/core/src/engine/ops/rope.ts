@@ -1,0 +1,82 @@
+/**
+ * Query and key preparation in a compiled step (kernels/rope/program.ts): a projection's heads, optionally
+ * RMS-normalised per head (Gemma 3's q_norm and k_norm), rotated by RoPE into a contiguous [B, heads, T, D]
+ * tensor; and the way back, written into the projection output's gradient.
+ */
+import {
+  qkRopeBackward,
+  qkRopeForward,
+  type HeadView,
+} from "../../kernels/rope/program.js";
+import type { StepBuilder } from "../builder.js";
+import type { GraphTensor } from "../graph.js";
+import type { Heads } from "./attention.js";
+
+/** cos and sin [T, D], the half-frequencies repeated (rotate_half), bound as constants of the graph. */
+export interface RopeTables {
+  cos: GraphTensor;
+  sin: GraphTensor;
+}
+
+function view(h: Heads): HeadView {
+  const { B, heads: H, T, D, offset, sB, sH, sT } = h;
+  return { B, H, T, D, offset, sB, sH, sT };
+}
+
+/** rope(norm(x)) of each head of `src` -> [B, heads, T, D], with the norm's rstd [B, heads, T] when normed. */
+export function ropeHeads(
+  s: StepBuilder,
+  label: string,
+  src: Heads,
+  tables: RopeTables,
+  norm?: { weight: GraphTensor; eps: number },
+): { out: GraphTensor; rstd: GraphTensor | undefined } {
+  const { B, heads, T, D } = src;
+  const out = s.g.activation(`${label}_rope`, [B, heads, T, D]);
+  const rstd = norm
+    ? s.g.activation(`${label}_norm.rstd`, [B, heads, T])
+    : undefined;
+  s.g.dispatch(
+    `${label} rope`,
+    qkRopeForward(view(src), norm ? { eps: norm.eps } : undefined),
+    [
+      out,
+      ...(rstd ? [rstd] : []),
+      src.tensor,
+      tables.cos,
+      tables.sin,
+      ...(norm ? [norm.weight] : []),
+    ],
+  );
+  return { out, rstd };
+}
+
+/**
+ * The gradient of `ropeHeads`' input from its output's gradient dOut [B, heads, T, D], written into the heads
+ * of `dSrc` (other elements of that tensor are left as they are). With a norm, its input and rstd are read.
+ */
+export function ropeHeadsBackward(
+  s: StepBuilder,
+  label: string,
+  dOut: GraphTensor,
+  dSrc: Heads,
+  tables: RopeTables,
+  norm?: {
+    weight: GraphTensor;
+    input: Heads;
+    rstd: GraphTensor;
+  },
+): void {
+  s.g.dispatch(
+    `${label} rope dx`,
+    qkRopeBackward(view(dSrc), norm !== undefined),
+    [
+      dSrc.tensor,
+      dOut,
+      ...(norm ? [norm.input.tensor, norm.rstd] : []),
+      tables.cos,
+      tables.sin,
+      ...(norm ? [norm.weight] : []),
+    ],
+  );
+}

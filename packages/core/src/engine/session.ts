@@ -1,0 +1,288 @@
+/**
+ * A training session on the engine: the training state, a compiled step graph per batch shape (recorded by the
+ * model, planned and bound once, then replayed), the optimizer graph (global-norm clipping and AdamW over every
+ * trainable tensor in two dispatches), and forward-only graphs for evaluation.
+ *
+ * One optimizer step is one run per micro-batch: its ids and targets written, the step parameters written, one
+ * pass, one submit, with the optimizer's dispatches appended to the last. The loss and gradient norm come back
+ * asynchronously; the host never waits for the GPU inside a step.
+ *
+ * Batches are padded to a bucket of shapes (rows to the session's batch size, tokens up to a multiple of
+ * `tokenBucket`), padding out of the loss: a plan serves every batch of its bucket.
+ */
+import type * as tf from "@tensorflow/tfjs";
+import { ShapeError } from "../errors.js";
+import type { StepParams } from "../kernels/step_params.js";
+import { StepBuilder } from "./builder.js";
+import { Engine } from "./engine.js";
+import type { CompiledGraph } from "./executor.js";
+import { graphLimits, StepGraph, type GraphTensor } from "./graph.js";
+import { recordOptimizer } from "./ops/optimizer.js";
+import { readBuffer, TrainState, type StateEntry } from "./state.js";
+
+/** The tensors of a recorded step graph that the host writes and reads. */
+export interface StepIO {
+  ids: GraphTensor;
+  targets: GraphTensor;
+  loss: GraphTensor;
+}
+
+/** Records one step graph of [B, T] (training, or forward-only for evaluation). */
+export type RecordStep = (s: StepBuilder, B: number, T: number) => StepIO;
+
+/** A batch as the session takes it: right-padded ids and labels (-100 where no loss applies). */
+export interface SessionBatch {
+  inputIds: number[][];
+  labels: number[][];
+}
+
+export interface OptimizerGroup {
+  lrScale: number;
+  weightDecay: number;
+}
+
+export interface SessionOptions {
+  /** Rows of every batch (the last, smaller batch is padded with empty rows). */
+  batchSize: number;
+  /** Token counts are padded up to a multiple of this. Default 16. */
+  tokenBucket?: number;
+  /** The most tokens a row may have (the model's positions). */
+  maxTokens: number;
+  betas: [number, number];
+  eps: number;
+  /** One entry per parameter group; `entries` name a group by index. */
+  groups: OptimizerGroup[];
+  /** Global-norm clipping threshold; 0 turns it off. */
+  maxGradNorm: number;
+  /** Shaders suited to CPU adapters. */
+  software: boolean;
+}
+
+interface Plan {
+  graph: CompiledGraph;
+  io: StepIO;
+  B: number;
+  T: number;
+}
+
+/** What the Trainer tells a model's compiled step about the run. */
+export interface CompileTrainingOptions {
+  /** Parameter groups in optimizer order: each variable in exactly one. */
+  groups: { variables: tf.Variable[]; lrScale: number; weightDecay: number }[];
+  /** Rows of the largest batch. */
+  batchSize: number;
+  betas: [number, number];
+  eps: number;
+  maxGradNorm: number;
+}
+
+/** At most this many step graphs are kept per mode; the least recently used is released first. */
+const MAX_PLANS = 8;
+
+export class TrainingSession {
+  readonly engine: Engine;
+  readonly state: TrainState;
+  private readonly plans = new Map<string, Plan>();
+  private readonly optimizer: { graph: CompiledGraph; norm: GraphTensor };
+  /** Optimizer steps taken (torch's state["step"]). */
+  steps = 0;
+
+  constructor(
+    readonly device: GPUDevice,
+    entries: StateEntry[],
+    private readonly record: { train: RecordStep; eval: RecordStep },
+    readonly options: SessionOptions,
+  ) {
+    this.engine = new Engine(device);
+    this.state = new TrainState(device, entries);
+    try {
+      this.state.pull();
+      this.state.resetMoments();
+      const g = new StepGraph(graphLimits(device));
+      const s = new StepBuilder(g, options.software, "train", this.state);
+      const norm = recordOptimizer(s, this.state, options);
+      this.optimizer = { graph: this.engine.compile(g), norm };
+    } catch (error) {
+      this.dispose();
+      throw error;
+    }
+  }
+
+  /** The graph for batches of [B, T] in `mode`, recorded and compiled on first use. */
+  private plan(mode: "train" | "eval", B: number, T: number): Plan {
+    const key = `${mode}:${B}x${T}`;
+    const hit = this.plans.get(key);
+    if (hit) {
+      // Map order is insertion order: re-inserting marks it most recently used.
+      this.plans.delete(key);
+      this.plans.set(key, hit);
+      return hit;
+    }
+    const g = new StepGraph(graphLimits(this.device));
+    const s = new StepBuilder(g, this.options.software, mode, this.state);
+    const io = this.record[mode](s, B, T);
+    const plan = { graph: this.engine.compile(g), io, B, T };
+    this.plans.set(key, plan);
+    const sameMode = [...this.plans.keys()].filter((k) => k.startsWith(mode));
+    if (sameMode.length > MAX_PLANS) {
+      const oldest = sameMode[0]!;
+      this.engine.release(this.plans.get(oldest)!.graph);
+      this.plans.delete(oldest);
+    }
+    return plan;
+  }
+
+  /** The padded shape of a batch: [rows, tokens] rounded up to the session's buckets. */
+  shapeOf(batch: SessionBatch): [number, number] {
+    const rows = batch.inputIds.length;
+    const tokens = Math.max(...batch.inputIds.map((r) => r.length));
+    const { batchSize, maxTokens } = this.options;
+    if (rows > batchSize)
+      throw new ShapeError(
+        `a batch of ${rows} rows is larger than the session's batch size ${batchSize}.`,
+      );
+    const bucket = this.options.tokenBucket ?? 16;
+    const T = Math.min(Math.ceil(tokens / bucket) * bucket, maxTokens);
+    if (tokens > maxTokens || tokens < 2)
+      throw new ShapeError(
+        `rows of ${tokens} tokens: need 2 to ${maxTokens} (the model's positions).`,
+      );
+    return [batchSize, T];
+  }
+
+  /**
+   * One optimizer step over micro-batches: each one's loss and gradients (added up), then clipping and AdamW.
+   * `lossScale` weights every loss token (1 / loss tokens of the whole step); `dropoutSeeds` has one seed per
+   * micro-batch; `lr` is this step's learning rate. Resolves with the summed loss and the gradient norm before
+   * clipping, once the GPU has finished; nothing here waits for it.
+   */
+  step(
+    group: SessionBatch[],
+    scalars: { lr: number; lossScale: number; dropoutSeeds: number[] },
+  ): Promise<{ loss: number; gradNorm: number }> {
+    if (group.length === 0)
+      throw new ShapeError("an optimizer step needs a micro-batch.");
+    const t = ++this.steps;
+    const [beta1, beta2] = this.options.betas;
+    const bias1 = 1 - beta1 ** t;
+    const bias2Sqrt = Math.sqrt(1 - beta2 ** t);
+    const adam = this.options.groups.map((g) => {
+      const lr = scalars.lr * g.lrScale;
+      return { stepSize: lr / bias1, bias2Sqrt, decay: 1 - lr * g.weightDecay };
+    });
+    const reads = group.map((batch, i) => {
+      const last = i === group.length - 1;
+      const params: StepParams = {
+        dropoutSeed: scalars.dropoutSeeds[i] ?? 0,
+        accumulate: i > 0,
+        lossScale: scalars.lossScale,
+        maxGradNorm: this.options.maxGradNorm,
+        adam,
+      };
+      const plan = this.plan("train", ...this.shapeOf(batch));
+      return this.engine.run({
+        graphs: last ? [plan.graph, this.optimizer.graph] : [plan.graph],
+        inputs: this.inputsOf(plan, batch),
+        params,
+        readback: last
+          ? [
+              [plan.graph, plan.io.loss],
+              [this.optimizer.graph, this.optimizer.norm],
+            ]
+          : [[plan.graph, plan.io.loss]],
+      });
+    });
+    return Promise.all(reads).then((values) => ({
+      loss: values.reduce((sum, v) => sum + v[0]![0]!, 0),
+      gradNorm: values.at(-1)![1]![0]!,
+    }));
+  }
+
+  /**
+   * The loss and the gradient of every trainable tensor for one batch, without an optimizer step: what
+   * `loss.backward()` leaves in `.grad` in torch. `lossScale` weights every loss token (1 / loss tokens gives the
+   * mean); the gradients are of that weighted loss.
+   */
+  async lossAndGradients(
+    batch: SessionBatch,
+    scalars: { lossScale: number; dropoutSeed: number },
+  ): Promise<{ loss: number; gradients: Float32Array[] }> {
+    const plan = this.plan("train", ...this.shapeOf(batch));
+    const [loss] = await this.engine.run({
+      graphs: [plan.graph],
+      inputs: this.inputsOf(plan, batch),
+      params: {
+        dropoutSeed: scalars.dropoutSeed,
+        accumulate: false,
+        lossScale: scalars.lossScale,
+        maxGradNorm: 0,
+        adam: [],
+      },
+      readback: [[plan.graph, plan.io.loss]],
+    });
+    const grads = await readBuffer(this.device, this.state.grads);
+    return {
+      loss: loss![0]!,
+      gradients: this.state.entries.map(({ variable }) => {
+        const { offset, length } = this.state.slot(variable);
+        return grads.slice(offset, offset + length);
+      }),
+    };
+  }
+
+  /** Σ of the next-token NLL over every loss token of `batch`, forward only, dropout off. */
+  lossSum(batch: SessionBatch): Promise<number> {
+    const plan = this.plan("eval", ...this.shapeOf(batch));
+    return this.engine
+      .run({
+        graphs: [plan.graph],
+        inputs: this.inputsOf(plan, batch),
+        params: {
+          dropoutSeed: 0,
+          accumulate: false,
+          lossScale: 1,
+          maxGradNorm: 0,
+          adam: [],
+        },
+        readback: [[plan.graph, plan.io.loss]],
+      })
+      .then((v) => v[0]![0]!);
+  }
+
+  private inputsOf(
+    plan: Plan,
+    batch: SessionBatch,
+  ): [CompiledGraph, GraphTensor, Int32Array][] {
+    const { ids, targets } = stepInputs(batch, plan.B, plan.T);
+    return [
+      [plan.graph, plan.io.ids, ids],
+      [plan.graph, plan.io.targets, targets],
+    ];
+  }
+
+  dispose(): void {
+    this.engine.dispose();
+    this.state.dispose();
+    this.plans.clear();
+  }
+}
+
+/**
+ * The host side of a batch padded to [B, T]: ids (padding 0) and the label each position predicts (labels
+ * shifted left by one, as Hugging Face shifts them; -100 at padding and at each row's last position).
+ */
+export function stepInputs(
+  batch: SessionBatch,
+  B: number,
+  T: number,
+): { ids: Int32Array; targets: Int32Array } {
+  const ids = new Int32Array(B * T);
+  const targets = new Int32Array(B * T).fill(-100);
+  batch.inputIds.forEach((row, b) => {
+    ids.set(row, b * T);
+    const labels = batch.labels[b]!;
+    for (let t = 0; t + 1 < row.length; t++)
+      targets[b * T + t] = labels[t + 1]!;
+  });
+  return { ids, targets };
+}

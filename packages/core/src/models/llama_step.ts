@@ -1,0 +1,295 @@
+/**
+ * Llama's (and Qwen2's) decoder layer in a compiled step: its forward and its backward, side by side, as llm.c
+ * writes GPT-2's. The maths is llama.ts's; here each line records dispatches instead of running tfjs ops.
+ *
+ *   forward                                        backward (reverse order)
+ *   n1 = rmsnorm(x)                                dx  = dy + rmsnorm'(dn1)            (dy updated in place)
+ *   q, k, v = n1·Wq, n1·Wk, n1·Wv                  dn1 = dq·Wqᵀ + dk·Wkᵀ + dv·Wvᵀ
+ *   q', k' = rope(q), rope(k)                       dq, dk = rope⁻¹(dq'), rope⁻¹(dk')
+ *   o = attention(q', k', v)                        dq', dk', dv = attention'(do)
+ *   x1 = x + o·Wo                                   do  = dx1·Woᵀ,  dx1 = dy + rmsnorm'(dn2)
+ *   n2 = rmsnorm(x1)                                dn2 = dgate·Wgᵀ + dup·Wuᵀ
+ *   a = silu(n2·Wg) · (n2·Wu)                       dgate, dup = silu-gate'(da)
+ *   y = x1 + a·Wd                                   da  = dy·Wdᵀ
+ *
+ * Letters: B batch, T tokens, N = B·T, C hidden size, H query heads, G kv heads, D head dim, F MLP size.
+ */
+import type * as tf from "@tensorflow/tfjs";
+import type { StepBuilder } from "../engine/builder.js";
+import type { GraphTensor } from "../engine/graph.js";
+import { activate, activateBackward } from "../engine/ops/activation.js";
+import {
+  attention,
+  attentionBackward,
+  contiguousHeads,
+  rowHeads,
+  type AttentionDims,
+} from "../engine/ops/attention.js";
+import { embed } from "../engine/ops/embedding.js";
+import {
+  ropeHeads,
+  ropeHeadsBackward,
+  type RopeTables,
+} from "../engine/ops/rope.js";
+import { rmsNorm, rmsNormBackward } from "../engine/ops/norm.js";
+import type { AttentionProjections, GatedMlp } from "./decoder_weights.js";
+import type { Embedding } from "./embedding.js";
+import type { LinearSaved } from "./layers.js";
+import { ropeTableValues } from "./layers.js";
+import type { StepArchitecture, StepBlock, StepLayers } from "./step.js";
+
+/** The parts of a Llama decoder layer the step reads. */
+export interface LlamaStepLayer {
+  input_layernorm: tf.Tensor1D;
+  self_attn: AttentionProjections;
+  post_attention_layernorm: tf.Tensor1D;
+  mlp: GatedMlp;
+}
+
+export interface LlamaStepModel {
+  dims: {
+    hiddenSize: number;
+    numHeads: number;
+    numKvHeads: number;
+    headDim: number;
+    rmsNormEps: number;
+  };
+  embed_tokens: Embedding;
+  layers: LlamaStepLayer[];
+  norm: tf.Tensor1D;
+  head: Embedding;
+  invFreq: Float64Array;
+}
+
+interface Projected {
+  y: GraphTensor;
+  saved: LinearSaved;
+}
+
+interface Saved {
+  x: GraphTensor;
+  n1: { y: GraphTensor; rstd: GraphTensor };
+  q: Projected;
+  k: Projected;
+  v: Projected;
+  qr: GraphTensor;
+  kr: GraphTensor;
+  o: GraphTensor;
+  lse: GraphTensor;
+  x1: Projected;
+  n2: { y: GraphTensor; rstd: GraphTensor };
+  gate: Projected;
+  up: Projected;
+  down: LinearSaved;
+}
+
+class LlamaBlockStep implements StepBlock<Saved> {
+  constructor(
+    private readonly layer: LlamaStepLayer,
+    private readonly name: string,
+    private readonly eps: number,
+    private readonly dims: AttentionDims,
+    private readonly rope: RopeTables,
+  ) {}
+
+  forward(s: StepBuilder, x: GraphTensor): { y: GraphTensor; saved: Saved } {
+    const { layer, name, eps, dims, rope } = this;
+    const { B, T, H, G, D } = dims;
+    const a = layer.self_attn;
+    // attention
+    const n1 = rmsNorm(
+      s,
+      `${name}.input_layernorm`,
+      x,
+      s.tensor(layer.input_layernorm, `${name}.input_layernorm.weight`),
+      eps,
+    );
+    const q = a.q_proj.stepForward(s, n1.y);
+    const k = a.k_proj.stepForward(s, n1.y);
+    const v = a.v_proj.stepForward(s, n1.y);
+    const qr = ropeHeads(s, `${name}.q`, rowHeads(q.y, B, T, H, D), rope).out; // [B, H, T, D]
+    const kr = ropeHeads(s, `${name}.k`, rowHeads(k.y, B, T, G, D), rope).out; // [B, G, T, D]
+    const o = s.g.activation(`${name}.attn_out`, [B * T, H * D]);
+    const { lse } = attention(
+      s,
+      `${name}.self_attn`,
+      {
+        q: contiguousHeads(qr, B, H, T, D),
+        k: contiguousHeads(kr, B, G, T, D),
+        v: rowHeads(v.y, B, T, G, D),
+        o: rowHeads(o, B, T, H, D),
+      },
+      dims,
+      { scale: 1 / Math.sqrt(D) },
+    );
+    const x1 = a.o_proj.stepForward(s, o, { residual: x });
+    // SwiGLU MLP
+    const n2 = rmsNorm(
+      s,
+      `${name}.post_attention_layernorm`,
+      x1.y,
+      s.tensor(
+        layer.post_attention_layernorm,
+        `${name}.post_attention_layernorm.weight`,
+      ),
+      eps,
+    );
+    const gate = layer.mlp.gate_proj.stepForward(s, n2.y);
+    const up = layer.mlp.up_proj.stepForward(s, n2.y);
+    const act = activate(s, `${name}.mlp.act_fn`, gate.y, "silu", up.y);
+    const y = layer.mlp.down_proj.stepForward(s, act, { residual: x1.y });
+    return {
+      y: y.y,
+      saved: {
+        x,
+        n1,
+        q,
+        k,
+        v,
+        qr,
+        kr,
+        o,
+        lse,
+        x1,
+        n2,
+        gate,
+        up,
+        down: y.saved,
+      },
+    };
+  }
+
+  backward(
+    s: StepBuilder,
+    sv: Saved,
+    dy: GraphTensor,
+    inputGrad: boolean,
+  ): GraphTensor | undefined {
+    const { layer, name, dims, rope } = this;
+    const { B, T, H, G, D } = dims;
+    const a = layer.self_attn;
+    const mlp = layer.mlp;
+    // MLP, in reverse; dy becomes dx1 in place
+    const da = mlp.down_proj.stepBackward(s, sv.down, dy)!;
+    const d = activateBackward(
+      s,
+      `${name}.mlp.act_fn`,
+      da,
+      sv.gate.y,
+      "silu",
+      sv.up.y,
+    );
+    const dn2 = mlp.gate_proj.stepBackward(s, sv.gate.saved, d.dx)!;
+    mlp.up_proj.stepBackward(s, sv.up.saved, d.dup!, { into: dn2 });
+    rmsNormBackward(
+      s,
+      `${name}.post_attention_layernorm`,
+      dn2,
+      sv.x1.y,
+      sv.n2.rstd,
+      s.tensor(
+        layer.post_attention_layernorm,
+        `${name}.post_attention_layernorm.weight`,
+      ),
+      dy,
+    );
+    // attention, in reverse; dy becomes dx in place
+    const dO = a.o_proj.stepBackward(s, sv.x1.saved, dy)!;
+    const dqr = s.g.activation(`${name}.dq_rope`, [B, H, T, D]);
+    const dkr = s.g.activation(`${name}.dk_rope`, [B, G, T, D]);
+    const dv = s.g.activation(`${name}.dv`, [B * T, G * D]);
+    attentionBackward(
+      s,
+      `${name}.self_attn`,
+      {
+        q: contiguousHeads(sv.qr, B, H, T, D),
+        k: contiguousHeads(sv.kr, B, G, T, D),
+        v: rowHeads(sv.v.y, B, T, G, D),
+        o: rowHeads(sv.o, B, T, H, D),
+        dO: rowHeads(dO, B, T, H, D),
+        lse: sv.lse,
+        dq: contiguousHeads(dqr, B, H, T, D),
+        dk: contiguousHeads(dkr, B, G, T, D),
+        dv: rowHeads(dv, B, T, G, D),
+      },
+      dims,
+      { scale: 1 / Math.sqrt(D) },
+    );
+    const dq = s.g.activation(`${name}.dq`, [B * T, H * D]);
+    const dk = s.g.activation(`${name}.dk`, [B * T, G * D]);
+    ropeHeadsBackward(s, `${name}.q`, dqr, rowHeads(dq, B, T, H, D), rope);
+    ropeHeadsBackward(s, `${name}.k`, dkr, rowHeads(dk, B, T, G, D), rope);
+    const dn1 = a.q_proj.stepBackward(s, sv.q.saved, dq, { inputGrad });
+    a.k_proj.stepBackward(s, sv.k.saved, dk, { into: dn1, inputGrad });
+    a.v_proj.stepBackward(s, sv.v.saved, dv, { into: dn1, inputGrad });
+    if (!inputGrad) return undefined;
+    rmsNormBackward(
+      s,
+      `${name}.input_layernorm`,
+      dn1!,
+      sv.x,
+      sv.n1.rstd,
+      s.tensor(layer.input_layernorm, `${name}.input_layernorm.weight`),
+      dy,
+    );
+    return dy;
+  }
+}
+
+/** The final RMSNorm as a step block: its backward makes the last block's output gradient. */
+export function rmsNormBlock(
+  weight: tf.Tensor1D,
+  name: string,
+  eps: number,
+): StepBlock<{ x: GraphTensor; rstd: GraphTensor }> {
+  return {
+    forward(s, x) {
+      const n = rmsNorm(s, name, x, s.tensor(weight, `${name}.weight`), eps);
+      return { y: n.y, saved: { x, rstd: n.rstd } };
+    },
+    backward(s, saved, dy) {
+      return rmsNormBackward(
+        s,
+        name,
+        dy,
+        saved.x,
+        saved.rstd,
+        s.tensor(weight, `${name}.weight`),
+      );
+    },
+  };
+}
+
+/** Llama's layers for the compiled step of one batch shape. */
+export function llamaStep(m: LlamaStepModel): StepArchitecture {
+  const {
+    hiddenSize: C,
+    numHeads: H,
+    numKvHeads: G,
+    headDim: D,
+    rmsNormEps: eps,
+  } = m.dims;
+  return {
+    head: m.head,
+    logitSoftcap: undefined,
+    layers(s, ids, B, T): StepLayers {
+      const { cos, sin } = ropeTableValues(m.invFreq, 0, T);
+      const rope = {
+        cos: s.g.constant("rope.cos", [T, D], cos),
+        sin: s.g.constant("rope.sin", [T, D], sin),
+      };
+      const dims = { B, T, H, G, D };
+      return {
+        x: embed(s, "model.embed_tokens", ids, m.embed_tokens, {
+          rows: B * T,
+          C,
+        }),
+        blocks: m.layers.map(
+          (layer, i) =>
+            new LlamaBlockStep(layer, `model.layers.${i}`, eps, dims, rope),
+        ),
+        norm: rmsNormBlock(m.norm, "model.norm", eps),
+      };
+    },
+  };
+}
