@@ -5,7 +5,7 @@
  * overlaps step N+1).
  */
 import { flushTfjs } from "../backend/interop.js";
-import { ShapeError } from "../errors.js";
+import { DeviceError, ShapeError } from "../errors.js";
 import {
   encodeStepParams,
   STEP_PARAMS_BYTES,
@@ -85,6 +85,7 @@ export class Engine {
         0,
         encodeStepParams(request.params),
       );
+    this.device.pushErrorScope("validation");
     const encoder = this.device.createCommandEncoder({ label: "webtune step" });
     const pass = encoder.beginComputePass();
     for (const g of request.graphs) g.encode(pass);
@@ -108,8 +109,18 @@ export class Engine {
       );
     });
     this.device.queue.submit([encoder.finish()]);
-    if (!staging) return Promise.resolve([]);
-    return staging.mapAsync(GPUMapMode.READ, 0, bytes).then(() => {
+    const submitted = this.device.popErrorScope().then((error) => {
+      if (error)
+        throw new DeviceError(
+          `A step was refused by the device (${error.message}); nothing it computed is valid.`,
+        );
+    });
+    const checks = Promise.all([
+      submitted,
+      ...request.graphs.map((g) => g.checked),
+    ]);
+    if (!staging) return checks.then(() => []);
+    const mapped = staging.mapAsync(GPUMapMode.READ, 0, bytes).then(() => {
       const values = new Float32Array(
         staging.getMappedRange(0, bytes).slice(0),
       );
@@ -119,6 +130,7 @@ export class Engine {
         values.subarray(offsets[i]! / 4, offsets[i]! / 4 + t.size),
       );
     });
+    return Promise.all([checks, mapped]).then(([, values]) => values);
   }
 
   /** A free staging buffer of at least `bytes`: reused, so a steady loop creates none. */

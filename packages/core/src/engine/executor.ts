@@ -9,7 +9,7 @@
  * A bind group refers to buffers by identity, so it is remade (only) when one of them changes: an arena grew for
  * a larger graph, or an external tensor (a frozen weight) was replaced, as merging an adapter does.
  */
-import { ShapeError } from "../errors.js";
+import { DeviceError, ShapeError } from "../errors.js";
 import { uniformBytes, writeUniforms } from "../kernels/program.js";
 import {
   trackEngineBuffer,
@@ -95,6 +95,8 @@ export class CompiledGraph {
   private readonly externals: { tensor: GraphTensor; bound: GPUBuffer }[] = [];
   private bindGroups: GPUBindGroup[] = [];
   private boundGeneration = -1;
+  /** Rejects with a DeviceError if the device refused a program or a bind group of this graph. */
+  checked: Promise<void> = Promise.resolve();
 
   constructor(
     readonly device: GPUDevice,
@@ -119,6 +121,7 @@ export class CompiledGraph {
     ({ buffer: this.uniforms, offsets: this.uniformOffsets } =
       this.writeUniformArena());
     this.placeTensors();
+    this.bind();
   }
 
   /** Every dispatch's uniforms in one buffer, each at an offset the device can bind. */
@@ -236,6 +239,7 @@ export class CompiledGraph {
   }
 
   private bind(): void {
+    this.device.pushErrorScope("validation");
     for (const e of this.externals)
       e.bound = (e.tensor.source as { resolve: () => GPUBuffer }).resolve();
     this.bindGroups = this.graph.dispatches.map((d, i) => {
@@ -270,6 +274,18 @@ export class CompiledGraph {
       });
     });
     this.boundGeneration = this.arenas.generation;
+    const bound = this.device.popErrorScope().then((error) => {
+      if (error)
+        throw new DeviceError(
+          `A bind group of the step graph was refused (${error.message}); the graph's buffers and programs disagree.`,
+        );
+    });
+    this.checked = Promise.all([
+      this.checked,
+      bound,
+      ...this.programs.map((p) => p.checked),
+    ]).then(() => undefined);
+    this.checked.catch(() => undefined);
   }
 
   /** Records every dispatch, in order, into `pass`. */

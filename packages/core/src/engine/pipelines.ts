@@ -3,11 +3,14 @@
  * layout (no 'auto' layouts: a layout is what a bind group made once is checked against).
  */
 import * as tf from "@tensorflow/tfjs";
+import { DeviceError } from "../errors.js";
 import { programSource, type Program } from "../kernels/program.js";
 
 export interface CompiledProgram {
   pipeline: GPUComputePipeline;
   layout: GPUBindGroupLayout;
+  /** Resolves once the device has checked the program: a DeviceError naming it if the WGSL or layout was refused. */
+  checked: Promise<void>;
 }
 
 const cache = new WeakMap<GPUDevice, Map<string, CompiledProgram>>();
@@ -44,6 +47,7 @@ export function compileProgram(
       visibility: GPUShaderStage.COMPUTE,
       buffer: { type: "uniform" },
     });
+  device.pushErrorScope("validation");
   const layout = device.createBindGroupLayout({ label: program.key, entries });
   const pipeline = device.createComputePipeline({
     label: program.key,
@@ -53,7 +57,15 @@ export function compileProgram(
       entryPoint: "_start",
     },
   });
-  const compiled = { pipeline, layout };
+  const checked = device.popErrorScope().then((error) => {
+    if (error)
+      throw new DeviceError(
+        `The WebGPU program ${program.key} was refused by this device: ${error.message}`,
+      );
+  });
+  // Checked once, whoever asks; an unobserved refusal must not end the process.
+  checked.catch(() => undefined);
+  const compiled = { pipeline, layout, checked };
   programs.set(program.key, compiled);
   return compiled;
 }

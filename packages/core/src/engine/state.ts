@@ -133,6 +133,8 @@ export class TrainState {
       variable.assign(value);
       value.dispose();
     }
+    // The copies are recorded in tfjs's encoder: submit them while `params` is alive.
+    flushTfjs();
   }
 
   /** Zeroes both moments: a fresh optimizer. */

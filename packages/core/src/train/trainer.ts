@@ -201,7 +201,11 @@ export class Trainer {
     this.paused = this.release = undefined;
   }
 
-  /** Ends training after the current step; `train` resolves with `aborted: true`. */
+  /**
+   * Ends training after the step in flight; `train` resolves with `aborted: true`. On the compiled step the next
+   * step is already enqueued when a step's event fires (its readback overlaps the next step's work), so an abort
+   * from step N's event ends the run after step N + 1, which is reported too.
+   */
   abort(): void {
     this.aborted = true;
     this.resume();

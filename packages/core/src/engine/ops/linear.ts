@@ -10,6 +10,7 @@
  * Letters: N rows (tokens), IN and OUT features, R rank. x [N, IN], W [IN, OUT] ('in_out', GPT-2's Conv1D) or
  * [OUT, IN] ('out_in', nn.Linear), A [R, IN], B [OUT, R], h and g [N, R].
  */
+import { addInto } from "../../kernels/elementwise/program.js";
 import { keepScale } from "../../kernels/lora_linear/dropout.js";
 import { matmulCall } from "../../kernels/lora_linear/program.js";
 import type { MatmulLayout } from "../../kernels/lora_linear/shader.wgsl.js";
@@ -40,6 +41,24 @@ const PLAIN = {
   doubleQuant: false,
 } as const satisfies Partial<MatmulLayout>;
 
+/**
+ * Whether a matmul binding `bindings` arrays can also bind the residual in its epilogue on this device; if not,
+ * the residual is added by a dispatch of its own after it.
+ */
+function residualFits(s: StepBuilder, bindings: number): boolean {
+  return bindings + 1 <= s.g.limits.maxStorageBuffersPerShaderStage;
+}
+
+/** y += residual, when the matmul could not add it. */
+function addResidual(
+  s: StepBuilder,
+  label: string,
+  y: GraphTensor,
+  residual: GraphTensor,
+): void {
+  s.g.dispatch(`${label} residual`, addInto(y.size), [y, residual]);
+}
+
 export interface LinearOptions {
   bias?: GraphTensor;
   /** Added to the output: the block's skip connection. */
@@ -58,6 +77,10 @@ export function linearForward(
   const [IN, OUT] = features(w, layout);
   const N = x.size / IN;
   const y = s.g.activation(`${label}.out`, [N, OUT]);
+  const bias = options.bias ? [options.bias] : [];
+  const fused =
+    options.residual !== undefined &&
+    residualFits(s, 3 + bias.length + w.scales.length);
   s.g.dispatch(
     label,
     matmulCall(
@@ -67,21 +90,15 @@ export function linearForward(
         xLayout: "mk",
         wLayout: layout === "in_out" ? "kn" : "nk",
         bias: options.bias !== undefined,
-        residual: options.residual !== undefined,
+        residual: fused,
         ...weightFields(w),
       },
       s.software,
       { wOffset: w.attrs.wOffset },
     ),
-    [
-      y,
-      x,
-      w.data,
-      ...(options.bias ? [options.bias] : []),
-      ...(options.residual ? [options.residual] : []),
-      ...w.scales,
-    ],
+    [y, x, w.data, ...bias, ...(fused ? [options.residual!] : []), ...w.scales],
   );
+  if (options.residual && !fused) addResidual(s, label, y, options.residual);
   return y;
 }
 
@@ -166,6 +183,10 @@ export function loraForward(
     [h, x, lora.A.value],
   );
   const y = s.g.activation(`${label}.out`, [N, OUT]);
+  const bias = options.bias ? [options.bias] : [];
+  const fused =
+    options.residual !== undefined &&
+    residualFits(s, 5 + bias.length + w.scales.length);
   s.g.dispatch(
     label,
     matmulCall(
@@ -176,7 +197,7 @@ export function loraForward(
         wLayout: layout === "in_out" ? "kn" : "nk",
         lowRank: "nr",
         bias: options.bias !== undefined,
-        residual: options.residual !== undefined,
+        residual: fused,
         ...weightFields(w),
       },
       s.software,
@@ -188,11 +209,12 @@ export function loraForward(
       w.data,
       h,
       lora.B.value,
-      ...(options.bias ? [options.bias] : []),
-      ...(options.residual ? [options.residual] : []),
+      ...bias,
+      ...(fused ? [options.residual!] : []),
       ...w.scales,
     ],
   );
+  if (options.residual && !fused) addResidual(s, label, y, options.residual);
   return { y, saved: { x, h } };
 }
 

@@ -190,7 +190,7 @@ var<workgroup> range: vec2<i32>;`,
 
 /**
  * s<r>_<k> = x<r> · (streamed row k of operand 0) for each owned row r, and, with `y`, t<r>_<k> = y<r> · (row k
- * of operand 1): one pass over d, each streamed vec4 read once for all rows.
+ * of operand 1); each streamed vec4 is read once for all owned rows.
  */
 function dots(c: AttentionShaderConfig, st: Stream, x: string, y?: string) {
   const [R, K] = [c.perLane, c.block];
@@ -309,25 +309,25 @@ fn main() {
 }`;
 }
 
-/** ds<r>_<k> = p ∘ (dp − Δ) (∘ (1 − tanh²)), p<r>_<k> = exp(s − lse) where visible; query i, key j. */
+/**
+ * p<r>_<k> = exp(s − lse) where key j sees query i (else 0) and ds<r>_<k> = p ∘ (dp − Δ) (∘ (1 − tanh²)), for
+ * owned row r and streamed row k; `at` names j, i, lse and Δ of the pair.
+ */
 function gradients(
   c: AttentionShaderConfig,
-  q: (r: number, k: number) => [string, string],
-  lse: string,
-  delta: string,
+  at: (
+    r: number,
+    k: number,
+  ) => { j: string; i: string; lse: string; delta: string },
 ) {
+  const pair = (r: number, k: number) => {
+    const { j, i, lse, delta } = at(r, k);
+    const chain = c.softcap ? ` * (1.0 - th${r}_${k} * th${r}_${k})` : "";
+    return `let p${r}_${k} = select(0.0, exp(s${r}_${k} - ${lse}), visible(${j}, ${i})); let ds${r}_${k} = p${r}_${k} * (t${r}_${k} - ${delta})${chain};`;
+  };
   return each(
     c.perLane,
-    (r) =>
-      each(
-        c.block,
-        (k) => {
-          const [j, i] = q(r, k);
-          const chain = c.softcap ? ` * (1.0 - th${r}_${k} * th${r}_${k})` : "";
-          return `let p${r}_${k} = select(0.0, exp(s${r}_${k} - ${lse.replaceAll("#", `${r}`).replaceAll("@", `${k}`)}), visible(${j}, ${i})); let ds${r}_${k} = p${r}_${k} * (t${r}_${k} - ${delta.replaceAll("#", `${r}`).replaceAll("@", `${k}`)})${chain};`;
-        },
-        "\n    ",
-      ),
+    (r) => each(c.block, (k) => pair(r, k), "\n    "),
     "\n    ",
   );
 }
@@ -360,7 +360,7 @@ fn main() {
   ${st.loop(`${st.bases}
     ${dots(c, st, "q", "dout")}
     ${softcap(c)}
-    ${gradients(c, (r, k) => [`n0 + ${k}`, `i${r}`], "lse#", "delta#")}
+    ${gradients(c, (r, k) => ({ j: `n0 + ${k}`, i: `i${r}`, lse: `lse${r}`, delta: `delta${r}` }))}
     ${axpy(c, st, [{ dst: "acc", w: "ds", operand: 0 }])}`)}
   ${each(
     R,
@@ -400,7 +400,7 @@ fn main() {
     ${each(K, (k) => `let lse_${k} = LSE[row + min(n0 + ${k}, uniforms.T - 1)]; let delta_${k} = Delta[row + min(n0 + ${k}, uniforms.T - 1)];`, "\n    ")}
     ${dots(c, st, "k", "v")}
     ${softcap(c)}
-    ${gradients(c, (r, k) => [`i${r}`, `n0 + ${k}`], "lse_@", "delta_@")}
+    ${gradients(c, (r, k) => ({ j: `i${r}`, i: `n0 + ${k}`, lse: `lse_${k}`, delta: `delta_${k}` }))}
     ${axpy(c, st, [
       { dst: "dk", w: "ds", operand: 0 },
       { dst: "dv", w: "p", operand: 1 },
