@@ -80,6 +80,7 @@ function adapter(
   model: PretrainedModel,
   targets: string[] | "all-linear",
   dropout: number,
+  dora = false,
 ): LoraModel {
   const peft = new LoraModel(model);
   peft.addAdapter(
@@ -89,6 +90,7 @@ function adapter(
       loraAlpha: 8,
       targetModules: targets,
       loraDropout: dropout,
+      useDora: dora,
       initLoraWeights: false, // B random, so that every gradient is non-zero
     },
     { seed: 3 },
@@ -136,10 +138,10 @@ async function compare(
   type: string,
   storage: WeightOptions,
   targets: string[] | "all-linear",
-  options: { dropout?: number; checkpointing?: boolean } = {},
+  options: { dropout?: number; checkpointing?: boolean; dora?: boolean } = {},
 ): Promise<void> {
   const model = await load(type, storage);
-  const peft = adapter(model, targets, options.dropout ?? 0);
+  const peft = adapter(model, targets, options.dropout ?? 0, options.dora);
   peft.gradientCheckpointing = options.checkpointing ?? false;
   const batch = batchOf(model.dims.vocabSize, 11);
   const seed = 12345;
@@ -179,6 +181,11 @@ describe("the compiled step against the tape", () => {
       await needGpu(ctx);
       const targets = type === "gpt2" ? ["c_attn"] : ["q_proj", "v_proj"];
       await compare(type, {}, targets, { dropout: 0.25 });
+    });
+    it(`${type}: DoRA with dropout on every projection, f32 and NF4 bases`, async (ctx) => {
+      await needGpu(ctx);
+      await compare(type, {}, "all-linear", { dropout: 0.1, dora: true });
+      await compare(type, { quantize: "nf4" }, "all-linear", { dora: true });
     });
     it(`${type}: the GPU ('shared') kernel variants`, async (ctx) => {
       await needGpu(ctx);

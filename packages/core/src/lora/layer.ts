@@ -7,7 +7,6 @@
 import * as tf from "@tensorflow/tfjs";
 import type { StepBuilder } from "../engine/builder.js";
 import type { LoraBinding } from "../engine/ops/linear.js";
-import { ConfigError } from "../errors.js";
 import { layerSalt, layerSeed } from "../kernels/lora_linear/dropout.js";
 import { linear } from "../kernels/linear/op.js";
 import { loraLinear } from "../kernels/lora_linear/op.js";
@@ -89,10 +88,6 @@ export class LoraLinear implements LinearAdapter {
   stepBinding(s: StepBuilder): LoraBinding | undefined {
     const w = this.applied();
     if (!w) return undefined;
-    if (w.magnitude)
-      throw new ConfigError(
-        `${this.layer.name}: DoRA adapters train on the tape path; the compiled step does not run them.`,
-      );
     return {
       A: s.param(w.A),
       B: s.param(w.B),
@@ -100,6 +95,13 @@ export class LoraLinear implements LinearAdapter {
       scale: w.scale,
       dropout: s.training ? w.dropout : 0,
       salt: layerSalt(this.index),
+      dora: w.magnitude && {
+        magnitude: s.param(w.magnitude),
+        rowNormSq: s.tensor(
+          this.rowNormSquared(),
+          `${this.layer.name}.weight row norms`,
+        ),
+      },
     };
   }
 
@@ -122,25 +124,35 @@ export class LoraLinear implements LinearAdapter {
     });
   }
 
+  /** ‖W_o‖² of the current frozen weight, per output row (cached until the weight changes). */
+  rowNormSquared(): tf.Tensor1D {
+    const W = this.layer.weight;
+    if (this.rowNormSq?.weight !== W) {
+      this.rowNormSq?.value.dispose();
+      const inOut = this.layer.layout === "in_out";
+      this.rowNormSq = {
+        weight: W,
+        // Kept: it outlives whatever scope asks for it first.
+        value: tf.keep(
+          tf.tidy(() =>
+            f32(W)
+              .square()
+              .sum(inOut ? 0 : 1),
+          ) as tf.Tensor1D,
+        ),
+      };
+    }
+    return this.rowNormSq.value;
+  }
+
   /**
    * ‖W_o + s·(B·A)_o‖ for every output o, without forming the [OUT, IN] update:
    * ‖W_o‖² + 2s·⟨B_o, (W·Aᵀ)_o⟩ + s²·⟨B_o, (B·A·Aᵀ)_o⟩.
    */
   weightNorm(w: LoraWeights): tf.Tensor1D {
+    const rowNormSq = this.rowNormSquared();
     return tf.tidy(() => {
       const W = this.layer.weight;
-      const inOut = this.layer.layout === "in_out";
-      if (this.rowNormSq?.weight !== W) {
-        this.rowNormSq?.value.dispose();
-        this.rowNormSq = {
-          weight: W,
-          value: tf.keep(
-            f32(W)
-              .square()
-              .sum(inOut ? 0 : 1),
-          ),
-        };
-      }
       // (W·Aᵀ)ᵀ = A·Wᵀ [R, OUT]: the frozen-linear kernel reads W in place, packed or not.
       const WAt = linear(w.A, W, null, this.layer.layout).transpose(); // [OUT, R]
       const cross = w.B.mul(WAt)
@@ -150,7 +162,7 @@ export class LoraLinear implements LinearAdapter {
       const own = w.B.mul(BAAt)
         .sum(1)
         .mul(w.scale * w.scale);
-      return this.rowNormSq.value.add(cross).add(own).sqrt() as tf.Tensor1D;
+      return rowNormSq.add(cross).add(own).sqrt() as tf.Tensor1D;
     });
   }
 

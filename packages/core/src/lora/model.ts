@@ -266,14 +266,13 @@ export class LoraModel {
 
   /**
    * The compiled training session of the active adapter (the Trainer's fast path): undefined where there is none
-   * (no WebGPU backend, an architecture without a compiled step, DoRA), and the Trainer then uses tfjs's autograd.
+   * (no WebGPU backend, an architecture without a compiled step), and the Trainer then uses tfjs's autograd.
    */
   compileTraining(
     options: CompileTrainingOptions,
   ): TrainingSession | undefined {
     const arch = this.base.lm.stepArchitecture();
     if (!arch || tf.getBackend() !== "webgpu") return undefined;
-    if (this.config(this.requireActive()).use_dora) return undefined;
     const checkpointing = this.gradientCheckpointing;
     const record = (s: StepBuilder, B: number, T: number) =>
       recordStep(s, arch, B, T, { checkpointing });

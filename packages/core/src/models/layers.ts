@@ -9,6 +9,12 @@ import * as tf from "@tensorflow/tfjs";
 import type { StepBuilder } from "../engine/builder.js";
 import type { GraphTensor } from "../engine/graph.js";
 import {
+  doraBackward,
+  doraForward,
+  type DoraBinding,
+  type DoraSaved,
+} from "../engine/ops/dora.js";
+import {
   linearBackward,
   linearForward,
   loraBackward,
@@ -31,6 +37,7 @@ export interface LinearAdapter {
 /** What a Linear's forward keeps for its backward in a compiled step. */
 export interface LinearSaved {
   lora?: { binding: LoraBinding; saved: LoraSaved };
+  dora?: { binding: LoraBinding & { dora: DoraBinding }; saved: DoraSaved };
 }
 
 /**
@@ -85,6 +92,17 @@ export class Linear {
         y: linearForward(s, this.name, x, w, this.layout, { bias, ...options }),
         saved: {},
       };
+    const { dora } = binding;
+    if (dora) {
+      const out = doraForward(s, this.name, x, w, this.layout, binding, dora, {
+        bias,
+        ...options,
+      });
+      return {
+        y: out.y,
+        saved: { dora: { binding: { ...binding, dora }, saved: out.saved } },
+      };
+    }
     const { y, saved } = loraForward(s, this.name, x, w, this.layout, binding, {
       bias,
       ...options,
@@ -103,6 +121,20 @@ export class Linear {
     options: { into?: GraphTensor; inputGrad?: boolean } = {},
   ): GraphTensor | undefined {
     const w = s.matrix(this.weight, this.name);
+    if (saved.dora) {
+      const { binding, saved: kept } = saved.dora;
+      return doraBackward(
+        s,
+        this.name,
+        dy,
+        kept,
+        w,
+        this.layout,
+        binding,
+        binding.dora,
+        options,
+      );
+    }
     if (saved.lora)
       return loraBackward(
         s,

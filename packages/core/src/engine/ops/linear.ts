@@ -16,6 +16,7 @@ import { matmulCall } from "../../kernels/lora_linear/program.js";
 import type { MatmulLayout } from "../../kernels/lora_linear/shader.wgsl.js";
 import type { BoundMatrix, BoundParam, StepBuilder } from "../builder.js";
 import type { GraphTensor } from "../graph.js";
+import type { DoraBinding } from "./dora.js";
 
 export type WeightLayout = "in_out" | "out_in";
 
@@ -145,6 +146,8 @@ export interface LoraBinding {
   dropout: number;
   /** The layer's salt, hashed with each micro-batch's dropout seed (`layerSalt`). */
   salt: number;
+  /** DoRA's magnitude and the frozen weight's row norms; absent for plain LoRA. */
+  dora?: DoraBinding;
 }
 
 /** What the LoRA backward needs of its forward: the input and the down-projection. */
