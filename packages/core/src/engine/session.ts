@@ -48,6 +48,8 @@ export interface SessionOptions {
   tokenBucket?: number;
   /** The most tokens a row may have (the model's positions). */
   maxTokens: number;
+  /** Token ids and labels must be below this (labels may also be -100). */
+  vocabSize: number;
   betas: [number, number];
   eps: number;
   /** One entry per parameter group; `entries` name a group by index. */
@@ -162,6 +164,11 @@ export class TrainingSession {
   ): Promise<{ loss: number; gradNorm: number }> {
     if (group.length === 0)
       throw new ShapeError("an optimizer step needs a micro-batch.");
+    // Every micro-batch is checked (and its graph made) before anything runs: a refused step changes nothing.
+    const runs = group.map((batch) => {
+      const plan = this.plan("train", ...this.shapeOf(batch));
+      return { plan, inputs: this.inputsOf(plan, batch) };
+    });
     const t = ++this.steps;
     const [beta1, beta2] = this.options.betas;
     const bias1 = 1 - beta1 ** t;
@@ -170,8 +177,8 @@ export class TrainingSession {
       const lr = scalars.lr * g.lrScale;
       return { stepSize: lr / bias1, bias2Sqrt, decay: 1 - lr * g.weightDecay };
     });
-    const reads = group.map((batch, i) => {
-      const last = i === group.length - 1;
+    const reads = runs.map(({ plan, inputs }, i) => {
+      const last = i === runs.length - 1;
       const params: StepParams = {
         dropoutSeed: scalars.dropoutSeeds[i] ?? 0,
         accumulate: i > 0,
@@ -179,10 +186,9 @@ export class TrainingSession {
         maxGradNorm: this.options.maxGradNorm,
         adam,
       };
-      const plan = this.plan("train", ...this.shapeOf(batch));
       return this.engine.run({
         graphs: last ? [plan.graph, this.optimizer.graph] : [plan.graph],
-        inputs: this.inputsOf(plan, batch),
+        inputs,
         params,
         readback: last
           ? [
@@ -253,6 +259,7 @@ export class TrainingSession {
     plan: Plan,
     batch: SessionBatch,
   ): [CompiledGraph, GraphTensor, Int32Array][] {
+    checkTokens(batch, this.options.vocabSize);
     const { ids, targets } = stepInputs(batch, plan.B, plan.T);
     return [
       [plan.graph, plan.io.ids, ids],
@@ -265,6 +272,34 @@ export class TrainingSession {
     this.state.dispose();
     this.plans.clear();
   }
+}
+
+/**
+ * Refuses ids outside the vocabulary and labels that are neither -100 nor a token id, naming the position: on the
+ * GPU such a value would read a wrong row, or none, and give a silently wrong loss.
+ */
+function checkTokens(batch: SessionBatch, V: number): void {
+  batch.inputIds.forEach((row, b) => {
+    const labels = batch.labels[b];
+    if (!labels || labels.length !== row.length)
+      throw new ShapeError(
+        `batch row ${b}: ${labels?.length ?? 0} labels for ${row.length} token ids; they must be the same length.`,
+      );
+    row.forEach((id, t) => {
+      if (!Number.isInteger(id) || id < 0 || id >= V)
+        throw new ShapeError(
+          `token id ${id} at [${b}, ${t}] is outside the vocabulary [0, ${V}).`,
+        );
+      const label = labels[t]!;
+      if (
+        label !== -100 &&
+        !(Number.isInteger(label) && label >= 0 && label < V)
+      )
+        throw new ShapeError(
+          `label ${label} at [${b}, ${t}] is neither -100 (ignored) nor a token id in [0, ${V}).`,
+        );
+    });
+  });
 }
 
 /**

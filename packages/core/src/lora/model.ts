@@ -285,6 +285,7 @@ export class LoraModel {
       {
         batchSize: options.batchSize,
         maxTokens: this.base.dims.maxPositions,
+        vocabSize: this.base.dims.vocabSize,
         betas: options.betas,
         eps: options.eps,
         groups: options.groups.map(({ lrScale, weightDecay }) => ({
