@@ -98,8 +98,9 @@ function adapter(
   return peft;
 }
 
-function compile(peft: LoraModel): TrainingSession {
+function compile(peft: LoraModel, logitBudget?: number): TrainingSession {
   const session = peft.compileTraining({
+    logitBudget,
     groups: [
       { variables: peft.trainableVariables(), lrScale: 1, weightDecay: 0 },
     ],
@@ -206,6 +207,37 @@ describe("the compiled step against the tape", () => {
       });
     });
   }
+
+  it("takes the loss a block of 64 rows at a time when the logits' budget says so", async (ctx) => {
+    await needGpu(ctx);
+    const model = await load("gpt2");
+    const peft = adapter(model, ["c_attn"], 0);
+    // 2 rows of 48 tokens: 96 rows of logits, over a budget of 70 rows' worth, taken as blocks of 64 and 32.
+    const u = seededValues(96, 21);
+    const V = model.dims.vocabSize;
+    const inputIds = [0, 1].map((b) =>
+      Array.from({ length: 48 }, (_, t) =>
+        Math.floor(((u[b * 48 + t]! + 1) / 2) * V),
+      ),
+    );
+    const batch = { inputIds, labels: inputIds };
+    const session = compile(peft, 70 * V * 4);
+    try {
+      const compiled = await session.lossAndGradients(batch, {
+        lossScale: 1 / lossTokens(batch.labels),
+        dropoutSeed: 0,
+      });
+      const oracle = await tape(peft, batch, 0);
+      expectNear([compiled.loss], [oracle.loss], RTOL, "loss");
+      oracle.gradients.forEach((g, i) =>
+        expectNear(compiled.gradients[i]!, g, RTOL, `gradient ${i}`),
+      );
+    } finally {
+      session.dispose();
+      peft.dispose();
+      model.lm.dispose();
+    }
+  });
 
   it("checkpointing reruns the same dispatches: the same gradients to the bit", async (ctx) => {
     await needGpu(ctx);

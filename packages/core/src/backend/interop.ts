@@ -40,6 +40,8 @@ export function tensorBuffer(t: tf.Tensor): GPUBuffer {
       `A disposed tensor of shape [${t.shape.join(", ")}] was bound.`,
     );
   const b = store();
+  const resident = b.tensorMap.get(t.dataId)?.resource;
+  if (resident instanceof GPUBuffer) return resident;
   b.uploadToGPU(t.dataId);
   flushTfjs();
   const resource = b.tensorMap.get(t.dataId)?.resource;

@@ -76,6 +76,8 @@ export interface CompileTrainingOptions {
   betas: [number, number];
   eps: number;
   maxGradNorm: number;
+  /** Bytes of logits the loss may hold at once; default 64 MiB (see engine/ops/loss.ts). */
+  logitBudget?: number;
 }
 
 /** At most this many step graphs are kept per mode; the least recently used is released first. */

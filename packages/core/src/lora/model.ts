@@ -274,8 +274,9 @@ export class LoraModel {
     const arch = this.base.lm.stepArchitecture();
     if (!arch || tf.getBackend() !== "webgpu") return undefined;
     const checkpointing = this.gradientCheckpointing;
+    const { logitBudget } = options;
     const record = (s: StepBuilder, B: number, T: number) =>
-      recordStep(s, arch, B, T, { checkpointing });
+      recordStep(s, arch, B, T, { checkpointing, logitBudget });
     return new TrainingSession(
       gpuDevice(),
       options.groups.flatMap((g, group) =>

@@ -60,7 +60,11 @@ export function recordStep(
   arch: StepArchitecture,
   B: number,
   T: number,
-  options: { checkpointing: boolean },
+  options: {
+    checkpointing: boolean;
+    /** Bytes of logits the loss may hold at once (see `crossEntropy`). */
+    logitBudget?: number;
+  },
 ): StepIO {
   const N = B * T;
   const ids = s.g.input("input_ids", [N]);
@@ -77,6 +81,7 @@ export function recordStep(
   const final = norm.forward(s, x);
   const { loss, dh } = crossEntropy(s, "lm_head", final.y, arch.head, targets, {
     softcap: arch.logitSoftcap,
+    logitBudget: options.logitBudget,
   });
   s.g.readback(loss);
   if (!s.training) return { ids, targets, loss };

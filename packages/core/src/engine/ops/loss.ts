@@ -1,7 +1,8 @@
 /**
  * The loss head in a compiled step: cross-entropy straight from the final hidden states and the LM head's
  * vocabulary chunks, and in a training graph its gradient dh, without ever holding [N, V] logits. Rows are taken
- * a block at a time so that a block's logits over the whole vocabulary fit LOGIT_BUDGET; within a block:
+ * a block at a time so that a block's logits over the whole vocabulary fit a budget (LOGIT_BUDGET by default);
+ * within a block:
  *
  *   z_k = h·E_kᵀ                    (a matmul per chunk)     stats_k = rowwise (max, Σexp, target logit)
  *   lse, loss += Σ w·(lse − l_t)    (one small dispatch)
@@ -23,7 +24,7 @@ import type { StepBuilder } from "../builder.js";
 import type { GraphTensor } from "../graph.js";
 import type { ChunkedTable } from "./embedding.js";
 
-/** Bytes of logits one row block may hold over the whole vocabulary. */
+/** Bytes of logits one row block may hold over the whole vocabulary, by default. */
 export const LOGIT_BUDGET = 64 * 2 ** 20;
 
 const PLAIN = {
@@ -33,16 +34,22 @@ const PLAIN = {
   bias: false,
 } as const;
 
-/** Rows per block: the whole vocabulary's logits within the budget, and each chunk's within one binding. */
+/**
+ * Rows per block: the whole vocabulary's logits within the budget, and each chunk's within one binding, in
+ * multiples of 64 rows, so that each block's rows of h, dh and the targets start at a 256-byte offset (the
+ * storage binding alignment).
+ */
 export function rowsPerBlock(
   N: number,
   V: number,
   widestChunk: number,
   maxBindingBytes: number,
+  budget = LOGIT_BUDGET,
 ): number {
-  const byBudget = Math.floor(LOGIT_BUDGET / (4 * V));
+  const byBudget = Math.floor(budget / (4 * V));
   const byBinding = Math.floor(maxBindingBytes / (4 * widestChunk));
-  return Math.max(1, Math.min(N, byBudget, byBinding));
+  const rows = Math.min(byBudget, byBinding);
+  return rows >= N ? N : Math.max(64, Math.floor(rows / 64) * 64);
 }
 
 /**
@@ -55,7 +62,7 @@ export function crossEntropy(
   h: GraphTensor,
   head: ChunkedTable,
   targets: GraphTensor,
-  options: { softcap: number | undefined },
+  options: { softcap: number | undefined; logitBudget?: number },
 ): { loss: GraphTensor; dh: GraphTensor | undefined } {
   const chunks = head.chunks.map((c, k) =>
     s.matrix(c, `${head.name} chunk ${k}`),
@@ -71,6 +78,7 @@ export function crossEntropy(
     V,
     Math.max(...chunks.map((c) => c.shape[0])),
     s.g.limits.maxStorageBufferBindingSize,
+    options.logitBudget,
   );
   const loss = s.g.activation(`${label}.loss`, [1]);
   const dh = s.training ? s.g.activation(`${label}.dh`, [N, C]) : undefined;

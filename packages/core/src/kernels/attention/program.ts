@@ -153,12 +153,12 @@ export function setAttentionDirectTuning(
 
 /**
  * 'direct' sizes, measured on lavapipe (GPT-2 shape, scratch benchmark): 8 invocations (one SIMD batch) of 4 rows
- * each, so that each streamed load serves 4 rows per lane; 8 streamed rows per step in the forward, 4 in the
- * backward passes, which keep twice as many products live. Unrolled D loops, 1 or 2 rows per lane, and 2 or 16
- * streamed rows per step were all slower.
+ * each, so that each streamed load serves 4 rows per lane; 4 streamed rows per step. Unrolled D loops, 1 or 2
+ * rows per lane, and 2 or 16 streamed rows per step were all slower. 8 streamed rows in the forward ran about as
+ * fast on lavapipe, but SwiftShader's shader compiler (Chromium's software WebGPU) crashes the GPU process on it.
  */
 const DIRECT_TUNING: Record<AttentionPass, DirectTuning> = {
-  forward: { rows: 8, perLane: 4, block: 8 },
+  forward: { rows: 8, perLane: 4, block: 4 },
   dq: { rows: 8, perLane: 4, block: 4 },
   dkdv: { rows: 8, perLane: 4, block: 4 },
 };

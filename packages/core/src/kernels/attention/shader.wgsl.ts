@@ -108,8 +108,10 @@ const COMMON = /* wgsl */ `
 // tanh from one exp, finite for any input (the textbook quotient of exponentials overflows).
 fn tanh1(x: f32) -> f32 { let e = exp(-2.0 * abs(x)); return sign(x) * (1.0 - e) / (1.0 + e); }
 // Key j is visible from query i (both inside [0, T)): j ≤ i, and i − j < window when a window is set.
+// Non-short-circuit & and |: a branch per call, inlined for every row and key of a block, crashes SwiftShader's
+// shader compiler (Chromium's software WebGPU) when the window test is live.
 fn visible(j: i32, i: i32) -> bool {
-  return j <= i && i < uniforms.T && (WINDOW == 0 || i - j < uniforms.window);
+  return (j <= i) & (i < uniforms.T) & ((WINDOW == 0) | (i - j < uniforms.window));
 }
 // This workgroup's block: the (b, head) pair it serves, its first row, and whether it has work (grids that wrap
 // into y have idle workgroups at the end; they compute the last block again and store nothing).
