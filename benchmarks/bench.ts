@@ -7,6 +7,7 @@
  * Usage: npm run bench [-- --node | --browser] [--scenarios train-step,generate] [--size smoke] [--profile]
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,6 +55,8 @@ const program = new Command("bench")
   .option("--models <list>", "train-step models (default smollm2-135m,gpt2)")
   .option("--layers <n>", "train-step layers (default: the real depth)")
   .option("--steps <n>", "timed train steps per contender")
+  .option("--batch <n>", "train-step and host batch rows")
+  .option("--seq <n>", "train-step and host tokens per row")
   .option(
     "--profile",
     "profile one train step per model: top 15 kernels by GPU time",
@@ -76,6 +79,8 @@ const opts = program.opts<{
   models?: string;
   layers?: string;
   steps?: string;
+  batch?: string;
+  seq?: string;
   out: string;
   resultsMd: string;
   write: boolean;
@@ -99,8 +104,31 @@ function sizeFor(runtime: "node" | "browser"): BenchSize {
   if (opts.models) size.trainModels = opts.models.split(",") as ModelName[];
   if (opts.layers) size.trainLayers = Number(opts.layers);
   if (opts.steps) size.steps = Number(opts.steps);
-  if (opts.models || opts.layers || opts.steps) size.name += " (modified)";
+  if (opts.batch) size.batch = Number(opts.batch);
+  if (opts.seq) size.seq = Number(opts.seq);
+  if (opts.models || opts.layers || opts.steps || opts.batch || opts.seq)
+    size.name += " (modified)";
   return size;
+}
+
+const wake = new Int32Array(new SharedArrayBuffer(4));
+/**
+ * The main thread's CPU ms (the first field of /proc/self/task/<pid>/schedstat, ns); throws where /proc has no
+ * such file (`hasThreadCpu`). The kernel adds a running thread's slice to that sum only at scheduling events, so a
+ * 50 µs sleep first (a futex wait) makes the reading exact to about 0.1 ms instead of a scheduler tick.
+ */
+function threadCpuMs(): number {
+  Atomics.wait(wake, 0, 0, 0.05);
+  const stat = readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8");
+  return Number(stat.split(" ")[0]) / 1e6;
+}
+
+function hasThreadCpu(): boolean {
+  try {
+    return Number.isFinite(threadCpuMs());
+  } catch {
+    return false;
+  }
 }
 
 function log(line: string): void {
@@ -118,6 +146,7 @@ async function runNode(): Promise<RuntimeRun> {
           nodeFileSource(join(EMBEDDED, "model.safetensors")),
         readEmbeddedWeightsRaw: async () =>
           (await readFile(join(EMBEDDED, "model.safetensors"))).byteLength,
+        ...(hasThreadCpu() ? { threadCpuMs } : {}),
         log: (line) => log(`node: ${line}`),
       },
       {

@@ -20,6 +20,23 @@ const gb = (key: string) => (r: BenchRecord) =>
   typeof r.metrics[key] === "number"
     ? ((r.metrics[key] as number) / 1e9).toFixed(3)
     : "–";
+/** A count: as is when whole, else one decimal (a split or an extrapolation that is not). */
+const count = (v: unknown) =>
+  typeof v !== "number" ? "–" : Number.isInteger(v) ? String(v) : v.toFixed(1);
+const n = (key: string) => (r: BenchRecord) => count(r.metrics[key]);
+const hostCase = (r: BenchRecord) =>
+  `${r.case} (${c("layers")(r)} layers` +
+  (r.metrics["extrapolated"]
+    ? `; counted at ${c("counted_layers")(r)}, extrapolated)`
+    : ")");
+const enqueue = (r: BenchRecord) =>
+  `${m("enqueue_ms", 2)(r)} ${String(r.metrics["enqueue_timer"] ?? "").startsWith("wall") ? "wall" : "CPU"}`;
+const targets = (r: BenchRecord) =>
+  r.config["executor"] !== "compiled"
+    ? "–"
+    : r.metrics["targets_missed"]
+      ? `missed: ${String(r.metrics["targets_missed"])}`
+      : "met";
 const valLosses = (r: BenchRecord) =>
   typeof r.metrics["nf4_val_loss_after"] === "number"
     ? `${m("f32_val_loss_after", 4)(r)} → ${m("nf4_val_loss_after", 4)(r)} (${(100 * (r.metrics["relative_difference"] as number)).toFixed(2)} %)`
@@ -80,6 +97,23 @@ export const COLUMNS: Record<Scenario, Column[]> = {
     ["ms/step", m("ms_per_step", 0)],
     ["val loss f32 → NF4", (r) => valLosses(r)],
   ],
+  host: [
+    ["model, executor", hostCase],
+    ["batch×seq", (r) => `${c("batch")(r)}×${c("seq")(r)}`],
+    ["dispatches/step (≤ 40·L + 60)", n("dispatches")],
+    [
+      "per layer + fixed (≤ 40 + 60)",
+      (r) => `${n("dispatches_per_layer")(r)} + ${n("dispatches_fixed")(r)}`,
+    ],
+    ["graph dispatches", n("graph_dispatches")],
+    ["buffers (0)", n("buffers_created")],
+    ["bind groups (0)", n("bind_groups_created")],
+    ["writeBuffers (≤ 3)", n("write_buffers")],
+    ["submits (≤ 2)", n("submits")],
+    ["pipelines (0)", n("pipelines_created")],
+    ["enqueue ms (gpt2 ≤ 15)", enqueue],
+    ["targets", targets],
+  ],
   generate: [
     [
       "case",
@@ -125,12 +159,20 @@ export function headlineCells(h: Headline): string[][] {
       "mfu",
       "kernel_speedup_fwd_bwd",
       "kv_cache_speedup",
+      "dispatches_per_step_gpt2",
+      "buffers_created_per_step",
+      "bind_groups_created_per_step",
+      "host_enqueue_ms_gpt2",
     ],
     [
       f(h.train_step_speedup_vs_naive),
       f(h.mfu),
       f(h.kernel_speedup_fwd_bwd),
       f(h.kv_cache_speedup),
+      count(h.dispatches_per_step_gpt2),
+      count(h.buffers_created_per_step),
+      count(h.bind_groups_created_per_step),
+      h.host_enqueue_ms_gpt2 === null ? "–" : h.host_enqueue_ms_gpt2.toFixed(2),
     ],
   ];
 }

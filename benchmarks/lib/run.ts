@@ -19,6 +19,7 @@ import {
   generateWithoutCache,
   sharedPrefix,
 } from "./generate.js";
+import { hostScenario, type HostSize } from "./host.js";
 import { benchKernelShape, kernelShapes } from "./kernels.js";
 import { benchLoad } from "./load.js";
 import { peakStepBytes } from "./lora_vs_full.js";
@@ -53,6 +54,7 @@ export const SCENARIOS = [
   "lora-vs-full",
   "generate",
   "memory",
+  "host",
 ] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
@@ -78,6 +80,8 @@ export interface BenchSize {
   loadReps: number;
   memory: MemorySize;
   quality: QualitySize;
+  /** The host scenario: the train-step models, depth, batch and seq, counted over these steps. */
+  host: HostSize;
 }
 
 export const SIZES: Record<"full" | "browser" | "smoke", BenchSize> = {
@@ -102,6 +106,7 @@ export const SIZES: Record<"full" | "browser" | "smoke", BenchSize> = {
     loadReps: 5,
     memory: { seq: 256, steps: 2, baseline: true },
     quality: { steps: 12, batch: 2, seq: 64 },
+    host: { steps: 3, tapeModels: ["gpt2"] },
   },
   // SwiftShader in Chromium runs about 10× slower than lavapipe: the same models at 2 layers and 128 tokens.
   browser: {
@@ -124,6 +129,7 @@ export const SIZES: Record<"full" | "browser" | "smoke", BenchSize> = {
     // The real widths and vocabularies, at 2 layers: the f16/NF4 kernels, chunked loss and checkpointing all run.
     memory: { layers: 2, seq: 128, steps: 1, baseline: false },
     quality: { layers: 2, steps: 4, batch: 1, seq: 32 },
+    host: { steps: 2, tapeModels: ["gpt2"] },
   },
   smoke: {
     name: "smoke",
@@ -144,6 +150,7 @@ export const SIZES: Record<"full" | "browser" | "smoke", BenchSize> = {
     loadReps: 1,
     memory: { layers: 1, vocab: 4096, seq: 16, steps: 1, baseline: true },
     quality: { layers: 1, vocab: 4096, steps: 2, batch: 1, seq: 16 },
+    host: { steps: 2, tapeModels: ["gpt2"] },
   },
 };
 
@@ -156,6 +163,8 @@ export interface BenchHost {
   openEmbeddedWeights(): Promise<ByteSource | Blob>;
   /** Reads the same file whole, without parsing; returns its size. */
   readEmbeddedWeightsRaw(): Promise<number>;
+  /** The main thread's CPU time in ms (Node: /proc schedstat); absent where the runtime cannot read it. */
+  threadCpuMs?: () => number;
   log(line: string): void;
 }
 
@@ -171,6 +180,11 @@ export interface Headline {
   mfu: number | null;
   kernel_speedup_fwd_bwd: number | null;
   kv_cache_speedup: number | null;
+  /** The host scenario's engine step: gpt2's dispatches and enqueue ms, the most buffers / bind groups created. */
+  dispatches_per_step_gpt2: number | null;
+  buffers_created_per_step: number | null;
+  bind_groups_created_per_step: number | null;
+  host_enqueue_ms_gpt2: number | null;
 }
 
 export interface RuntimeRun {
@@ -225,6 +239,9 @@ export async function runBenchmarks(
     "lora-vs-full": () => loraVsFullScenario(host, size, records),
     generate: () => generateScenario(host, size, records),
     memory: () => memoryScenario(host, size, records),
+    host: async () => {
+      records.push(...(await hostScenario(host, size)));
+    },
   };
   for (const name of options.scenarios) {
     host.log(`scenario ${name}`);
@@ -264,7 +281,7 @@ export async function runBenchmarks(
   };
 }
 
-function headlineOf(records: BenchRecord[]): Headline {
+export function headlineOf(records: BenchRecord[]): Headline {
   const metric = (scenario: Scenario, name: string, c?: string) =>
     records
       .filter(
@@ -274,12 +291,28 @@ function headlineOf(records: BenchRecord[]): Headline {
       .filter((v): v is number => typeof v === "number");
   const speedups = metric("train-step", "speedup_vs_naive");
   const kernels = metric("kernels", "speedup");
+  // The host scenario's engine records (not the tape baseline's), of one model or all.
+  const engine = (name: string, model?: string) =>
+    records
+      .filter(
+        (r) =>
+          r.scenario === "host" &&
+          r.config["executor"] === "compiled" &&
+          (model === undefined || r.case === `${model}, engine`),
+      )
+      .map((r) => r.metrics[name])
+      .filter((v): v is number => typeof v === "number");
+  const most = (xs: number[]) => (xs.length ? Math.max(...xs) : null);
   return {
     // The smallest over the models: the claim must hold for each.
     train_step_speedup_vs_naive: speedups.length ? Math.min(...speedups) : null,
     mfu: metric("train-step", "mfu", "smollm2-135m")[0] ?? null,
     kernel_speedup_fwd_bwd: kernels.length ? geometricMean(kernels) : null,
     kv_cache_speedup: metric("generate", "speedup")[0] ?? null,
+    dispatches_per_step_gpt2: engine("dispatches", "gpt2")[0] ?? null,
+    buffers_created_per_step: most(engine("buffers_created")),
+    bind_groups_created_per_step: most(engine("bind_groups_created")),
+    host_enqueue_ms_gpt2: engine("enqueue_ms", "gpt2")[0] ?? null,
   };
 }
 

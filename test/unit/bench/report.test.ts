@@ -86,6 +86,10 @@ function run(date: string, device: string, mfu: number): StampedRun {
       mfu,
       kernel_speedup_fwd_bwd: null,
       kv_cache_speedup: 5,
+      dispatches_per_step_gpt2: null,
+      buffers_created_per_step: null,
+      bind_groups_created_per_step: null,
+      host_enqueue_ms_gpt2: null,
     },
     seconds: 1,
     date,
@@ -133,6 +137,10 @@ describe("RESULTS.md regeneration", () => {
         mfu: null,
         kernel_speedup_fwd_bwd: null,
         kv_cache_speedup: null,
+        dispatches_per_step_gpt2: null,
+        buffers_created_per_step: null,
+        bind_groups_created_per_step: null,
+        host_enqueue_ms_gpt2: null,
       },
       records: [
         {
