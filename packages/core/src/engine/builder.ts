@@ -11,13 +11,23 @@ import { isPacked, type Matrix } from "../kernels/quant/packed.js";
 import type { GraphTensor, StepGraph, TensorRange } from "./graph.js";
 import type { TrainState } from "./state.js";
 
-/** A frozen matrix as the matmul programs bind it: its data (f32, or packed words), then its scales. */
+/** A weight matrix as the matmul programs bind it: its data (f32, or packed words), then its scales. */
 export interface BoundMatrix {
-  data: GraphTensor;
+  data: GraphTensor | TensorRange;
   scales: GraphTensor[];
   attrs: WeightAttrs;
   /** Logical [rows, cols] as stored. */
   shape: [number, number];
+  /** Where its gradient goes, when it trains (full fine-tuning, in a training graph). */
+  grad?: TensorRange;
+}
+
+/** A vector of the model (a bias, a norm's weight) as a step binds it; `grad` when it trains. */
+export interface BoundVector {
+  value: GraphTensor | TensorRange;
+  grad: TensorRange | undefined;
+  /** Elements. */
+  size: number;
 }
 
 /** A trainable tensor's value and (in a training graph) gradient, as ranges of the training state's buffers. */
@@ -61,11 +71,23 @@ export class StepBuilder {
     return bound;
   }
 
-  /** A frozen weight, f32 or packed, with its scales in the order the matmul programs bind them. */
+  /**
+   * A weight matrix, f32 or packed, with its scales in the order the matmul programs bind them. A weight the
+   * training state holds (full fine-tuning) is bound there, with its gradient.
+   */
   matrix(m: Matrix, name: string): BoundMatrix {
     let bound = this.matrices.get(m);
     if (!bound) {
-      if (isPacked(m)) {
+      if (!isPacked(m) && this.state?.has(m as tf.Variable)) {
+        const p = this.param(m as tf.Variable);
+        bound = {
+          data: p.value,
+          scales: [],
+          attrs: weightAttrs(m),
+          shape: [m.shape[0]!, m.shape[1]!],
+          grad: p.grad,
+        };
+      } else if (isPacked(m)) {
         const [data, ...scales] = m.tensors();
         bound = {
           data: this.tensor(data!, `${name} (packed ${m.format})`),
@@ -84,6 +106,16 @@ export class StepBuilder {
       this.matrices.set(m, bound);
     }
     return bound;
+  }
+
+  /** A bias or a norm's weight: bound in place, or in the training state with its gradient when it trains. */
+  vector(t: tf.Tensor, name: string): BoundVector {
+    if (this.state?.has(t as tf.Variable)) {
+      const { value, grad } = this.param(t as tf.Variable);
+      return { value, grad, size: t.size };
+    }
+    const value = this.tensor(t, name);
+    return { value, grad: undefined, size: value.size };
   }
 
   /**

@@ -55,6 +55,19 @@ export interface TensorRange {
   length: number;
 }
 
+/** Elements [offset, offset + length) of a range. */
+export function subRange(
+  r: TensorRange,
+  offset: number,
+  length: number,
+): TensorRange {
+  if (offset < 0 || length <= 0 || offset + length > r.length)
+    throw new ShapeError(
+      `${r.tensor.name}: range [${offset}, ${offset + length}) is outside a range of ${r.length} elements.`,
+    );
+  return { tensor: r.tensor, offset: r.offset + offset, length };
+}
+
 export interface Dispatch {
   /** Which layer and op recorded it, for messages and profiles. */
   label: string;

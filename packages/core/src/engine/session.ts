@@ -17,13 +17,41 @@ import { StepBuilder } from "./builder.js";
 import { Engine } from "./engine.js";
 import type { CompiledGraph } from "./executor.js";
 import { graphLimits, StepGraph, type GraphTensor } from "./graph.js";
+import { embeddingGradIndex } from "../kernels/grads/embedding_grads.js";
 import { recordOptimizer } from "./ops/optimizer.js";
+import { alignUp } from "./plan.js";
 import { readBuffer, TrainState, type StateEntry } from "./state.js";
+
+/**
+ * Where the host's int32 values of a batch of N tokens sit in the step's one input tensor, each part at a
+ * 256-byte boundary (the storage binding alignment): the token ids, the label each position predicts, and, when
+ * the embedding trains, the ids grouped by id for its gradient (`embeddingGradIndex`).
+ */
+export interface TokenLayout {
+  ids: number;
+  targets: number;
+  index: number | undefined;
+  /** Elements of the whole input. */
+  size: number;
+}
+
+export function tokenLayout(N: number, grouped: boolean): TokenLayout {
+  const part = alignUp(N, 64);
+  const index = grouped ? 2 * part : undefined;
+  return {
+    ids: 0,
+    targets: part,
+    index,
+    size: index === undefined ? 2 * part : index + alignUp(2 * N + 2, 64),
+  };
+}
 
 /** The tensors of a recorded step graph that the host writes and reads. */
 export interface StepIO {
-  ids: GraphTensor;
-  targets: GraphTensor;
+  /** int32, laid out by `layout`: written once per micro-batch. */
+  tokens: GraphTensor;
+  layout: TokenLayout;
+  /** Σ of the token losses, each weighted by the step's lossScale: read back. */
   loss: GraphTensor;
 }
 
@@ -263,10 +291,16 @@ export class TrainingSession {
   ): [CompiledGraph, GraphTensor, Int32Array][] {
     checkTokens(batch, this.options.vocabSize);
     const { ids, targets } = stepInputs(batch, plan.B, plan.T);
-    return [
-      [plan.graph, plan.io.ids, ids],
-      [plan.graph, plan.io.targets, targets],
-    ];
+    const { layout, tokens } = plan.io;
+    const values = new Int32Array(layout.size);
+    values.set(ids, layout.ids);
+    values.set(targets, layout.targets);
+    if (layout.index !== undefined)
+      embeddingGradIndex(
+        ids,
+        values.subarray(layout.index, layout.index + 2 * ids.length + 2),
+      );
+    return [[plan.graph, tokens, values]];
   }
 
   dispose(): void {

@@ -3,14 +3,12 @@
  * keys in per-layer maps; switching is setting the active key. Injection finds targets by HF module name.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { StepBuilder } from "../engine/builder.js";
-import {
+import type {
+  CompileTrainingOptions,
   TrainingSession,
-  type CompileTrainingOptions,
 } from "../engine/session.js";
 import { ConfigError } from "../errors.js";
-import { recordStep } from "../models/step.js";
-import { gpuDevice, isSoftwareGpu } from "../runtime/runtime.js";
+import { compileTrainingSession } from "../models/step.js";
 import { tagMemory } from "../runtime/memory.js";
 import type { ModelSource, LoadOptions } from "../io/hub.js";
 import { openModelFiles } from "../io/hub.js";
@@ -271,32 +269,10 @@ export class LoraModel {
   compileTraining(
     options: CompileTrainingOptions,
   ): TrainingSession | undefined {
-    const arch = this.base.lm.stepArchitecture();
-    if (!arch || tf.getBackend() !== "webgpu") return undefined;
-    const checkpointing = this.gradientCheckpointing;
-    const { logitBudget } = options;
-    const record = (s: StepBuilder, B: number, T: number) =>
-      recordStep(s, arch, B, T, { checkpointing, logitBudget });
-    return new TrainingSession(
-      gpuDevice(),
-      options.groups.flatMap((g, group) =>
-        g.variables.map((variable) => ({ variable, group })),
-      ),
-      { train: record, eval: record },
-      {
-        batchSize: options.batchSize,
-        maxTokens: this.base.dims.maxPositions,
-        vocabSize: this.base.dims.vocabSize,
-        betas: options.betas,
-        eps: options.eps,
-        groups: options.groups.map(({ lrScale, weightDecay }) => ({
-          lrScale,
-          weightDecay,
-        })),
-        maxGradNorm: options.maxGradNorm,
-        software: isSoftwareGpu(),
-      },
-    );
+    return compileTrainingSession(this.base.lm, {
+      ...options,
+      checkpointing: this.gradientCheckpointing,
+    });
   }
 
   /** PEFT's print_trainable_parameters line. */

@@ -16,7 +16,7 @@
  * Letters: B batch, T tokens, N = B·T, C hidden size, H query heads, G kv heads, D head dim, F MLP size.
  */
 import type * as tf from "@tensorflow/tfjs";
-import type { StepBuilder } from "../engine/builder.js";
+import type { BoundVector, StepBuilder } from "../engine/builder.js";
 import type { GraphTensor } from "../engine/graph.js";
 import { activate, activateBackward } from "../engine/ops/activation.js";
 import {
@@ -26,7 +26,6 @@ import {
   rowHeads,
   type AttentionDims,
 } from "../engine/ops/attention.js";
-import { embed } from "../engine/ops/embedding.js";
 import { rmsNorm, rmsNormBackward } from "../engine/ops/norm.js";
 import {
   ropeHeads,
@@ -115,7 +114,12 @@ class Gemma3BlockStep implements StepBlock<Saved> {
     private readonly window: number | undefined,
   ) {}
 
-  private weight(s: StepBuilder, t: tf.Tensor1D, name: string): GraphTensor {
+  private weight(s: StepBuilder, t: tf.Tensor1D, name: string): BoundVector {
+    return s.vector(t, `${this.name}.${name}.weight`);
+  }
+
+  /** The per-head q/k norm weights: frozen here (their gradient is not part of the compiled step). */
+  private headNorm(s: StepBuilder, t: tf.Tensor1D, name: string): GraphTensor {
     return s.tensor(t, `${this.name}.${name}.weight`);
   }
 
@@ -144,8 +148,14 @@ class Gemma3BlockStep implements StepBlock<Saved> {
     const q = a.q_proj.stepForward(s, n1.y);
     const k = a.k_proj.stepForward(s, n1.y);
     const v = a.v_proj.stepForward(s, n1.y);
-    const qNorm = { weight: this.weight(s, a.q_norm, "self_attn.q_norm"), eps };
-    const kNorm = { weight: this.weight(s, a.k_norm, "self_attn.k_norm"), eps };
+    const qNorm = {
+      weight: this.headNorm(s, a.q_norm, "self_attn.q_norm"),
+      eps,
+    };
+    const kNorm = {
+      weight: this.headNorm(s, a.k_norm, "self_attn.k_norm"),
+      eps,
+    };
     const qr = ropeHeads(
       s,
       `${name}.q`,
@@ -288,12 +298,12 @@ class Gemma3BlockStep implements StepBlock<Saved> {
     const dq = s.g.activation(`${name}.dq`, [B * T, H * D]);
     const dk = s.g.activation(`${name}.dk`, [B * T, G * D]);
     ropeHeadsBackward(s, `${name}.q`, dqr, rowHeads(dq, B, T, H, D), rope, {
-      weight: this.weight(s, a.q_norm, "self_attn.q_norm"),
+      weight: this.headNorm(s, a.q_norm, "self_attn.q_norm"),
       input: rowHeads(sv.q.y, B, T, H, D),
       rstd: sv.qr.rstd!,
     });
     ropeHeadsBackward(s, `${name}.k`, dkr, rowHeads(dk, B, T, G, D), rope, {
-      weight: this.weight(s, a.k_norm, "self_attn.k_norm"),
+      weight: this.headNorm(s, a.k_norm, "self_attn.k_norm"),
       input: rowHeads(sv.k.y, B, T, G, D),
       rstd: sv.kr.rstd!,
     });
@@ -326,7 +336,9 @@ export function gemma3Step(m: Gemma3StepModel): StepArchitecture {
   return {
     head: m.head,
     logitSoftcap: m.dims.finalLogitSoftcap,
-    layers(s, ids, B, T) {
+    // The per-head q/k norms' weights get no gradient here: full fine-tuning of Gemma 3 runs on the tape.
+    fullFineTune: false,
+    layers(s, B, T) {
       const tables = (invFreq: Float64Array, name: string): RopeTables => {
         const { cos, sin } = ropeTableValues(invFreq, 0, T);
         return {
@@ -339,11 +351,10 @@ export function gemma3Step(m: Gemma3StepModel): StepArchitecture {
       const dims = { B, T, H, G, D };
       return {
         // The √C normaliser is a float32 scalar in HF, applied after the lookup so the tied head stays unscaled.
-        x: embed(s, "model.embed_tokens", ids, m.embed_tokens, {
-          rows: B * T,
-          C,
+        embedding: {
+          table: m.embed_tokens,
           scale: Math.fround(Math.sqrt(C)),
-        }),
+        },
         blocks: m.layers.map((layer, i) => {
           const sliding = m.dims.sliding[i]!;
           return new Gemma3BlockStep(

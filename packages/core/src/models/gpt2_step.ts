@@ -24,7 +24,6 @@ import {
   rowHeads,
   type AttentionDims,
 } from "../engine/ops/attention.js";
-import { embed } from "../engine/ops/embedding.js";
 import { layerNorm, layerNormBackward } from "../engine/ops/norm.js";
 import type { Embedding } from "./embedding.js";
 import type { Linear, LinearSaved } from "./layers.js";
@@ -88,8 +87,8 @@ function norm(
     s,
     name,
     x,
-    s.tensor(n.weight, `${name}.weight`),
-    s.tensor(n.bias, `${name}.bias`),
+    s.vector(n.weight, `${name}.weight`),
+    s.vector(n.bias, `${name}.bias`),
     eps,
   );
 }
@@ -111,7 +110,8 @@ function normBackward(
     x,
     out.mean,
     out.rstd,
-    s.tensor(n.weight, `${name}.weight`),
+    s.vector(n.weight, `${name}.weight`),
+    s.vector(n.bias, `${name}.bias`),
     into,
   );
 }
@@ -209,14 +209,11 @@ export function gpt2Step(m: Gpt2StepModel): StepArchitecture {
   return {
     head: m.wte,
     logitSoftcap: undefined,
-    layers(s, ids, B, T) {
+    fullFineTune: true,
+    layers(_s, B, T) {
       const dims = { B, T, H, G: H, D: C / H };
       return {
-        x: embed(s, "transformer.wte", ids, m.wte, {
-          rows: B * T,
-          C,
-          positions: { table: s.tensor(m.wpe, "transformer.wpe.weight"), T },
-        }),
+        embedding: { table: m.wte, positions: m.wpe },
         blocks: m.h.map(
           (layer, i) =>
             new Gpt2BlockStep(layer, `transformer.h.${i}`, eps, dims),
@@ -236,7 +233,7 @@ export function gpt2Step(m: Gpt2StepModel): StepArchitecture {
               m.ln_f,
             );
           },
-        } as StepBlock<{ x: GraphTensor; out: NormOut }> as StepBlock,
+        } as StepBlock<{ x: GraphTensor; out: NormOut }>,
       };
     },
   };

@@ -36,6 +36,8 @@ export interface LinearAdapter {
 
 /** What a Linear's forward keeps for its backward in a compiled step. */
 export interface LinearSaved {
+  /** The input, when the layer itself trains (full fine-tuning). */
+  x?: GraphTensor;
   lora?: { binding: LoraBinding; saved: LoraSaved };
   dora?: { binding: LoraBinding & { dora: DoraBinding }; saved: DoraSaved };
 }
@@ -84,13 +86,13 @@ export class Linear {
   ): { y: GraphTensor; saved: LinearSaved } {
     const w = s.matrix(this.weight, this.name);
     const bias = this.bias
-      ? s.tensor(this.bias, `${this.name}.bias`)
+      ? s.vector(this.bias, `${this.name}.bias`)
       : undefined;
     const binding = this.adapter?.stepBinding(s);
     if (!binding)
       return {
         y: linearForward(s, this.name, x, w, this.layout, { bias, ...options }),
-        saved: {},
+        saved: w.grad || bias?.grad ? { x } : {},
       };
     const { dora } = binding;
     if (dora) {
@@ -146,8 +148,14 @@ export class Linear {
         saved.lora.binding,
         options,
       );
-    if (options.inputGrad === false) return undefined;
-    return linearBackward(s, this.name, dy, w, this.layout, options.into);
+    const bias = this.bias
+      ? s.vector(this.bias, `${this.name}.bias`)
+      : undefined;
+    return linearBackward(s, this.name, dy, w, this.layout, {
+      ...options,
+      x: saved.x,
+      bias,
+    });
   }
 
   /** The frozen projection alone, x·W (+ b), whatever adapter is attached. */

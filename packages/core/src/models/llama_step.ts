@@ -25,7 +25,6 @@ import {
   rowHeads,
   type AttentionDims,
 } from "../engine/ops/attention.js";
-import { embed } from "../engine/ops/embedding.js";
 import {
   ropeHeads,
   ropeHeadsBackward,
@@ -101,7 +100,7 @@ class LlamaBlockStep implements StepBlock<Saved> {
       s,
       `${name}.input_layernorm`,
       x,
-      s.tensor(layer.input_layernorm, `${name}.input_layernorm.weight`),
+      s.vector(layer.input_layernorm, `${name}.input_layernorm.weight`),
       eps,
     );
     const q = a.q_proj.stepForward(s, n1.y);
@@ -128,7 +127,7 @@ class LlamaBlockStep implements StepBlock<Saved> {
       s,
       `${name}.post_attention_layernorm`,
       x1.y,
-      s.tensor(
+      s.vector(
         layer.post_attention_layernorm,
         `${name}.post_attention_layernorm.weight`,
       ),
@@ -187,7 +186,7 @@ class LlamaBlockStep implements StepBlock<Saved> {
       dn2,
       sv.x1.y,
       sv.n2.rstd,
-      s.tensor(
+      s.vector(
         layer.post_attention_layernorm,
         `${name}.post_attention_layernorm.weight`,
       ),
@@ -229,7 +228,7 @@ class LlamaBlockStep implements StepBlock<Saved> {
       dn1!,
       sv.x,
       sv.n1.rstd,
-      s.tensor(layer.input_layernorm, `${name}.input_layernorm.weight`),
+      s.vector(layer.input_layernorm, `${name}.input_layernorm.weight`),
       dy,
     );
     return dy;
@@ -244,7 +243,7 @@ export function rmsNormBlock(
 ): StepBlock<{ x: GraphTensor; rstd: GraphTensor }> {
   return {
     forward(s, x) {
-      const n = rmsNorm(s, name, x, s.tensor(weight, `${name}.weight`), eps);
+      const n = rmsNorm(s, name, x, s.vector(weight, `${name}.weight`), eps);
       return { y: n.y, saved: { x, rstd: n.rstd } };
     },
     backward(s, saved, dy) {
@@ -254,7 +253,7 @@ export function rmsNormBlock(
         dy,
         saved.x,
         saved.rstd,
-        s.tensor(weight, `${name}.weight`),
+        s.vector(weight, `${name}.weight`),
       );
     },
   };
@@ -262,17 +261,12 @@ export function rmsNormBlock(
 
 /** Llama's layers for the compiled step of one batch shape. */
 export function llamaStep(m: LlamaStepModel): StepArchitecture {
-  const {
-    hiddenSize: C,
-    numHeads: H,
-    numKvHeads: G,
-    headDim: D,
-    rmsNormEps: eps,
-  } = m.dims;
+  const { numHeads: H, numKvHeads: G, headDim: D, rmsNormEps: eps } = m.dims;
   return {
     head: m.head,
     logitSoftcap: undefined,
-    layers(s, ids, B, T): StepLayers {
+    fullFineTune: true,
+    layers(s, B, T): StepLayers {
       const { cos, sin } = ropeTableValues(m.invFreq, 0, T);
       const rope = {
         cos: s.g.constant("rope.cos", [T, D], cos),
@@ -280,10 +274,7 @@ export function llamaStep(m: LlamaStepModel): StepArchitecture {
       };
       const dims = { B, T, H, G, D };
       return {
-        x: embed(s, "model.embed_tokens", ids, m.embed_tokens, {
-          rows: B * T,
-          C,
-        }),
+        embedding: { table: m.embed_tokens },
         blocks: m.layers.map(
           (layer, i) =>
             new LlamaBlockStep(layer, `model.layers.${i}`, eps, dims, rope),

@@ -1,17 +1,27 @@
 /**
  * The compiled step of any architecture, as llm.c's gpt2_forward and gpt2_backward: embed, every block's forward,
- * the final norm, the loss and its gradient straight from the LM head, then every block's backward in reverse.
- * An architecture gives its blocks' forward and backward (`StepArchitecture`); this file gives the order.
+ * the final norm, the loss and its gradient straight from the LM head, then every block's backward in reverse,
+ * and the embedding's own gradient when it trains. An architecture gives its blocks' forward and backward
+ * (`StepArchitecture`); this file gives the order.
  *
  * With gradient checkpointing a block keeps only its input, and its backward first runs its forward again: the
  * recomputed activations live only while that block's backward runs.
  *
  * Letters: B batch, T tokens, N = B·T rows, C hidden size.
  */
+import * as tf from "@tensorflow/tfjs";
 import type { StepBuilder } from "../engine/builder.js";
 import type { GraphTensor } from "../engine/graph.js";
-import type { StepIO } from "../engine/session.js";
+import { embed, embedBackward } from "../engine/ops/embedding.js";
 import { crossEntropy } from "../engine/ops/loss.js";
+import {
+  tokenLayout,
+  TrainingSession,
+  type CompileTrainingOptions,
+  type StepIO,
+} from "../engine/session.js";
+import { gpuDevice, isSoftwareGpu } from "../runtime/runtime.js";
+import type { CausalLM } from "./causal_lm.js";
 import type { Embedding } from "./embedding.js";
 
 /** One block of a compiled step: a forward that keeps what its backward needs, and that backward. */
@@ -19,9 +29,9 @@ export interface StepBlock<Saved = unknown> {
   /** x [N, C] -> y [N, C] */
   forward(s: StepBuilder, x: GraphTensor): { y: GraphTensor; saved: Saved };
   /**
-   * dy [N, C] -> dx [N, C], the adapter gradients recorded on the way. dy may be updated in place and returned
-   * as dx (the residual stream's gradient); the caller must not read dy afterwards. With `inputGrad` false
-   * nothing before the block trains, and dx is not computed.
+   * dy [N, C] -> dx [N, C], the trained tensors' gradients recorded on the way. dy may be updated in place and
+   * returned as dx (the residual stream's gradient); the caller must not read dy afterwards. With `inputGrad`
+   * false nothing before the block trains, and dx is not computed.
    */
   backward(
     s: StepBuilder,
@@ -31,29 +41,39 @@ export interface StepBlock<Saved = unknown> {
   ): GraphTensor | undefined;
 }
 
+/** How an architecture embeds its tokens: a table's rows (· scale) (+ a learned position's row). */
+export interface StepEmbedding {
+  table: Embedding;
+  /** Multiplies every row (Gemma's √C, as a float32). */
+  scale?: number;
+  /** GPT-2's wpe: row t of the table is added at position t. */
+  positions?: tf.Tensor2D;
+}
+
 /** What an architecture gives the compiled step, for one batch shape. */
 export interface StepLayers {
-  /** The embedding of ids [N] -> x [N, C]. */
-  x: GraphTensor;
+  embedding: StepEmbedding;
   blocks: StepBlock[];
   /** The final norm; its backward gives the last block's output gradient. */
   norm: StepBlock;
 }
 
 export interface StepArchitecture {
-  /** Records the embedding (and any per-shape constants, such as RoPE tables) and returns the layers. */
-  layers(s: StepBuilder, ids: GraphTensor, B: number, T: number): StepLayers;
+  /** The layers for batches of [B, T] (recording any per-shape constants, such as RoPE tables). */
+  layers(s: StepBuilder, B: number, T: number): StepLayers;
   /** The LM head's vocabulary chunks (the tied embedding, or lm_head). */
   head: Embedding;
   /** Gemma-style final logit softcapping. */
   logitSoftcap: number | undefined;
+  /** Whether the step computes the gradient of every weight, so that full fine-tuning can run on it. */
+  fullFineTune: boolean;
 }
 
 /**
- * Records one micro-batch of [B, T]: the loss, and in a training graph every adapter gradient (added into the
- * training state's gradient buffer). In a forward-only graph, the loss alone. The host writes `ids` (int32 [N],
- * row-major [B, T]) and `targets` (the label each position predicts, -100 where no loss applies) and reads
- * `loss` (Σ of the token losses, each weighted by the step parameters' lossScale).
+ * Records one micro-batch of [B, T]: the loss, and in a training graph the gradient of every trained tensor
+ * (added into the training state's gradient buffer). In a forward-only graph, the loss alone. The host writes
+ * `tokens` (see `tokenLayout`: ids, the label each position predicts, and when the embedding trains the ids
+ * grouped for its gradient) and reads `loss` (Σ of the token losses, each weighted by the step's lossScale).
  */
 export function recordStep(
   s: StepBuilder,
@@ -67,11 +87,26 @@ export function recordStep(
   },
 ): StepIO {
   const N = B * T;
-  const ids = s.g.input("input_ids", [N]);
-  const targets = s.g.input("targets", [N]);
-  const { x: embedded, blocks, norm } = arch.layers(s, ids, B, T);
+  const { embedding, blocks, norm } = arch.layers(s, B, T);
+  const C = embedding.table.dim;
+  const table = embedding.table.chunks.map((c, i) =>
+    s.matrix(c, `${embedding.table.name} chunk ${i}`),
+  );
+  const positions =
+    embedding.positions && s.vector(embedding.positions, "positions");
+  const embeddingTrains =
+    s.training && (table.some((w) => w.grad) || positions?.grad !== undefined);
+  const layout = tokenLayout(N, embeddingTrains);
+  const tokens = s.g.input("tokens", [layout.size]);
+  const ids = tokens.range(layout.ids, N);
+  const targets = tokens.range(layout.targets, N);
+  let x = embed(s, embedding.table.name, ids, table, {
+    rows: N,
+    C,
+    scale: embedding.scale,
+    positions: positions && { table: positions.value, T },
+  });
   const checkpointing = options.checkpointing && s.training;
-  let x = embedded;
   const saved: unknown[] = [];
   for (const block of blocks) {
     const out = block.forward(s, x);
@@ -84,16 +119,76 @@ export function recordStep(
     logitBudget: options.logitBudget,
   });
   s.g.readback(loss);
-  if (!s.training) return { ids, targets, loss };
+  if (!s.training) return { tokens, layout, loss };
   let dx = norm.backward(s, final.saved, dh!, true)!;
   for (let i = blocks.length - 1; i >= 0; i--) {
     const block = blocks[i]!;
     const kept = checkpointing
       ? block.forward(s, saved[i] as GraphTensor).saved
       : saved[i];
-    const inputGrad = i > 0;
+    const inputGrad = i > 0 || embeddingTrains;
     const next = block.backward(s, kept, dx, inputGrad);
     if (inputGrad) dx = next!;
   }
-  return { ids, targets, loss };
+  if (embeddingTrains)
+    embedBackward(
+      s,
+      embedding.table.name,
+      dx,
+      ids,
+      tokens.range(layout.index!, 2 * N + 2),
+      table,
+      {
+        C,
+        scale: embedding.scale,
+        positions: positions?.grad && {
+          grad: positions.grad,
+          rows: positions.size / C,
+          T,
+        },
+        // A tied LM head has written this step's first part of the table's gradient already.
+        tied: arch.head === embedding.table,
+      },
+    );
+  return { tokens, layout, loss };
+}
+
+/**
+ * A training session of this model's compiled step over `options.groups`' variables (adapter tensors, or every
+ * weight for full fine-tuning); undefined where there is no compiled step (no WebGPU backend, an architecture
+ * without one, or full fine-tuning of one whose step does not give every weight's gradient).
+ */
+export function compileTrainingSession(
+  lm: CausalLM,
+  options: CompileTrainingOptions & {
+    checkpointing: boolean;
+    fullFineTune?: boolean;
+  },
+): TrainingSession | undefined {
+  const arch = lm.stepArchitecture();
+  if (!arch || tf.getBackend() !== "webgpu") return undefined;
+  if (options.fullFineTune && !arch.fullFineTune) return undefined;
+  const { checkpointing, logitBudget } = options;
+  const record = (s: StepBuilder, B: number, T: number) =>
+    recordStep(s, arch, B, T, { checkpointing, logitBudget });
+  return new TrainingSession(
+    gpuDevice(),
+    options.groups.flatMap((g, group) =>
+      g.variables.map((variable) => ({ variable, group })),
+    ),
+    { train: record, eval: record },
+    {
+      batchSize: options.batchSize,
+      maxTokens: lm.dims.maxPositions,
+      vocabSize: lm.dims.vocabSize,
+      betas: options.betas,
+      eps: options.eps,
+      groups: options.groups.map(({ lrScale, weightDecay }) => ({
+        lrScale,
+        weightDecay,
+      })),
+      maxGradNorm: options.maxGradNorm,
+      software: isSoftwareGpu(),
+    },
+  );
 }

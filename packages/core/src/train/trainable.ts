@@ -9,6 +9,7 @@ import {
   type MemoryPlan,
 } from "../models/footprint.js";
 import type { PretrainedModel } from "../models/pretrained.js";
+import { compileTrainingSession } from "../models/step.js";
 import type {
   CompileTrainingOptions,
   TrainingSession,
@@ -88,6 +89,17 @@ export class FullFineTune implements TrainableModel {
       }),
       baseFormat: "float32",
     };
+  }
+
+  /** The compiled step over every weight, where the architecture's step gives each one's gradient. */
+  compileTraining(
+    options: CompileTrainingOptions,
+  ): TrainingSession | undefined {
+    return compileTrainingSession(this.model.lm, {
+      ...options,
+      checkpointing: this.gradientCheckpointing,
+      fullFineTune: true,
+    });
   }
 
   namedTrainableVariables(): NamedVariable[] {

@@ -108,7 +108,13 @@ export function doraForward(
   s.g.dispatch(
     `${label} dora scale`,
     doraScaleForward(N, OUT, bias !== undefined, residual !== undefined),
-    [y, z, ratio, ...(bias ? [bias] : []), ...(residual ? [residual] : [])],
+    [
+      y,
+      z,
+      ratio,
+      ...(bias ? [bias.value] : []),
+      ...(residual ? [residual] : []),
+    ],
   );
   return { y, saved: { lora: saved, z, ratio, norm } };
 }

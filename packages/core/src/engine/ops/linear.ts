@@ -14,8 +14,15 @@ import { addInto } from "../../kernels/elementwise/program.js";
 import { keepScale } from "../../kernels/lora_linear/dropout.js";
 import { matmulCall } from "../../kernels/lora_linear/program.js";
 import type { MatmulLayout } from "../../kernels/lora_linear/shader.wgsl.js";
-import type { BoundMatrix, BoundParam, StepBuilder } from "../builder.js";
-import type { GraphTensor } from "../graph.js";
+import { biasGrad } from "../../kernels/grads/column_grads.js";
+import type {
+  BoundMatrix,
+  BoundParam,
+  BoundVector,
+  StepBuilder,
+} from "../builder.js";
+import type { GraphTensor, TensorRange } from "../graph.js";
+import { recordParamGrads } from "./norm.js";
 import type { DoraBinding } from "./dora.js";
 
 export type WeightLayout = "in_out" | "out_in";
@@ -61,7 +68,7 @@ function addResidual(
 }
 
 export interface LinearOptions {
-  bias?: GraphTensor;
+  bias?: BoundVector;
   /** Added to the output: the block's skip connection. */
   residual?: GraphTensor;
 }
@@ -78,7 +85,7 @@ export function linearForward(
   const [IN, OUT] = features(w, layout);
   const N = x.size / IN;
   const y = s.g.activation(`${label}.out`, [N, OUT]);
-  const bias = options.bias ? [options.bias] : [];
+  const bias = options.bias ? [options.bias.value] : [];
   const fused =
     options.residual !== undefined &&
     residualFits(s, 3 + bias.length + w.scales.length);
@@ -103,17 +110,37 @@ export function linearForward(
   return y;
 }
 
-/** dx [N, IN] = dy·Wᵀ: a new tensor, or added into `into`. */
+/**
+ * The backward of `linearForward`: dx [N, IN] = dy·Wᵀ (a new tensor, added into `into`, or none without
+ * `inputGrad`), and when the layer itself trains (full fine-tuning) dW from its input x and db from dy.
+ */
 export function linearBackward(
   s: StepBuilder,
   label: string,
   dy: GraphTensor,
   w: BoundMatrix,
   layout: WeightLayout,
-  into?: GraphTensor,
-): GraphTensor {
+  options: {
+    into?: GraphTensor;
+    inputGrad?: boolean;
+    /** The forward's input: needed when W trains. */
+    x?: GraphTensor;
+    bias?: BoundVector;
+  } = {},
+): GraphTensor | undefined {
   const [IN, OUT] = features(w, layout);
   const N = dy.size / OUT;
+  if (w.grad) weightGrad(s, label, dy, options.x!, w.grad, layout, IN, OUT);
+  if (options.bias?.grad)
+    recordParamGrads(
+      s,
+      `${label} dbias`,
+      biasGrad(N, OUT),
+      [options.bias.grad],
+      [dy],
+    );
+  if (options.inputGrad === false) return undefined;
+  const { into } = options;
   const dx = into ?? s.g.activation(`${label}.dx`, [N, IN]);
   s.g.dispatch(
     `${label} dx`,
@@ -133,6 +160,31 @@ export function linearBackward(
     [dx, dy, w.data, ...w.scales],
   );
   return dx;
+}
+
+/** dW in W's stored layout: xᵀ·dy [IN, OUT] ('in_out') or dyᵀ·x [OUT, IN] ('out_in'), summed over the rows. */
+function weightGrad(
+  s: StepBuilder,
+  label: string,
+  dy: GraphTensor,
+  x: GraphTensor,
+  grad: TensorRange,
+  layout: WeightLayout,
+  IN: number,
+  OUT: number,
+): void {
+  const N = dy.size / OUT;
+  const [a, b, M, cols] =
+    layout === "in_out" ? [x, dy, IN, OUT] : [dy, x, OUT, IN];
+  s.g.dispatch(
+    `${label} dW`,
+    matmulCall(
+      { M, N: cols, K: N },
+      { ...PLAIN, xLayout: "km", wLayout: "kn", accumulate: "step" },
+      s.software,
+    ),
+    [grad, a, b],
+  );
 }
 
 /** One adapter on one layer, as a compiled step binds it. */
@@ -186,7 +238,7 @@ export function loraForward(
     [h, x, lora.A.value],
   );
   const y = s.g.activation(`${label}.out`, [N, OUT]);
-  const bias = options.bias ? [options.bias] : [];
+  const bias = options.bias ? [options.bias.value] : [];
   const fused =
     options.residual !== undefined &&
     residualFits(s, 5 + bias.length + w.scales.length);

@@ -21,8 +21,14 @@ import {
 } from "../../kernels/cross_entropy/program.js";
 import { matmulCall } from "../../kernels/lora_linear/program.js";
 import type { StepBuilder } from "../builder.js";
-import type { GraphTensor } from "../graph.js";
-import type { ChunkedTable } from "./embedding.js";
+import { subRange, type GraphTensor, type TensorRange } from "../graph.js";
+import type { Matrix } from "../../kernels/quant/packed.js";
+
+/** What the loss reads of the LM head: its vocabulary chunks, in vocabulary order. */
+export interface ChunkedTable {
+  readonly name: string;
+  readonly chunks: Matrix[];
+}
 
 /** Bytes of logits one row block may hold over the whole vocabulary, by default. */
 export const LOGIT_BUDGET = 64 * 2 ** 20;
@@ -61,7 +67,7 @@ export function crossEntropy(
   label: string,
   h: GraphTensor,
   head: ChunkedTable,
-  targets: GraphTensor,
+  targets: TensorRange,
   options: { softcap: number | undefined; logitBudget?: number },
 ): { loss: GraphTensor; dh: GraphTensor | undefined } {
   const chunks = head.chunks.map((c, k) =>
@@ -85,7 +91,7 @@ export function crossEntropy(
   for (let r0 = 0; r0 < N; r0 += block) {
     const n = Math.min(block, N - r0);
     const rows = h.range(r0 * C, n * C);
-    const t = targets.range(r0, n);
+    const t = subRange(targets, r0, n);
     const at = `${label} rows ${r0}..${r0 + n}`;
     const stats = s.g.activation(`${at}.stats`, [K, n, STATS_WIDTH]);
     const logits = chunks.map((w, k) => {
@@ -131,6 +137,24 @@ export function crossEntropy(
         chunkGradCall({ n, Vc, v0: starts[k]! }, options.softcap),
         [z, lse, t],
       );
+      // The head's own gradient when it trains: dE_k (+)= dzᵀ·h over this block's rows.
+      if (w.grad)
+        s.g.dispatch(
+          `${at} dE ${k}`,
+          matmulCall(
+            { M: Vc, N: C, K: n },
+            {
+              ...PLAIN,
+              xLayout: "km",
+              wLayout: "kn",
+              wFormat: "float32",
+              doubleQuant: false,
+              accumulate: r0 === 0 ? "step" : "always",
+            },
+            s.software,
+          ),
+          [w.grad, z, rows],
+        );
       s.g.dispatch(
         `${at} dh ${k}`,
         matmulCall(
