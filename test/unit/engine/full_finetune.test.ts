@@ -1,8 +1,8 @@
 /**
  * Full fine-tuning on the compiled step against the tape: every weight's gradient (projections and their biases,
  * norms, the embedding table, GPT-2's positions, a tied or untied LM head) agrees with tfjs autograd to 1e-5
- * relative, normwise, on every architecture whose step gives every weight's gradient. Gemma 3's does not (its
- * per-head q/k norms), and its full fine-tuning stays on the tape. Then a few optimizer steps: the same losses.
+ * relative, normwise, on every architecture (Gemma 3's per-head q/k norms included, to its measured noise floor
+ * of 3e-5, as in compiled_step.test.ts). Then a few optimizer steps: the same losses.
  */
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,6 +21,7 @@ import { expectNear, seededValues } from "../../helpers/tensors.js";
 import { TINY_CONFIGS } from "../models/tiny_configs.js";
 
 const RTOL = 1e-5;
+const rtolOf = (type: string) => (type === "gemma3_text" ? 3e-5 : RTOL);
 
 beforeAll(async () => {
   await startGpu();
@@ -74,6 +75,7 @@ const CASES: [string, Record<string, unknown>][] = [
   ["llama", {}],
   ["llama", { tie_word_embeddings: true }],
   ["qwen2", {}],
+  ["gemma3_text", {}],
 ];
 
 describe("full fine-tuning on the compiled step", () => {
@@ -101,7 +103,7 @@ describe("full fine-tuning on the compiled step", () => {
           expectNear(
             compiled.gradients[i]!,
             (await want!.data()) as Float32Array,
-            RTOL,
+            rtolOf(type),
             `d${key}`,
           );
         }
@@ -111,13 +113,6 @@ describe("full fine-tuning on the compiled step", () => {
         model.model.dispose();
       }
     });
-
-  it("leaves Gemma 3 to the tape: its step gives no gradient to the per-head q/k norms", async (ctx) => {
-    await needGpu(ctx);
-    const model = await trainable("gemma3_text");
-    expect(compile(model)).toBeUndefined();
-    model.model.dispose();
-  });
 
   it("trains to the tape's losses over 4 steps of AdamW with clipping", async (ctx) => {
     await needGpu(ctx);

@@ -2,7 +2,8 @@
  * Full fine-tuning's gradient programs (kernels/grads/) on the real device, against their float64 references:
  * - bias, LayerNorm (dweight and dbias from one pass) and RMSNorm column sums on N = 37 and 1500 rows by C = 50
  *   and 768, in one dispatch (one slice of rows) and in two (partial sums through a scratch), each mode forced
- *   on the other N too;
+ *   on the other N too; the per-head RMSNorm (rows (b·T + t)·H + h, rstd kept in [B, H, T] order) on 36 and 1500
+ *   rows, against the RMSNorm reference given the same rstd in row order;
  * - the token table's gradient on one chunk (97 rows from row 30 of a 200-row vocabulary) with repeated ids, ids
  *   of other chunks, padding ids and absent rows, and every chunk of the table in turn;
  * - the positional table's gradient, rows past T included;
@@ -32,6 +33,7 @@ import {
   layerNormParamGrads,
   recordColumnGrads,
   rmsNormScaleGrad,
+  headRmsNormScaleGrad,
   type ColumnGradKind,
 } from "../../../packages/core/src/kernels/grads/column_grads.js";
 import {
@@ -145,6 +147,24 @@ function sequence(a: ArrayLike<number>, b: ArrayLike<number>) {
 }
 
 describe("column gradients: bias, LayerNorm weight and bias, RMSNorm scale", () => {
+  /** Row n = (b·T + t)·H + h of a per-head norm, for N rows: T and H (B = N / (T·H)). */
+  const HEADS: Record<number, { T: number; H: number }> = {
+    36: { T: 4, H: 3 },
+    37: { T: 37, H: 1 },
+    1500: { T: 50, H: 6 },
+  };
+
+  /** rstd of rows n = (b·T + t)·H + h, reordered to [B, H, T] as the rope program keeps it. */
+  function headOrder(rstd: Float32Array, N: number): Float32Array {
+    const { T, H } = HEADS[N]!;
+    const out = new Float32Array(N);
+    for (let n = 0; n < N; n++) {
+      const [h, t, b] = [n % H, Math.floor(n / H) % T, Math.floor(n / (H * T))];
+      out[(b * H + h) * T + t] = rstd[n]!;
+    }
+    return out;
+  }
+
   /** One micro-batch of a norm's inputs: x with a different mean per row, dy, and the forward's statistics. */
   function normBatch(N: number, C: number, seed: number) {
     const x = seededValues(N * C, seed).map(
@@ -160,6 +180,7 @@ describe("column gradients: bias, LayerNorm weight and bias, RMSNorm scale", () 
       mean: f32(ln.mean),
       rstd: f32(ln.rstd),
       rmsRstd: f32(rms.rstd),
+      headRstd: HEADS[N] ? headOrder(f32(rms.rstd), N) : undefined,
     };
   }
   type NormBatch = ReturnType<typeof normBatch>;
@@ -168,12 +189,13 @@ describe("column gradients: bias, LayerNorm weight and bias, RMSNorm scale", () 
     bias: (d) => [d.dy],
     layerNorm: (d) => [d.dy, d.x, d.mean, d.rstd],
     rmsNorm: (d) => [d.dy, d.x, d.rmsRstd],
+    headRmsNorm: (d) => [d.dy, d.x, d.headRstd!],
   };
 
   function reference(kind: ColumnGradKind, d: NormBatch, N: number, C: number) {
     const shape = { N, C };
     if (kind === "bias") return [biasGradReference(d.dy, shape)];
-    if (kind === "rmsNorm")
+    if (kind === "rmsNorm" || kind === "headRmsNorm")
       return [rmsNormScaleGradReference(d.dy, d.x, d.rmsRstd, shape)];
     const g = layerNormParamGradsReference(d.dy, d.x, d.mean, d.rstd, shape);
     return [g.dWeight, g.dBias];
@@ -188,7 +210,16 @@ describe("column gradients: bias, LayerNorm weight and bias, RMSNorm scale", () 
     rowsPerSlice?: number,
     microBatches = 3,
   ) {
-    const grads = columnGrads(kind, N, C, rowsPerSlice);
+    const grads =
+      kind === "headRmsNorm"
+        ? headRmsNormScaleGrad(
+            N / (HEADS[N]!.T * HEADS[N]!.H),
+            HEADS[N]!.T,
+            HEADS[N]!.H,
+            C,
+            rowsPerSlice,
+          )
+        : columnGrads(kind, N, C, rowsPerSlice);
     expect(grads.calls.length, "dispatches").toBe(expectedCalls);
     // [PAD | out 0 | gap | out 1 | PAD], each output at a 256-byte offset.
     const offsets: number[] = [];
@@ -249,6 +280,23 @@ describe("column gradients: bias, LayerNorm weight and bias, RMSNorm scale", () 
           await check(kind, N, C, calls);
         });
       }
+
+  for (const N of [36, 1500]) {
+    const calls = N === 36 ? 1 : 2;
+    it(`headRmsNorm [${N}, 64] (T ${HEADS[N]!.T}, H ${HEADS[N]!.H}) in ${calls} dispatch(es) matches RMSNorm's sum with rstd in row order`, async (ctx) => {
+      await needGpu(ctx);
+      await check("headRmsNorm", N, 64, calls);
+    });
+  }
+  it("headRmsNorm: 36 rows forced into slices of 5 match too", async (ctx) => {
+    await needGpu(ctx);
+    await check("headRmsNorm", 36, 64, 2, 5);
+  });
+  it("headRmsNorm refuses rows that are not whole [T, H] blocks", () => {
+    expect(() =>
+      columnGrads("headRmsNorm", 10, 8, undefined, { T: 4, H: 3 }),
+    ).toThrow(/10 rows are not a whole number of \[T 4, H 3\] blocks/);
+  });
 
   for (const kind of kinds) {
     it(`${kind}: 37 rows forced into slices of 5 (the last short) match too`, async (ctx) => {

@@ -6,7 +6,7 @@
  *   forward                                          backward (reverse order)
  *   n1 = rmsnorm(x)                                  dx  = dy + rmsnorm'(dn1)           (dy updated in place)
  *   q, k, v = n1·Wq, n1·Wk, n1·Wv                    dn1 = dq·Wqᵀ + dk·Wkᵀ + dv·Wvᵀ
- *   q', k' = rope(qnorm(q)), rope(knorm(k))          dq, dk = (rope∘norm)⁻¹'(dq', dk')
+ *   q', k' = rope(qnorm(q)), rope(knorm(k))          dq, dk = (rope∘norm)'(dq', dk')  (+ dqnorm, dknorm)
  *   o = attention(q', k', v)                         dq', dk', dv = attention'(do)
  *   x1 = x + rmsnorm(o·Wo)                           do = rmsnorm'(dx1)·Woᵀ,  dx1 = dy + rmsnorm'(dn2)
  *   n2 = rmsnorm(x1)                                 dn2 = dgate·Wgᵀ + dup·Wuᵀ
@@ -118,9 +118,9 @@ class Gemma3BlockStep implements StepBlock<Saved> {
     return s.vector(t, `${this.name}.${name}.weight`);
   }
 
-  /** The per-head q/k norm weights: frozen here (their gradient is not part of the compiled step). */
-  private headNorm(s: StepBuilder, t: tf.Tensor1D, name: string): GraphTensor {
-    return s.tensor(t, `${this.name}.${name}.weight`);
+  /** A per-head q/k norm's weight [D], shared by every head. */
+  private headNorm(s: StepBuilder, t: tf.Tensor1D, name: string): BoundVector {
+    return s.vector(t, `${this.name}.${name}.weight`);
   }
 
   private options() {
@@ -149,11 +149,11 @@ class Gemma3BlockStep implements StepBlock<Saved> {
     const k = a.k_proj.stepForward(s, n1.y);
     const v = a.v_proj.stepForward(s, n1.y);
     const qNorm = {
-      weight: this.headNorm(s, a.q_norm, "self_attn.q_norm"),
+      weight: this.headNorm(s, a.q_norm, "self_attn.q_norm").value,
       eps,
     };
     const kNorm = {
-      weight: this.headNorm(s, a.k_norm, "self_attn.k_norm"),
+      weight: this.headNorm(s, a.k_norm, "self_attn.k_norm").value,
       eps,
     };
     const qr = ropeHeads(
@@ -297,15 +297,19 @@ class Gemma3BlockStep implements StepBlock<Saved> {
     );
     const dq = s.g.activation(`${name}.dq`, [B * T, H * D]);
     const dk = s.g.activation(`${name}.dk`, [B * T, G * D]);
+    const qNorm = this.headNorm(s, a.q_norm, "self_attn.q_norm");
+    const kNorm = this.headNorm(s, a.k_norm, "self_attn.k_norm");
     ropeHeadsBackward(s, `${name}.q`, dqr, rowHeads(dq, B, T, H, D), rope, {
-      weight: this.headNorm(s, a.q_norm, "self_attn.q_norm"),
+      weight: qNorm.value,
       input: rowHeads(sv.q.y, B, T, H, D),
       rstd: sv.qr.rstd!,
+      grad: qNorm.grad,
     });
     ropeHeadsBackward(s, `${name}.k`, dkr, rowHeads(dk, B, T, G, D), rope, {
-      weight: this.headNorm(s, a.k_norm, "self_attn.k_norm"),
+      weight: kNorm.value,
       input: rowHeads(sv.k.y, B, T, G, D),
       rstd: sv.kr.rstd!,
+      grad: kNorm.grad,
     });
     const dn1 = a.q_proj.stepBackward(s, sv.q.saved, dq, { inputGrad });
     a.k_proj.stepBackward(s, sv.k.saved, dk, { into: dn1, inputGrad });
@@ -336,8 +340,6 @@ export function gemma3Step(m: Gemma3StepModel): StepArchitecture {
   return {
     head: m.head,
     logitSoftcap: m.dims.finalLogitSoftcap,
-    // The per-head q/k norms' weights get no gradient here: full fine-tuning of Gemma 3 runs on the tape.
-    fullFineTune: false,
     layers(s, B, T) {
       const tables = (invFreq: Float64Array, name: string): RopeTables => {
         const { cos, sin } = ropeTableValues(invFreq, 0, T);

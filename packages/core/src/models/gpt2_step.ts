@@ -209,7 +209,6 @@ export function gpt2Step(m: Gpt2StepModel): StepArchitecture {
   return {
     head: m.wte,
     logitSoftcap: undefined,
-    fullFineTune: true,
     layers(_s, B, T) {
       const dims = { B, T, H, G: H, D: C / H };
       return {

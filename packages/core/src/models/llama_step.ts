@@ -265,7 +265,6 @@ export function llamaStep(m: LlamaStepModel): StepArchitecture {
   return {
     head: m.head,
     logitSoftcap: undefined,
-    fullFineTune: true,
     layers(s, B, T): StepLayers {
       const { cos, sin } = ropeTableValues(m.invFreq, 0, T);
       const rope = {

@@ -65,8 +65,6 @@ export interface StepArchitecture {
   head: Embedding;
   /** Gemma-style final logit softcapping. */
   logitSoftcap: number | undefined;
-  /** Whether the step computes the gradient of every weight, so that full fine-tuning can run on it. */
-  fullFineTune: boolean;
 }
 
 /**
@@ -155,19 +153,15 @@ export function recordStep(
 
 /**
  * A training session of this model's compiled step over `options.groups`' variables (adapter tensors, or every
- * weight for full fine-tuning); undefined where there is no compiled step (no WebGPU backend, an architecture
- * without one, or full fine-tuning of one whose step does not give every weight's gradient).
+ * weight for full fine-tuning); undefined where there is no compiled step (no WebGPU backend, or an architecture
+ * without one).
  */
 export function compileTrainingSession(
   lm: CausalLM,
-  options: CompileTrainingOptions & {
-    checkpointing: boolean;
-    fullFineTune?: boolean;
-  },
+  options: CompileTrainingOptions & { checkpointing: boolean },
 ): TrainingSession | undefined {
   const arch = lm.stepArchitecture();
   if (!arch || tf.getBackend() !== "webgpu") return undefined;
-  if (options.fullFineTune && !arch.fullFineTune) return undefined;
   const { checkpointing, logitBudget } = options;
   const record = (s: StepBuilder, B: number, T: number) =>
     recordStep(s, arch, B, T, { checkpointing, logitBudget });

@@ -91,14 +91,13 @@ export class FullFineTune implements TrainableModel {
     };
   }
 
-  /** The compiled step over every weight, where the architecture's step gives each one's gradient. */
+  /** The compiled step over every weight: each gets its gradient in the training state. */
   compileTraining(
     options: CompileTrainingOptions,
   ): TrainingSession | undefined {
     return compileTrainingSession(this.model.lm, {
       ...options,
       checkpointing: this.gradientCheckpointing,
-      fullFineTune: true,
     });
   }
 

@@ -3,6 +3,8 @@
  *   bias:      db [C] = Σ_n dy[n, c]
  *   LayerNorm: dweight [C] = Σ_n dy[n, c]·(x[n, c] − mean[n])·rstd[n],  dbias [C] = Σ_n dy[n, c]
  *   RMSNorm:   dscale [C] = Σ_n dy[n, c]·x[n, c]·rstd[n]   (also Gemma's w in x·rstd·(1 + w))
+ *   per-head RMSNorm (Gemma 3's q/k norms): the same, over the rows n = (b·T + t)·H + h of a projection's heads,
+ *              with rstd kept per head in [B, H, T] order (rope/program.ts): rstd[(b·H + h)·T + t]
  * mean and rstd are what the norm's forward kept (norm/program.ts). Every output is a range of the training
  * state's gradient buffer: written on an optimizer step's first micro-batch (step.accumulate = 0), added to after.
  *
@@ -36,14 +38,14 @@ export const GRAD_MAX_SLICES = 256;
 /** Invocations per workgroup of the second pass: one column each. */
 export const GRAD_FINAL_WORKGROUP = 256;
 
-export type ColumnGradKind = "bias" | "layerNorm" | "rmsNorm";
+export type ColumnGradKind = "bias" | "layerNorm" | "rmsNorm" | "headRmsNorm";
 
 interface KindSpec {
   /** The arrays each row reads, in binding order. */
   inputs: string[];
   /** The names of the outputs, in binding order. */
   outputs: string[];
-  /** WGSL before the terms, per element: `n` the row, `at` = n·C + c. */
+  /** WGSL before the terms, per element: `n` the row, `at` = n·C + c, uniforms T and H (1 unless heads). */
   prelude: string;
   /** One term per output, summed over rows. */
   terms: string[];
@@ -67,6 +69,16 @@ const KINDS: Record<ColumnGradKind, KindSpec> = {
     outputs: ["dScale"],
     prelude: "let g = dY[at];",
     terms: ["g * X[at] * rstd[n]"],
+  },
+  headRmsNorm: {
+    inputs: ["dY", "X", "rstd"],
+    outputs: ["dScale"],
+    prelude: `let g = dY[at];
+      let h = n % uniforms.H;
+      let t = (n / uniforms.H) % uniforms.T;
+      let b = n / (uniforms.H * uniforms.T);
+      let r = rstd[(b * uniforms.H + h) * uniforms.T + t];`,
+    terms: ["g * X[at] * r"],
   },
 };
 
@@ -135,7 +147,7 @@ const storeGrad = (out: string, i: string, v: string) => `
 /**
  * The row pass: workgroup `block + blocks·slice` (wrapped into y by flatGrid) sums rows [slice·rowsPerSlice, ...)
  * of columns [32·block, 32·block + 32). `direct`: the one slice stores into the outputs; else into P.
- * Uniforms: N, C, rowsPerSlice, S.
+ * Uniforms: N, C, rowsPerSlice, S, T, H.
  */
 function rowPass(kind: ColumnGradKind, direct: boolean): Program {
   const spec = KINDS[kind];
@@ -167,6 +179,8 @@ function rowPass(kind: ColumnGradKind, direct: boolean): Program {
       { name: "C", type: "i32" },
       { name: "rowsPerSlice", type: "i32" },
       { name: "S", type: "i32" },
+      { name: "T", type: "i32" },
+      { name: "H", type: "i32" },
     ],
     stepParams: direct,
     workgroupSize: [CW, L, 1],
@@ -245,8 +259,9 @@ ${ks.map((k) => `    total${k} = total${k} + P[(s * ${K} + ${k}) * C + c];`).joi
  * - bias:      dBias [C] | dY [N, C]
  * - layerNorm: dWeight [C], dBias [C] | dY [N, C], X [N, C], mean [N], rstd [N]
  * - rmsNorm:   dScale [C] | dY [N, C], X [N, C], rstd [N]
- * One call: outputs (written or added to, per step.accumulate), then inputs; uniforms N, C, rowsPerSlice, S = 1.
- * Two calls: first P [S, K, C] (the scratch, written), then inputs; uniforms N, C, rowsPerSlice, S. Second:
+ * - headRmsNorm: dScale [D] | dY [B·T·H, D], X [B·T·H, D], rstd [B, H, T] (`heads` gives T and H)
+ * One call: outputs (written or added to, per step.accumulate), then inputs; uniforms N, C, rowsPerSlice, S = 1,
+ * T, H. Two calls: first P [S, K, C] (the scratch, written), then inputs; uniforms N, C, rowsPerSlice, S, T, H. Second:
  * outputs, then P; uniforms C, S; step parameters: accumulate.
  */
 export function columnGrads(
@@ -254,8 +269,13 @@ export function columnGrads(
   N: number,
   C: number,
   rowsPerSlice?: number,
+  heads: { T: number; H: number } = { T: 1, H: 1 },
 ): ColumnGrads {
-  checkShape(`columnGrads(${kind})`, { N, C });
+  checkShape(`columnGrads(${kind})`, { N, C, ...heads });
+  if (N % (heads.T * heads.H) !== 0)
+    throw new ShapeError(
+      `columnGrads(${kind}): ${N} rows are not a whole number of [T ${heads.T}, H ${heads.H}] blocks.`,
+    );
   const spec = KINDS[kind];
   const K = spec.outputs.length;
   const { rowsPerSlice: rows, slices } = columnGradSlicing(N, rowsPerSlice);
@@ -267,7 +287,7 @@ export function columnGrads(
   };
   const first: ProgramCall = {
     program: rowPass(kind, slices === 1),
-    uniforms: [N, C, rows, slices],
+    uniforms: [N, C, rows, slices, heads.T, heads.H],
     workgroups: flatGrid(blocks * slices),
   };
   if (slices === 1) return { ...common, scratch: 0, calls: [first] };
@@ -299,6 +319,18 @@ export const layerNormParamGrads = (
 /** dscale [C] of an RMSNorm, from dy, x and the forward's rstd. */
 export const rmsNormScaleGrad = (N: number, C: number, rowsPerSlice?: number) =>
   columnGrads("rmsNorm", N, C, rowsPerSlice);
+
+/**
+ * dscale [D] of a per-head RMSNorm over a projection's heads x [B·T, H·D] (rows b·T + t, head h at columns h·D),
+ * from dy in the same layout and the forward's rstd [B, H, T].
+ */
+export const headRmsNormScaleGrad = (
+  B: number,
+  T: number,
+  H: number,
+  D: number,
+  rowsPerSlice?: number,
+) => columnGrads("headRmsNorm", B * T * H, D, rowsPerSlice, { T, H });
 
 /**
  * Records a column reduction with whatever records dispatches (a StepGraph: `(call, b) => g.dispatch(label,
