@@ -15,7 +15,6 @@ import {
   type WeightOptions,
 } from "@webtune/core";
 import { setAttentionKernelVariant } from "../../../packages/core/src/kernels/attention/program.js";
-import { variableGradsFreeingAsTheyGo } from "../../../packages/core/src/backend/tape.js";
 import type { TrainingSession } from "../../../packages/core/src/engine/session.js";
 import { resolveConfig } from "../../../packages/core/src/models/registry.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
@@ -122,7 +121,7 @@ async function tape(
   peft.state.training = true;
   peft.state.dropoutSeed = dropoutSeed;
   const vars = peft.trainableVariables();
-  const { value, grads } = variableGradsFreeingAsTheyGo(
+  const { value, grads } = tf.variableGrads(
     () => peft.loss(batch.inputIds, batch.labels),
     vars,
   );

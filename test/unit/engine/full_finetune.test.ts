@@ -13,7 +13,6 @@ import {
   Trainer,
   type TrainEvent,
 } from "@webtune/core";
-import { variableGradsFreeingAsTheyGo } from "../../../packages/core/src/backend/tape.js";
 import { resolveConfig } from "../../../packages/core/src/models/registry.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
 import { randomWeightSource } from "../../helpers/random_weights.js";
@@ -92,7 +91,7 @@ describe("full fine-tuning on the compiled step", () => {
           lossScale: 1 / tokens,
           dropoutSeed: 0,
         });
-        const { value, grads } = variableGradsFreeingAsTheyGo(
+        const { value, grads } = tf.variableGrads(
           () => model.loss(batch.inputIds, batch.labels),
           named.map((n) => n.variable),
         );

@@ -1,6 +1,6 @@
 /**
- * tfjs-backend-webgpu's buffers, from outside: bytes in use and at peak, trimming the pool of released buffers,
- * bounding releases deferred until the next submit.
+ * tfjs-backend-webgpu's buffers, from outside: bytes in use and at peak, and trimming the pool of released
+ * buffers (for the tfjs forward passes of evaluation and generation, whose shapes vary).
  */
 import * as tf from "@tensorflow/tfjs";
 
@@ -124,55 +124,4 @@ export function trimBufferPool(floorBytes = 256 * MiB): number {
   }
   recent.clear();
   return freed;
-}
-
-/** The part of WebGPUBackend that defers releasing a disposed tensor's buffer until its commands are submitted. */
-interface DeferredReleases {
-  tensorDataPendingDisposal: object[];
-  tensorMap: { get(dataId: object): { resource?: unknown } | undefined };
-  commandQueueOwnedIds: WeakSet<object>;
-  commandEncoder: GPUCommandEncoder | null;
-  /** Set while tf.time/tf.profile measure kernels, which submit on their own schedule. */
-  activeTimers: unknown;
-  disposeData(dataId: object, force?: boolean): boolean;
-  submitQueue(): void;
-  endComputePassEncoder(): void;
-}
-
-const boundedBackends = new WeakSet<object>();
-
-/**
- * Caps the bytes of disposed tensors whose buffers tfjs-backend-webgpu holds back until it next submits its
- * commands. tfjs submits every 15 dispatches, so a disposed tensor's buffer stays in use until then: with the
- * [tokens, 16k] logits of a loss chunk, or a layer's gradients in the backward pass, that held 100–230 MB beyond
- * what was alive. When the held bytes pass `maxBytes`, the commands recorded so far are submitted (WebGPU runs
- * them in order, so the buffers can be reused at once). A no-op on other backends; installed once per backend.
- */
-export function boundDeferredReleases(maxBytes = 16 * MiB): void {
-  if (tf.getBackend() !== "webgpu") return;
-  const b = tf.backend() as unknown as DeferredReleases;
-  if (boundedBackends.has(b) || !Array.isArray(b.tensorDataPendingDisposal))
-    return;
-  boundedBackends.add(b);
-  let held = 0;
-  const submit = b.submitQueue.bind(b);
-  b.submitQueue = () => {
-    held = 0;
-    submit();
-  };
-  const dispose = b.disposeData.bind(b);
-  b.disposeData = (dataId, force) => {
-    const before = b.tensorDataPendingDisposal.length;
-    const resource = b.tensorMap.get(dataId)?.resource as
-      { size?: number } | undefined;
-    const done = dispose(dataId, force);
-    if (b.tensorDataPendingDisposal.length > before) {
-      held += resource?.size ?? 0;
-      if (held > maxBytes && b.commandEncoder && b.activeTimers == null) {
-        b.endComputePassEncoder();
-        b.submitQueue();
-      }
-    }
-    return done;
-  };
 }

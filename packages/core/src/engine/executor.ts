@@ -18,7 +18,12 @@ import {
 } from "../runtime/memory.js";
 import type { GraphTensor, StepGraph } from "./graph.js";
 import { compileProgram, type CompiledProgram } from "./pipelines.js";
-import { alignUp, planBuffers, type BufferPlan } from "./plan.js";
+import {
+  alignUp,
+  planBuffers,
+  type BufferPlan,
+  type PlanOptions,
+} from "./plan.js";
 
 /** Read when used: in Node the GPU* globals exist only once the runtime has started. */
 const storageUsage = () =>
@@ -84,6 +89,17 @@ interface Location {
   byteOffset: number;
 }
 
+/** How a graph's activations are packed on `device`: its binding alignment, arenas no larger than a buffer. */
+export function planOptions(device: GPUDevice): PlanOptions {
+  return {
+    alignment: Math.max(
+      256,
+      device.limits.minStorageBufferOffsetAlignment ?? 256,
+    ),
+    maxArenaBytes: Math.min(device.limits.maxBufferSize, 2 ** 31),
+  };
+}
+
 export class CompiledGraph {
   readonly plan: BufferPlan;
   private readonly programs: CompiledProgram[];
@@ -107,13 +123,7 @@ export class CompiledGraph {
   ) {
     if (graph.dispatches.length === 0)
       throw new ShapeError("A step graph with no dispatches was compiled.");
-    this.plan = planBuffers(graph, {
-      alignment: Math.max(
-        256,
-        device.limits.minStorageBufferOffsetAlignment ?? 256,
-      ),
-      maxArenaBytes: Math.min(device.limits.maxBufferSize, 2 ** 31),
-    });
+    this.plan = planBuffers(graph, planOptions(device));
     arenas.ensure(this.plan.arenas);
     this.programs = graph.dispatches.map((d) =>
       compileProgram(device, d.call.program),

@@ -15,11 +15,11 @@ import { ShapeError } from "../errors.js";
 import type { StepParams } from "../kernels/step_params.js";
 import { StepBuilder } from "./builder.js";
 import { Engine } from "./engine.js";
-import type { CompiledGraph } from "./executor.js";
+import { planOptions, type CompiledGraph } from "./executor.js";
 import { graphLimits, StepGraph, type GraphTensor } from "./graph.js";
 import { embeddingGradIndex } from "../kernels/grads/embedding_grads.js";
 import { recordOptimizer } from "./ops/optimizer.js";
-import { alignUp } from "./plan.js";
+import { alignUp, planBuffers } from "./plan.js";
 import { readBuffer, TrainState, type StateEntry } from "./state.js";
 
 /**
@@ -108,6 +108,16 @@ export interface CompileTrainingOptions {
   logitBudget?: number;
 }
 
+/** The GPU bytes a training step of one shape holds beyond the model's weights, from its plan. */
+export interface StepMemory {
+  /** The training state: trained values, their gradients and AdamW's two moments (f32 each). */
+  state: number;
+  /** The step's arenas (every activation, packed by lifetime) and its own inputs and read-backs. */
+  activations: number;
+  /** The largest range one dispatch binds (recording refuses one over the storage binding limit). */
+  largestTensor: { name: string; bytes: number };
+}
+
 /** At most this many step graphs are kept per mode; the least recently used is released first. */
 const MAX_PLANS = 8;
 
@@ -162,6 +172,37 @@ export class TrainingSession {
       this.plans.delete(oldest);
     }
     return plan;
+  }
+
+  /**
+   * The memory of a training step of this batch's padded shape, from its buffer plan: recorded and planned, but
+   * nothing allocated or compiled, so that a step that will not fit is refused before it takes the memory.
+   */
+  memoryPlan(batch: SessionBatch): StepMemory {
+    const [B, T] = this.shapeOf(batch);
+    const g = new StepGraph(graphLimits(this.device));
+    this.record.train(
+      new StepBuilder(g, this.options.software, "train", this.state),
+      B,
+      T,
+    );
+    const plan = planBuffers(g, planOptions(this.device));
+    const own = g.tensors.filter(
+      (t) => t.source.kind === "input" || g.readbacks.includes(t),
+    );
+    let largest = { name: "", bytes: 0 };
+    for (const d of g.dispatches)
+      for (const { tensor, length } of d.bindings) {
+        const bytes = (tensor.bytes / tensor.size) * length;
+        if (bytes > largest.bytes) largest = { name: tensor.name, bytes };
+      }
+    return {
+      state: 4 * this.state.size * 4,
+      activations:
+        plan.arenas.reduce((a, b) => a + b, 0) +
+        own.reduce((a, t) => a + t.bytes, 0),
+      largestTensor: largest,
+    };
   }
 
   /** The padded shape of a batch: [rows, tokens] rounded up to the session's buckets. */

@@ -78,14 +78,15 @@ export abstract class CausalLM {
   /** Gemma-style final logit softcapping: cap·tanh(logit / cap). */
   protected readonly logitSoftcap: number | undefined = undefined;
   /**
-   * Activation checkpointing (HF's gradient checkpointing): while a gradient is taken without a KV cache, each
-   * decoder block keeps only its input and runs again in the backward pass. Same gradients, less peak memory,
-   * about one more forward pass of compute.
+   * Activation checkpointing (HF's gradient checkpointing) in the compiled training step (models/step.ts): each
+   * decoder block keeps only its input and runs again before its backward pass. Same gradients, less peak
+   * memory, about one more forward pass of compute. The tfjs forward ignores it; the Trainer refuses it on the
+   * tape.
    *
    * @example
    * ```ts
-   * model.lm.gradientCheckpointing = true;
-   * const { grads } = tf.variableGrads(() => model.loss(ids));
+   * model.lm.gradientCheckpointing = true; // or: new Trainer(peft, { gradientCheckpointing: true })
+   * const session = peft.compileTraining({ ... });
    * ```
    */
   gradientCheckpointing = false;

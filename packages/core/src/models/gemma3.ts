@@ -25,7 +25,6 @@ import {
   splitHeads,
   type RopeScaling,
 } from "./layers.js";
-import { blockVariables, runBlock } from "./recompute.js";
 import { ropeScaling } from "./rope.js";
 import {
   loadAttentionProjections,
@@ -200,15 +199,6 @@ class Gemma3DecoderLayer {
     ) as tf.Tensor3D;
   }
 
-  /** The trainable tensors forward reads: the parameters of its checkpointed recomputation. */
-  trainableVariables(): tf.Variable[] {
-    const a = this.self_attn;
-    return blockVariables(
-      [a.q_norm, a.k_norm, ...Object.values(this.norms)],
-      this.linears(),
-    );
-  }
-
   linears(): Linear[] {
     const a = this.self_attn;
     return [
@@ -266,13 +256,9 @@ export class Gemma3ForCausalLM extends CausalLM {
         mask: causalMask(T, past, this.dims.slidingWindow),
       };
       this.layers.forEach((layer, i) => {
-        x = runBlock(
-          this.gradientCheckpointing && !cache,
-          (h, c) => layer.forward(h, this.dims, c, i, cache),
-          x,
-          this.dims.sliding[i] ? local : full,
-          () => layer.trainableVariables(),
-        );
+        const context = this.dims.sliding[i] ? local : full;
+        // A scope per block: only what the backward pass saved outlives it.
+        x = tf.tidy(() => layer.forward(x, this.dims, context, i, cache));
       });
       return rmsNorm(x, this.norm, this.dims.rmsNormEps) as tf.Tensor3D;
     });

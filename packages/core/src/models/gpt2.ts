@@ -17,7 +17,6 @@ import {
   mergeHeads,
   splitHeads,
 } from "./layers.js";
-import { blockVariables, runBlock } from "./recompute.js";
 import {
   loadWeights,
   type WeightOptions,
@@ -109,15 +108,6 @@ class Gpt2Block {
     ) as tf.Tensor3D;
   }
 
-  /** The trainable tensors forward reads: the parameters of its checkpointed recomputation. */
-  trainableVariables(): tf.Variable[] {
-    const { ln_1, ln_2 } = this;
-    return blockVariables(
-      [ln_1.weight, ln_1.bias, ln_2.weight, ln_2.bias],
-      this.linears(),
-    );
-  }
-
   linears(): Linear[] {
     return [this.c_attn, this.c_proj, this.c_fc, this.mlp_c_proj];
   }
@@ -147,13 +137,8 @@ export class Gpt2LMHeadModel extends CausalLM {
         .add(tf.gather(this.wpe, positions)) as tf.Tensor3D; // [B, T, C]
       const mask = causalMask(T, past);
       this.h.forEach((block, i) => {
-        x = runBlock(
-          this.gradientCheckpointing && !cache,
-          (h, m) => block.forward(h, this.dims, m, i, cache),
-          x,
-          mask,
-          () => block.trainableVariables(),
-        );
+        // A scope per block: only what the backward pass saved outlives it.
+        x = tf.tidy(() => block.forward(x, this.dims, mask, i, cache));
       });
       return layerNorm(
         x,

@@ -22,7 +22,6 @@ import {
   splitHeads,
   type RopeScaling,
 } from "./layers.js";
-import { blockVariables, runBlock } from "./recompute.js";
 import { ropeScaling } from "./rope.js";
 import { llamaStep } from "./llama_step.js";
 import type { StepArchitecture } from "./step.js";
@@ -124,14 +123,6 @@ class LlamaDecoderLayer {
     return x.add(this.mlp.down_proj.forward(gated)) as tf.Tensor3D;
   }
 
-  /** The trainable tensors forward reads: the parameters of its checkpointed recomputation. */
-  trainableVariables(): tf.Variable[] {
-    return blockVariables(
-      [this.input_layernorm, this.post_attention_layernorm],
-      this.linears(),
-    );
-  }
-
   linears(): Linear[] {
     const a = this.self_attn;
     return [
@@ -172,13 +163,8 @@ export class LlamaForCausalLM extends CausalLM {
       const rope = ropeTables(this.invFreq, past, T);
       const mask = causalMask(T, past);
       this.layers.forEach((layer, i) => {
-        x = runBlock(
-          this.gradientCheckpointing && !cache,
-          (h, c) => layer.forward(h, this.dims, c.rope, c.mask, i, cache),
-          x,
-          { rope, mask },
-          () => layer.trainableVariables(),
-        );
+        // A scope per block: only what the backward pass saved outlives it.
+        x = tf.tidy(() => layer.forward(x, this.dims, rope, mask, i, cache));
       });
       return rmsNorm(x, this.norm, this.dims.rmsNormEps) as tf.Tensor3D;
     });

@@ -5,8 +5,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { DeviceError } from "../errors.js";
-import { boundDeferredReleases } from "../backend/buffers.js";
-import { keepOnlyShapesForShapeGradients } from "../backend/tape.js";
 import {
   acquireDevice,
   describeAdapter,
@@ -67,7 +65,6 @@ export function initRuntime(options: RuntimeOptions = {}): Promise<GpuInfo> {
 }
 
 async function start(options: RuntimeOptions): Promise<GpuInfo> {
-  keepOnlyShapesForShapeGradients();
   if (options.backend === "cpu")
     return startCpu('requested with backend: "cpu"');
   try {
@@ -92,7 +89,6 @@ async function startWebGPU(options: RuntimeOptions): Promise<GpuInfo> {
     );
   // tfjs silently computes ops on tensors under 1000 elements on the CPU; LoRA's small matrices fall into that.
   tf.env().set("WEBGPU_CPU_FORWARD", false);
-  boundDeferredReleases();
 
   const info: GpuInfo = {
     backend: "webgpu",

@@ -8,6 +8,8 @@ import type { MemoryFootprint } from "../models/footprint.js";
 
 export interface PreflightContext {
   footprint: MemoryFootprint;
+  /** The footprint is the compiled step's buffer plan (exact), not the model's estimate. */
+  planned?: boolean;
   batch: number;
   tokens: number;
   /** The device's maxStorageBufferBindingSize (Infinity on the CPU backend). */
@@ -59,7 +61,8 @@ export function preflight(c: PreflightContext): void {
   }
   if (c.budget !== undefined && f.peak > c.budget) {
     throw new ConfigError(
-      `Trainer: one step is expected to need about ${mib(f.peak)} of GPU memory, over the budget of ${mib(c.budget)}: ` +
+      `Trainer: one step ${c.planned ? "is planned to need" : "is expected to need about"} ${mib(f.peak)} of GPU ` +
+        `memory, over the budget of ${mib(c.budget)}: ` +
         `base weights ${mib(f.baseWeights)}, trained tensors ${mib(f.trained)}, their gradients and optimizer ` +
         `state ${mib(f.gradientsAndOptimizer)}, activations ${mib(f.activations)}. To fit: ${suggestions(c).join("; or ")}.`,
     );

@@ -5,8 +5,7 @@
  * loop reads the same either way.
  */
 import * as tf from "@tensorflow/tfjs";
-import { trimBufferPool } from "../backend/buffers.js";
-import type { TrainingSession } from "../engine/session.js";
+import type { StepMemory, TrainingSession } from "../engine/session.js";
 import type { AdamWMoments, AdamWState } from "./optimizer.js";
 import { AdamW, type ParamGroup } from "./optimizer.js";
 import { tapeStep } from "./tape_step.js";
@@ -77,8 +76,6 @@ export class TapeStepper implements Stepper {
       maxGradNorm: this.options.maxGradNorm,
       ...scalars,
     });
-    // Padded batches differ in length, and tfjs pools buffers by exact size: keep the pool bounded.
-    trimBufferPool();
     return {
       // A CPU-GPU sync point.
       result: async () => {
@@ -117,6 +114,11 @@ export class TapeStepper implements Stepper {
 /** The engine's training session: AdamW's moments live there, and the variables are synced at the edges. */
 export class CompiledStepper implements Stepper {
   readonly optimizer: OptimizerState;
+
+  /** The planned GPU bytes of a step of this batch's shape, beyond the model's weights (nothing allocated). */
+  memory(batch: TrainBatch): StepMemory {
+    return this.session.memoryPlan(batch);
+  }
 
   constructor(private readonly session: TrainingSession) {
     const entries = session.state.entries;

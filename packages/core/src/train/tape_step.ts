@@ -1,11 +1,10 @@
 /**
  * One optimizer step on tfjs's autograd (the tape): each micro-batch's loss and gradients, weighted by its share
  * of the step's loss tokens and added up, then global-norm clipping and AdamW. The compiled step (engine/) does
- * the same in one submit; this path is its oracle, and trains what has no compiled step (full fine-tuning,
- * DoRA, the CPU backend).
+ * the same in one submit; this path is its oracle, and trains where there is no compiled step (the CPU backend).
+ * It is plain tfjs autograd: its peak memory holds every block's activations and gradients at once.
  */
 import * as tf from "@tensorflow/tfjs";
-import { variableGradsFreeingAsTheyGo } from "../backend/tape.js";
 import { clipGradNorm } from "./clip.js";
 import type { AdamW } from "./optimizer.js";
 import type { TrainableModel } from "./trainable.js";
@@ -31,7 +30,7 @@ export function tapeStep(
   group.forEach((batch, i) => {
     model.state.dropoutSeed = options.dropoutSeeds[i]!;
     const weight = options.weights[i]!;
-    const { value, grads } = variableGradsFreeingAsTheyGo(
+    const { value, grads } = tf.variableGrads(
       () => model.loss(batch.inputIds, batch.labels).mul(weight) as tf.Scalar,
       options.vars,
     );

@@ -9,6 +9,8 @@ import { lowbias32 } from "../hash.js";
 import { gpuMemory, resetPeakMemory } from "../runtime/memory.js";
 import { gpuInfo } from "../runtime/runtime.js";
 import { preflight } from "./preflight.js";
+import type { MemoryFootprint } from "../models/footprint.js";
+import type { StepMemory } from "../engine/session.js";
 import type { TrainableModel } from "./trainable.js";
 import type { CheckpointStore } from "../io/checkpoint_store.js";
 import { captureCheckpoint, restoreCheckpoint } from "./checkpoint.js";
@@ -52,7 +54,8 @@ export interface TrainerOptions {
   /**
    * Activation checkpointing, as HF's `gradient_checkpointing`: each decoder block keeps only its input and
    * runs again in the backward pass, for the same gradients with less peak memory (about a third more compute).
-   * On for the training steps only; the model's own setting is restored after. Default false.
+   * On for the training steps only; the model's own setting is restored after. A feature of the compiled step:
+   * on the tape (`executor: "tape"`, or the CPU backend) the Trainer refuses it with a ConfigError. Default false.
    */
   gradientCheckpointing?: boolean;
   /**
@@ -167,20 +170,33 @@ export class Trainer {
       );
   }
 
-  /** The preflight: the largest batch's step against the binding limit and the memory budget. */
-  private checkMemory(batches: TrainBatch[]): void {
+  /**
+   * The preflight: the largest batch's step against the binding limit and the memory budget. On the compiled step
+   * the activations and the training state are its buffer plan's (exact); on the tape, the model's estimate.
+   */
+  private checkMemory(batches: TrainBatch[], stepper: Stepper): void {
     const plan = this.model.memoryPlan;
     if (!plan) return;
     const batch = Math.max(...batches.map((b) => b.inputIds.length));
-    const tokens = Math.max(...batches.map((b) => b.inputIds[0]?.length ?? 0));
-    const gradientCheckpointing = this.o.gradientCheckpointing ?? false;
-    const { footprint, baseFormat } = plan.call(this.model, {
+    const tokens = Math.max(
+      ...batches.flatMap((b) => b.inputIds.map((r) => r.length)),
+    );
+    const gradientCheckpointing = this.model.gradientCheckpointing ?? false;
+    const { footprint: estimate, baseFormat } = plan.call(this.model, {
       batch,
       tokens,
       gradientCheckpointing,
     });
+    const longest = batches.find((b) =>
+      b.inputIds.some((r) => r.length === tokens),
+    )!;
+    const footprint =
+      stepper instanceof CompiledStepper
+        ? plannedFootprint(estimate.baseWeights, stepper.memory(longest))
+        : estimate;
     preflight({
       footprint,
+      planned: stepper instanceof CompiledStepper,
       batch,
       tokens,
       bindingLimit:
@@ -238,7 +254,6 @@ export class Trainer {
       throw new ConfigError(
         "Trainer: the model has no trainable variables; add an adapter first.",
       );
-    this.checkMemory(data.train);
     const history: TrainEvent[] = [];
     const emit = (e: TrainEvent) => {
       history.push(e);
@@ -249,9 +264,22 @@ export class Trainer {
     let stoppedEarly = false;
     let first = 0;
     const checkpointing = this.model.gradientCheckpointing;
+    const restoreModel = () => {
+      this.model.state.training = false;
+      if (o.gradientCheckpointing)
+        this.model.gradientCheckpointing = checkpointing;
+    };
     if (o.gradientCheckpointing) this.model.gradientCheckpointing = true;
     this.model.state.training = true;
-    const stepper = this.stepper(this.paramGroups(vars), data);
+    let stepper: Stepper | undefined;
+    try {
+      stepper = this.stepper(this.paramGroups(vars), data);
+      this.checkMemory(data.train, stepper);
+    } catch (error) {
+      restoreModel();
+      stepper?.dispose();
+      throw error;
+    }
     try {
       if (resume) {
         const state = await restoreCheckpoint(
@@ -390,9 +418,7 @@ export class Trainer {
         history,
       };
     } finally {
-      this.model.state.training = false;
-      if (o.gradientCheckpointing)
-        this.model.gradientCheckpointing = checkpointing;
+      restoreModel();
       stepper.dispose();
       best.dispose();
     }
@@ -430,9 +456,16 @@ export class Trainer {
             eps: ADAMW_DEFAULTS.eps,
             maxGradNorm: o.maxGradNorm,
           });
-    return session
-      ? new CompiledStepper(session)
-      : new TapeStepper(this.model, options);
+    if (session) return new CompiledStepper(session);
+    if (this.model.gradientCheckpointing)
+      throw new ConfigError(
+        `Trainer: gradientCheckpointing runs in the compiled step, and this run is on tfjs's tape (${
+          o.executor === "tape"
+            ? 'executor: "tape"'
+            : `no compiled step on the ${tf.getBackend()} backend`
+        }); turn gradientCheckpointing off, or train on WebGPU with executor: "compiled".`,
+      );
+    return new TapeStepper(this.model, options);
   }
 
   private paramGroups(vars: tf.Variable[]): ParamGroup[] {
@@ -479,6 +512,18 @@ export class Trainer {
       this.model.state.training = wasTraining;
     }
   }
+}
+
+/** A step's bytes from the compiled step's plan: the state holds its own copy of the trained values. */
+function plannedFootprint(baseWeights: number, m: StepMemory): MemoryFootprint {
+  return {
+    baseWeights,
+    trained: m.state / 4,
+    gradientsAndOptimizer: (3 * m.state) / 4,
+    activations: m.activations,
+    peak: baseWeights + m.state + m.activations,
+    largestTensor: m.largestTensor,
+  };
 }
 
 /** The dropout seed of micro-batch i of an optimizer step: new masks every micro-batch, reproducible from `seed`. */
