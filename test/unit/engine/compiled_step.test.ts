@@ -18,6 +18,7 @@ import { setAttentionKernelVariant } from "../../../packages/core/src/kernels/at
 import type { TrainingSession } from "../../../packages/core/src/engine/session.js";
 import { resolveConfig } from "../../../packages/core/src/models/registry.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
+import { compileLora } from "../../helpers/session.js";
 import { randomWeightSource } from "../../helpers/random_weights.js";
 import { expectNear, seededValues } from "../../helpers/tensors.js";
 import { TINY_CONFIGS } from "../models/tiny_configs.js";
@@ -97,20 +98,8 @@ function adapter(
   return peft;
 }
 
-function compile(peft: LoraModel, logitBudget?: number): TrainingSession {
-  const session = peft.compileTraining({
-    logitBudget,
-    groups: [
-      { variables: peft.trainableVariables(), lrScale: 1, weightDecay: 0 },
-    ],
-    batchSize: 2,
-    betas: [0.9, 0.999],
-    eps: 1e-8,
-    maxGradNorm: 1,
-  });
-  if (!session) throw new Error("no compiled step for this model");
-  return session;
-}
+const compile = (peft: LoraModel, logitBudget?: number): TrainingSession =>
+  compileLora(peft, { logitBudget });
 
 /** The tape's mean loss and gradients, with the same dropout seed as the compiled step. */
 async function tape(

@@ -30,6 +30,7 @@ import { TrainState } from "../../../packages/core/src/engine/state.js";
 import { resolveConfig } from "../../../packages/core/src/models/registry.js";
 import { recordStep } from "../../../packages/core/src/models/step.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
+import { compileLora } from "../../helpers/session.js";
 import { randomWeightSource } from "../../helpers/random_weights.js";
 import { TINY_CONFIGS } from "../models/tiny_configs.js";
 
@@ -60,17 +61,8 @@ async function loraModel(type: string): Promise<LoraModel> {
   return peft;
 }
 
-function compile(peft: LoraModel, batchSize = 2): TrainingSession {
-  return peft.compileTraining({
-    groups: [
-      { variables: peft.trainableVariables(), lrScale: 1, weightDecay: 0 },
-    ],
-    batchSize,
-    betas: [0.9, 0.999],
-    eps: 1e-8,
-    maxGradNorm: 1,
-  })!;
-}
+const compile = (peft: LoraModel, batchSize = 2): TrainingSession =>
+  compileLora(peft, { batchSize });
 
 const batch = {
   inputIds: [

@@ -19,6 +19,7 @@ import {
 import { resolveConfig } from "../../../packages/core/src/models/registry.js";
 import type { TrainableModel } from "../../../packages/core/src/train/trainable.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
+import { compileLora } from "../../helpers/session.js";
 import { randomWeightSource } from "../../helpers/random_weights.js";
 import { expectClose, seededValues } from "../../helpers/tensors.js";
 import { TINY_CONFIGS } from "../models/tiny_configs.js";
@@ -57,15 +58,7 @@ describe("activation checkpointing", () => {
     const ids = idsOf(2, 128, model.dims.vocabSize, 13);
     const planned = (on: boolean) => {
       peft.gradientCheckpointing = on;
-      const session = peft.compileTraining({
-        groups: [
-          { variables: peft.trainableVariables(), lrScale: 1, weightDecay: 0 },
-        ],
-        batchSize: 2,
-        betas: [0.9, 0.999],
-        eps: 1e-8,
-        maxGradNorm: 1,
-      })!;
+      const session = compileLora(peft);
       const m = session.memoryPlan({ inputIds: ids, labels: ids });
       session.dispose();
       return m;

@@ -18,9 +18,9 @@ import {
   type StepEvent,
   type TrainBatch,
 } from "@webtune/core";
-import type { TrainingSession } from "../../../packages/core/src/engine/session.js";
 import { resolveConfig } from "../../../packages/core/src/models/registry.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
+import { compileLora } from "../../helpers/session.js";
 import { randomWeightSource } from "../../helpers/random_weights.js";
 
 const CONFIG = {
@@ -51,20 +51,6 @@ async function lora(): Promise<LoraModel> {
   );
   peft.addAdapter("default", { r: 4, targetModules: ["q_proj", "v_proj"] });
   return peft;
-}
-
-function compile(peft: LoraModel, batchSize = 2): TrainingSession {
-  const session = peft.compileTraining({
-    groups: [
-      { variables: peft.trainableVariables(), lrScale: 1, weightDecay: 0 },
-    ],
-    batchSize,
-    betas: [0.9, 0.999],
-    eps: 1e-8,
-    maxGradNorm: 1,
-  });
-  if (!session) throw new Error("no compiled step");
-  return session;
 }
 
 function batch(rows: number, tokens: number): TrainBatch {
@@ -108,7 +94,7 @@ describe("memory during training", () => {
       expect(estimate / measured).toBeLessThan(2);
       // The plan counts the engine's buffers exactly; the measured peak also holds tfjs's copies of the adapter
       // and what tfjs keeps alive around the step, so it is a little above the plan, never below.
-      const session = compile(peft);
+      const session = compileLora(peft);
       const planned = session.memoryPlan(data.train[0]!);
       session.dispose();
       const total = base + planned.state + planned.activations;
@@ -171,7 +157,7 @@ describe("memory during training", () => {
       await expect(tape().train({ train: [batch(1, tokens)] })).rejects.toThrow(
         ShapeError,
       );
-      const session = compile(peft, 1);
+      const session = compileLora(peft, { batchSize: 1 });
       const planned = session.memoryPlan(batch(1, tokens));
       session.dispose();
       expect(planned.largestTensor.bytes).toBeLessThan(limit);

@@ -59,10 +59,10 @@ export interface TrainerOptions {
    */
   gradientCheckpointing?: boolean;
   /**
-   * GPU bytes one step may use. Before the first step the Trainer estimates the step's peak from the model's
-   * shapes and the largest batch, and refuses to start over budget, saying what to change. Browsers do not
-   * report GPU memory, so this is the caller's number. Default: no budget (the device's per-buffer limit is
-   * always checked).
+   * GPU bytes one step may use. Before the first step the Trainer works out the step's peak for the largest
+   * batch (on the compiled step from its buffer plan, exactly; on the tape, estimated from the model's shapes)
+   * and refuses to start over budget, saying what to change. Browsers do not report GPU memory, so this is the
+   * caller's number. Default: no budget (the device's per-buffer limit is always checked).
    */
   memoryBudget?: number;
   /**
