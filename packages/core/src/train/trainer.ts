@@ -264,23 +264,12 @@ export class Trainer {
     let stoppedEarly = false;
     let first = 0;
     const checkpointing = this.model.gradientCheckpointing;
-    const restoreModel = () => {
-      this.model.state.training = false;
-      if (o.gradientCheckpointing)
-        this.model.gradientCheckpointing = checkpointing;
-    };
     if (o.gradientCheckpointing) this.model.gradientCheckpointing = true;
     this.model.state.training = true;
     let stepper: Stepper | undefined;
     try {
       stepper = this.stepper(this.paramGroups(vars), data);
       this.checkMemory(data.train, stepper);
-    } catch (error) {
-      restoreModel();
-      stepper?.dispose();
-      throw error;
-    }
-    try {
       if (resume) {
         const state = await restoreCheckpoint(
           this.model,
@@ -418,8 +407,10 @@ export class Trainer {
         history,
       };
     } finally {
-      restoreModel();
-      stepper.dispose();
+      this.model.state.training = false;
+      if (o.gradientCheckpointing)
+        this.model.gradientCheckpointing = checkpointing;
+      stepper?.dispose();
       best.dispose();
     }
   }
