@@ -104,7 +104,7 @@ export interface CompileTrainingOptions {
   betas: [number, number];
   eps: number;
   maxGradNorm: number;
-  /** Bytes of logits the loss may hold at once; default 64 MiB (see engine/ops/loss.ts). */
+  /** Bytes of logits the loss may hold at once; default 32 MiB (see engine/ops/loss.ts). */
   logitBudget?: number;
 }
 

@@ -13,6 +13,8 @@
  *   a = gelu(n2·Wg) · (n2·Wu)                        dgate, dup = gelu-gate'(da)
  *   y = x1 + rmsnorm(a·Wd)                           da = rmsnorm'(dy)·Wdᵀ
  *
+ * n1 and n2 are recomputed before the projections' backward reads them, as in llama_step.ts.
+ *
  * Letters: B batch, T tokens, N = B·T, C hidden size, H query heads, G kv heads, D head dim, F MLP size.
  */
 import type * as tf from "@tensorflow/tfjs";
@@ -34,7 +36,12 @@ import {
 } from "../engine/ops/rope.js";
 import type { AttentionProjections, GatedMlp } from "./decoder_weights.js";
 import type { Embedding } from "./embedding.js";
-import { ropeTableValues, type LinearSaved } from "./layers.js";
+import {
+  readsInput,
+  ropeTableValues,
+  withInput,
+  type LinearSaved,
+} from "./layers.js";
 import { rmsNormBlock } from "./llama_step.js";
 import type { StepArchitecture, StepBlock } from "./step.js";
 
@@ -121,6 +128,25 @@ class Gemma3BlockStep implements StepBlock<Saved> {
   /** A per-head q/k norm's weight [D], shared by every head. */
   private headNorm(s: StepBuilder, t: tf.Tensor1D, name: string): BoundVector {
     return s.vector(t, `${this.name}.${name}.weight`);
+  }
+
+  /** The projections' saved state reading `norm`'s output recomputed from its input (see llama_step.ts). */
+  private recomputed(
+    s: StepBuilder,
+    norm: "input_layernorm" | "pre_feedforward_layernorm",
+    x: GraphTensor,
+    saved: LinearSaved[],
+  ): LinearSaved[] {
+    if (!saved.some(readsInput)) return saved;
+    const weight = this.weight(s, this.layer.norms[norm], norm);
+    const n = rmsNorm(
+      s,
+      `${this.name}.${norm} (again)`,
+      x,
+      weight,
+      this.m.dims.rmsNormEps,
+    );
+    return saved.map((kept) => withInput(kept, n.y));
   }
 
   private options() {
@@ -254,8 +280,14 @@ class Gemma3BlockStep implements StepBlock<Saved> {
       "gelu_tanh",
       sv.up.y,
     );
-    const dn2 = layer.mlp.gate_proj.stepBackward(s, sv.gate.saved, d.dx)!;
-    layer.mlp.up_proj.stepBackward(s, sv.up.saved, d.dup!, { into: dn2 });
+    const [gate, up] = this.recomputed(
+      s,
+      "pre_feedforward_layernorm",
+      sv.x1.y,
+      [sv.gate.saved, sv.up.saved],
+    );
+    const dn2 = layer.mlp.gate_proj.stepBackward(s, gate!, d.dx)!;
+    layer.mlp.up_proj.stepBackward(s, up!, d.dup!, { into: dn2 });
     rmsNormBackward(
       s,
       `${name}.pre_feedforward_layernorm`,
@@ -311,9 +343,14 @@ class Gemma3BlockStep implements StepBlock<Saved> {
       rstd: sv.kr.rstd!,
       grad: kNorm.grad,
     });
-    const dn1 = a.q_proj.stepBackward(s, sv.q.saved, dq, { inputGrad });
-    a.k_proj.stepBackward(s, sv.k.saved, dk, { into: dn1, inputGrad });
-    a.v_proj.stepBackward(s, sv.v.saved, dv, { into: dn1, inputGrad });
+    const [q, k, v] = this.recomputed(s, "input_layernorm", sv.x, [
+      sv.q.saved,
+      sv.k.saved,
+      sv.v.saved,
+    ]);
+    const dn1 = a.q_proj.stepBackward(s, q!, dq, { inputGrad });
+    a.k_proj.stepBackward(s, k!, dk, { into: dn1, inputGrad });
+    a.v_proj.stepBackward(s, v!, dv, { into: dn1, inputGrad });
     if (!inputGrad) return undefined;
     rmsNormBackward(
       s,

@@ -12,6 +12,8 @@
  *   u = n2·W_fc + b,  a = gelu(u)                  du  = gelu'(u) · da
  *   y = x1 + a·W_mproj + b                         da  = dy·W_mprojᵀ
  *
+ * n1 and n2 are recomputed before the projections' backward reads them, as in llama_step.ts.
+ *
  * Letters: B batch, T tokens, N = B·T, C hidden size, H heads, D = C / H.
  */
 import type * as tf from "@tensorflow/tfjs";
@@ -26,7 +28,12 @@ import {
 } from "../engine/ops/attention.js";
 import { layerNorm, layerNormBackward } from "../engine/ops/norm.js";
 import type { Embedding } from "./embedding.js";
-import type { Linear, LinearSaved } from "./layers.js";
+import {
+  readsInput,
+  withInput,
+  type Linear,
+  type LinearSaved,
+} from "./layers.js";
 import type { StepArchitecture, StepBlock } from "./step.js";
 
 interface Norm {
@@ -91,6 +98,23 @@ function norm(
     s.vector(n.bias, `${name}.bias`),
     eps,
   );
+}
+
+/**
+ * A projection's saved state reading the norm's output recomputed from its input, when its backward reads it: one
+ * dispatch, so that the forward's [N, C] output is not kept through the step for the adapter's gradient.
+ */
+function recomputed(
+  s: StepBuilder,
+  name: string,
+  x: GraphTensor,
+  n: Norm,
+  eps: number,
+  saved: LinearSaved,
+): LinearSaved {
+  return readsInput(saved)
+    ? withInput(saved, norm(s, `${name} (again)`, x, n, eps).y)
+    : saved;
 }
 
 /** x += layernorm'(dy): the norm's input gradient, added into the residual stream's gradient. */
@@ -175,7 +199,11 @@ class Gpt2BlockStep implements StepBlock<Saved> {
       sv.u.y,
       "gelu_tanh",
     ).dx;
-    const dn2 = layer.c_fc.stepBackward(s, sv.u.saved, du)!;
+    const dn2 = layer.c_fc.stepBackward(
+      s,
+      recomputed(s, `${name}.ln_2`, sv.x1.y, layer.ln_2, this.eps, sv.u.saved),
+      du,
+    )!;
     normBackward(s, `${name}.ln_2`, dn2, sv.x1.y, sv.n2, layer.ln_2, dy);
     // attention, in reverse; dy becomes dx in place
     const dO = layer.c_proj.stepBackward(s, sv.x1.saved, dy)!;
@@ -196,7 +224,12 @@ class Gpt2BlockStep implements StepBlock<Saved> {
       dims,
       { scale: 1 / Math.sqrt(D) },
     );
-    const dn1 = layer.c_attn.stepBackward(s, sv.qkv.saved, dqkv, { inputGrad });
+    const dn1 = layer.c_attn.stepBackward(
+      s,
+      recomputed(s, `${name}.ln_1`, sv.x, layer.ln_1, this.eps, sv.qkv.saved),
+      dqkv,
+      { inputGrad },
+    );
     if (!inputGrad) return undefined;
     normBackward(s, `${name}.ln_1`, dn1!, sv.x, sv.n1, layer.ln_1, dy);
     return dy;

@@ -42,6 +42,35 @@ export interface LinearSaved {
   dora?: { binding: LoraBinding & { dora: DoraBinding }; saved: DoraSaved };
 }
 
+/** Whether a projection's backward reads its input (for its adapter's or its own weight's gradient). */
+export function readsInput(saved: LinearSaved): boolean {
+  return (
+    saved.x !== undefined ||
+    saved.lora !== undefined ||
+    saved.dora !== undefined
+  );
+}
+
+/**
+ * The same saved state with `x` as the projection's input: a norm's output recomputed just before the backward
+ * pass reads it, so that the forward's copy need not stay alive through the whole step.
+ */
+export function withInput(saved: LinearSaved, x: GraphTensor): LinearSaved {
+  const { lora, dora } = saved;
+  return {
+    ...(saved.x ? { x } : {}),
+    ...(lora ? { lora: { ...lora, saved: { ...lora.saved, x } } } : {}),
+    ...(dora
+      ? {
+          dora: {
+            ...dora,
+            saved: { ...dora.saved, lora: { ...dora.saved.lora, x } },
+          },
+        }
+      : {}),
+  };
+}
+
 /**
  * One projection with its Hugging Face module name. The frozen weight keeps its stored layout:
  * 'in_out' is GPT-2's Conv1D ([in, out]), 'out_in' is nn.Linear ([out, in]). No transposed copy is made.

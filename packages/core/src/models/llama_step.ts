@@ -12,6 +12,10 @@
  *   a = silu(n2·Wg) · (n2·Wu)                       dgate, dup = silu-gate'(da)
  *   y = x1 + a·Wd                                   da  = dy·Wdᵀ
  *
+ * The norms' outputs n1 and n2 are not kept for the adapters' gradients: each is recomputed from x (or x1) and
+ * its weight just before the projections' backward reads it, one cheap dispatch instead of [N, C] per layer held
+ * through the whole step.
+ *
  * Letters: B batch, T tokens, N = B·T, C hidden size, H query heads, G kv heads, D head dim, F MLP size.
  */
 import type * as tf from "@tensorflow/tfjs";
@@ -33,8 +37,12 @@ import {
 import { rmsNorm, rmsNormBackward } from "../engine/ops/norm.js";
 import type { AttentionProjections, GatedMlp } from "./decoder_weights.js";
 import type { Embedding } from "./embedding.js";
-import type { LinearSaved } from "./layers.js";
-import { ropeTableValues } from "./layers.js";
+import {
+  readsInput,
+  ropeTableValues,
+  withInput,
+  type LinearSaved,
+} from "./layers.js";
 import type { StepArchitecture, StepBlock, StepLayers } from "./step.js";
 
 /** The parts of a Llama decoder layer the step reads. */
@@ -90,6 +98,22 @@ class LlamaBlockStep implements StepBlock<Saved> {
     private readonly dims: AttentionDims,
     private readonly rope: RopeTables,
   ) {}
+
+  /**
+   * The projections' saved state reading `norm`'s output recomputed from its input, when any of them reads it:
+   * one norm dispatch, so that the forward's [N, C] output is not kept through the step for the adapters.
+   */
+  private recomputed(
+    s: StepBuilder,
+    norm: "input_layernorm" | "post_attention_layernorm",
+    x: GraphTensor,
+    saved: LinearSaved[],
+  ): LinearSaved[] {
+    if (!saved.some(readsInput)) return saved;
+    const weight = s.vector(this.layer[norm], `${this.name}.${norm}.weight`);
+    const n = rmsNorm(s, `${this.name}.${norm} (again)`, x, weight, this.eps);
+    return saved.map((kept) => withInput(kept, n.y));
+  }
 
   forward(s: StepBuilder, x: GraphTensor): { y: GraphTensor; saved: Saved } {
     const { layer, name, eps, dims, rope } = this;
@@ -178,8 +202,12 @@ class LlamaBlockStep implements StepBlock<Saved> {
       "silu",
       sv.up.y,
     );
-    const dn2 = mlp.gate_proj.stepBackward(s, sv.gate.saved, d.dx)!;
-    mlp.up_proj.stepBackward(s, sv.up.saved, d.dup!, { into: dn2 });
+    const [gate, up] = this.recomputed(s, "post_attention_layernorm", sv.x1.y, [
+      sv.gate.saved,
+      sv.up.saved,
+    ]);
+    const dn2 = mlp.gate_proj.stepBackward(s, gate!, d.dx)!;
+    mlp.up_proj.stepBackward(s, up!, d.dup!, { into: dn2 });
     rmsNormBackward(
       s,
       `${name}.post_attention_layernorm`,
@@ -218,9 +246,14 @@ class LlamaBlockStep implements StepBlock<Saved> {
     const dk = s.g.activation(`${name}.dk`, [B * T, G * D]);
     ropeHeadsBackward(s, `${name}.q`, dqr, rowHeads(dq, B, T, H, D), rope);
     ropeHeadsBackward(s, `${name}.k`, dkr, rowHeads(dk, B, T, G, D), rope);
-    const dn1 = a.q_proj.stepBackward(s, sv.q.saved, dq, { inputGrad });
-    a.k_proj.stepBackward(s, sv.k.saved, dk, { into: dn1, inputGrad });
-    a.v_proj.stepBackward(s, sv.v.saved, dv, { into: dn1, inputGrad });
+    const [q, k, v] = this.recomputed(s, "input_layernorm", sv.x, [
+      sv.q.saved,
+      sv.k.saved,
+      sv.v.saved,
+    ]);
+    const dn1 = a.q_proj.stepBackward(s, q!, dq, { inputGrad });
+    a.k_proj.stepBackward(s, k!, dk, { into: dn1, inputGrad });
+    a.v_proj.stepBackward(s, v!, dv, { into: dn1, inputGrad });
     if (!inputGrad) return undefined;
     rmsNormBackward(
       s,

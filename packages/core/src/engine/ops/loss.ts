@@ -30,8 +30,12 @@ export interface ChunkedTable {
   readonly chunks: Matrix[];
 }
 
-/** Bytes of logits one row block may hold over the whole vocabulary, by default. */
-export const LOGIT_BUDGET = 64 * 2 ** 20;
+/**
+ * Bytes of logits one row block may hold over the whole vocabulary, by default. The loss runs when every block's
+ * saved activations are alive, so its logits add to the step's peak; 32 MiB keeps SmolLM2-360M's step (1 × 256,
+ * f16 base) under the tape's peak, at a few more dispatches (the `memory` and `host` benchmarks).
+ */
+export const LOGIT_BUDGET = 32 * 2 ** 20;
 
 const PLAIN = {
   dropout: "none",
