@@ -196,36 +196,50 @@ describe("the compiled step against the tape", () => {
     });
   }
 
-  it("takes the loss a block of 64 rows at a time when the logits' budget says so", async (ctx) => {
-    await needGpu(ctx);
-    const model = await load("gpt2");
-    const peft = adapter(model, ["c_attn"], 0);
-    // 2 rows of 48 tokens: 96 rows of logits, over a budget of 70 rows' worth, taken as blocks of 64 and 32.
-    const u = seededValues(96, 21);
-    const V = model.dims.vocabSize;
-    const inputIds = [0, 1].map((b) =>
-      Array.from({ length: 48 }, (_, t) =>
-        Math.floor(((u[b * 48 + t]! + 1) / 2) * V),
-      ),
-    );
-    const batch = { inputIds, labels: inputIds };
-    const session = compile(peft, 70 * V * 4);
-    try {
-      const compiled = await session.lossAndGradients(batch, {
-        lossScale: 1 / lossTokens(batch.labels),
-        dropoutSeed: 0,
-      });
-      const oracle = await tape(peft, batch, 0);
-      expectNear([compiled.loss], [oracle.loss], RTOL, "loss");
-      oracle.gradients.forEach((g, i) =>
-        expectNear(compiled.gradients[i]!, g, RTOL, `gradient ${i}`),
+  // 2 rows of 48 tokens: 96 rows of logits. A budget of 70 rows' worth takes them as blocks of 64 and 32, each
+  // block's logits kept for its gradient; one of 10 rows' worth is under the smallest block (64 rows, the binding
+  // alignment), so each chunk's logits are made again for the gradient: one more head matmul per chunk and block.
+  for (const [rows, recompute] of [
+    [70, false],
+    [10, true],
+  ] as const)
+    it(`takes the loss a block of 64 rows at a time under a budget of ${rows} rows' logits${recompute ? ", making them again for the gradient" : ""}`, async (ctx) => {
+      await needGpu(ctx);
+      const model = await load("gpt2");
+      const peft = adapter(model, ["c_attn"], 0);
+      const u = seededValues(96, 21);
+      const V = model.dims.vocabSize;
+      const inputIds = [0, 1].map((b) =>
+        Array.from({ length: 48 }, (_, t) =>
+          Math.floor(((u[b * 48 + t]! + 1) / 2) * V),
+        ),
       );
-    } finally {
-      session.dispose();
-      peft.dispose();
-      model.lm.dispose();
-    }
-  });
+      const batch = { inputIds, labels: inputIds };
+      const session = compile(peft, rows * V * 4);
+      try {
+        if (recompute) {
+          const kept = compile(peft, 70 * V * 4);
+          const chunks = model.lm.stepArchitecture()!.head.chunks.length;
+          expect(session.memoryPlan(batch).dispatches).toBe(
+            kept.memoryPlan(batch).dispatches + 2 * chunks,
+          );
+          kept.dispose();
+        }
+        const compiled = await session.lossAndGradients(batch, {
+          lossScale: 1 / lossTokens(batch.labels),
+          dropoutSeed: 0,
+        });
+        const oracle = await tape(peft, batch, 0);
+        expectNear([compiled.loss], [oracle.loss], RTOL, "loss");
+        oracle.gradients.forEach((g, i) =>
+          expectNear(compiled.gradients[i]!, g, RTOL, `gradient ${i}`),
+        );
+      } finally {
+        session.dispose();
+        peft.dispose();
+        model.lm.dispose();
+      }
+    });
 
   it("checkpointing reruns the same dispatches: the same gradients to the bit", async (ctx) => {
     await needGpu(ctx);

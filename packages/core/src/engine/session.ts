@@ -116,6 +116,8 @@ export interface StepMemory {
   activations: number;
   /** The largest range one dispatch binds (recording refuses one over the storage binding limit). */
   largestTensor: { name: string; bytes: number };
+  /** Dispatches of one micro-batch's step graph (the optimizer's are apart). */
+  dispatches: number;
 }
 
 /** At most this many step graphs are kept per mode; the least recently used is released first. */
@@ -202,6 +204,7 @@ export class TrainingSession {
         plan.arenas.reduce((a, b) => a + b, 0) +
         own.reduce((a, t) => a + t.bytes, 0),
       largestTensor: largest,
+      dispatches: g.dispatches.length,
     };
   }
 

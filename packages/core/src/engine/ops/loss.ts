@@ -9,7 +9,9 @@
  *   dz_k = (softmax − onehot)·w·cap' (in place)              dh += dz_k·E_k  (a matmul per chunk)
  *
  * with w = the step's lossScale for rows that have a target. The gradient reuses the forward's logits instead of
- * recomputing them: two head matmuls, not three.
+ * recomputing them: two head matmuls, not three; except when even the smallest block's logits are over the budget
+ * (Gemma 3's 262k vocabulary), where each chunk's logits are made again for the gradient, so that one chunk is
+ * alive at a time.
  *
  * Letters: N rows, C hidden size, V vocabulary, Vc one chunk's rows, K chunks, n rows of one block.
  */
@@ -90,6 +92,9 @@ export function crossEntropy(
     s.g.limits.maxStorageBufferBindingSize,
     options.logitBudget,
   );
+  const recompute =
+    s.training &&
+    4 * V * Math.min(block, N) > (options.logitBudget ?? LOGIT_BUDGET);
   const loss = s.g.activation(`${label}.loss`, [1]);
   const dh = s.training ? s.g.activation(`${label}.dh`, [N, C]) : undefined;
   for (let r0 = 0; r0 < N; r0 += block) {
@@ -98,11 +103,12 @@ export function crossEntropy(
     const t = subRange(targets, r0, n);
     const at = `${label} rows ${r0}..${r0 + n}`;
     const stats = s.g.activation(`${at}.stats`, [K, n, STATS_WIDTH]);
-    const logits = chunks.map((w, k) => {
+    const chunkLogits = (k: number, name: string): GraphTensor => {
+      const w = chunks[k]!;
       const Vc = w.shape[0];
-      const z = s.g.activation(`${at}.logits_${k}`, [n, Vc]);
+      const z = s.g.activation(`${at}.${name}`, [n, Vc]);
       s.g.dispatch(
-        `${at} logits ${k}`,
+        `${at} ${name}`,
         matmulCall(
           { M: n, N: Vc, K: C },
           {
@@ -117,9 +123,17 @@ export function crossEntropy(
         ),
         [z, rows, w.data, ...w.scales],
       );
+      return z;
+    };
+    const logits = chunks.map((w, k) => {
+      const z = chunkLogits(k, `logits_${k}`);
       s.g.dispatch(
         `${at} stats ${k}`,
-        chunkStatsCall({ n, Vc, v0: starts[k]! }, k, options.softcap),
+        chunkStatsCall(
+          { n, Vc: w.shape[0], v0: starts[k]! },
+          k,
+          options.softcap,
+        ),
         [stats, z, t],
       );
       return z;
@@ -133,9 +147,12 @@ export function crossEntropy(
     ]);
     if (!dh) continue;
     const dRows = dh.range(r0 * C, n * C);
-    logits.forEach((z, k) => {
+    logits.forEach((kept, k) => {
       const w = chunks[k]!;
       const Vc = w.shape[0];
+      // Past the budget even at the smallest block, each chunk's logits are made again here rather than kept:
+      // one chunk alive at a time, for one more head matmul.
+      const z = recompute ? chunkLogits(k, `logits_${k} again`) : kept;
       s.g.dispatch(
         `${at} dlogits ${k}`,
         chunkGradCall({ n, Vc, v0: starts[k]! }, options.softcap),
