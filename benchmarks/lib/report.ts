@@ -151,8 +151,10 @@ export function markdownTable(cells: string[][]): string {
   );
 }
 
+/** The headline's cells; a field a results file predates (the host counts before 2026-12) shows as "–". */
 export function headlineCells(h: Headline): string[][] {
-  const f = (v: number | null) => (v === null ? "–" : v.toFixed(3));
+  const f = (v: number | null | undefined) =>
+    typeof v === "number" ? v.toFixed(3) : "–";
   return [
     [
       "train_step_speedup_vs_naive",
@@ -172,7 +174,9 @@ export function headlineCells(h: Headline): string[][] {
       count(h.dispatches_per_step_gpt2),
       count(h.buffers_created_per_step),
       count(h.bind_groups_created_per_step),
-      h.host_enqueue_ms_gpt2 === null ? "–" : h.host_enqueue_ms_gpt2.toFixed(2),
+      typeof h.host_enqueue_ms_gpt2 === "number"
+        ? h.host_enqueue_ms_gpt2.toFixed(2)
+        : "–",
     ],
   ];
 }

@@ -128,6 +128,23 @@ describe("RESULTS.md regeneration", () => {
     expect(second).toContain("## NVIDIA H200, by hand\n\nKept as is.\n");
   });
 
+  it("regenerates from a results file written before the host scenario's headline fields existed", () => {
+    const old = run("2026-11-27T01:00:00Z", "dev A", 0.25);
+    const headline: Record<string, unknown> = { ...old.headline };
+    for (const key of [
+      "dispatches_per_step_gpt2",
+      "buffers_created_per_step",
+      "bind_groups_created_per_step",
+      "host_enqueue_ms_gpt2",
+    ])
+      delete headline[key];
+    const md = regenerateResults(handWritten, [
+      { ...old, headline: headline as StampedRun["headline"] },
+    ]);
+    expect(md).toContain("| 0.250 |");
+    expect(md).toMatch(/\| – \| – \| – \| – \|\n/);
+  });
+
   it("updates the scenarios a partial run measured and keeps the others, stamped with their run", () => {
     const full = run("2026-11-27T01:00:00Z", "dev A", 0.25);
     const partial: StampedRun = {
