@@ -37,9 +37,8 @@ import {
 import type { AttentionProjections, GatedMlp } from "./decoder_weights.js";
 import type { Embedding } from "./embedding.js";
 import {
-  readsInput,
   ropeTableValues,
-  withInput,
+  withRecomputedRmsNorm,
   type LinearSaved,
 } from "./layers.js";
 import { rmsNormBlock } from "./llama_step.js";
@@ -130,23 +129,23 @@ class Gemma3BlockStep implements StepBlock<Saved> {
     return s.vector(t, `${this.name}.${name}.weight`);
   }
 
-  /** The projections' saved state reading `norm`'s output recomputed from its input (see llama_step.ts). */
+  /** The projections' saved state reading `norm`'s output recomputed from `x` (see withRecomputedRmsNorm). */
   private recomputed(
     s: StepBuilder,
     norm: "input_layernorm" | "pre_feedforward_layernorm",
     x: GraphTensor,
     saved: LinearSaved[],
   ): LinearSaved[] {
-    if (!saved.some(readsInput)) return saved;
     const weight = this.weight(s, this.layer.norms[norm], norm);
-    const n = rmsNorm(
+    const eps = this.m.dims.rmsNormEps;
+    return withRecomputedRmsNorm(
       s,
-      `${this.name}.${norm} (again)`,
+      `${this.name}.${norm}`,
       x,
       weight,
-      this.m.dims.rmsNormEps,
+      eps,
+      saved,
     );
-    return saved.map((kept) => withInput(kept, n.y));
   }
 
   private options() {

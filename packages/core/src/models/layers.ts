@@ -6,7 +6,8 @@
  * D head dim, V vocabulary.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { StepBuilder } from "../engine/builder.js";
+import type { BoundVector, StepBuilder } from "../engine/builder.js";
+import { rmsNorm } from "../engine/ops/norm.js";
 import type { GraphTensor } from "../engine/graph.js";
 import {
   doraBackward,
@@ -69,6 +70,23 @@ export function withInput(saved: LinearSaved, x: GraphTensor): LinearSaved {
         }
       : {}),
   };
+}
+
+/**
+ * The projections' saved state reading an RMSNorm's output recomputed from its input `x`, when any of them reads
+ * it: one norm dispatch, so that the forward's [N, C] output need not stay alive through the step.
+ */
+export function withRecomputedRmsNorm(
+  s: StepBuilder,
+  label: string,
+  x: GraphTensor,
+  weight: BoundVector,
+  eps: number,
+  saved: LinearSaved[],
+): LinearSaved[] {
+  if (!saved.some(readsInput)) return saved;
+  const n = rmsNorm(s, `${label} (again)`, x, weight, eps);
+  return saved.map((kept) => withInput(kept, n.y));
 }
 
 /**

@@ -38,9 +38,8 @@ import { rmsNorm, rmsNormBackward } from "../engine/ops/norm.js";
 import type { AttentionProjections, GatedMlp } from "./decoder_weights.js";
 import type { Embedding } from "./embedding.js";
 import {
-  readsInput,
   ropeTableValues,
-  withInput,
+  withRecomputedRmsNorm,
   type LinearSaved,
 } from "./layers.js";
 import type { StepArchitecture, StepBlock, StepLayers } from "./step.js";
@@ -99,20 +98,22 @@ class LlamaBlockStep implements StepBlock<Saved> {
     private readonly rope: RopeTables,
   ) {}
 
-  /**
-   * The projections' saved state reading `norm`'s output recomputed from its input, when any of them reads it:
-   * one norm dispatch, so that the forward's [N, C] output is not kept through the step for the adapters.
-   */
+  /** The projections' saved state reading `norm`'s output recomputed from `x` (see withRecomputedRmsNorm). */
   private recomputed(
     s: StepBuilder,
     norm: "input_layernorm" | "post_attention_layernorm",
     x: GraphTensor,
     saved: LinearSaved[],
   ): LinearSaved[] {
-    if (!saved.some(readsInput)) return saved;
     const weight = s.vector(this.layer[norm], `${this.name}.${norm}.weight`);
-    const n = rmsNorm(s, `${this.name}.${norm} (again)`, x, weight, this.eps);
-    return saved.map((kept) => withInput(kept, n.y));
+    return withRecomputedRmsNorm(
+      s,
+      `${this.name}.${norm}`,
+      x,
+      weight,
+      this.eps,
+      saved,
+    );
   }
 
   forward(s: StepBuilder, x: GraphTensor): { y: GraphTensor; saved: Saved } {
