@@ -139,7 +139,7 @@ describe("RESULTS.md regeneration", () => {
     ])
       delete headline[key];
     const md = regenerateResults(handWritten, [
-      { ...old, headline: headline as StampedRun["headline"] },
+      { ...old, headline: headline as unknown as StampedRun["headline"] },
     ]);
     expect(md).toContain("| 0.250 |");
     expect(md).toMatch(/\| – \| – \| – \| – \|\n/);
