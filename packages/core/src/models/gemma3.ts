@@ -343,5 +343,6 @@ export function loadGemma3(
       );
     },
     options,
+    "model.",
   );
 }

@@ -159,7 +159,10 @@ export class Gpt2LMHeadModel extends CausalLM {
   }
 }
 
-/** Loads GPT-2 weights; checkpoints with and without the "transformer." prefix both work. */
+/**
+ * Loads GPT-2 weights by GPT2LMHeadModel's names; checkpoints saved from GPT2Model (the hub's gpt2, without the
+ * "transformer." prefix) read the same, so module names and adapters are PEFT's either way.
+ */
 export function loadGpt2(
   config: Gpt2Config,
   source: WeightSource,
@@ -170,32 +173,23 @@ export function loadGpt2(
     source,
     maxBindingBytes,
     async (w) => {
-      const prefix = w.has("transformer.wte.weight") ? "transformer." : "";
       w.ignore("lm_head.weight"); // some checkpoints store the tied head again
       const C = config.hiddenSize;
       const norm = async (key: string): Promise<Norm> => ({
         weight: await w.tensor1d(`${key}.weight`, C),
         bias: await w.tensor1d(`${key}.bias`, C),
       });
-      // Module names are always the LM-head model's ("transformer.h.0.attn.c_attn"), as PEFT targets them.
       const linear = (module: string, inF: number, outF: number) =>
-        w.linear(
-          `transformer.${module}`,
-          "in_out",
-          inF,
-          outF,
-          true,
-          `${prefix}${module}`,
-        );
+        w.linear(module, "in_out", inF, outF, true);
       const blocks: Gpt2Block[] = [];
       for (let i = 0; i < config.numLayers; i++) {
-        const p = `h.${i}`;
+        const p = `transformer.h.${i}`;
         blocks.push(
           new Gpt2Block(
-            await norm(`${prefix}${p}.ln_1`),
+            await norm(`${p}.ln_1`),
             await linear(`${p}.attn.c_attn`, C, 3 * C),
             await linear(`${p}.attn.c_proj`, C, C),
-            await norm(`${prefix}${p}.ln_2`),
+            await norm(`${p}.ln_2`),
             await linear(`${p}.mlp.c_fc`, C, config.innerSize),
             await linear(`${p}.mlp.c_proj`, config.innerSize, C),
           ),
@@ -203,12 +197,13 @@ export function loadGpt2(
       }
       return new Gpt2LMHeadModel(
         config,
-        await w.embedding(`${prefix}wte.weight`, config.vocabSize, C),
-        await w.tensor2d(`${prefix}wpe.weight`, [config.maxPositions, C]),
+        await w.embedding("transformer.wte.weight", config.vocabSize, C),
+        await w.tensor2d("transformer.wpe.weight", [config.maxPositions, C]),
         blocks,
-        await norm(`${prefix}ln_f`),
+        await norm("transformer.ln_f"),
       );
     },
     options,
+    "transformer.",
   );
 }

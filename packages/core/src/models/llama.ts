@@ -222,5 +222,6 @@ export function loadLlama(
       );
     },
     options,
+    "model.",
   );
 }

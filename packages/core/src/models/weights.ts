@@ -93,8 +93,12 @@ export interface ParameterEntry {
 
 export class WeightLoader {
   private readonly made: (Matrix | tf.Tensor)[] = [];
+  /** Checkpoint keys read or knowingly skipped, as stored. */
   private readonly used = new Set<string>();
+  /** The same tensors by their canonical (LM-head model) names. */
+  private readonly readNames = new Set<string>();
   private readonly entries: ParameterEntry[] = [];
+  private readonly keys: ReadonlySet<string>;
 
   constructor(
     readonly source: WeightSource,
@@ -104,8 +108,28 @@ export class WeightLoader {
      */
     private readonly maxBindingBytes: number,
     private readonly options: WeightOptions = {},
+    /**
+     * HF's base_model_prefix with its dot ("transformer." for GPT-2, "model." for the decoders). The architecture
+     * asks for every tensor by its LM-head model name; a checkpoint saved from the base model alone (the hub's
+     * gpt2, stored as "h.0.attn.c_attn.weight") holds the same tensors without the prefix, and is read as if it
+     * had it, so module names, adapters and saved files are PEFT's whatever the key layout.
+     */
+    private readonly basePrefix = "",
   ) {
     checkWeightOptions(options);
+    this.keys = new Set(source.names());
+  }
+
+  /** The checkpoint's key for a canonical name: the name itself, or the name without the base model's prefix. */
+  private stored(name: string): string {
+    if (
+      this.keys.has(name) ||
+      !this.basePrefix ||
+      !name.startsWith(this.basePrefix)
+    )
+      return name;
+    const bare = name.slice(this.basePrefix.length);
+    return this.keys.has(bare) ? bare : name;
   }
 
   private get trainable(): boolean {
@@ -114,18 +138,20 @@ export class WeightLoader {
 
   /** Marks a tensor the architecture knowingly does not read (a tied head stored twice). */
   ignore(name: string): void {
-    this.used.add(name);
+    this.used.add(this.stored(name));
   }
 
   has(name: string): boolean {
-    return this.source.names().includes(name);
+    return this.keys.has(this.stored(name));
   }
 
   private async read(name: string, expected: number[]): Promise<Float32Array> {
-    const shape = await this.source.shape(name);
+    const key = this.stored(name);
+    const shape = await this.source.shape(key);
     if (shape === undefined) {
       throw new FormatError(
-        `${this.source.description}: tensor "${name}" is missing. Is this checkpoint for the architecture its ` +
+        `${this.source.description}: tensor "${name}" is missing${this.basePrefix && name.startsWith(this.basePrefix) ? ` (also as "${name.slice(this.basePrefix.length)}")` : ""}. ` +
+          `Is this checkpoint for the architecture its ` +
           `config.json names? It has ${this.source.names().length} tensors, e.g. ${this.source.names().slice(0, 4).join(", ")}.`,
       );
     }
@@ -134,12 +160,13 @@ export class WeightLoader {
       shape.some((d, i) => d !== expected[i])
     ) {
       throw new ShapeError(
-        `${this.source.description}: tensor "${name}" is [${shape.join(", ")}], but config.json implies ` +
+        `${this.source.description}: tensor "${key}" is [${shape.join(", ")}], but config.json implies ` +
           `[${expected.join(", ")}]. The config and the weights disagree.`,
       );
     }
-    this.used.add(name);
-    return this.source.read(name);
+    this.used.add(key);
+    this.readNames.add(name);
+    return this.source.read(key);
   }
 
   /**
@@ -232,38 +259,34 @@ export class WeightLoader {
     return t;
   }
 
-  /**
-   * A projection named by its HF module name, read from `${key}.weight` (and `.bias`) in its stored layout.
-   * `key` differs from the module name only where checkpoints drop a prefix (GPT-2 without "transformer.").
-   */
+  /** A projection named by its HF module name, read from `${module}.weight` (and `.bias`) in its stored layout. */
   async linear(
     module: string,
     layout: "in_out" | "out_in",
     inFeatures: number,
     outFeatures: number,
     bias: boolean,
-    key = module,
   ): Promise<Linear> {
     const shape: [number, number] =
       layout === "in_out"
         ? [inFeatures, outFeatures]
         : [outFeatures, inFeatures];
     const weight = this.fitting(
-      `${key}.weight`,
+      `${module}.weight`,
       this.matrix(
-        `${key}.weight`,
-        await this.read(`${key}.weight`, shape),
+        `${module}.weight`,
+        await this.read(`${module}.weight`, shape),
         shape,
         true,
       ),
     );
     const b = bias
-      ? this.keep(tf.tensor1d(await this.read(`${key}.bias`, [outFeatures])))
+      ? this.keep(tf.tensor1d(await this.read(`${module}.bias`, [outFeatures])))
       : null;
     const linear = new Linear(module, weight, b, layout);
     // The live weight: merging an adapter replaces it, and a merged model saves the merged values.
-    this.record(`${key}.weight`, () => [linear.weight]);
-    if (b) this.record(`${key}.bias`, () => [b]);
+    this.record(`${module}.weight`, () => [linear.weight]);
+    if (b) this.record(`${module}.bias`, () => [b]);
     return linear;
   }
 
@@ -295,14 +318,14 @@ export class WeightLoader {
 
   /** Checkpoint tensors the architecture read. */
   usedNames(): string[] {
-    return [...this.used];
+    return [...this.readNames];
   }
 
   /** Checkpoint tensors nothing read (apart from known buffers): a sign of a config/weights mismatch. */
   unused(): string[] {
-    return this.source
-      .names()
-      .filter((n) => !this.used.has(n) && !IGNORED.some((re) => re.test(n)));
+    return [...this.keys].filter(
+      (n) => !this.used.has(n) && !IGNORED.some((re) => re.test(n)),
+    );
   }
 
   /** Frees every tensor made so far; called when loading fails part-way. */
@@ -321,8 +344,9 @@ export async function loadWeights<M extends CausalLM>(
   maxBindingBytes: number,
   build: (loader: WeightLoader) => Promise<M>,
   options: WeightOptions = {},
+  basePrefix = "",
 ): Promise<M> {
-  const loader = new WeightLoader(source, maxBindingBytes, options);
+  const loader = new WeightLoader(source, maxBindingBytes, options, basePrefix);
   try {
     const model = await build(loader);
     model.recordModules(loader.usedNames());
