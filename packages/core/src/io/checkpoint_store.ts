@@ -1,9 +1,10 @@
 /**
  * Where training checkpoints live: a directory in Node, the Origin Private File System in browsers. A store
- * holds named files per checkpoint; a checkpoint is written to a temporary name and renamed (Node) or written
+ * holds named files per checkpoint; a checkpoint is written to a temporary name, fsynced and renamed (Node) or written
  * completely before its manifest (OPFS), so a crash never leaves a half checkpoint that looks whole.
  */
 import { FileNotFoundError } from "../errors.js";
+import { syncDirectory, writeError, writeFileSynced } from "./atomic_write.js";
 import { isNode, nodeFs } from "./byte_source.js";
 
 export type CheckpointFiles = Record<string, Uint8Array | string>;
@@ -29,16 +30,24 @@ export function directoryStore(dir: string): CheckpointStore {
     async save(name, files) {
       const fs = await nodeFs();
       const tmp = `${dir}/.${name}.partial`;
-      await fs.rm(tmp, { recursive: true, force: true });
-      await fs.mkdir(tmp, { recursive: true });
-      for (const [file, data] of Object.entries(files))
-        await fs.writeFile(`${tmp}/${file}`, data);
-      await fs.writeFile(
-        `${tmp}/${MANIFEST}`,
-        JSON.stringify({ files: Object.keys(files) }),
-      );
+      try {
+        await fs.rm(tmp, { recursive: true, force: true });
+        await fs.mkdir(tmp, { recursive: true });
+        // Every file fsynced, then the folder, before the rename makes the checkpoint visible.
+        for (const [file, data] of Object.entries(files))
+          await writeFileSynced(`${tmp}/${file}`, data);
+        await writeFileSynced(
+          `${tmp}/${MANIFEST}`,
+          JSON.stringify({ files: Object.keys(files) }),
+        );
+        await syncDirectory(tmp);
+      } catch (error) {
+        await fs.rm(tmp, { recursive: true, force: true });
+        throw writeError(error, dir, `checkpoint ${name}`);
+      }
       await fs.rm(`${dir}/${name}`, { recursive: true, force: true });
       await fs.rename(tmp, `${dir}/${name}`);
+      await syncDirectory(dir);
     },
     async load(name) {
       const fs = await nodeFs();

@@ -49,6 +49,11 @@ export {
   type AdapterFiles,
 } from "./peft.js";
 export {
+  isDiskFull,
+  writeFilesAtomically,
+  type FileData,
+} from "./atomic_write.js";
+export {
   directoryStore,
   opfsStore,
   defaultCheckpointStore,

@@ -5,7 +5,7 @@
  * Bytes and names only: the lora layer gives them meaning.
  */
 import { FormatError } from "../errors.js";
-import { nodeFs } from "./byte_source.js";
+import { writeFilesAtomically } from "./atomic_write.js";
 import type { ModelFiles } from "./model_files.js";
 import {
   openSafetensors,
@@ -142,15 +142,24 @@ export async function readAdapterFiles(files: ModelFiles): Promise<{
   return { config, modules };
 }
 
-/** Writes the two files into a Node directory (created if needed). */
+/**
+ * Writes the two files into a Node directory (created if needed) without ever losing the adapter already there:
+ * both are written to temporary names and fsynced, then adapter_model.safetensors is renamed over the old weights
+ * and adapter_config.json last, so the config never describes weights that are not on disk (see atomic_write.ts).
+ * A full disk throws a WebtuneError naming the folder, and the previous files stay byte for byte as they were.
+ */
 export async function saveAdapterToDirectory(
   files: AdapterFiles,
   dir: string,
 ): Promise<void> {
-  const fs = await nodeFs();
-  await fs.mkdir(dir, { recursive: true });
-  await fs.writeFile(`${dir}/${ADAPTER_CONFIG}`, files[ADAPTER_CONFIG]);
-  await fs.writeFile(`${dir}/${ADAPTER_WEIGHTS}`, files[ADAPTER_WEIGHTS]);
+  await writeFilesAtomically(
+    dir,
+    [
+      [ADAPTER_WEIGHTS, files[ADAPTER_WEIGHTS]],
+      [ADAPTER_CONFIG, files[ADAPTER_CONFIG]],
+    ],
+    "the adapter",
+  );
 }
 
 /** Starts a browser download of each file, named `${prefix}adapter_config.json` and so on. */

@@ -10,4 +10,4 @@ export type { LinearAdapter } from "./layers.js";
 export type { GenerateOptions, GenerateResult } from "./generate.js";
 export type { SamplingOptions } from "./sampling.js";
 export type { WeightOptions, WeightSource } from "./weights.js";
-export { savePretrained } from "./save.js";
+export { savePretrained, savePretrainedToDirectory } from "./save.js";

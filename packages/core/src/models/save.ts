@@ -3,6 +3,7 @@
  * names, merged adapters included) and the tokenizer and generation files of the source.
  */
 import * as tf from "@tensorflow/tfjs";
+import { writeFilesAtomically } from "../io/atomic_write.js";
 import { writeSafetensors } from "../io/safetensors.js";
 import { dequantizeMatrix } from "../kernels/gather/op.js";
 import { isPacked } from "../kernels/quant/packed.js";
@@ -61,4 +62,28 @@ export async function savePretrained(
       files[name] = await model.files.text(name);
   }
   return files;
+}
+
+/**
+ * Writes {@link savePretrained}'s files into a Node folder (created if needed) without losing the model already
+ * there: every file is written to a temporary name and fsynced first, then renamed, config.json last (see
+ * io/atomic_write.ts). A full disk throws a WebtuneError naming the folder and leaves its files as they were.
+ * Returns the names written.
+ *
+ * @example
+ * ```ts
+ * await savePretrainedToDirectory(peft.mergeAndUnload(), "runs/merged");
+ * ```
+ */
+export async function savePretrainedToDirectory(
+  model: PretrainedModel,
+  dir: string,
+): Promise<string[]> {
+  const files = Object.entries(await savePretrained(model));
+  // The description last: a crash between renames never leaves a config.json newer than its weights.
+  files.sort(
+    ([a], [b]) => Number(a === "config.json") - Number(b === "config.json"),
+  );
+  await writeFilesAtomically(dir, files, "the model");
+  return files.map(([name]) => name);
 }
