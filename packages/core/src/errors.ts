@@ -69,3 +69,36 @@ export class FileNotFoundError extends WebtuneError {
     this.file = details.file;
   }
 }
+
+/**
+ * Training whose loss or gradient norm stopped being finite (NaN or Inf), usually a learning rate too high for the
+ * model. No update with non-finite values was applied: the weights hold their last finite values.
+ */
+export class DivergenceError extends WebtuneError {
+  override name = "DivergenceError";
+  /** The optimizer step (1-based) whose loss or gradient norm was not finite. */
+  readonly step: number;
+  readonly loss: number;
+  readonly gradNorm: number;
+  /** The learning rate the run peaked at, and a tenth of it: where to start again. */
+  readonly learningRate: number;
+  readonly suggestedLearningRate: number;
+
+  constructor(
+    message: string,
+    details: {
+      step: number;
+      loss: number;
+      gradNorm: number;
+      learningRate: number;
+      suggestedLearningRate: number;
+    },
+  ) {
+    super(message);
+    this.step = details.step;
+    this.loss = details.loss;
+    this.gradNorm = details.gradNorm;
+    this.learningRate = details.learningRate;
+    this.suggestedLearningRate = details.suggestedLearningRate;
+  }
+}

@@ -6,7 +6,7 @@
  * go round. Five steps, with clipping active (maxGradNorm below the norm), inactive (above it) and off (0).
  * One step is also compared with the tfjs path (train/clip.ts clipGradNorm + train/optimizer.ts AdamW).
  * Tolerance: params, m, v and the reported norm within 1e-5 relative (see expectClose), f32 against float64 over
- * five steps; the padding between tensors stays exactly zero.
+ * five steps; the padding between tensors stays exactly zero. A non-finite norm skips the step (exact equality).
  */
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -362,6 +362,37 @@ describe("multi-tensor AdamW programs", () => {
       gpu.dispose();
       opt.dispose();
       tf.dispose([variables, gradTensors, clipped, totalNorm]);
+    }
+  });
+
+  it("skips a step whose gradient norm is NaN or Inf: params, m and v keep their values, the norm is reported", async (ctx) => {
+    await needGpu(ctx);
+    const c = SMALL;
+    const gpu = new FlatAdamW(c, startParams(c));
+    try {
+      await gpu.step(1, gradsAt(c, 1), 0);
+      const before = (await gpu.read()).map((x) => x.slice());
+      const bad: [string, number, number][] = [
+        ["NaN", NaN, NaN],
+        ["Inf", Infinity, Infinity],
+        ["overflowing squares", 3e38, Infinity],
+      ];
+      for (const [name, value, norm] of bad) {
+        const grads = gradsAt(c, 2);
+        grads[1]![7] = value;
+        for (const maxGradNorm of [0, 1]) {
+          expect(await gpu.step(2, grads, maxGradNorm), name).toBe(norm);
+          const after = await gpu.read();
+          after.forEach((x, r) =>
+            expect(x, `${name}: role ${r}`).toEqual(before[r]),
+          );
+        }
+      }
+      // A finite step after the skipped ones moves the weights again.
+      await gpu.step(2, gradsAt(c, 2), 0);
+      expect((await gpu.read())[0]).not.toEqual(before[0]);
+    } finally {
+      gpu.dispose();
     }
   });
 });

@@ -31,11 +31,14 @@ export interface OptimizerState {
 
 export interface Stepper {
   readonly optimizer: OptimizerState;
-  /** Enqueues one optimizer step over micro-batches (weights: each one's share of the step's loss tokens). */
+  /**
+   * Enqueues one optimizer step over micro-batches (weights: each one's share of the step's loss tokens). A step
+   * whose gradient norm is not finite changes no weight; its result reports the norm.
+   */
   step(
     group: TrainBatch[],
     scalars: { lr: number; weights: number[]; dropoutSeeds: number[] },
-  ): PendingStep;
+  ): Promise<PendingStep>;
   /** Mean next-token loss over every loss token of `batches`, dropout off. */
   evaluate(batches: TrainBatch[]): Promise<{ nll: number; tokens: number }>;
   /** Makes the model's variables hold the trained values, before anything outside the stepper reads them. */
@@ -66,11 +69,11 @@ export class TapeStepper implements Stepper {
     });
   }
 
-  step(
+  async step(
     group: TrainBatch[],
     scalars: { lr: number; weights: number[]; dropoutSeeds: number[] },
-  ): PendingStep {
-    const { loss, gradNorm } = tapeStep(this.model, group, {
+  ): Promise<PendingStep> {
+    const { loss, gradNorm } = await tapeStep(this.model, group, {
       vars: this.vars,
       optimizer: this.optimizer,
       maxGradNorm: this.options.maxGradNorm,
@@ -144,14 +147,14 @@ export class CompiledStepper implements Stepper {
   step(
     group: TrainBatch[],
     scalars: { lr: number; weights: number[]; dropoutSeeds: number[] },
-  ): PendingStep {
+  ): Promise<PendingStep> {
     const tokens = lossTokens(group.flatMap((b) => b.labels));
     const result = this.session.step(group, {
       lr: scalars.lr,
       lossScale: 1 / Math.max(1, tokens),
       dropoutSeeds: scalars.dropoutSeeds,
     });
-    return { result: () => result, dispose: () => undefined };
+    return Promise.resolve({ result: () => result, dispose: () => undefined });
   }
 
   async evaluate(

@@ -10,8 +10,12 @@ import type { AdamW } from "./optimizer.js";
 import type { TrainableModel } from "./trainable.js";
 import type { TrainBatch } from "./train_batch.js";
 
-/** Loss and gradient norm of the step, still on the GPU: the caller reads them (a sync point) and disposes them. */
-export function tapeStep(
+/**
+ * Loss and gradient norm of the step, still on the GPU: the caller reads them and disposes them. The norm is read
+ * before the update (a sync point, as torch's GradScaler reads found_inf): a non-finite norm skips the update, so
+ * the weights keep their last finite values, as the compiled step's AdamW does on the GPU.
+ */
+export async function tapeStep(
   model: TrainableModel,
   group: TrainBatch[],
   options: {
@@ -24,7 +28,7 @@ export function tapeStep(
     dropoutSeeds: number[];
     maxGradNorm: number;
   },
-): { loss: tf.Scalar; gradNorm: tf.Scalar } {
+): Promise<{ loss: tf.Scalar; gradNorm: tf.Scalar }> {
   let sum: tf.NamedTensorMap | undefined;
   let loss: tf.Scalar = tf.scalar(0);
   group.forEach((batch, i) => {
@@ -57,7 +61,8 @@ export function tapeStep(
             tf.stack(Object.values(sum!).map((g) => tf.norm(g))),
           ) as tf.Scalar,
       );
-  options.optimizer.step(clipped ? clipped.grads : sum!, options.lr);
+  if (Number.isFinite((await gradNorm.data())[0]))
+    options.optimizer.step(clipped ? clipped.grads : sum!, options.lr);
   tf.dispose([
     ...Object.values(sum!),
     ...(clipped ? Object.values(clipped.grads) : []),

@@ -4,7 +4,7 @@
  * model's compiled step when it has one (the engine), else on tfjs's autograd; see `steppers.ts`.
  */
 import * as tf from "@tensorflow/tfjs";
-import { ConfigError } from "../errors.js";
+import { ConfigError, DivergenceError } from "../errors.js";
 import { lowbias32 } from "../hash.js";
 import { gpuMemory, resetPeakMemory } from "../runtime/memory.js";
 import { gpuInfo } from "../runtime/runtime.js";
@@ -267,6 +267,8 @@ export class Trainer {
     if (o.gradientCheckpointing) this.model.gradientCheckpointing = true;
     this.model.state.training = true;
     let stepper: Stepper | undefined;
+    // Enqueued steps whose loss is still on its way back: at most two, so that reading one overlaps the next.
+    const unread: { step: number; pending: PendingStep }[] = [];
     try {
       stepper = this.stepper(this.paramGroups(vars), data);
       this.checkMemory(data.train, stepper);
@@ -292,15 +294,20 @@ export class Trainer {
       const started = performance.now();
       resetPeakMemory();
       let tokensSeen = 0;
-      // The step whose loss is still on its way back: read after the next step is enqueued, so they overlap.
-      let inflight: { step: number; pending: PendingStep } | undefined;
+      let lastCheckpoint: string | undefined;
+      // Every step's result is read (the compiled step reads its loss back anyway), so a non-finite one stops the
+      // run at once; only every logEvery-th is reported.
       const report = async () => {
-        if (!inflight) return;
-        const { step, pending } = inflight;
-        inflight = undefined;
+        const entry = unread.shift();
+        if (!entry) return;
+        const { step, pending } = entry;
         try {
-          if ((step + 1) % o.logEvery !== 0 && step + 1 !== total) return;
           const { loss, gradNorm } = await pending.result();
+          if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+            stepper!.sync(); // the weights of the last finite update
+            throw this.divergence(step + 1, loss, gradNorm, lastCheckpoint);
+          }
+          if ((step + 1) % o.logEvery !== 0 && step + 1 !== total) return;
           const elapsedMs = performance.now() - started;
           const memory = gpuMemory();
           emit({
@@ -323,10 +330,13 @@ export class Trainer {
           pending.dispose();
         }
       };
+      const drain = async () => {
+        while (unread.length > 0) await report();
+      };
       let step = first;
       for (; step < total && !this.aborted; step++) {
         if (this.paused) {
-          await report();
+          await drain();
           stepper.sync(); // a paused run shows its current adapter
           await this.paused;
         }
@@ -340,13 +350,13 @@ export class Trainer {
           1,
           tokens.reduce((a, b) => a + b, 0),
         );
-        const pending = stepper.step(group, {
+        const pending = await stepper.step(group, {
           lr: schedule.lrAt(step),
           weights: tokens.map((n) => n / totalTokens),
           dropoutSeeds: group.map((_, i) => dropoutSeed(o.seed, step, i)),
         });
-        await report();
-        inflight = { step, pending };
+        unread.push({ step, pending });
+        if (unread.length > 1) await report(); // step N is read while step N + 1 runs
         tokensSeen += group.reduce(
           (n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0),
           0,
@@ -358,7 +368,7 @@ export class Trainer {
           o.evalEvery !== undefined &&
           (step + 1) % o.evalEvery === 0;
         if (!checkpointNow && !evalNow) continue;
-        await report();
+        await drain();
         stepper.sync();
         if (checkpointNow) {
           const state = {
@@ -371,10 +381,8 @@ export class Trainer {
             stepper.optimizer,
             state,
           );
-          await o.checkpoint!.store.save(
-            `step-${String(step + 1).padStart(6, "0")}`,
-            files,
-          );
+          lastCheckpoint = `step-${String(step + 1).padStart(6, "0")}`;
+          await o.checkpoint!.store.save(lastCheckpoint, files);
         }
         if (evalNow) {
           const e = await this.evaluateWith(stepper, data.val!, step + 1);
@@ -387,7 +395,7 @@ export class Trainer {
           }
         }
       }
-      await report();
+      await drain();
       if (
         data.val &&
         !stoppedEarly &&
@@ -407,6 +415,7 @@ export class Trainer {
         history,
       };
     } finally {
+      for (const { pending } of unread.splice(0)) pending.dispose();
       this.model.state.training = false;
       if (o.gradientCheckpointing)
         this.model.gradientCheckpointing = checkpointing;
@@ -457,6 +466,41 @@ export class Trainer {
         }); turn gradientCheckpointing off, or train on WebGPU with executor: "compiled".`,
       );
     return new TapeStepper(this.model, options);
+  }
+
+  /** The error of a step whose loss or gradient norm is not finite: what happened, what was kept, what to try. */
+  private divergence(
+    step: number,
+    loss: number,
+    gradNorm: number,
+    checkpoint: string | undefined,
+  ): DivergenceError {
+    const o = this.o;
+    const suggested = Number((o.learningRate / 10).toPrecision(2));
+    const hints = [
+      `learningRate ${suggested} (a tenth of ${o.learningRate})`,
+      ...(o.maxGradNorm === 0
+        ? ["gradient clipping back on (maxGradNorm 1)"]
+        : []),
+      ...(o.warmupSteps === 0
+        ? ["a warmup (warmupSteps about 5% of the steps)"]
+        : []),
+    ];
+    return new DivergenceError(
+      `Training diverged at step ${step}: the loss is ${loss} and the gradient norm ${gradNorm}. The learning ` +
+        `rate is probably too high for this model and data: run again with ${hints.join(", and ")}. No update ` +
+        `with non-finite values was applied, so the weights hold their last finite values` +
+        (checkpoint
+          ? `, and the last checkpoint, ${checkpoint} in ${o.checkpoint!.store.description}, is kept.`
+          : "."),
+      {
+        step,
+        loss,
+        gradNorm,
+        learningRate: o.learningRate,
+        suggestedLearningRate: suggested,
+      },
+    );
   }
 
   private paramGroups(vars: tf.Variable[]): ParamGroup[] {

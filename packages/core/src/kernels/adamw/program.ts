@@ -11,7 +11,10 @@
  *                       p ← p·decay − stepSize · m / (√v / bias2Sqrt + eps)
  *
  * which is torch's clip_grad_norm_ followed by torch's AdamW (see kernels/adamw/shader.wgsl.ts for the per-element
- * update and train/clip.ts for the clipping). Every workgroup of adamwStep re-sums the W ≤ 256 partials itself, so
+ * update and train/clip.ts for the clipping). When the total is not finite (a NaN or Inf gradient, or a sum of
+ * squares past f32's range) the step is skipped: params, m and v keep their values, as torch's GradScaler skips
+ * optimizer.step on found infs, so a diverging run never writes a non-finite weight. The norm is still reported,
+ * and the Trainer stops on it. Every workgroup of adamwStep re-sums the W ≤ 256 partials itself, so
  * no third dispatch and no grid-wide barrier is needed; the first workgroup writes the norm before clipping.
  *
  * Padding stays exactly zero as long as the gradient padding is zero: m = v = 0 there, so the update is 0 / eps.
@@ -118,6 +121,11 @@ function adamwStepProgram(): Program {
     workgroupSize: [ADAMW_WORKGROUP, 1, 1],
     flat: false,
     body: /* wgsl */ `${REDUCE_WGSL}
+// By the bits, since WGSL has no isnan and compilers may fold x != x away: an all-ones exponent is Inf or NaN.
+fn isFinite(x : f32) -> bool {
+  return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
 fn main() {
   var mine = 0.0;
   if (localIndex < uniforms.W) {
@@ -130,6 +138,10 @@ fn main() {
   }
   if (workgroupId.x == 0u && localIndex == 0u) {
     norm[0] = total;
+  }
+  // Every workgroup sums the same partials in the same order, so all of them skip, or none.
+  if (!isFinite(total)) {
+    return;
   }
   ${GRID_STRIDE} {
     // (stepSize, bias2Sqrt, decay, unused) of this block's group
@@ -177,7 +189,7 @@ export function gradNormPartialsCall(P: number): ProgramCall {
 
 /**
  * Clips by the global norm of the W partials and applies AdamW to every element, in place; the first workgroup
- * writes the norm before clipping to norm[0].
+ * writes the norm before clipping to norm[0]. A non-finite norm leaves every element as it was.
  *
  * Bindings, in order: params [P], expAvg [P], expAvgSq [P] (vec4, updated in place), norm [1] (written),
  * grads [P] (vec4), groupOf [P / 256] (u32), partials [W].
