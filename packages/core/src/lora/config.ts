@@ -3,6 +3,7 @@
  * TypeScript callers may also use the camelCase aliases. Parsed once at the edge, with `loraConfig()`.
  */
 import { ConfigError } from "../errors.js";
+import { checkPattern, checkPatternKeys } from "./patterns.js";
 
 /** A PEFT LoRA config, in PEFT's serialised names. */
 export interface LoraConfig {
@@ -111,10 +112,15 @@ export const LORA_DEFAULTS: LoraConfig = {
  * ```
  */
 export function loraConfig(input: LoraConfigInput): LoraConfig {
+  if (typeof input !== "object" || input === null || Array.isArray(input))
+    throw new ConfigError(
+      `LoraConfig: expected an object of fields such as { r: 8, targetModules: ["q_proj"] }, got ${describe(input)}.`,
+    );
   const out: Record<string, unknown> = { ...LORA_DEFAULTS };
   for (const [key, value] of Object.entries(input)) {
-    const name = ALIASES[key] ?? key;
-    if (!(name in LORA_DEFAULTS)) {
+    // Own keys only: "constructor" or "__proto__" from a file are unknown fields, not Object's members.
+    const name = Object.hasOwn(ALIASES, key) ? ALIASES[key]! : key;
+    if (!Object.hasOwn(LORA_DEFAULTS, name)) {
       throw new ConfigError(
         `LoraConfig: unknown field "${key}". Known fields: ${Object.keys(LORA_DEFAULTS).join(", ")}.`,
       );
@@ -134,7 +140,7 @@ export function loraConfig(input: LoraConfigInput): LoraConfig {
 function positiveInt(value: unknown, what: string): void {
   if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
     throw new ConfigError(
-      `LoraConfig: ${what} must be a positive integer, got ${JSON.stringify(value)}.`,
+      `LoraConfig: ${what} must be a positive integer, got ${describe(value)}.`,
     );
   }
 }
@@ -147,30 +153,45 @@ function validate(c: LoraConfig): void {
     c.lora_alpha <= 0
   ) {
     throw new ConfigError(
-      `LoraConfig: lora_alpha must be a positive number, got ${JSON.stringify(c.lora_alpha)}.`,
+      `LoraConfig: lora_alpha must be a positive number, got ${describe(c.lora_alpha)}.`,
     );
   }
-  if (!(c.lora_dropout >= 0 && c.lora_dropout < 1)) {
+  if (
+    typeof c.lora_dropout !== "number" ||
+    !(c.lora_dropout >= 0 && c.lora_dropout < 1)
+  ) {
     throw new ConfigError(
-      `LoraConfig: lora_dropout must be in [0, 1), got ${JSON.stringify(c.lora_dropout)}.`,
+      `LoraConfig: lora_dropout must be in [0, 1), got ${describe(c.lora_dropout)}.`,
     );
   }
   if (c.bias !== "none") {
     throw new ConfigError(
-      `LoraConfig: bias "${c.bias}" is not supported; only "none" (base biases stay frozen).`,
+      `LoraConfig: bias ${describe(c.bias)} is not supported; only "none" (base biases stay frozen).`,
     );
   }
   if (![true, false, "gaussian"].includes(c.init_lora_weights)) {
     throw new ConfigError(
-      `LoraConfig: init_lora_weights must be true, false or "gaussian", got ${JSON.stringify(c.init_lora_weights)}.`,
+      `LoraConfig: init_lora_weights must be true, false or "gaussian", got ${describe(c.init_lora_weights)}.`,
     );
+  }
+  for (const field of ["use_rslora", "use_dora", "fan_in_fan_out"] as const)
+    if (typeof c[field] !== "boolean")
+      throw new ConfigError(
+        `LoraConfig: ${field} must be true or false, got ${describe(c[field])}.`,
+      );
+  for (const field of ["rank_pattern", "alpha_pattern"] as const) {
+    if (!isPlainObject(c[field]))
+      throw new ConfigError(
+        `LoraConfig: ${field} must be an object of {pattern: value}, got ${describe(c[field])}.`,
+      );
+    checkPatternKeys(field, Object.keys(c[field]));
   }
   for (const [key, r] of Object.entries(c.rank_pattern))
     positiveInt(r, `rank_pattern["${key}"]`);
   for (const [key, a] of Object.entries(c.alpha_pattern)) {
-    if (typeof a !== "number" || !(a > 0)) {
+    if (typeof a !== "number" || !Number.isFinite(a) || !(a > 0)) {
       throw new ConfigError(
-        `LoraConfig: alpha_pattern["${key}"] must be a positive number, got ${JSON.stringify(a)}.`,
+        `LoraConfig: alpha_pattern["${key}"] must be a positive number, got ${describe(a)}.`,
       );
     }
   }
@@ -188,16 +209,67 @@ function validate(c: LoraConfig): void {
       `LoraConfig: target_modules is empty; name the modules to adapt, or use "all-linear".`,
     );
   }
+  if (typeof targets === "string" && targets !== "all-linear")
+    checkPattern("target_modules", targets);
+  checkNames(c, "exclude_modules", true);
+  if (typeof c.exclude_modules === "string")
+    checkPattern("exclude_modules", c.exclude_modules);
+  checkNames(c, "layers_pattern", false);
+  for (const p of c.layers_pattern ?? []) checkPattern("layers_pattern", p);
+  checkNames(c, "modules_to_save", false);
+  if (c.layers_to_transform !== null && !Array.isArray(c.layers_to_transform))
+    fail(`layers_to_transform is ${describe(c.layers_to_transform)}`);
   if (c.layers_to_transform)
     c.layers_to_transform.forEach(
       (i) =>
-        (Number.isInteger(i) && i >= 0) || fail(`layers_to_transform has ${i}`),
+        (Number.isInteger(i) && i >= 0) ||
+        fail(`layers_to_transform has ${describe(i)}`),
+    );
+  if (typeof c.task_type !== "string")
+    throw new ConfigError(
+      `LoraConfig: task_type must be a string such as "CAUSAL_LM", got ${describe(c.task_type)}.`,
+    );
+  if (
+    c.base_model_name_or_path !== null &&
+    typeof c.base_model_name_or_path !== "string"
+  )
+    throw new ConfigError(
+      `LoraConfig: base_model_name_or_path must be a string or null, got ${describe(c.base_model_name_or_path)}.`,
     );
   if (c.modules_to_save && c.modules_to_save.length > 0) {
     throw new ConfigError(
       `LoraConfig: modules_to_save (${c.modules_to_save.join(", ")}) is not supported yet; webtune trains adapters on Linear layers only.`,
     );
   }
+}
+
+/** A field that holds null or a list of strings (or, where `orString`, one string). */
+function checkNames(
+  c: LoraConfig,
+  field: "exclude_modules" | "layers_pattern" | "modules_to_save",
+  orString: boolean,
+): void {
+  const v: unknown = c[field];
+  if (v === null || (orString && typeof v === "string")) return;
+  if (!Array.isArray(v) || !v.every((t) => typeof t === "string"))
+    throw new ConfigError(
+      `LoraConfig: ${field} must be null${orString ? ", a regex string" : ""} or a list of names, got ${describe(v)}.`,
+    );
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** A value for a message: JSON where it has one, short. */
+function describe(v: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(v) ?? typeof v;
+  } catch {
+    text = typeof v; // a BigInt, or an object that refers to itself
+  }
+  return text.length > 80 ? `${text.slice(0, 80)}...` : text;
 }
 
 function fail(problem: string): never {

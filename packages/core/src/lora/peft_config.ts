@@ -75,9 +75,10 @@ export function configFromPeftJson(
   const known: Record<string, unknown> = {};
   const ignored: string[] = [];
   for (const [key, value] of Object.entries(raw)) {
-    if (key in LORA_DEFAULTS) {
+    // Own keys only: a file's "constructor" or "__proto__" is an unknown field, not a member of Object.
+    if (Object.hasOwn(LORA_DEFAULTS, key)) {
       known[key] = value;
-    } else if (key in PEFT_PASSIVE_FIELDS || HARMLESS.has(key)) {
+    } else if (Object.hasOwn(PEFT_PASSIVE_FIELDS, key) || HARMLESS.has(key)) {
       if (!HARMLESS.has(key) && !isDefault(value, PEFT_PASSIVE_FIELDS[key])) {
         throw new FormatError(
           `${source}/adapter_config.json: "${key}" is ${JSON.stringify(value)}, a PEFT feature webtune does not support ` +

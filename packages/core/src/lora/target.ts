@@ -4,15 +4,15 @@
  */
 import { ConfigError } from "../errors.js";
 import type { LoraConfig } from "./config.js";
-
-/** Python's re.fullmatch: the whole name must match. */
-function fullMatch(pattern: string, name: string): boolean {
-  return new RegExp(`^(?:${pattern})$`).test(name);
-}
+import { fullMatch, layerIndexAfter, matchesPatternKey } from "./patterns.js";
 
 /** A list matches a name exactly or as a dotted suffix; a string matches as a full regex. */
-function matches(spec: string[] | string, name: string): boolean {
-  if (typeof spec === "string") return fullMatch(spec, name);
+function matches(
+  field: string,
+  spec: string[] | string,
+  name: string,
+): boolean {
+  if (typeof spec === "string") return fullMatch(field, spec, name);
   return spec.some((t) => name === t || name.endsWith(`.${t}`));
 }
 
@@ -23,38 +23,54 @@ function layerIndex(
 ): number | undefined {
   const candidates = patterns && patterns.length > 0 ? patterns : ["[^.]*"];
   for (const p of candidates) {
-    const m = new RegExp(`^.*\\.${p}\\.(\\d+)\\.`).exec(name);
-    if (m) return Number(m[1]);
+    const index = layerIndexAfter("layers_pattern", p, name);
+    if (index !== undefined) return index;
   }
   return undefined;
 }
 
 export function isTargeted(config: LoraConfig, name: string): boolean {
-  if (config.exclude_modules && matches(config.exclude_modules, name))
+  if (
+    config.exclude_modules &&
+    matches("exclude_modules", config.exclude_modules, name)
+  )
     return false;
   const found =
     config.target_modules === "all-linear" ||
-    matches(config.target_modules, name);
+    matches("target_modules", config.target_modules, name);
   if (!found || config.layers_to_transform === null) return found;
   const index = layerIndex(name, config.layers_pattern);
   return index !== undefined && config.layers_to_transform.includes(index);
 }
 
 /** PEFT's get_pattern_key: the first pattern key that matches the end of the name after a dot. */
-function patternKey(keys: string[], name: string): string | undefined {
-  return keys.find((key) => new RegExp(`^(.*\\.)?(${key})$`).test(name));
+function patternKey(
+  field: string,
+  keys: string[],
+  name: string,
+): string | undefined {
+  return keys.find((key) => matchesPatternKey(field, key, name));
 }
 
-/** Rank and alpha of one module, from the patterns or the config's defaults. */
+/** Rank and alpha of one module, from the patterns or the config's defaults; `rankKey`: the rank_pattern key used. */
 export function rankAndAlpha(
   config: LoraConfig,
   name: string,
-): { r: number; alpha: number } {
-  const rKey = patternKey(Object.keys(config.rank_pattern), name);
-  const aKey = patternKey(Object.keys(config.alpha_pattern), name);
+): { r: number; alpha: number; rankKey?: string } {
+  const rKey = patternKey(
+    "rank_pattern",
+    Object.keys(config.rank_pattern),
+    name,
+  );
+  const aKey = patternKey(
+    "alpha_pattern",
+    Object.keys(config.alpha_pattern),
+    name,
+  );
   return {
     r: rKey !== undefined ? config.rank_pattern[rKey]! : config.r,
     alpha: aKey !== undefined ? config.alpha_pattern[aKey]! : config.lora_alpha,
+    ...(rKey !== undefined ? { rankKey: rKey } : {}),
   };
 }
 
@@ -70,7 +86,7 @@ export function selectTargets(
   const targets = linearNames.filter((n) => isTargeted(config, n));
   if (Array.isArray(config.target_modules)) {
     const nonLinear = otherModules.filter((n) =>
-      matches(config.target_modules as string[], n),
+      matches("target_modules", config.target_modules as string[], n),
     );
     if (nonLinear.length > 0) {
       throw new ConfigError(
