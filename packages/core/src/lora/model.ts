@@ -108,9 +108,14 @@ export class LoraModel {
     config.fan_in_fan_out = targets.some(
       (t) => linears.get(t)!.layout === "in_out",
     );
-    targets.forEach((module, i) => {
+    // Every rank is checked before the first tensor is made: a refused config allocates nothing.
+    const planned = targets.map((module) => {
       const layer = linears.get(module)!;
-      const { r, alpha } = rankAndAlpha(config, module);
+      const { r, alpha, rankKey } = rankAndAlpha(config, module);
+      checkRank(module, layer, r, rankKey);
+      return { layer, r, alpha };
+    });
+    planned.forEach(({ layer, r, alpha }, i) => {
       this.layerOf(layer).adapters.set(
         name,
         initWeights(layer, r, alpha, config, (init.seed ?? 0) + i),
@@ -469,6 +474,32 @@ export class LoraModel {
     this.configs.clear();
     this.state.active = undefined;
   }
+}
+
+/**
+ * Refuses a rank above min(in, out) of the layer it adapts. PEFT allows it, but B·A [out, in] cannot have a rank
+ * above min(in, out): the extra rank adds parameters, optimizer state and memory (A [r, in], B [out, r]) and no
+ * expressiveness, and a typo such as r = 1e6 would allocate gigabytes before anything failed.
+ */
+function checkRank(
+  module: string,
+  layer: Linear,
+  r: number,
+  rankKey: string | undefined,
+): void {
+  const [IN, OUT] = [layer.inFeatures, layer.outFeatures];
+  const limit = Math.min(IN, OUT);
+  if (r <= limit) return;
+  const from =
+    rankKey !== undefined
+      ? `rank_pattern[${JSON.stringify(rankKey)}] = ${r}`
+      : `r = ${r}`;
+  throw new ConfigError(
+    `LoraConfig: ${from} is above the rank of module "${module}", a Linear of shape [in, out] = [${IN}, ${OUT}]: ` +
+      `its update B·A has rank at most min(${IN}, ${OUT}) = ${limit}, so a larger r only adds memory (A [r, ${IN}], ` +
+      `B [${OUT}, r]) and no expressiveness. Use r <= ${limit} for this module (rank_pattern sets one per module), ` +
+      `or, for a full-rank update, load the model with trainable: true and train every weight.`,
+  );
 }
 
 function isAdapterFiles(source: unknown): source is AdapterFiles {
