@@ -127,7 +127,9 @@ describe("cleaning report", () => {
       '{"input_ids":[1,2],"labels":[-100,-100]}\n{"input_ids":[]}\n{"input_ids":[3]}';
     const data = buildDataset(rows, tok, { source: "t.jsonl" });
     expect(data.report.dropped.empty).toBe(2);
-    expect(data.examples).toEqual([{ inputIds: [3], labels: [3], line: 3 }]);
+    expect(data.examples).toEqual([
+      { inputIds: [3], labels: [3], line: 3, key: expect.any(String) },
+    ]);
   });
 });
 

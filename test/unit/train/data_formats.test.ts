@@ -72,8 +72,14 @@ describe("completion", () => {
         inputIds: [...HELLO, ...WORLD, EOS],
         labels: [...HELLO, ...WORLD, EOS],
         line: 1,
+        key: expect.any(String),
       },
-      { inputIds: [...HI, EOS], labels: [...HI, EOS], line: 2 },
+      {
+        inputIds: [...HI, EOS],
+        labels: [...HI, EOS],
+        line: 2,
+        key: expect.any(String),
+      },
     ]);
   });
 
@@ -144,6 +150,7 @@ describe("instruction", () => {
       prompt: "Hi",
       completion: " world",
       line: 1,
+      key: expect.any(String),
     });
   });
 
@@ -261,6 +268,7 @@ describe("classification", () => {
       completion: " pos",
       label: "pos",
       line: 1,
+      key: expect.any(String),
     });
   });
 
@@ -299,8 +307,18 @@ describe("tokens", () => {
     });
     expect(data.format).toBe("tokens");
     expect(data.examples).toEqual([
-      { inputIds: [1, 2, 3], labels: [1, 2, 3], line: 1 },
-      { inputIds: [4, 5, 6], labels: [I, 5, 6], line: 2 },
+      {
+        inputIds: [1, 2, 3],
+        labels: [1, 2, 3],
+        line: 1,
+        key: expect.any(String),
+      },
+      {
+        inputIds: [4, 5, 6],
+        labels: [I, 5, 6],
+        line: 2,
+        key: expect.any(String),
+      },
     ]);
   });
 

@@ -156,6 +156,33 @@ describe("evaluate", () => {
     expect(result.exactMatch).toBe(0.5);
   });
 
+  it("scores every row of a file read for evaluation, repeated rows included, as every other tool does", async (ctx) => {
+    await needGpu(ctx);
+    const tok = model.tokenizer!;
+    const texts = ["the cat sat", "a dog ran", "the cat sat", "the cat sat"];
+    const file = texts.map((text) => JSON.stringify({ text })).join("\n");
+    const data = buildDataset(file, tok, { source: "t.jsonl", dedupe: false });
+    const all = await evaluate(model, tok, data.examples, {
+      format: "completion",
+    });
+    expect(all.rows).toBe(4);
+    // The loss weighs each copy: the token-weighted mean over the four rows, not over the two distinct ones.
+    let nll = 0;
+    let tokens = 0;
+    for (const ex of data.examples) {
+      nll -= await logLikelihood(ex.inputIds, 1);
+      tokens += ex.inputIds.length - 1;
+    }
+    expect(all.tokens).toBe(tokens);
+    expect(Math.abs(all.loss - nll / tokens) / all.loss).toBeLessThan(1e-5);
+    const deduped = buildDataset(file, tok, { source: "t.jsonl" });
+    expect(deduped.examples).toHaveLength(2);
+    expect(
+      (await evaluate(model, tok, deduped.examples, { format: "completion" }))
+        .loss,
+    ).not.toBeCloseTo(all.loss, 6);
+  });
+
   it("reports the reference loss with the adapter off and on, as the forgetting check", async (ctx) => {
     await needGpu(ctx);
     const tok = model.tokenizer!;

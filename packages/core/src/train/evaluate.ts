@@ -176,7 +176,9 @@ async function predictLabels(
 }
 
 /**
- * Loss, perplexity and the format's task metrics over `examples`.
+ * Loss, perplexity and the format's task metrics over `examples`. Every example counts, repeated ones too, so the
+ * numbers match other tools' on the same file: read a file for evaluation with `dedupe: false` (deduplication is
+ * for training data), and use `findOverlap` to see which test rows the training data also holds.
  *
  * @example
  * ```ts

@@ -13,6 +13,7 @@ import {
   type RenderOptions,
 } from "./render.js";
 import {
+  API_OPTION_NAMES,
   RowFormatError,
   type CleaningReport,
   type DatasetFormat,
@@ -20,6 +21,7 @@ import {
   type Example,
   type FileType,
   type OnError,
+  type OptionNames,
 } from "./types.js";
 
 /** Plain text cut into blocks rather than read line by line. */
@@ -52,6 +54,14 @@ export interface BuildOptions extends RenderOptions {
   onError?: OnError;
   /** Text files only: cut into blocks (completion format) instead of one example per line. */
   textBlocks?: TextBlocks;
+  /**
+   * The model's vocabulary size (its config's `vocab_size`): a token id at or above it, given in the tokens format
+   * or made by a tokenizer that does not match the model, makes its row malformed, named by line, instead of
+   * failing at the first training step. Default: not checked.
+   */
+  vocabSize?: number;
+  /** How messages name the options a user can change, e.g. a command line's flags. Default: the API's names. */
+  optionNames?: Partial<OptionNames>;
 }
 
 /** A tokenized, cleaned dataset. */
@@ -81,7 +91,8 @@ export function buildDataset(
   tokenizer: DatasetTokenizer,
   options: BuildOptions,
 ): Dataset {
-  checkOptions(options);
+  const names = { ...API_OPTION_NAMES, ...options.optionNames };
+  checkOptions(options, names);
   const onError = options.onError ?? "throw";
   const parsed = parseRows(input, {
     source: options.source,
@@ -89,6 +100,7 @@ export function buildDataset(
     delimiter: options.delimiter,
     onError,
     textRows: options.textBlocks ? "document" : "line",
+    skipOption: names.skip,
   });
   const cleaner = new Cleaner({
     source: options.source,
@@ -96,6 +108,8 @@ export function buildDataset(
     maxLength: options.maxLength,
     truncate: options.truncate ?? false,
     dedupe: options.dedupe ?? true,
+    vocabSize: options.vocabSize,
+    names,
   });
   parsed.problems.forEach((p) => cleaner.skipped(p));
   let format: DatasetFormat;
@@ -103,12 +117,13 @@ export function buildDataset(
     format = "completion";
     addBlocks(parsed, tokenizer, options.textBlocks, cleaner, options.source);
   } else {
-    format = options.format ?? formatOf(parsed, options.source);
+    format = options.format ?? formatOf(parsed, options.source, names.format);
     addRows(parsed, format, tokenizer, options, cleaner);
   }
   const report = cleaner.report();
   const examples = cleaner.examples;
-  if (examples.length === 0) throw noExamples(options.source, report);
+  if (examples.length === 0)
+    throw noExamples(options.source, report, names, options.truncate ?? false);
   const labels =
     format === "classification"
       ? [...new Set(examples.map((e) => e.label ?? ""))].sort()
@@ -126,12 +141,12 @@ function addRows(
   parsed: ParsedRows,
   format: DatasetFormat,
   tokenizer: DatasetTokenizer,
-  options: RenderOptions,
+  options: RenderOptions & { vocabSize?: number },
   cleaner: Cleaner,
 ): void {
   parsed.rows.forEach((row, i) => {
     const line = parsed.lineNumbers[i]!;
-    const record = readRecord(row, format);
+    const record = readRecord(row, format, options.vocabSize);
     if (!("format" in record)) return cleaner.malformed(line, record);
     const render = () => renderRecord(record, tokenizer, options);
     cleaner.offer(line, JSON.stringify(record), isEmptyRecord(record), render);
@@ -139,11 +154,15 @@ function addRows(
 }
 
 /** The format of the first row that fits one; the first row's error when none does. */
-function formatOf(parsed: ParsedRows, source: string): DatasetFormat {
+function formatOf(
+  parsed: ParsedRows,
+  source: string,
+  formatOption: string,
+): DatasetFormat {
   let firstError: unknown;
   for (const row of parsed.rows) {
     try {
-      return detectFormat(row);
+      return detectFormat(row, formatOption);
     } catch (e) {
       firstError ??= e;
     }
@@ -204,15 +223,22 @@ function addBlocks(
   }
 }
 
-function checkOptions(options: BuildOptions): void {
+function checkOptions(options: BuildOptions, names: OptionNames): void {
   const positive = (value: number | undefined, name: string) => {
     if (value === undefined || (Number.isInteger(value) && value > 0)) return;
     throw new ConfigError(
       `${name} is ${value}; expected a positive integer (a number of tokens or characters).`,
     );
   };
-  positive(options.maxLength, "maxLength");
+  positive(options.maxLength, names.maxLength);
   positive(options.textBlocks?.size, "textBlocks.size");
+  if (
+    options.vocabSize !== undefined &&
+    !(Number.isInteger(options.vocabSize) && options.vocabSize > 0)
+  )
+    throw new ConfigError(
+      `vocabSize is ${options.vocabSize}; expected the model's vocabulary size, a positive integer.`,
+    );
   const format = options.format ?? "completion";
   if (options.textBlocks !== undefined && format !== "completion") {
     throw new ConfigError(
@@ -237,14 +263,35 @@ export class EmptyDatasetError extends FormatError {
   }
 }
 
-function noExamples(source: string, report: CleaningReport): EmptyDatasetError {
+/** The error for a file that left no example, with the first dropped row and what to change for each reason. */
+function noExamples(
+  source: string,
+  report: CleaningReport,
+  names: OptionNames,
+  truncate: boolean,
+): EmptyDatasetError {
   const counts = Object.entries(report.dropped)
     .filter(([, n]) => n > 0)
     .map(([reason, n]) => `${n} ${reason}`)
     .join(", ");
+  const first = report.rows[0];
+  const advice: string[] = [];
+  if (report.dropped.tooLong > 0)
+    advice.push(
+      truncate || names.truncate === null
+        ? `raise ${names.maxLength} (the prompts alone fill it)`
+        : `raise ${names.maxLength} or pass ${names.truncate}`,
+    );
+  if (report.dropped.malformed > 0) advice.push("fix the malformed rows");
+  if (report.dropped.empty > 0)
+    advice.push("give the empty rows text that carries loss");
+  // Duplicates alone never empty a file: the first of each is kept.
   return new EmptyDatasetError(
-    `${source} gave no training examples: all ${report.total} rows were dropped (${counts || "none read"}). ` +
-      `error.report.rows lists each with its line; raise maxLength, pass truncate: true or dedupe: false as fits.`,
+    `${source} gave no examples: all ${report.total} rows were dropped (${counts || "none read"}).` +
+      (first
+        ? ` First: line ${first.line}, ${first.reason}: ${first.message}.`
+        : "") +
+      (advice.length > 0 ? ` To keep rows, ${advice.join("; ")}.` : ""),
     report,
   );
 }

@@ -5,6 +5,7 @@
  * some loss tokens remain).
  */
 import { FormatError } from "../../errors.js";
+import { keyDigest } from "./overlap.js";
 import type { Rendered } from "./render.js";
 import {
   IGNORE_INDEX,
@@ -14,6 +15,7 @@ import {
   type DroppedRow,
   type Example,
   type OnError,
+  type OptionNames,
   type RowProblem,
 } from "./types.js";
 
@@ -26,6 +28,10 @@ export interface CleaningOptions {
   truncate: boolean;
   /** Drop exact duplicates. */
   dedupe: boolean;
+  /** The model's vocabulary size: a rendered token id at or above it makes the row malformed. */
+  vocabSize?: number;
+  /** How messages name the options a user can change. Default: the API's names. */
+  names?: OptionNames;
 }
 
 const MAX_LISTED = 1000;
@@ -53,7 +59,13 @@ export class Cleaner {
   /** A row that does not fit its format: thrown or counted, by `onError`. */
   malformed(line: number, problem: RowProblem, cause?: unknown): void {
     if (this.options.onError === "throw") {
-      throw rowError(this.options.source, line, problem, cause);
+      throw rowError(
+        this.options.source,
+        line,
+        problem,
+        cause,
+        this.options.names?.skip,
+      );
     }
     this.drop(line, "malformed", problem.message);
   }
@@ -80,10 +92,24 @@ export class Cleaner {
       if (!(e instanceof FormatError)) throw e;
       return this.malformed(line, { message: e.message }, e);
     }
-    this.keep(line, rendered);
+    const outside = this.outsideVocabulary(rendered.inputIds);
+    if (outside) return this.malformed(line, { message: outside });
+    this.keep(line, key, rendered);
   }
 
-  private keep(line: number, rendered: Rendered): void {
+  /** What is wrong when the tokenizer gave an id that the model has no embedding for. */
+  private outsideVocabulary(ids: number[]): string | undefined {
+    const V = this.options.vocabSize;
+    if (V === undefined) return undefined;
+    const at = ids.findIndex((id) => id >= V);
+    if (at < 0) return undefined;
+    return (
+      `token ${at} has id ${ids[at]}, outside the model's vocabulary of ${V} ids (0 to ${V - 1}); the ` +
+      "tokenizer does not match the model"
+    );
+  }
+
+  private keep(line: number, key: string, rendered: Rendered): void {
     const hasLoss = (labels: number[]) =>
       labels.some((l) => l !== IGNORE_INDEX);
     if (!hasLoss(rendered.labels)) {
@@ -92,7 +118,8 @@ export class Cleaner {
     let { inputIds, labels } = rendered;
     const { maxLength, truncate } = this.options;
     if (maxLength !== undefined && inputIds.length > maxLength) {
-      const over = `${inputIds.length} tokens; maxLength is ${maxLength}`;
+      const name = this.options.names?.maxLength ?? "maxLength";
+      const over = `${inputIds.length} tokens; ${name} is ${maxLength}`;
       if (!truncate) return this.drop(line, "tooLong", over);
       inputIds = inputIds.slice(0, maxLength);
       labels = labels.slice(0, maxLength);
@@ -105,7 +132,13 @@ export class Cleaner {
       }
       this.truncated++;
     }
-    this.examples.push({ ...rendered, inputIds, labels, line });
+    this.examples.push({
+      ...rendered,
+      inputIds,
+      labels,
+      line,
+      key: keyDigest(key),
+    });
   }
 
   private drop(line: number, reason: DropReason, message: string): void {

@@ -33,7 +33,7 @@ const has = (row: Row, field: string) => Object.hasOwn(row, field);
  * detectFormat({ text: 'great film', label: 'pos' }); // 'classification'
  * ```
  */
-export function detectFormat(row: Row): DatasetFormat {
+export function detectFormat(row: Row, formatOption = "format"): DatasetFormat {
   if (has(row, "input_ids")) return "tokens";
   if (has(row, "messages")) return "chat";
   if (has(row, "prompt") && has(row, "completion")) return "instruction";
@@ -43,17 +43,21 @@ export function detectFormat(row: Row): DatasetFormat {
   throw new FormatError(
     `A row with fields (${Object.keys(row).join(", ") || "none"}) fits no dataset format; expected "text" ` +
       `(completion), "prompt"+"completion" or "instruction"+"input"+"output" (instruction), "messages" (chat), ` +
-      `"text"+"label" (classification) or "input_ids" (tokens). Rename the columns, or pass format explicitly.`,
+      `"text"+"label" (classification) or "input_ids" (tokens). Rename the columns, or pass ${formatOption} explicitly.`,
   );
 }
 
-/** Reads a row as a record of `format`, or says what is wrong with it. */
+/**
+ * Reads a row as a record of `format`, or says what is wrong with it. `vocabSize`, when given, bounds the ids of
+ * the tokens format: each must be below it.
+ */
 export function readRecord(
   row: Row,
   format: DatasetFormat,
+  vocabSize?: number,
 ): DatasetRecord | RowProblem {
   try {
-    return readOrThrow(row, format);
+    return readOrThrow(row, format, vocabSize);
   } catch (e) {
     if (e instanceof FieldProblem)
       return { message: e.message, field: e.field };
@@ -70,7 +74,11 @@ class FieldProblem extends Error {
   }
 }
 
-function readOrThrow(row: Row, format: DatasetFormat): DatasetRecord {
+function readOrThrow(
+  row: Row,
+  format: DatasetFormat,
+  vocabSize: number | undefined,
+): DatasetRecord {
   switch (format) {
     case "completion":
       return { format, text: text(row, "text") };
@@ -94,7 +102,7 @@ function readOrThrow(row: Row, format: DatasetFormat): DatasetRecord {
     case "classification":
       return { format, text: text(row, "text"), label: label(row) };
     case "tokens":
-      return tokens(row);
+      return tokens(row, vocabSize);
   }
 }
 
@@ -166,23 +174,37 @@ function messages(row: Row): ChatMessage[] {
   });
 }
 
-function tokens(row: Row): DatasetRecord {
+function tokens(row: Row, vocabSize: number | undefined): DatasetRecord {
   const inputIds = array(row, "input_ids");
+  const vocabulary =
+    vocabSize === undefined ? "" : ` below the vocabulary size, ${vocabSize}`;
+  const outside = (id: unknown) =>
+    vocabSize !== undefined && (id as number) >= vocabSize
+      ? `; the model's vocabulary has ${vocabSize} ids (0 to ${vocabSize - 1}), so these ids were made for another model or tokenizer`
+      : "";
   inputIds.forEach((id, i) => {
-    if (!Number.isInteger(id) || (id as number) < 0) {
+    if (
+      !Number.isInteger(id) ||
+      (id as number) < 0 ||
+      (vocabSize !== undefined && (id as number) >= vocabSize)
+    ) {
       throw new FieldProblem(
         `input_ids[${i}]`,
-        `is ${JSON.stringify(id)}; expected a token id (an integer >= 0)`,
+        `is ${JSON.stringify(id)}${outside(id) || `; expected a token id (an integer >= 0${vocabulary})`}`,
       );
     }
   });
   const present = has(row, "labels") && row["labels"] != null;
   const labels = present ? array(row, "labels") : undefined;
   labels?.forEach((id, i) => {
-    if (!Number.isInteger(id) || ((id as number) < 0 && id !== IGNORE_INDEX)) {
+    if (
+      !Number.isInteger(id) ||
+      ((id as number) < 0 && id !== IGNORE_INDEX) ||
+      (vocabSize !== undefined && (id as number) >= vocabSize)
+    ) {
       throw new FieldProblem(
         `labels[${i}]`,
-        `is ${JSON.stringify(id)}; expected a token id or ${IGNORE_INDEX}`,
+        `is ${JSON.stringify(id)}${outside(id) || `; expected a token id${vocabulary} or ${IGNORE_INDEX}`}`,
       );
     }
   });

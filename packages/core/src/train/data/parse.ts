@@ -12,6 +12,7 @@ import {
   type DecodedText,
 } from "./text_input.js";
 import {
+  API_OPTION_NAMES,
   rowError,
   type DatasetInput,
   type DroppedRow,
@@ -34,6 +35,8 @@ export interface ParseOptions {
   onError?: OnError;
   /** Text files: one row per non-blank line (`"line"`, the default), or the whole file as one row. */
   textRows?: "line" | "document";
+  /** What messages tell the user to set to skip bad rows. Default `onError: "skip"`. */
+  skipOption?: string;
 }
 
 /** The rows of a file. `rows[i]` starts on line `lineNumbers[i]`. */
@@ -61,10 +64,11 @@ export function parseRows(
   options: ParseOptions,
 ): ParsedRows {
   const onError = options.onError ?? "throw";
-  const decoded = decodeInput(input, options.source, onError);
+  const skip = options.skipOption ?? API_OPTION_NAMES.skip;
+  const decoded = decodeInput(input, options.source, onError, skip);
   const layout = inferLayout(options.source, decoded.text);
   const fileType = options.fileType ?? layout.fileType;
-  const out = new RowCollector(options.source, onError, fileType);
+  const out = new RowCollector(options.source, onError, fileType, skip);
   if (fileType === "jsonl") readJsonl(decoded, out);
   else if (fileType === "csv") {
     const delimiter = options.delimiter ?? layout.delimiter;
@@ -82,6 +86,7 @@ class RowCollector {
     readonly source: string,
     private readonly onError: OnError,
     private readonly fileType: FileType,
+    private readonly skip: string,
   ) {}
 
   add(row: Row, line: number): void {
@@ -91,7 +96,7 @@ class RowCollector {
 
   fail(line: number, problem: RowProblem, cause?: unknown): void {
     if (this.onError === "throw") {
-      throw rowError(this.source, line, problem, cause);
+      throw rowError(this.source, line, problem, cause, this.skip);
     }
     this.problems.push({ line, reason: "malformed", message: problem.message });
   }

@@ -23,6 +23,7 @@ export function decodeInput(
   input: DatasetInput,
   source: string,
   onError: OnError,
+  skip?: string,
 ): DecodedText {
   if (typeof input === "string") {
     return { text: stripBom(input), unreadableLines: new Set() };
@@ -35,10 +36,16 @@ export function decodeInput(
     const unreadableLines = invalidUtf8Lines(bytes);
     const first = [...unreadableLines][0] ?? 1;
     if (onError === "throw") {
-      throw rowError(source, first, {
-        message:
-          "the bytes are not valid UTF-8 (the file may be Latin-1 or UTF-16); re-save it as UTF-8",
-      });
+      throw rowError(
+        source,
+        first,
+        {
+          message:
+            "the bytes are not valid UTF-8 (the file may be Latin-1 or UTF-16); re-save it as UTF-8",
+        },
+        undefined,
+        skip,
+      );
     }
     const text = new TextDecoder("utf-8").decode(bytes);
     return { text: stripBom(text), unreadableLines };

@@ -25,6 +25,29 @@ export type DatasetInput = string | Uint8Array | ArrayBuffer;
 export type OnError = "throw" | "skip";
 
 /**
+ * How messages name the options a user can change, so that advice fits where the user stands: the API's option
+ * names by default, a command line's flags when it passes its own (e.g. `{ skip: "--skip-bad-rows" }`).
+ */
+export interface OptionNames {
+  /** What drops malformed rows instead of throwing. Default `onError: "skip"`. */
+  skip: string;
+  /** The longest example, in tokens. Default `maxLength`. */
+  maxLength: string;
+  /** What cuts long examples instead of dropping them; `null` when there is nothing to set. Default `truncate: true`. */
+  truncate: string | null;
+  /** What names the dataset format. Default `format`. */
+  format: string;
+}
+
+/** The API's own names, which messages use unless told otherwise. */
+export const API_OPTION_NAMES: OptionNames = {
+  skip: 'onError: "skip"',
+  maxLength: "maxLength",
+  truncate: "truncate: true",
+  format: "format",
+};
+
+/**
  * The label value of a token that carries no loss (Hugging Face's `ignore_index`); the same value as models'
  * `IGNORE_INDEX`, which the package exports (kept here so that data code does not load tfjs).
  */
@@ -47,6 +70,12 @@ export interface Example {
   completion?: string;
   /** The line of the source file where the row starts (1-based), for messages. */
   line: number;
+  /**
+   * A 64-bit digest (16 hex digits) of the record as cleaning compares it (the fields its format reads): rows with
+   * equal records have equal keys. Deduplication drops such rows within a file; {@link findOverlap} finds them
+   * across files or splits. Set by buildDataset.
+   */
+  key?: string;
 }
 
 /** Why a row was dropped. */
@@ -106,9 +135,10 @@ export function rowError(
   line: number,
   problem: RowProblem,
   cause?: unknown,
+  skip = API_OPTION_NAMES.skip,
 ): RowFormatError {
   return new RowFormatError(
-    `${source}, line ${line}: ${problem.message.replace(/\.\s*$/, "")}. Fix the row, or pass onError: "skip" to drop such rows ` +
+    `${source}, line ${line}: ${problem.message.replace(/\.\s*$/, "")}. Fix the row, or pass ${skip} to drop such rows ` +
       `(they are counted in the report as malformed).`,
     { source, line, field: problem.field, cause },
   );
