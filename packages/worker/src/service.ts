@@ -2,6 +2,7 @@
 import * as Comlink from "comlink";
 import {
   epochBatches,
+  epochSequence,
   evaluate,
   LoraModel,
   Trainer,
@@ -10,10 +11,8 @@ import {
   type AdapterFiles,
   type CheckpointStore,
   type EvaluationResult,
-  type Example,
   type LoraConfig,
   type LoraConfigInput,
-  type TrainBatch,
   type TrainEvent,
   type TrainResult,
   ConfigError,
@@ -180,17 +179,9 @@ export class TrainerService implements TrainerApi {
       : undefined;
     if (!resume && checkpointEvery) await this.checkpoints.clear();
     const padId = this.requireModel().tokenizer?.padTokenId ?? 0;
-    const list = (
-      examples: Example[],
-      epochs: number,
-      shuffle: boolean,
-    ): TrainBatch[] =>
-      epochBatches(
-        examples,
-        { batchSize, padId, seed: data.seed, epoch: 0, shuffle },
-        epochs,
-      );
-    const train = list(data.train, epochs, true);
+    const batchOptions = { batchSize, padId, seed: data.seed, epoch: 0 };
+    // Made as they are read: many epochs cost no memory.
+    const train = epochSequence(data.train, batchOptions, epochs);
     const val = data.val.slice(0, valRows);
     this.trainer = new Trainer(peft, {
       ...trainerOptions,
@@ -204,7 +195,10 @@ export class TrainerService implements TrainerApi {
       return await this.trainer.train(
         {
           train,
-          val: val.length > 0 ? list(val, 1, false) : undefined,
+          val:
+            val.length > 0
+              ? epochBatches(val, { ...batchOptions, shuffle: false }, 1)
+              : undefined,
         },
         resume,
       );

@@ -6,6 +6,20 @@ export interface TrainBatch {
   labels: number[][];
 }
 
+/**
+ * The training batches of a run, read by index in order: an array, or a lazy sequence that makes each batch when it
+ * is read (`epochSequence`), so that many epochs cost no memory.
+ */
+export interface BatchSequence {
+  readonly length: number;
+  at(index: number): TrainBatch | undefined;
+  /**
+   * How many leading batches hold every row shape of the sequence (one epoch of a reshuffled dataset holds every
+   * example): what the Trainer scans to plan the largest step. Default: all of them.
+   */
+  readonly epochLength?: number;
+}
+
 /** Tokens that carry a loss: labels[t] for t ≥ 1 that are not -100 (label t is predicted at t − 1). */
 export function lossTokens(labels: number[][]): number {
   let n = 0;

@@ -27,9 +27,13 @@ import {
   type PendingStep,
   type Stepper,
 } from "./steppers.js";
-import { lossTokens, type TrainBatch } from "./train_batch.js";
+import {
+  lossTokens,
+  type BatchSequence,
+  type TrainBatch,
+} from "./train_batch.js";
 
-export { lossTokens, type TrainBatch };
+export { lossTokens, type BatchSequence, type TrainBatch };
 
 export interface TrainerOptions {
   /** Peak learning rate. Default 2e-4. */
@@ -174,22 +178,16 @@ export class Trainer {
    * The preflight: the largest batch's step against the binding limit and the memory budget. On the compiled step
    * the activations and the training state are its buffer plan's (exact); on the tape, the model's estimate.
    */
-  private checkMemory(batches: TrainBatch[], stepper: Stepper): void {
+  private checkMemory(shapes: BatchShapes, stepper: Stepper): void {
     const plan = this.model.memoryPlan;
     if (!plan) return;
-    const batch = Math.max(...batches.map((b) => b.inputIds.length));
-    const tokens = Math.max(
-      ...batches.flatMap((b) => b.inputIds.map((r) => r.length)),
-    );
+    const { rows: batch, tokens, longest } = shapes;
     const gradientCheckpointing = this.model.gradientCheckpointing ?? false;
     const { footprint: estimate, baseFormat } = plan.call(this.model, {
       batch,
       tokens,
       gradientCheckpointing,
     });
-    const longest = batches.find((b) =>
-      b.inputIds.some((r) => r.length === tokens),
-    )!;
     const footprint =
       stepper instanceof CompiledStepper
         ? plannedFootprint(estimate.baseWeights, stepper.memory(longest))
@@ -237,11 +235,24 @@ export class Trainer {
    * ```
    */
   async train(
-    data: { train: TrainBatch[]; val?: TrainBatch[] },
+    data: { train: BatchSequence; val?: TrainBatch[] },
     /** A checkpoint's files (from `store.load(name)`): the run continues after its step, as if never stopped. */
     resume?: Record<string, Uint8Array>,
   ): Promise<TrainResult> {
     const o = this.o;
+    const shapes = batchShapes(data);
+    if (o.gradAccum > data.train.length)
+      throw new ConfigError(
+        `Trainer: gradAccum ${o.gradAccum} is more micro-batches than the ${data.train.length} training batches; ` +
+          `one optimizer step would read batches twice. Use a gradAccum of at most ${data.train.length}.`,
+      );
+    if (
+      o.maxSteps !== undefined &&
+      !(Number.isSafeInteger(o.maxSteps) && o.maxSteps >= 1)
+    )
+      throw new ConfigError(
+        `Trainer: maxSteps must be a positive integer, got ${o.maxSteps}.`,
+      );
     const total = o.maxSteps ?? Math.ceil(data.train.length / o.gradAccum);
     const schedule = createSchedule({
       type: o.schedule,
@@ -270,8 +281,8 @@ export class Trainer {
     // Enqueued steps whose loss is still on its way back: at most two, so that reading one overlaps the next.
     const unread: { step: number; pending: PendingStep }[] = [];
     try {
-      stepper = this.stepper(this.paramGroups(vars), data);
-      this.checkMemory(data.train, stepper);
+      stepper = this.stepper(this.paramGroups(vars), shapes.planRows);
+      this.checkMemory(shapes, stepper);
       if (resume) {
         const state = await restoreCheckpoint(
           this.model,
@@ -341,9 +352,8 @@ export class Trainer {
           await this.paused;
         }
         if (this.aborted) break;
-        const group = Array.from(
-          { length: o.gradAccum },
-          (_, i) => data.train[(step * o.gradAccum + i) % data.train.length]!,
+        const group = Array.from({ length: o.gradAccum }, (_, i) =>
+          data.train.at((step * o.gradAccum + i) % data.train.length)!,
         );
         const tokens = group.map((b) => lossTokens(b.labels));
         const totalTokens = Math.max(
@@ -428,10 +438,7 @@ export class Trainer {
    * The compiled step when the model has one (and `executor` allows it), else tfjs's autograd. The compiled
    * step is planned for the largest batch of `data`; batches are padded to its buckets.
    */
-  private stepper(
-    groups: ParamGroup[],
-    data: { train: TrainBatch[]; val?: TrainBatch[] },
-  ): Stepper {
+  private stepper(groups: ParamGroup[], batchSize: number): Stepper {
     const o = this.o;
     const options = {
       groups,
@@ -447,11 +454,7 @@ export class Trainer {
               lrScale: g.lrScale ?? 1,
               weightDecay: g.weightDecay ?? o.weightDecay,
             })),
-            batchSize: Math.max(
-              ...[...data.train, ...(data.val ?? [])].map(
-                (b) => b.inputIds.length,
-              ),
-            ),
+            batchSize,
             betas: ADAMW_DEFAULTS.betas,
             eps: ADAMW_DEFAULTS.eps,
             maxGradNorm: o.maxGradNorm,
@@ -547,6 +550,50 @@ export class Trainer {
       this.model.state.training = wasTraining;
     }
   }
+}
+
+/**
+ * The largest batch of a run: its most training rows, its longest row and a training batch holding that row (what
+ * a step's memory is checked for), and the most rows of any batch, validation included (what a step is planned for).
+ */
+interface BatchShapes {
+  rows: number;
+  planRows: number;
+  tokens: number;
+  longest: TrainBatch;
+}
+
+/**
+ * Scans the training batches (one epoch of a lazy sequence: every example is in it) and the validation batches
+ * for the largest shapes, holding no batch but the longest.
+ */
+function batchShapes(data: {
+  train: BatchSequence;
+  val?: TrainBatch[];
+}): BatchShapes {
+  const scan = Math.min(
+    data.train.epochLength ?? data.train.length,
+    data.train.length,
+  );
+  if (scan === 0)
+    throw new ConfigError("Trainer: there are no training batches.");
+  let rows = 0;
+  let tokens = 0;
+  let longest: TrainBatch | undefined;
+  for (let i = 0; i < scan; i++) {
+    const b = data.train.at(i)!;
+    rows = Math.max(rows, b.inputIds.length);
+    for (const r of b.inputIds)
+      if (r.length > tokens || !longest) {
+        tokens = Math.max(tokens, r.length);
+        longest = b;
+      }
+  }
+  const planRows = Math.max(
+    rows,
+    ...(data.val ?? []).map((b) => b.inputIds.length),
+  );
+  return { rows, planRows, tokens, longest: longest! };
 }
 
 /** A step's bytes from the compiled step's plan: the state holds its own copy of the trained values. */

@@ -6,6 +6,7 @@ import { ConfigError } from "../../errors.js";
 import { packExamples, type Sequence } from "./packing.js";
 import { checkInteger, mulberry32, shuffled, streamSeed } from "./random.js";
 import { IGNORE_INDEX, type Example } from "./types.js";
+import type { BatchSequence } from "../train_batch.js";
 
 /** What batching reads of an example. */
 export type Tokenized = Pick<Example, "inputIds" | "labels">;
@@ -182,4 +183,45 @@ export function epochBatches(
   for (let epoch = options.epoch; epoch < options.epoch + epochs; epoch++)
     out.push(...batches(examples, { ...options, epoch }));
   return out;
+}
+
+/**
+ * The batches of several epochs in training order, like {@link epochBatches}, made only as they are read: one
+ * epoch's batches are kept at a time, so `epochs` may be large. What the Trainer takes for long runs.
+ *
+ * @example
+ * ```ts
+ * const train = epochSequence(splits.train, { batchSize: 8, padId, seed: 0, epoch: 0 }, 100);
+ * train.length; // 100 × batches per epoch
+ * train.at(0); // the first batch of epoch 0, made now
+ * ```
+ */
+export function epochSequence(
+  examples: readonly Tokenized[],
+  options: BatchOptions,
+  epochs: number,
+): BatchSequence & { at(index: number): Batch | undefined } {
+  checkInteger(epochs, "epochs", 1);
+  const epochLength = countBatches(examples, options);
+  const length = epochLength * epochs;
+  if (!Number.isSafeInteger(length))
+    throw new ConfigError(
+      `${epochs} epochs of ${epochLength} batches is past what can be counted; set fewer epochs or a step limit.`,
+    );
+  let cached: { epoch: number; batches: Batch[] } | undefined;
+  return {
+    length,
+    epochLength,
+    at(index: number): Batch | undefined {
+      if (!Number.isInteger(index) || index < 0 || index >= length)
+        return undefined;
+      const epoch = options.epoch + Math.floor(index / epochLength);
+      if (cached?.epoch !== epoch)
+        cached = {
+          epoch,
+          batches: [...batches(examples, { ...options, epoch })],
+        };
+      return cached.batches[index % epochLength];
+    },
+  };
 }

@@ -12,6 +12,7 @@
  * ```
  */
 export {
+  API_OPTION_NAMES,
   RowFormatError,
   type CleaningReport,
   type DatasetFormat,
@@ -21,6 +22,7 @@ export {
   type Example,
   type FileType,
   type OnError,
+  type OptionNames,
 } from "./types.js";
 export {
   parseRows,
@@ -46,9 +48,11 @@ export {
   type TextBlocks,
 } from "./build.js";
 export { splitDataset, type SplitOptions, type Splits } from "./split.js";
+export { findOverlap, type Overlap } from "./overlap.js";
 export {
   batches,
   epochBatches,
+  epochSequence,
   countBatches,
   type Batch,
   type BatchOptions,
