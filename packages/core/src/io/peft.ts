@@ -8,6 +8,7 @@ import { FormatError } from "../errors.js";
 import { writeFilesAtomically } from "./atomic_write.js";
 import type { ModelFiles } from "./model_files.js";
 import {
+  checkFinite,
   openSafetensors,
   writeSafetensors,
   type CpuTensor,
@@ -135,7 +136,13 @@ export async function readAdapterFiles(files: ModelFiles): Promise<{
         `${file}: "${key}" is ${tensor.dtype}; adapter weights must be floating point.`,
       );
     }
+    checkFinite(tensor, file);
     const entry = modules.get(module) ?? {};
+    // Two spellings of one key (with and without "base_model.model.") would otherwise keep the last silently.
+    if (entry[part])
+      throw new FormatError(
+        `${file}: "${entry[part].name}" and "${key}" are both ${part} of module "${module}"; keep one of them.`,
+      );
     entry[part] = tensor;
     modules.set(module, entry);
   }

@@ -152,6 +152,26 @@ export class SafetensorsFile implements SafetensorsReader {
   }
 }
 
+/**
+ * Refuses a floating-point tensor that holds NaN or ±Inf, naming it, the value and its index: for files whose values
+ * must all be finite (adapters, checkpoints). One pass over the decoded CPU array (F32, F16 and BF16 all decode to
+ * f32, which keeps NaN and Inf), before anything is uploaded; other dtypes have no such values.
+ */
+export function checkFinite(tensor: CpuTensor, file: string): void {
+  const data = tensor.data;
+  if (!(data instanceof Float32Array)) return;
+  // Exponent bits all ones: Inf or NaN.
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i]! & 0x7f800000) !== 0x7f800000) continue;
+    throw new FormatError(
+      `${file}: tensor "${tensor.name}" (${tensor.dtype} [${tensor.shape.join(", ")}]) holds ${data[i]} at index ${i}; ` +
+        `its values must all be finite. The file is corrupt, or the training that wrote it diverged: use an earlier ` +
+        `checkpoint, or train again with a lower learning rate.`,
+    );
+  }
+}
+
 /** A FormatError for a missing tensor that lists the names most likely meant. */
 export function missingTensor(
   source: string,
