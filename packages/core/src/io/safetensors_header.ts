@@ -83,8 +83,9 @@ function decodeHeaderJson(
   headerBytes: Uint8Array,
 ): Record<string, unknown> {
   let parsed: unknown;
+  let text: string;
   try {
-    const text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
+    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
     parsed = JSON.parse(text);
   } catch (cause) {
     throw new FormatError(
@@ -98,7 +99,70 @@ function decodeHeaderJson(
       `${file} has an invalid safetensors header: expected a JSON object of tensors, found ${describe(parsed)}.`,
     );
   }
+  checkDuplicateKeys(file, text);
   return parsed as Record<string, unknown>;
+}
+
+/**
+ * Refuses a key that appears twice in one object of the header: JSON.parse keeps the last, so a second tensor of
+ * the same name (or a second "dtype" in one entry) would pass unseen. One linear scan of text that JSON.parse has
+ * already accepted (so it is well formed), with an explicit stack: no recursion, whatever the nesting.
+ */
+function checkDuplicateKeys(file: string, text: string): void {
+  // One level per open object or array: the keys seen (objects only) and the key whose value is being read.
+  const stack: { keys: Set<string> | undefined; key: string | undefined }[] =
+    [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      const end = stringEnd(text, i);
+      const top = stack.at(-1);
+      if (expectKey && top?.keys) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        if (top.keys.has(key)) throw duplicateKey(file, stack, key);
+        top.keys.add(key);
+        top.key = key;
+        expectKey = false;
+      }
+      i = end;
+    } else if (c === "{" || c === "[") {
+      stack.push({ keys: c === "{" ? new Set() : undefined, key: undefined });
+      expectKey = c === "{";
+    } else if (c === "}" || c === "]") {
+      stack.pop();
+      expectKey = false;
+    } else if (c === ",") {
+      expectKey = stack.at(-1)?.keys !== undefined;
+    }
+  }
+}
+
+/** The index of the quote that closes the JSON string opening at `start`. */
+function stringEnd(text: string, start: number): number {
+  let i = start + 1;
+  while (text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
+  return i;
+}
+
+function duplicateKey(
+  file: string,
+  stack: { key: string | undefined }[],
+  key: string,
+): FormatError {
+  if (stack.length === 1)
+    return new FormatError(
+      `${file} has an invalid safetensors header: ${key === "__metadata__" ? "__metadata__" : `tensor ${shortJson(key)}`} is listed twice. Each name ` +
+        `must appear once (JSON readers would keep only one of them); the file is corrupt or was edited by hand.`,
+    );
+  const path = stack
+    .slice(0, -1)
+    .map((level) => (level.key === undefined ? "[...]" : shortJson(level.key)))
+    .join(" > ");
+  return new FormatError(
+    `${file} has an invalid safetensors header: the entry of ${path} has the field ${shortJson(key)} twice. ` +
+      `The file is corrupt or was edited by hand.`,
+  );
 }
 
 function parseMetadata(file: string, entry: unknown): Record<string, string> {
@@ -134,12 +198,12 @@ function parseEntry(file: string, name: string, entry: unknown): TensorInfo {
   } = entry as Record<string, unknown>;
   if (!isSafetensorsDtype(dtype)) {
     throw bad(
-      `unknown dtype ${JSON.stringify(dtype)}; the safetensors dtypes are ${Object.keys(DTYPE_BITS).join(", ")}`,
+      `unknown dtype ${shortJson(dtype)}; the safetensors dtypes are ${Object.keys(DTYPE_BITS).join(", ")}`,
     );
   }
   if (!Array.isArray(shape) || !shape.every(isCount)) {
     throw bad(
-      `shape must be a list of non-negative integers, found ${JSON.stringify(shape)}`,
+      `shape must be a list of non-negative integers, found ${shortJson(shape)}`,
     );
   }
   if (
@@ -148,7 +212,7 @@ function parseEntry(file: string, name: string, entry: unknown): TensorInfo {
     !offsets.every(isCount)
   ) {
     throw bad(
-      `data_offsets must be [begin, end] with non-negative integers, found ${JSON.stringify(offsets)}`,
+      `data_offsets must be [begin, end] with non-negative integers, found ${shortJson(offsets)}`,
     );
   }
   const [begin, end] = offsets as [number, number];
@@ -218,7 +282,18 @@ function isCount(value: unknown): value is number {
 function describe(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
-  return typeof value === "object"
-    ? "an object"
-    : String(JSON.stringify(value));
+  return typeof value === "object" ? "an object" : shortJson(value);
+}
+
+/** A value from the header for a message: its JSON, cut short (it may be megabytes, or nested too deep to print). */
+function shortJson(value: unknown): string {
+  let text: string;
+  try {
+    text = String(JSON.stringify(value));
+  } catch {
+    text = Array.isArray(value)
+      ? "a deeply nested array"
+      : "a deeply nested object";
+  }
+  return text.length > 100 ? `${text.slice(0, 100)}...` : text;
 }
