@@ -1,11 +1,17 @@
 /**
- * Training checkpoints: the trainable values, the optimizer's moments, and the step. Data order and
- * dropout masks are functions of the step and seed, so restoring these resumes the run exactly.
+ * Training checkpoints: the trainable values, the optimizer's moments, the step, and the identity of the run that
+ * made them. Data order and dropout masks are functions of the step and seed, so restoring these resumes the run
+ * exactly. A restore checks everything (the run's identity, every tensor's shape) before it assigns anything.
  */
 import * as tf from "@tensorflow/tfjs";
 import { FormatError } from "../errors.js";
 import type { CheckpointFiles } from "../io/checkpoint_store.js";
 import { openSafetensors, writeSafetensors } from "../io/safetensors.js";
+import {
+  checkRunIdentity,
+  parseRunIdentity,
+  type RunIdentity,
+} from "./run_identity.js";
 import type { TrainableModel } from "./trainable.js";
 import type { OptimizerState } from "./steppers.js";
 
@@ -15,6 +21,8 @@ export interface TrainerState {
   /** Best validation loss so far and evaluations without improvement, for early stopping. */
   bestLoss: number | null;
   stale: number;
+  /** The run that wrote the checkpoint (absent in checkpoints of older versions). */
+  run?: RunIdentity;
 }
 
 const OPTIMIZER = "optimizer.safetensors";
@@ -55,18 +63,25 @@ export async function captureCheckpoint(
   };
 }
 
-/** Puts a checkpoint's trainable values and optimizer moments back; returns the trainer state. */
+/**
+ * Puts a checkpoint's trainable values and optimizer moments back; returns the trainer state. Refuses, changing
+ * nothing, a checkpoint of another run (`run`, see run_identity.ts) or one whose tensors do not fit the model.
+ */
 export async function restoreCheckpoint(
   model: TrainableModel,
   optimizer: OptimizerState,
   files: Record<string, Uint8Array>,
   source: string,
+  run?: RunIdentity,
 ): Promise<TrainerState> {
   for (const name of [WEIGHTS, OPTIMIZER, STATE]) {
     if (!files[name])
       throw new FormatError(`${source}: the checkpoint has no ${name}.`);
   }
+  const state = readTrainerState(files[STATE]!, source);
+  if (run) checkRunIdentity(state.run, run, source);
   const weights = await openSafetensors(files[WEIGHTS]!);
+  const values: [tf.Variable, Float32Array][] = [];
   for (const { key, variable } of model.namedTrainableVariables()) {
     if (!weights.has(key)) {
       throw new FormatError(
@@ -74,7 +89,12 @@ export async function restoreCheckpoint(
       );
     }
     const t = await weights.read(key);
-    variable.assign(tf.tensor(t.data as Float32Array, variable.shape));
+    if (t.shape.join() !== variable.shape.join())
+      throw new FormatError(
+        `${source}: "${key}" is [${t.shape.join(", ")}] in the checkpoint but [${variable.shape.join(", ")}] in ` +
+          `this model; was it saved with another rank or model?`,
+      );
+    values.push([variable, t.data as Float32Array]);
   }
   const opt = await openSafetensors(files[OPTIMIZER]!);
   const count = opt.names.length / 2;
@@ -91,6 +111,21 @@ export async function restoreCheckpoint(
       v: v.data as Float32Array,
     });
   }
+  for (const [variable, data] of values)
+    variable.assign(tf.tensor(data, variable.shape));
   optimizer.importState({ step: Number(opt.metadata["step"]), moments });
-  return JSON.parse(new TextDecoder().decode(files[STATE]!)) as TrainerState;
+  return state;
+}
+
+function readTrainerState(bytes: Uint8Array, source: string): TrainerState {
+  let state: unknown;
+  try {
+    state = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new FormatError(`${source}: ${STATE} is not JSON (${String(e)}).`);
+  }
+  if (typeof state !== "object" || state === null || Array.isArray(state))
+    throw new FormatError(`${source}: ${STATE} is not a JSON object.`);
+  const s = state as TrainerState;
+  return { ...s, run: parseRunIdentity(s.run, source) };
 }

@@ -14,6 +14,7 @@ export type {
   AdamWMoments,
   ParamGroup,
 } from "./optimizer.js";
+export type { RunIdentity } from "./run_identity.js";
 export { createSchedule, warmupStepsFromRatio } from "./schedule.js";
 export type {
   LrSchedule,

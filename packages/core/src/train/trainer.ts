@@ -14,6 +14,11 @@ import type { StepMemory } from "../engine/session.js";
 import type { TrainableModel } from "./trainable.js";
 import type { CheckpointStore } from "../io/checkpoint_store.js";
 import { captureCheckpoint, restoreCheckpoint } from "./checkpoint.js";
+import {
+  dataIdentity,
+  trainableIdentity,
+  type RunIdentity,
+} from "./run_identity.js";
 import { BestWeights } from "./best.js";
 import {
   ADAMW_DEFAULTS,
@@ -83,6 +88,12 @@ export interface TrainerOptions {
   earlyStopping?: { patience: number; minDelta?: number };
   /** Save a checkpoint (adapter, optimizer, step) every `every` optimizer steps, named "step-000042". */
   checkpoint?: { store: CheckpointStore; every: number };
+  /**
+   * What only the caller knows of the run (the model, the LoRA config, the storage format), stored in every
+   * checkpoint beside what the Trainer knows (the trainable tensors, a digest of the data, the hyperparameters).
+   * A resume refuses a checkpoint whose run differs in any field, naming it.
+   */
+  run?: RunIdentity;
   onEvent?: (event: TrainEvent) => void;
 }
 
@@ -134,6 +145,7 @@ export class Trainer {
       | "batchesPerEpoch"
       | "memoryBudget"
       | "executor"
+      | "run"
     >
   > &
     TrainerOptions;
@@ -254,6 +266,8 @@ export class Trainer {
         `Trainer: maxSteps must be a positive integer, got ${o.maxSteps}.`,
       );
     const total = o.maxSteps ?? Math.ceil(data.train.length / o.gradAccum);
+    const run: RunIdentity | undefined =
+      resume || o.checkpoint ? this.runIdentity(data.train, total) : undefined;
     const schedule = createSchedule({
       type: o.schedule,
       baseLr: o.learningRate,
@@ -288,7 +302,8 @@ export class Trainer {
           this.model,
           stepper.optimizer,
           resume,
-          "resume checkpoint",
+          "the resume checkpoint",
+          run,
         );
         stepper.reload();
         first = state.step;
@@ -385,6 +400,7 @@ export class Trainer {
             step: step + 1,
             bestLoss: best.event?.loss ?? null,
             stale,
+            run,
           };
           const files = await captureCheckpoint(
             this.model,
@@ -469,6 +485,25 @@ export class Trainer {
         }); turn gradientCheckpointing off, or train on WebGPU with executor: "compiled".`,
       );
     return new TapeStepper(this.model, options);
+  }
+
+  /** The run a checkpoint belongs to: the caller's fields, then the Trainer's own. */
+  private runIdentity(train: BatchSequence, steps: number): RunIdentity {
+    const o = this.o;
+    return {
+      ...o.run,
+      trainable: trainableIdentity(this.model.namedTrainableVariables()),
+      data: dataIdentity(train),
+      steps,
+      learningRate: o.learningRate,
+      schedule: o.schedule,
+      warmupSteps: o.warmupSteps,
+      gradAccum: o.gradAccum,
+      maxGradNorm: o.maxGradNorm,
+      weightDecay: o.weightDecay,
+      loraplusLrRatio: o.loraplusLrRatio ?? null,
+      seed: o.seed,
+    };
   }
 
   /** The error of a step whose loss or gradient norm is not finite: what happened, what was kept, what to try. */

@@ -1,0 +1,148 @@
+/**
+ * A resume takes only a checkpoint of the same run. Each checkpoint stores its run's identity (the trainable
+ * tensors, a digest of the data, the hyperparameters, and what the caller adds); a resume that differs in any field
+ * is refused with that field named, before any weight changes. A checkpoint without an identity (older versions)
+ * is still checked tensor by tensor: another rank is a FormatError naming the tensor and both shapes, not a tfjs
+ * reshape error.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import {
+  ConfigError,
+  FormatError,
+  type LoraModel,
+} from "@webtune/core";
+import { directoryStore } from "../../../packages/core/src/io/checkpoint_store.js";
+import {
+  Trainer,
+  type TrainBatch,
+  type TrainerOptions,
+} from "../../../packages/core/src/train/trainer.js";
+import { needGpu } from "../../helpers/gpu.js";
+import { useTinyModels } from "../../helpers/lora.js";
+
+const { peftOf } = useTinyModels(["llama_untied"]);
+
+const data = (offset: number): TrainBatch[] =>
+  Array.from({ length: 6 }, (_, s) => {
+    const inputIds = [0, 1].map((r) =>
+      Array.from({ length: 8 }, (_, t) => (offset + s * 11 + r * 7 + t) % 72),
+    );
+    return { inputIds, labels: inputIds };
+  });
+
+const base: TrainerOptions = {
+  learningRate: 1e-3,
+  maxSteps: 4,
+  run: { model: "tiny/llama_untied", lora_alpha: 8 },
+};
+
+function adapter(r: number): LoraModel {
+  const peft = peftOf("llama_untied");
+  peft.addAdapter(
+    "default",
+    { r, targetModules: ["q_proj", "v_proj"], initLoraWeights: false },
+    { seed: 1 },
+  );
+  return peft;
+}
+
+/** Trains 4 steps with a checkpoint every 2; returns the folder's store. */
+async function checkpointed(): Promise<ReturnType<typeof directoryStore>> {
+  const store = directoryStore(mkdtempSync(join(tmpdir(), "webtune-id-")));
+  await new Trainer(adapter(4), {
+    ...base,
+    checkpoint: { store, every: 2 },
+  }).train({ train: data(0) });
+  return store;
+}
+
+async function snapshot(peft: LoraModel): Promise<number[][]> {
+  return Promise.all(
+    peft.trainableVariables().map(async (v) => Array.from(await v.data())),
+  );
+}
+
+describe("resuming a checkpoint of another run", () => {
+  const cases: [string, number, TrainerOptions, TrainBatch[], RegExp][] = [
+    [
+      "another rank",
+      8,
+      base,
+      data(0),
+      /its trainable \(the tensors trained: the adapter's rank and target modules, or the model\) is "12 tensors, [0-9a-f]{8}", this run's is "12 tensors, [0-9a-f]{8}"/,
+    ],
+    [
+      "another learning rate",
+      4,
+      { ...base, learningRate: 2e-3 },
+      data(0),
+      /its learningRate is 0\.001, this run's is 0\.002/,
+    ],
+    [
+      "other data",
+      4,
+      base,
+      data(5),
+      /its data \(a digest of the training batches, in order\) is "6 batches, [0-9a-f]{8}"/,
+    ],
+    [
+      "another model, as the caller names it",
+      4,
+      { ...base, run: { ...base.run, model: "tiny/other" } },
+      data(0),
+      /its model is "tiny\/llama_untied", this run's is "tiny\/other"/,
+    ],
+  ];
+  for (const [what, r, options, train, message] of cases) {
+    it(`is refused for ${what}, naming the field, with no weight changed`, async (ctx) => {
+      await needGpu(ctx);
+      const store = await checkpointed();
+      const peft = adapter(r);
+      const before = await snapshot(peft);
+      const files = await store.load((await store.list()).at(-1)!);
+      const run = new Trainer(peft, options).train({ train }, files);
+      await expect(run).rejects.toThrow(ConfigError);
+      await expect(
+        new Trainer(peft, options).train({ train }, files),
+      ).rejects.toThrow(message);
+      expect(await snapshot(peft)).toEqual(before);
+    });
+  }
+
+  it("resumes when every field agrees", async (ctx) => {
+    await needGpu(ctx);
+    const store = await checkpointed();
+    const files = await store.load("step-000002");
+    const result = await new Trainer(adapter(4), base).train(
+      { train: data(0) },
+      files,
+    );
+    expect(result.steps).toBe(4);
+  });
+
+  it("checks an identity-less checkpoint tensor by tensor, naming the shapes", async (ctx) => {
+    await needGpu(ctx);
+    const store = await checkpointed();
+    const name = (await store.list()).at(-1)!;
+    const stateFile = join(store.description, name, "trainer_state.json");
+    const state = JSON.parse(readFileSync(stateFile, "utf8"));
+    delete state.run;
+    writeFileSync(stateFile, JSON.stringify(state));
+    const peft = adapter(8);
+    const before = await snapshot(peft);
+    const run = new Trainer(peft, base).train(
+      { train: data(0) },
+      await store.load(name),
+    );
+    await expect(run).rejects.toThrow(FormatError);
+    await expect(
+      new Trainer(peft, base).train({ train: data(0) }, await store.load(name)),
+    ).rejects.toThrow(
+      /is \[4, 48\] in the checkpoint but \[8, 48\] in this model/,
+    );
+    expect(await snapshot(peft)).toEqual(before);
+  });
+});
