@@ -9,11 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import {
-  ConfigError,
-  FormatError,
-  type LoraModel,
-} from "@webtune/core";
+import { ConfigError, FormatError, type LoraModel } from "@webtune/core";
 import { directoryStore } from "../../../packages/core/src/io/checkpoint_store.js";
 import {
   Trainer,
