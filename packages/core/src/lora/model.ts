@@ -51,6 +51,23 @@ export interface AdapterInit {
   seed?: number;
 }
 
+/** The PEFT config fields that change what an adapter learns: what a resumed run must share. */
+const IDENTITY_FIELDS = [
+  "r",
+  "lora_alpha",
+  "lora_dropout",
+  "target_modules",
+  "exclude_modules",
+  "layers_to_transform",
+  "layers_pattern",
+  "rank_pattern",
+  "alpha_pattern",
+  "use_rslora",
+  "use_dora",
+  "init_lora_weights",
+  "bias",
+];
+
 export class LoraModel {
   readonly state: AdapterState = {
     active: undefined,
@@ -365,6 +382,25 @@ export class LoraModel {
     this.configs.set(name, config);
     this.tagMemory(name);
     return config;
+  }
+
+  /**
+   * What is being trained, for the run identity a checkpoint stores: the base model and the active adapter's
+   * PEFT config (rank, alpha, targets, dropout, variants).
+   */
+  runIdentity(): Record<string, string | number | boolean | null> {
+    const json = peftConfigJson(this.config(this.requireActive()));
+    const fields: Record<string, string | number | boolean | null> = {
+      model: this.base.source,
+    };
+    for (const key of IDENTITY_FIELDS) {
+      const v = json[key] ?? null;
+      fields[key] =
+        typeof v === "object" && v !== null
+          ? JSON.stringify(v)
+          : (v as string | number | boolean | null);
+    }
+    return fields;
   }
 
   /** The adapter's two PEFT files: adapter_config.json and adapter_model.safetensors (F32). */

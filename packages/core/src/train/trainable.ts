@@ -30,6 +30,8 @@ export interface TrainableModel {
   gradientCheckpointing?: boolean;
   loss(ids: number[][], labels?: number[][]): tf.Scalar;
   namedTrainableVariables(): NamedVariable[];
+  /** What is being trained (the base model, the adapter's config), stored in checkpoints to recognise the run. */
+  runIdentity?(): Record<string, string | number | boolean | null>;
   /** Expected GPU memory of one step at [batch, tokens], checked before the first step when present. */
   memoryPlan?(shape: StepShapeOf): MemoryPlan;
   /**
@@ -65,6 +67,10 @@ export class FullFineTune implements TrainableModel {
         "FullFineTune: load the model with loadModel(source, { trainable: true }) so its weights can train.",
       );
     }
+  }
+
+  runIdentity(): Record<string, string> {
+    return { model: this.model.source, mode: "full fine-tuning" };
   }
 
   get gradientCheckpointing(): boolean {

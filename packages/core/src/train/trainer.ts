@@ -89,8 +89,9 @@ export interface TrainerOptions {
   /** Save a checkpoint (adapter, optimizer, step) every `every` optimizer steps, named "step-000042". */
   checkpoint?: { store: CheckpointStore; every: number };
   /**
-   * What only the caller knows of the run (the model, the LoRA config, the storage format), stored in every
-   * checkpoint beside what the Trainer knows (the trainable tensors, a digest of the data, the hyperparameters).
+   * What only the caller knows of the run (the storage format, say), stored in every checkpoint beside what the
+   * model says of itself (its source, the adapter's config) and what the Trainer knows (the trainable tensors, a
+   * digest of the data, the hyperparameters).
    * A resume refuses a checkpoint whose run differs in any field, naming it.
    */
   run?: RunIdentity;
@@ -491,6 +492,7 @@ export class Trainer {
   private runIdentity(train: BatchSequence, steps: number): RunIdentity {
     const o = this.o;
     return {
+      ...this.model.runIdentity?.(),
       ...o.run,
       trainable: trainableIdentity(this.model.namedTrainableVariables()),
       data: dataIdentity(train),
