@@ -427,3 +427,189 @@ describe("webtune CLI", () => {
     );
   });
 });
+
+describe("webtune CLI keeps earlier results and reads data as it will be used", () => {
+  const small = [
+    "--max-steps",
+    "4",
+    "--batch",
+    "4",
+    "--r",
+    "4",
+    "--val-split",
+    "0",
+    "--checkpoint-every",
+    "2",
+  ];
+  const rowsOf = (file: string) =>
+    readFileSync(file, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type: string; step?: number });
+
+  it("refuses bad options and an occupied --out before writing anything; --overwrite replaces; a resumed run keeps its metrics up to the checkpoint", async () => {
+    const out = join(work, "kept");
+    const args = ["--model", model, "--data", data, "--out", out, ...small];
+    expect((await webtune("train", ...args)).code).toBe(0);
+    const metrics = join(out, "metrics.jsonl");
+    const before = readFileSync(metrics);
+    const adapter = readFileSync(join(out, "adapter_model.safetensors"));
+
+    const bad = await webtune("train", ...args, "--lr", "-1");
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(
+      /^webtune: --lr must be a learning rate above 0, e.g. 2e-4, got -1\.$/m,
+    );
+    const taken = await webtune("train", ...args);
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toContain(
+      `webtune: --out ${out} already holds a run (adapter_model.safetensors, metrics.jsonl, checkpoints). ` +
+        "Pass --overwrite to replace it",
+    );
+    expect(readFileSync(metrics)).toEqual(before);
+    expect(readFileSync(join(out, "adapter_model.safetensors"))).toEqual(
+      adapter,
+    );
+
+    // Killed after logging step 4 but before checkpointing it, mid-way through a line.
+    await exec("rm", ["-r", join(out, "checkpoints", "step-000004")]);
+    writeFileSync(metrics, `${before.toString()}{"type":"step","step":5,"lo`);
+    const resumed = await webtune(
+      "train",
+      ...args,
+      "--resume",
+      join(out, "checkpoints"),
+    );
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/resuming from .*step-000002/);
+    const steps = rowsOf(metrics).filter((r) => r.type === "step");
+    expect(steps.map((r) => r.step)).toEqual([1, 2, 3, 4]);
+    expect(rowsOf(metrics).slice(0, 2)).toEqual(
+      before
+        .toString()
+        .trim()
+        .split("\n")
+        .slice(0, 2)
+        .map((l) => JSON.parse(l)),
+    );
+
+    const again = await webtune("train", ...args, "--overwrite");
+    expect(again.code, again.stderr).toBe(0);
+    expect(rowsOf(metrics).filter((r) => r.type === "step")).toHaveLength(4);
+  });
+
+  it("scores every row of an evaluation file and warns of test rows that are also training rows", async () => {
+    const lines = readFileSync(data, "utf8").trim().split("\n");
+    const test = join(work, "contaminated.jsonl");
+    writeFileSync(
+      test,
+      [
+        JSON.stringify({ text: "a new sentence about the sea." }),
+        lines[3],
+        lines[3],
+        JSON.stringify({ text: "another new sentence." }),
+        lines[7],
+      ].join("\n"),
+    );
+    const e = await webtune("eval", "--model", model, "--data", test);
+    expect(e.code, e.stderr).toBe(0);
+    expect(lastJson(e.stdout)["rows"]).toBe(5);
+
+    const r = await webtune(
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--test",
+      test,
+      "--out",
+      join(work, "contaminated"),
+      ...small,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      `warning: 3 of 5 test rows are also in the training data (--test ${test}, lines 2, 3, 5); the test ` +
+        "scores overstate how well the model generalizes.",
+    );
+    const summary = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as Record<
+      string,
+      unknown
+    >;
+    expect(summary["test_overlap_rows"]).toBe(3);
+    expect(summary["test_overlap_lines"]).toEqual([2, 3, 5]);
+    expect(summary["test_rows"]).toBe(5);
+  });
+
+  it("names its own flags in data errors, and checks token ids against the model's vocabulary before --out exists", async () => {
+    const bad = join(work, "bad-row.jsonl");
+    writeFileSync(bad, `${readFileSync(data, "utf8")}{"text": 5}\n`);
+    const out = join(work, "bad-row");
+    const r = await webtune(
+      "train",
+      "--model",
+      model,
+      "--data",
+      bad,
+      "--out",
+      out,
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `webtune: ${bad}, line 37: field "text" is a number; expected a string. Fix the row, or pass ` +
+        "--skip-bad-rows to drop such rows",
+    );
+    expect(r.stderr).not.toMatch(/onError|truncate: true|dedupe|maxLength/);
+    expect(existsSync(out)).toBe(false);
+    const skipped = await webtune(
+      "train",
+      "--model",
+      model,
+      "--data",
+      bad,
+      "--out",
+      out,
+      "--skip-bad-rows",
+      ...small,
+    );
+    expect(skipped.code, skipped.stderr).toBe(0);
+    expect(skipped.stderr).toMatch(/36 of 37 rows kept .*malformed 1/);
+
+    const ids = join(work, "ids.jsonl");
+    writeFileSync(ids, '{"input_ids": [1, 2, 3]}\n{"input_ids": [4, 393]}\n');
+    const t = await webtune(
+      "train",
+      "--model",
+      model,
+      "--data",
+      ids,
+      "--out",
+      join(work, "ids"),
+    );
+    expect(t.code).toBe(1);
+    expect(t.stderr).toContain(
+      `webtune: ${ids}, line 2: field "input_ids[1]" is 393; the model's vocabulary has 393 ids (0 to 392)`,
+    );
+    expect(existsSync(join(work, "ids"))).toBe(false);
+  });
+
+  it("merge refuses an --out that is the --model folder, and leaves the base weights alone", async () => {
+    const base = chatModelFolder(join(work, "merge-base"));
+    const weights = readFileSync(join(base, "model.safetensors"));
+    const adapter = join(work, "kept");
+    const r = await webtune(
+      "merge",
+      "--model",
+      base,
+      "--adapter",
+      adapter,
+      "--out",
+      `${base}/`,
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^webtune: --out .*merge-base\/ is the --model folder .*merge-base: writing there would replace the base model's own files\./m,
+    );
+    expect(readFileSync(join(base, "model.safetensors"))).toEqual(weights);
+  });
+});

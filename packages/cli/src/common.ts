@@ -39,10 +39,29 @@ const FORMATS = [
   "tokens",
 ];
 
+/** How dataset messages name the CLI's flags (see OptionNames). */
+const FLAG_NAMES = {
+  skip: "--skip-bad-rows",
+  maxLength: "--seq-len",
+  truncate: null,
+  format: "--format",
+};
+
+/**
+ * Reads a dataset file with the model's tokenizer, checking token ids against the model's vocabulary. Files read
+ * for training are deduplicated; files read for evaluation (`evaluation`: eval --data, --test, --reference) keep
+ * every row, so their scores count each row as other tools do.
+ */
 export async function readDataset(
   file: string,
   model: PretrainedModel,
-  options: { format?: string; seqLen: number; flag?: string },
+  options: {
+    format?: string;
+    seqLen: number;
+    flag?: string;
+    evaluation?: boolean;
+    skipBadRows?: boolean;
+  },
 ): Promise<ReturnType<typeof buildDataset>> {
   if (options.format !== undefined && !FORMATS.includes(options.format)) {
     throw new ConfigError(
@@ -65,5 +84,9 @@ export async function readDataset(
     format: options.format as DatasetFormat | undefined,
     maxLength: options.seqLen,
     truncate: true,
+    dedupe: !options.evaluation,
+    onError: options.skipBadRows ? "skip" : "throw",
+    vocabSize: model.dims.vocabSize,
+    optionNames: FLAG_NAMES,
   });
 }

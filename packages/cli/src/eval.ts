@@ -12,11 +12,15 @@ export async function evalCommand(o: {
   data: string;
   format?: string;
   seqLen: number;
+  skipBadRows?: boolean;
 }): Promise<void> {
   const { model, peft } = await loadForCommand(o.model, o.adapter);
+  // Every row is scored, repeated ones too: evaluation files are not deduplicated.
   const data = await readDataset(o.data, model, {
     format: o.format,
     seqLen: o.seqLen,
+    evaluation: true,
+    skipBadRows: o.skipBadRows,
   });
   const result = await evaluate(peft, model.tokenizer!, data.examples, {
     format: data.format,

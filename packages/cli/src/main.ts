@@ -84,10 +84,23 @@ program
     EMBEDDED_MODEL,
   )
   .requiredOption("--data <file>", "JSONL, CSV or text")
-  .requiredOption("--out <dir>", "output folder")
+  .requiredOption(
+    "--out <dir>",
+    "output folder; one that holds another run is refused unless --overwrite",
+  )
+  .option(
+    "--overwrite",
+    "replace the run already in --out (its adapter or model, metrics.jsonl and checkpoints)",
+    false,
+  )
   .option(
     "--format <f>",
     "completion | instruction | chat | classification | tokens (default: detected)",
+  )
+  .option(
+    "--skip-bad-rows",
+    "drop rows that cannot be read (counted as malformed) instead of stopping at the first",
+    false,
   )
   .option(
     "--mode <mode>",
@@ -186,7 +199,7 @@ program
   )
   .option(
     "--resume <dir>",
-    "a checkpoints folder: continue from its latest checkpoint",
+    "a checkpoints folder: continue from its latest checkpoint (in --out/checkpoints, metrics.jsonl keeps its rows up to it)",
   )
   .option(
     "--reference <file>",
@@ -225,6 +238,11 @@ program
   .option("--adapter <dir>", "a PEFT LoRA adapter folder")
   .requiredOption("--data <file>", "JSONL, CSV or text")
   .option("--format <f>", "dataset format (default: detected)")
+  .option(
+    "--skip-bad-rows",
+    "drop rows that cannot be read (counted as malformed) instead of stopping at the first",
+    false,
+  )
   .option(
     "--seq-len <n>",
     "tokens per example (longer ones are truncated)",

@@ -1,12 +1,13 @@
 /** `webtune train`: dataset → split → LoRA adapter → Trainer → PEFT files and metrics.jsonl in --out. */
-import { appendFile, mkdir, writeFile } from "node:fs/promises";
+import { appendFile } from "node:fs/promises";
 import {
   epochBatches,
   ConfigError,
   directoryStore,
   evaluate,
+  findOverlap,
   FullFineTune,
-  savePretrained,
+  savePretrainedToDirectory,
   saveAdapterToDirectory,
   splitDataset,
   Trainer,
@@ -19,6 +20,12 @@ import {
   type WeightOptions,
 } from "@webtune/core";
 import { loadForCommand, readDataset } from "./common.js";
+import {
+  checkApartFromModel,
+  checkOutFolder,
+  checkpointStep,
+  startRun,
+} from "./out_folder.js";
 import { progress } from "./progress.js";
 
 export interface TrainFlags {
@@ -55,6 +62,8 @@ export interface TrainFlags {
   doubleQuant: boolean;
   gradientCheckpointing: boolean;
   memoryBudget?: number;
+  overwrite?: boolean;
+  skipBadRows?: boolean;
 }
 
 function check(o: TrainFlags): void {
@@ -76,6 +85,54 @@ function check(o: TrainFlags): void {
     throw new ConfigError(
       "--batch, --grad-accum and --epochs must be at least 1.",
     );
+  checkNumbers(o);
+}
+
+/** The numeric flags' ranges, checked before anything loads or is written (commander checks only their type). */
+function checkNumbers(o: TrainFlags): void {
+  const need = (ok: boolean, flag: string, what: string, value: unknown) => {
+    if (!ok) throw new ConfigError(`${flag} must be ${what}, got ${value}.`);
+  };
+  need(o.lr > 0, "--lr", "a learning rate above 0, e.g. 2e-4", o.lr);
+  need(o.r >= 1, "--r", "a rank of at least 1", o.r);
+  need(o.alpha > 0, "--alpha", "above 0", o.alpha);
+  need(o.dropout >= 0 && o.dropout < 1, "--dropout", "in [0, 1)", o.dropout);
+  need(o.seqLen >= 1, "--seq-len", "at least 1", o.seqLen);
+  for (const [flag, v] of [
+    ["--max-steps", o.maxSteps],
+    ["--eval-every", o.evalEvery],
+    ["--checkpoint-every", o.checkpointEvery],
+    ["--early-stop", o.earlyStop],
+  ] as const)
+    need(v === undefined || v >= 1, flag, "at least 1", v);
+  if (o.memoryBudget !== undefined)
+    need(
+      o.memoryBudget > 0,
+      "--memory-budget",
+      "above 0 MiB",
+      o.memoryBudget / 2 ** 20,
+    );
+  need(
+    ["float32", "float16"].includes(o.dtype),
+    "--dtype",
+    "float32 or float16",
+    `"${o.dtype}"`,
+  );
+  if (o.quantize !== undefined)
+    need(
+      ["int8", "nf4"].includes(o.quantize),
+      "--quantize",
+      "int8 or nf4",
+      `"${o.quantize}"`,
+    );
+  if (o.doubleQuant && o.quantize === undefined)
+    throw new ConfigError(
+      "--double-quant quantizes the block scales of --quantize int8 or nf4: give --quantize too.",
+    );
+  if (o.target.split(",").every((t) => t.trim() === ""))
+    throw new ConfigError(
+      '--target names no module; give module names (e.g. q_proj,v_proj) or "all-linear".',
+    );
 }
 
 function batchList(
@@ -95,6 +152,9 @@ function batchList(
 export async function trainCommand(o: TrainFlags): Promise<void> {
   check(o);
   const full = o.mode === "full";
+  // Read-only checks of --out; nothing is written there until every option, the model and the data are checked.
+  if (full) await checkApartFromModel(o.out, o.model);
+  const plan = await checkOutFolder(o.out, o);
   const { model, peft } = await loadForCommand(o.model, undefined, {
     trainable: full,
     dtype: o.dtype as WeightOptions["dtype"],
@@ -104,6 +164,7 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
   const data = await readDataset(o.data, model, {
     format: o.format,
     seqLen: o.seqLen,
+    skipBadRows: o.skipBadRows,
   });
   const r = data.report;
   process.stderr.write(
@@ -118,6 +179,9 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
   });
   const tok = model.tokenizer!;
   const test = await testSet(o, model, data, split.test);
+  const overlap = test ? findOverlap(split.train, test) : undefined;
+  if (overlap && overlap.rows > 0)
+    process.stderr.write(overlapWarning(o, overlap, test!.length));
   const scoreTest = (scorer: Scorer) =>
     evaluate(scorer, tok, test!, { format: data.format, labels: data.labels });
   // Before any weight changes: the base model's test metrics, and the reference text's loss for the forgetting check.
@@ -127,6 +191,8 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
         format: "completion",
         seqLen: o.seqLen,
         flag: "--reference",
+        evaluation: true,
+        skipBadRows: o.skipBadRows,
       })
     : undefined;
   const referenceBase = reference
@@ -164,10 +230,7 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     split.val.length > 0 ? batchList(split.val, o, padId, 1, false) : undefined;
   const steps = o.maxSteps ?? Math.ceil(train.length / o.gradAccum);
 
-  await mkdir(o.out, { recursive: true });
   const metrics = `${o.out}/metrics.jsonl`;
-  await writeFile(metrics, "");
-  const bar = progress(steps);
   let writes = Promise.resolve();
   const trainer = new Trainer(trained, {
     learningRate: o.lr,
@@ -194,12 +257,14 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     },
   });
   const resume = o.resume ? await latestCheckpoint(o.resume) : undefined;
+  // Everything is checked: only now is --out created and metrics.jsonl started (or, resuming, kept to the checkpoint).
+  await startRun(plan, resume && checkpointStep(resume, o.resume!));
+  const bar = progress(steps);
   const result = await trainer.train({ train, val }, resume);
   bar.stop();
   await writes;
   if (full) {
-    for (const [name, content] of Object.entries(await savePretrained(model)))
-      await writeFile(`${o.out}/${name}`, content);
+    await savePretrainedToDirectory(model, o.out);
   } else {
     await saveAdapterToDirectory(await peft.saveAdapter(), o.out);
   }
@@ -209,6 +274,11 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     train_loss: result.history.filter((e) => e.type === "step").at(-1)?.loss,
     val_loss: result.bestEval?.loss,
   };
+  if (overlap)
+    Object.assign(summary, {
+      test_overlap_rows: overlap.rows,
+      test_overlap_lines: overlap.lines,
+    });
   if (test) {
     const tuned = await scoreTest(trained === peft ? peft : model);
     for (const [phase, r] of [
@@ -279,6 +349,8 @@ async function testSet(
     format: data.format,
     seqLen: o.seqLen,
     flag: "--test",
+    evaluation: true,
+    skipBadRows: o.skipBadRows,
   });
   const unknown = (test.labels ?? []).filter(
     (l) => !(data.labels ?? []).includes(l),
@@ -290,6 +362,21 @@ async function testSet(
   if (test.examples.length === 0)
     throw new ConfigError(`--test ${o.test} has no usable rows.`);
   return test.examples;
+}
+
+/** The contamination warning: test rows that the training split holds too. */
+function overlapWarning(
+  o: TrainFlags,
+  overlap: { rows: number; lines: number[] },
+  testRows: number,
+): string {
+  const file = o.test ? `--test ${o.test}` : `--data ${o.data}`;
+  const more = overlap.rows > overlap.lines.length ? ", ..." : "";
+  return (
+    `warning: ${overlap.rows} of ${testRows} test rows are also in the training data (${file}, lines ` +
+    `${overlap.lines.join(", ")}${more}); the test scores overstate how well the model generalizes. Remove them ` +
+    "from one of the files.\n"
+  );
 }
 
 /** Accuracy on `test` of always answering the training split's most common label. */
