@@ -6,6 +6,14 @@
 import { FileNotFoundError } from "../errors.js";
 import { syncDirectory, writeError, writeFileSynced } from "./atomic_write.js";
 import { isNode, nodeFs } from "./byte_source.js";
+import {
+  checkCheckpointName,
+  filesRecord,
+  MANIFEST,
+  MAX_MANIFEST_BYTES,
+  parseManifest,
+  readCheckpointFile,
+} from "./checkpoint_manifest.js";
 
 export type CheckpointFiles = Record<string, Uint8Array | string>;
 
@@ -20,8 +28,6 @@ export interface CheckpointStore {
   /** Deletes every checkpoint, so that a new run starts with none. */
   clear(): Promise<void>;
 }
-
-const MANIFEST = "checkpoint.json";
 
 /** A directory of checkpoint folders (Node). */
 export function directoryStore(dir: string): CheckpointStore {
@@ -50,20 +56,39 @@ export function directoryStore(dir: string): CheckpointStore {
       await syncDirectory(dir);
     },
     async load(name) {
+      checkCheckpointName(name, dir);
       const fs = await nodeFs();
-      const manifest = await fs
-        .readFile(`${dir}/${name}/${MANIFEST}`, "utf8")
-        .catch(() => {
-          throw new FileNotFoundError(
-            `No complete checkpoint "${name}" in ${dir}.`,
-            { source: dir, file: name },
-          );
-        });
-      const out: Record<string, Uint8Array> = {};
-      for (const file of (JSON.parse(manifest) as { files: string[] }).files) {
-        out[file] = new Uint8Array(await fs.readFile(`${dir}/${name}/${file}`));
-      }
-      return out;
+      const checkpoint = `${dir}/${name}`;
+      const manifest = await readCheckpointFile(
+        fs,
+        `${checkpoint}/${MANIFEST}`,
+        checkpoint,
+        MANIFEST,
+        MAX_MANIFEST_BYTES,
+      ).catch((cause: unknown) => {
+        if (!(cause instanceof FileNotFoundError)) throw cause;
+        throw new FileNotFoundError(
+          `No complete checkpoint "${name}" in ${dir}.`,
+          { source: dir, file: name, cause },
+        );
+      });
+      // Every name is checked before any file is opened.
+      const names = parseManifest(
+        new TextDecoder().decode(manifest),
+        checkpoint,
+      );
+      const files: [string, Uint8Array][] = [];
+      for (const file of names)
+        files.push([
+          file,
+          await readCheckpointFile(
+            fs,
+            `${checkpoint}/${file}`,
+            checkpoint,
+            file,
+          ),
+        ]);
+      return filesRecord(files);
     },
     async list() {
       const fs = await nodeFs();
@@ -120,16 +145,23 @@ export function opfsStore(folder = "webtune-checkpoints"): CheckpointStore {
       }
     },
     async load(name) {
+      checkCheckpointName(name, `OPFS:${folder}`);
       const dir = await (await root()).getDirectoryHandle(name);
-      const manifest = JSON.parse(
+      const names = parseManifest(
         await (await (await dir.getFileHandle(MANIFEST)).getFile()).text(),
-      ) as { files: string[] };
-      const out: Record<string, Uint8Array> = {};
-      for (const file of manifest.files)
-        out[file] = new Uint8Array(
-          await (await (await dir.getFileHandle(file)).getFile()).arrayBuffer(),
-        );
-      return out;
+        `OPFS:${folder}/${name}`,
+      );
+      const files: [string, Uint8Array][] = [];
+      for (const file of names)
+        files.push([
+          file,
+          new Uint8Array(
+            await (
+              await (await dir.getFileHandle(file)).getFile()
+            ).arrayBuffer(),
+          ),
+        ]);
+      return filesRecord(files);
     },
     async list() {
       const names: string[] = [];

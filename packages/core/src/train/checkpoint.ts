@@ -6,7 +6,12 @@
 import * as tf from "@tensorflow/tfjs";
 import { FormatError } from "../errors.js";
 import type { CheckpointFiles } from "../io/checkpoint_store.js";
-import { openSafetensors, writeSafetensors } from "../io/safetensors.js";
+import {
+  checkFinite,
+  openSafetensors,
+  writeSafetensors,
+  type CpuTensor,
+} from "../io/safetensors.js";
 import {
   checkRunIdentity,
   parseRunIdentity,
@@ -75,7 +80,7 @@ export async function restoreCheckpoint(
   run?: RunIdentity,
 ): Promise<TrainerState> {
   for (const name of [WEIGHTS, OPTIMIZER, STATE]) {
-    if (!files[name])
+    if (!Object.hasOwn(files, name) || !(files[name] instanceof Uint8Array))
       throw new FormatError(`${source}: the checkpoint has no ${name}.`);
   }
   const state = readTrainerState(files[STATE]!, source);
@@ -88,7 +93,7 @@ export async function restoreCheckpoint(
         `${source}: the checkpoint has no value for "${key}"; was it saved from another model or adapter?`,
       );
     }
-    const t = await weights.read(key);
+    const t = floats(await weights.read(key), source);
     if (t.shape.join() !== variable.shape.join())
       throw new FormatError(
         `${source}: "${key}" is [${t.shape.join(", ")}] in the checkpoint but [${variable.shape.join(", ")}] in ` +
@@ -101,8 +106,8 @@ export async function restoreCheckpoint(
   const moments = [];
   for (let i = 0; i < count; i++) {
     const [m, v] = [
-      await opt.read(`${i}.exp_avg`),
-      await opt.read(`${i}.exp_avg_sq`),
+      floats(await opt.read(`${i}.exp_avg`), source),
+      floats(await opt.read(`${i}.exp_avg_sq`), source),
     ];
     moments.push({
       name: String(i),
@@ -111,9 +116,19 @@ export async function restoreCheckpoint(
       v: v.data as Float32Array,
     });
   }
+  // Checked before any value is assigned, so a bad step changes nothing.
+  const written = opt.metadata["step"];
+  const step = wholeNumber(
+    // Digits only: Number("") is 0 and Number("0x10") 16.
+    written !== undefined && /^\d{1,16}$/.test(written)
+      ? Number(written)
+      : written,
+    `${OPTIMIZER}'s metadata "step"`,
+    source,
+  );
   for (const [variable, data] of values)
     variable.assign(tf.tensor(data, variable.shape));
-  optimizer.importState({ step: Number(opt.metadata["step"]), moments });
+  optimizer.importState({ step, moments });
   return state;
 }
 
@@ -126,6 +141,58 @@ function readTrainerState(bytes: Uint8Array, source: string): TrainerState {
   }
   if (typeof state !== "object" || state === null || Array.isArray(state))
     throw new FormatError(`${source}: ${STATE} is not a JSON object.`);
-  const s = state as TrainerState;
-  return { ...s, run: parseRunIdentity(s.run, source) };
+  const s = state as Record<string, unknown>;
+  const bestLoss = s["bestLoss"];
+  if (
+    bestLoss !== null &&
+    !(
+      typeof bestLoss === "number" &&
+      Number.isFinite(bestLoss) &&
+      bestLoss >= 0
+    )
+  )
+    throw new FormatError(
+      `${source}: ${STATE} has "bestLoss" ${shown(bestLoss)}; it must be null or a loss (a finite number >= 0).`,
+    );
+  return {
+    ...(s as unknown as TrainerState),
+    step: wholeNumber(s["step"], `${STATE}'s "step"`, source),
+    bestLoss,
+    stale: wholeNumber(s["stale"], `${STATE}'s "stale"`, source),
+    run: parseRunIdentity(s["run"], source),
+  };
+}
+
+/** A count read from a checkpoint (steps, evaluations): an integer from 0 to 2^53 - 1. */
+function wholeNumber(value: unknown, field: string, source: string): number {
+  if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0)
+    return value;
+  throw new FormatError(
+    `${source}: ${field} is ${shown(value)}; it must be a whole number from 0 to 2^53 - 1. The checkpoint ` +
+      `is damaged or was edited: resume from an earlier one.`,
+  );
+}
+
+/** A checkpoint tensor's values: floating point and finite (a NaN would come back as the run's weights). */
+function floats(
+  tensor: CpuTensor,
+  source: string,
+): CpuTensor & { data: Float32Array } {
+  if (!(tensor.data instanceof Float32Array))
+    throw new FormatError(
+      `${source}: "${tensor.name}" is ${tensor.dtype}; checkpoint tensors are floating point.`,
+    );
+  checkFinite(tensor, source);
+  return tensor as CpuTensor & { data: Float32Array };
+}
+
+function shown(value: unknown): string {
+  if (typeof value === "number") return String(value);
+  let text: string;
+  try {
+    text = String(JSON.stringify(value));
+  } catch {
+    text = typeof value;
+  }
+  return text.length > 80 ? `${text.slice(0, 80)}...` : text;
 }
