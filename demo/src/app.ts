@@ -46,6 +46,14 @@ const ADAPTER = "default";
 /** Tokens each side of the before/after panel generates. */
 const COMPARE_TOKENS = 32;
 
+/** How data messages name this page's controls, instead of the API's option names. */
+const PAGE_OPTION_NAMES = {
+  skip: 'tick "Skip rows that cannot be read" (with your own file)',
+  maxLength: '"max tokens per row"',
+  truncate: null,
+  format: null,
+};
+
 export class DemoApp {
   phase: Phase = "idle";
   model?: ModelInfo;
@@ -167,6 +175,8 @@ export class DemoApp {
     } else {
       train = choice.text;
       source = choice.source;
+      if (choice.test)
+        test = { input: choice.test.text, source: choice.test.source };
     }
     this.data = undefined;
     this.metrics = {};
@@ -175,8 +185,10 @@ export class DemoApp {
       source,
       maxLength: settings.maxLength,
       valSplit: 0.1,
-      testSplit: choice.kind === "text" ? choice.testSplit : 0,
+      testSplit: choice.kind === "text" && !test ? choice.testSplit : 0,
       test,
+      skipBadRows: choice.kind === "text" && choice.skipBadRows,
+      optionNames: PAGE_OPTION_NAMES,
     });
     this.data = summary;
     this.dataChoice = choice;

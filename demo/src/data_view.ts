@@ -1,4 +1,7 @@
-/** The data panel's report: what cleaning kept and dropped, the splits, and a preview of rows as the model sees them. */
+/**
+ * The data panel's report: what cleaning kept and dropped, the splits, a warning when test rows are also training
+ * rows, and a preview of rows as the model sees them.
+ */
 import type { DataSummary } from "@webtune/worker";
 import { byId, tableRow } from "./dom.js";
 
@@ -15,6 +18,7 @@ export function showDataSummary(source: string, s: DataSummary): void {
     `Kept ${r.kept} of ${r.total} rows${dropped.length ? ` (dropped ${dropped.join(", ")})` : ""}` +
     `${r.truncated ? `, ${r.truncated} truncated` : ""}.${firstDropped} ` +
     `Splits: ${s.sizes.train} train, ${s.sizes.val} validation, ${s.sizes.test} test.`;
+  showOverlap(s);
   const table = byId("data-preview");
   table
     .querySelector("tbody")!
@@ -24,4 +28,17 @@ export function showDataSummary(source: string, s: DataSummary): void {
       ),
     );
   table.hidden = s.preview.train.length === 0;
+}
+
+/** Contamination: test rows that the training split holds too make the test scores look better than they are. */
+function showOverlap(s: DataSummary): void {
+  const warning = byId("data-overlap");
+  const { rows, lines } = s.overlap;
+  warning.hidden = rows === 0;
+  if (rows === 0) return;
+  const more = rows > lines.length ? ", …" : "";
+  warning.textContent =
+    `Warning: ${rows} of ${s.sizes.test} test rows are also in the training data (test file lines ` +
+    `${lines.join(", ")}${more}). The test scores will overstate how well the adapter generalizes; remove ` +
+    "those rows from one of the files.";
 }

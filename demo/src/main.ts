@@ -34,15 +34,29 @@ async function dataChoice(): Promise<DataChoice> {
   const file = input("data-file").files?.[0];
   const pasted = byId<HTMLTextAreaElement>("data-paste").value;
   const testSplit = Number(input("test-split").value);
+  const testFile = input("test-file").files?.[0];
+  const test = testFile
+    ? { source: testFile.name, text: await testFile.text() }
+    : undefined;
+  const skipBadRows = input("skip-bad-rows").checked;
   if (file)
     return {
       kind: "text",
       source: file.name,
       text: await file.text(),
       testSplit,
+      test,
+      skipBadRows,
     };
   if (pasted.trim())
-    return { kind: "text", source: "pasted.jsonl", text: pasted, testSplit };
+    return {
+      kind: "text",
+      source: "pasted.jsonl",
+      text: pasted,
+      testSplit,
+      test,
+      skipBadRows,
+    };
   throw new Error("Pick a file or paste rows first, or choose a preset.");
 }
 
@@ -126,6 +140,7 @@ function restoreForm(model: ModelChoice, data: DataChoice): void {
   if (data.kind === "text") {
     byId<HTMLTextAreaElement>("data-paste").value = data.text;
     input("test-split").value = String(data.testSplit);
+    input("skip-bad-rows").checked = data.skipBadRows ?? false;
   }
 }
 

@@ -11,7 +11,16 @@ export type ModelChoice =
 
 export type DataChoice =
   | { kind: "preset"; name: string }
-  | { kind: "text"; source: string; text: string; testSplit: number };
+  | {
+      kind: "text";
+      source: string;
+      text: string;
+      testSplit: number;
+      /** A separate test file, which replaces the test split. */
+      test?: { source: string; text: string };
+      /** Drop rows that cannot be read instead of stopping at the first. */
+      skipBadRows?: boolean;
+    };
 
 export interface SavedRun {
   startedAt: string;
@@ -25,7 +34,11 @@ export interface SavedRun {
 const MAX_SAVED_TEXT = 1_000_000;
 
 export function saveRun(run: SavedRun): void {
-  if (run.data.kind === "text" && run.data.text.length > MAX_SAVED_TEXT) return;
+  if (
+    run.data.kind === "text" &&
+    run.data.text.length + (run.data.test?.text.length ?? 0) > MAX_SAVED_TEXT
+  )
+    return;
   try {
     localStorage.setItem(KEY, JSON.stringify(run));
   } catch {

@@ -172,6 +172,11 @@ describe("the demo page", () => {
     const text = await bannerText();
     expect(text).toMatch(/RowFormatError/);
     expect(text).toMatch(/bad\.jsonl.*line 2/);
+    // The advice names the page's own control, not the API's option.
+    expect(text).toMatch(
+      /Fix the row, or tick "Skip rows that cannot be read" \(with your own file\) to drop such rows/,
+    );
+    expect(text).not.toMatch(/onError/);
     expect(await state((app) => app.data)).toBeUndefined();
     await expect(page.locator("#train").isDisabled()).resolves.toBe(true);
   });
@@ -531,5 +536,47 @@ describe("the demo page", () => {
       expect(Number.isFinite(e.loss)).toBe(true);
       expect(e.peakGpuBytes).toBeGreaterThan(0);
     }
+  });
+
+  it("warns beside the data report when a separate test file repeats training rows, and scores every test row", async () => {
+    await page.selectOption("#preset", "custom");
+    await pickModelFolder();
+    await page.selectOption("#weight-storage", "float32");
+    await page.click("#load-model");
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    const rows = dataset().split("\n");
+    const testFile = join(scratch, "overlapping-test.jsonl");
+    writeFileSync(
+      testFile,
+      [
+        rows[0],
+        JSON.stringify({ prompt: "the yak sat on the", completion: " mat." }),
+        rows[5],
+        rows[0],
+      ].join("\n"),
+    );
+    await page.setInputFiles("#data-file", join(scratch, "animals.jsonl"));
+    await page.setInputFiles("#test-file", testFile);
+    await page.click("#load-data");
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    const warning = page.locator("#data-overlap");
+    await expect(warning.isVisible()).resolves.toBe(true);
+    expect(await warning.innerText()).toMatch(
+      /^Warning: 3 of 4 test rows are also in the training data \(test file lines 1, 3, 4\)\./,
+    );
+    // The repeated test row is scored twice, as any other tool scores the file.
+    expect((await state((app) => app.data!)).sizes.test).toBe(4);
+    await page
+      .locator("#data-panel")
+      .screenshot({ path: join(scratch, "demo-contamination.png") });
+    console.log(`screenshot: ${join(scratch, "demo-contamination.png")}`);
+
+    // A split of the one cleaned file cannot overlap: the warning goes away.
+    await page.setInputFiles("#test-file", []);
+    await page.click("#load-data");
+    await settle();
+    await expect(warning.isVisible()).resolves.toBe(false);
   });
 });

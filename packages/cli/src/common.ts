@@ -41,7 +41,7 @@ const FORMATS = [
 
 /** How dataset messages name the CLI's flags (see OptionNames). */
 const FLAG_NAMES = {
-  skip: "--skip-bad-rows",
+  skip: "pass --skip-bad-rows",
   maxLength: "--seq-len",
   truncate: null,
   format: "--format",

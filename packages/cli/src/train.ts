@@ -179,7 +179,10 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
   });
   const tok = model.tokenizer!;
   const test = await testSet(o, model, data, split.test);
-  const overlap = test ? findOverlap(split.train, test) : undefined;
+  // Against train and validation: a test row anywhere in the data file has been seen (or steered early stopping).
+  const overlap = test
+    ? findOverlap([...split.train, ...split.val], test)
+    : undefined;
   if (overlap && overlap.rows > 0)
     process.stderr.write(overlapWarning(o, overlap, test!.length));
   const scoreTest = (scorer: Scorer) =>

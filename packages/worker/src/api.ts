@@ -16,6 +16,7 @@ import type {
   EvaluationResult,
   LoraConfig,
   LoraConfigInput,
+  OptionNames,
   TrainEvent,
   TrainerOptions,
   TrainResult,
@@ -72,6 +73,10 @@ export interface DataOptions {
   seed?: number;
   /** A separate test file (a preset's test.jsonl, say); `testSplit` is then ignored. */
   test?: { input: string | ArrayBuffer; source: string };
+  /** Drop rows that cannot be read (counted as malformed) instead of failing on the first. Default false. */
+  skipBadRows?: boolean;
+  /** How messages name the page's controls for these options (see buildDataset's optionNames). */
+  optionNames?: Partial<OptionNames>;
 }
 
 /** A training row as the model will see it, for a preview. */
@@ -91,6 +96,11 @@ export interface DataSummary {
   sizes: { train: number; val: number; test: number };
   /** The first rows of each split, tokenized and decoded back. */
   preview: { train: PreviewRow[]; test: PreviewRow[] };
+  /**
+   * Test rows whose record the training data (its train or validation split) also holds: how many, and their first
+   * lines in the test file. Always none for a test split of one cleaned (deduplicated) file.
+   */
+  overlap: { rows: number; lines: number[] };
 }
 
 /** A saved training checkpoint (OPFS in browsers). */

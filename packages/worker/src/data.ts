@@ -1,6 +1,7 @@
 /** Reading a dataset in the worker: clean, tokenize, split (or take a separate test file), and preview rows. */
 import {
   buildDataset,
+  findOverlap,
   splitDataset,
   type DatasetFormat,
   type Example,
@@ -33,21 +34,31 @@ function preview(examples: Example[], tokenizer: Tokenizer): PreviewRow[] {
   }));
 }
 
-/** Reads `input` (and `o.test`) with the model's tokenizer; nothing is kept if any file is at fault. */
+/**
+ * Reads `input` (and `o.test`) with the model's tokenizer, token ids checked against `vocabSize`; nothing is kept
+ * if any file is at fault. The training file is deduplicated; a test file keeps every row, as evaluation scores it.
+ */
 export function readData(
   input: string | ArrayBuffer,
   o: DataOptions,
   tokenizer: Tokenizer,
+  vocabSize?: number,
 ): { data: LoadedData; summary: DataSummary } {
-  const read = (bytes: string | ArrayBuffer, source: string) =>
+  const read = (bytes: string | ArrayBuffer, source: string, dedupe = true) =>
     buildDataset(bytesOrText(bytes), tokenizer, {
       source,
       format: o.format,
       maxLength: o.maxLength ?? 256,
       truncate: true,
+      dedupe,
+      vocabSize,
+      onError: o.skipBadRows ? "skip" : "throw",
+      optionNames: o.optionNames,
     });
   const main = read(input, o.source);
-  const testFile = o.test ? read(o.test.input, o.test.source) : undefined;
+  const testFile = o.test
+    ? read(o.test.input, o.test.source, false)
+    : undefined;
   const seed = o.seed ?? 0;
   const split = splitDataset(main.examples, {
     val: o.valSplit ?? 0.1,
@@ -77,6 +88,7 @@ export function readData(
         train: preview(split.train, tokenizer),
         test: preview(split.test, tokenizer),
       },
+      overlap: findOverlap([...split.train, ...split.val], split.test),
     },
   };
 }

@@ -136,7 +136,12 @@ export class TrainerService implements TrainerApi {
       throw new ConfigError(
         `${model.source} has no tokenizer.json, which reading a dataset needs.`,
       );
-    const { data, summary } = readData(input, options, model.tokenizer);
+    const { data, summary } = readData(
+      input,
+      options,
+      model.tokenizer,
+      model.dims.vocabSize,
+    );
     this.data = data;
     return summary;
   }

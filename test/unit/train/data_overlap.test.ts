@@ -163,7 +163,7 @@ describe("token ids and the model's vocabulary", () => {
 
 describe("messages name the caller's options", () => {
   const cli = {
-    skip: "--skip-bad-rows",
+    skip: "pass --skip-bad-rows",
     maxLength: "--seq-len",
     truncate: null,
     format: "--format",
@@ -191,6 +191,12 @@ describe("messages name the caller's options", () => {
     expect(() =>
       buildDataset('{"q":1}', tok, { source: "q.jsonl", optionNames: cli }),
     ).toThrow(/or pass --format explicitly/);
+    expect(() =>
+      buildDataset('{"q":1}', tok, {
+        source: "q.jsonl",
+        optionNames: { format: null },
+      }),
+    ).toThrow(/Rename the columns\.$/);
   });
 
   it("a file that leaves no example says why, shows the first dropped row and names only options that help", () => {

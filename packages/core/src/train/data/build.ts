@@ -157,7 +157,7 @@ function addRows(
 function formatOf(
   parsed: ParsedRows,
   source: string,
-  formatOption: string,
+  formatOption: string | null,
 ): DatasetFormat {
   let firstError: unknown;
   for (const row of parsed.rows) {

@@ -33,7 +33,10 @@ const has = (row: Row, field: string) => Object.hasOwn(row, field);
  * detectFormat({ text: 'great film', label: 'pos' }); // 'classification'
  * ```
  */
-export function detectFormat(row: Row, formatOption = "format"): DatasetFormat {
+export function detectFormat(
+  row: Row,
+  formatOption: string | null = "format",
+): DatasetFormat {
   if (has(row, "input_ids")) return "tokens";
   if (has(row, "messages")) return "chat";
   if (has(row, "prompt") && has(row, "completion")) return "instruction";
@@ -43,7 +46,7 @@ export function detectFormat(row: Row, formatOption = "format"): DatasetFormat {
   throw new FormatError(
     `A row with fields (${Object.keys(row).join(", ") || "none"}) fits no dataset format; expected "text" ` +
       `(completion), "prompt"+"completion" or "instruction"+"input"+"output" (instruction), "messages" (chat), ` +
-      `"text"+"label" (classification) or "input_ids" (tokens). Rename the columns, or pass ${formatOption} explicitly.`,
+      `"text"+"label" (classification) or "input_ids" (tokens). Rename the columns${formatOption === null ? "" : `, or pass ${formatOption} explicitly`}.`,
   );
 }
 

@@ -35,7 +35,7 @@ export interface ParseOptions {
   onError?: OnError;
   /** Text files: one row per non-blank line (`"line"`, the default), or the whole file as one row. */
   textRows?: "line" | "document";
-  /** What messages tell the user to set to skip bad rows. Default `onError: "skip"`. */
+  /** How messages tell the user to skip bad rows (see OptionNames.skip). Default `pass onError: "skip"`. */
   skipOption?: string;
 }
 

@@ -26,22 +26,22 @@ export type OnError = "throw" | "skip";
 
 /**
  * How messages name the options a user can change, so that advice fits where the user stands: the API's option
- * names by default, a command line's flags when it passes its own (e.g. `{ skip: "--skip-bad-rows" }`).
+ * names by default, a command line's flags when it passes its own (e.g. `{ skip: "pass --skip-bad-rows" }`).
  */
 export interface OptionNames {
-  /** What drops malformed rows instead of throwing. Default `onError: "skip"`. */
+  /** How to drop malformed rows instead of throwing, as words to the user. Default `pass onError: "skip"`. */
   skip: string;
   /** The longest example, in tokens. Default `maxLength`. */
   maxLength: string;
   /** What cuts long examples instead of dropping them; `null` when there is nothing to set. Default `truncate: true`. */
   truncate: string | null;
-  /** What names the dataset format. Default `format`. */
-  format: string;
+  /** What names the dataset format; `null` when the user cannot name it. Default `format`. */
+  format: string | null;
 }
 
 /** The API's own names, which messages use unless told otherwise. */
 export const API_OPTION_NAMES: OptionNames = {
-  skip: 'onError: "skip"',
+  skip: 'pass onError: "skip"',
   maxLength: "maxLength",
   truncate: "truncate: true",
   format: "format",
@@ -138,7 +138,7 @@ export function rowError(
   skip = API_OPTION_NAMES.skip,
 ): RowFormatError {
   return new RowFormatError(
-    `${source}, line ${line}: ${problem.message.replace(/\.\s*$/, "")}. Fix the row, or pass ${skip} to drop such rows ` +
+    `${source}, line ${line}: ${problem.message.replace(/\.\s*$/, "")}. Fix the row, or ${skip} to drop such rows ` +
       `(they are counted in the report as malformed).`,
     { source, line, field: problem.field, cause },
   );
