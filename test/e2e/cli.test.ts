@@ -470,6 +470,33 @@ describe("webtune CLI keeps earlier results and reads data as it will be used", 
     expect(readFileSync(join(out, "adapter_model.safetensors"))).toEqual(
       adapter,
     );
+    // Refused by the Trainer's own checks before its first step: a new --out is not left behind.
+    const fresh = join(work, "never-written");
+    const tight = await webtune(
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--out",
+      fresh,
+      ...small,
+      "--memory-budget",
+      "0.01",
+    );
+    expect(tight.code).toBe(1);
+    expect(tight.stderr).toMatch(/over the budget of/);
+    expect(existsSync(fresh)).toBe(false);
+    const accum = await webtune(
+      "train",
+      ...args.map((a) => (a === out ? fresh : a)),
+      "--grad-accum",
+      "100",
+    );
+    expect(accum.stderr).toMatch(
+      /^webtune: --grad-accum 100 is more micro-batches than the 9 training batches \(36 rows, --batch 4, --epochs 1\); use at most 9\.$/m,
+    );
+    expect(existsSync(fresh)).toBe(false);
 
     // Killed after logging step 4 but before checkpointing it, mid-way through a line.
     await exec("rm", ["-r", join(out, "checkpoints", "step-000004")]);

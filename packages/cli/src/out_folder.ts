@@ -3,7 +3,7 @@
  * unless --overwrite, an --out that is (or is inside) the --model folder is refused, and metrics.jsonl starts empty
  * or, when a run resumes in its own folder, keeps its rows up to the checkpoint.
  */
-import { readFile, realpath, rm, stat } from "node:fs/promises";
+import { readFile, realpath, rm, rmdir, stat } from "node:fs/promises";
 import {
   basename,
   dirname,
@@ -31,6 +31,9 @@ export interface OutPlan {
   continues: boolean;
   /** --out holds another run that --overwrite replaces (its checkpoints are removed when the run starts). */
   replaces: boolean;
+  /** Whether --out, and its metrics.jsonl, were there before this run (see {@link abandonRun}). */
+  existed: boolean;
+  hadMetrics: boolean;
 }
 
 /**
@@ -58,7 +61,13 @@ export async function checkOutFolder(
       `--out ${out} already holds a run (${found.join(", ")}). Pass --overwrite to replace it, choose another ` +
         `--out, or continue that run with --resume ${join(out, CHECKPOINTS)}.`,
     );
-  return { out, continues, replaces: found.length > 0 && !continues };
+  return {
+    out,
+    continues,
+    replaces: found.length > 0 && !continues,
+    existed: kind !== undefined,
+    hadMetrics: found.includes(METRICS),
+  };
 }
 
 /**
@@ -78,6 +87,15 @@ export async function startRun(
   await writeFilesAtomically(plan.out, [[METRICS, rows]], METRICS);
   if (plan.replaces)
     await rm(join(plan.out, CHECKPOINTS), { recursive: true, force: true });
+}
+
+/**
+ * Undoes {@link startRun} for a run refused before it logged a step (by the Trainer's own checks, say): removes the
+ * metrics.jsonl it started unless one was there before, and the --out folder it created if that is empty again.
+ */
+export async function abandonRun(plan: OutPlan): Promise<void> {
+  if (!plan.hadMetrics) await rm(join(plan.out, METRICS), { force: true });
+  if (!plan.existed) await rmdir(plan.out).catch(() => undefined);
 }
 
 /**

@@ -21,6 +21,7 @@ import {
 } from "@webtune/core";
 import { loadForCommand, readDataset } from "./common.js";
 import {
+  abandonRun,
   checkApartFromModel,
   checkOutFolder,
   checkpointStep,
@@ -232,9 +233,15 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
   const val =
     split.val.length > 0 ? batchList(split.val, o, padId, 1, false) : undefined;
   const steps = o.maxSteps ?? Math.ceil(train.length / o.gradAccum);
+  if (o.gradAccum > train.length)
+    throw new ConfigError(
+      `--grad-accum ${o.gradAccum} is more micro-batches than the ${train.length} training batches ` +
+        `(${split.train.length} rows, --batch ${o.batch}, --epochs ${o.epochs}); use at most ${train.length}.`,
+    );
 
   const metrics = `${o.out}/metrics.jsonl`;
   let writes = Promise.resolve();
+  let logged = false;
   const trainer = new Trainer(trained, {
     learningRate: o.lr,
     schedule: o.schedule as "constant" | "linear" | "cosine",
@@ -255,6 +262,7 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
         }
       : undefined,
     onEvent: (e) => {
+      logged = true;
       bar.event(e);
       writes = writes.then(() => appendFile(metrics, `${JSON.stringify(e)}\n`));
     },
@@ -263,7 +271,13 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
   // Everything is checked: only now is --out created and metrics.jsonl started (or, resuming, kept to the checkpoint).
   await startRun(plan, resume && checkpointStep(resume, o.resume!));
   const bar = progress(steps);
-  const result = await trainer.train({ train, val }, resume);
+  const result = await trainer
+    .train({ train, val }, resume)
+    .catch(async (error: unknown) => {
+      // Refused before its first step (the Trainer's own checks): --out is left as it was found.
+      if (!logged) await abandonRun(plan);
+      throw error;
+    });
   bar.stop();
   await writes;
   if (full) {

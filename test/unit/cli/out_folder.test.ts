@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../../packages/core/src/errors.js";
 import {
+  abandonRun,
   checkApartFromModel,
   checkOutFolder,
   checkpointStep,
@@ -121,6 +122,28 @@ describe("startRun", () => {
       ),
     );
     expect(existsSync(join(out, "checkpoints", "step-000002"))).toBe(true);
+  });
+});
+
+describe("abandonRun", () => {
+  it("removes what startRun made for a run refused before its first step, and nothing that was there", async () => {
+    const fresh = join(scratch(), "new");
+    const plan = await checkOutFolder(fresh, {});
+    await startRun(plan, undefined);
+    expect(existsSync(join(fresh, "metrics.jsonl"))).toBe(true);
+    await abandonRun(plan);
+    expect(existsSync(fresh)).toBe(false);
+
+    const out = finishedRun();
+    const resumed = await checkOutFolder(out, {
+      resume: join(out, "checkpoints"),
+    });
+    await startRun(resumed, 1);
+    await abandonRun(resumed);
+    expect(readFileSync(join(out, "metrics.jsonl"), "utf8")).toBe(
+      rows({ type: "step", step: 1 }),
+    );
+    expect(existsSync(join(out, "adapter_model.safetensors"))).toBe(true);
   });
 });
 
