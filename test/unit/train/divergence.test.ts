@@ -85,7 +85,7 @@ describe("divergence", () => {
   for (const executor of ["compiled", "tape"] as const) {
     it(`skips a step whose loss is NaN, leaving every weight as it was (${executor})`, async (ctx) => {
       await needGpu(ctx);
-      let before: Float32Array[] = [];
+      let before: ReturnType<tf.Variable["dataSync"]>[] = [];
       const { error, peft } = await diverge({ executor }, (peft) => {
         const a = peft.trainableVariables()[0]!;
         const planted = a.dataSync().slice();
