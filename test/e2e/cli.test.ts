@@ -525,6 +525,58 @@ describe("webtune CLI keeps earlier results and reads data as it will be used", 
     expect(rowsOf(metrics).filter((r) => r.type === "step")).toHaveLength(4);
   });
 
+  it("stops a diverging run with the --lr to try, keeping the earlier adapter; refuses to resume another run's checkpoint", async () => {
+    const out = join(work, "diverging");
+    const args = ["--model", model, "--data", data, "--out", out, ...small];
+    expect((await webtune("train", ...args)).code).toBe(0);
+    const adapter = readFileSync(join(out, "adapter_model.safetensors"));
+    const config = readFileSync(join(out, "adapter_config.json"));
+
+    const high = await webtune(
+      "train",
+      ...args,
+      "--overwrite",
+      "--lr",
+      "1e4",
+      "--checkpoint-every",
+      "1",
+    );
+    expect(high.code).toBe(1);
+    expect(high.stderr).toMatch(
+      /^webtune: training diverged at step (\d+): the loss is \S+ and the gradient norm \S+\. The learning rate is probably too high: run again with --lr 1000 \(a tenth of 10000\)/m,
+    );
+    const step = Number(/diverged at step (\d+)/.exec(high.stderr)![1]);
+    expect(high.stderr).toContain(
+      `Checkpoints up to step ${step - 1} are kept in ${out}/checkpoints.`,
+    );
+    expect(readFileSync(join(out, "adapter_model.safetensors"))).toEqual(
+      adapter,
+    );
+    expect(readFileSync(join(out, "adapter_config.json"))).toEqual(config);
+    const logged = rowsOf(join(out, "metrics.jsonl")).map((r) => r.step);
+    expect(logged).toEqual(Array.from({ length: step - 1 }, (_, i) => i + 1));
+
+    // Those checkpoints are of a rank-4 run: a rank-8 resume is refused by name, before --out is written.
+    const other = join(work, "other-rank");
+    const mixed = await webtune(
+      "train",
+      ...args.map((a) => (a === out ? other : a)),
+      "--lr",
+      "1e4",
+      "--checkpoint-every",
+      "1",
+      "--r",
+      "8",
+      "--resume",
+      join(out, "checkpoints"),
+    );
+    expect(mixed.code).toBe(1);
+    expect(mixed.stderr).toMatch(
+      /was saved by another run: its r is 4, this run's is 8\./,
+    );
+    expect(existsSync(other)).toBe(false);
+  });
+
   it("scores every row of an evaluation file and warns of test rows that are also training rows", async () => {
     const lines = readFileSync(data, "utf8").trim().split("\n");
     const test = join(work, "contaminated.jsonl");

@@ -1,7 +1,9 @@
 /** `webtune train`: dataset → split → LoRA adapter → Trainer → PEFT files and metrics.jsonl in --out. */
 import { appendFile } from "node:fs/promises";
 import {
+  DivergenceError,
   epochBatches,
+  epochSequence,
   ConfigError,
   directoryStore,
   evaluate,
@@ -150,6 +152,21 @@ function batchList(
   );
 }
 
+/** The Trainer's divergence, told with the CLI's flags, and what is left in --out. */
+function diverged(e: DivergenceError, o: TrainFlags): DivergenceError {
+  const kept =
+    o.checkpointEvery && e.step > o.checkpointEvery
+      ? ` Checkpoints up to step ${Math.floor((e.step - 1) / o.checkpointEvery) * o.checkpointEvery} are kept in ${o.out}/checkpoints.`
+      : "";
+  return new DivergenceError(
+    `training diverged at step ${e.step}: the loss is ${e.loss} and the gradient norm ${e.gradNorm}. The learning ` +
+      `rate is probably too high: run again with --lr ${e.suggestedLearningRate} (a tenth of ${e.learningRate})` +
+      `${o.warmup === 0 ? ", and a --warmup of about 5% of the steps" : ""}, with --overwrite to replace this run. ` +
+      `No adapter was written (one already in ${o.out} is left as it was); metrics.jsonl has the steps before.${kept}`,
+    e,
+  );
+}
+
 export async function trainCommand(o: TrainFlags): Promise<void> {
   check(o);
   const full = o.mode === "full";
@@ -229,7 +246,12 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
       : `${peft.printTrainableParameters()}\n`,
   );
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
-  const train = batchList(split.train, o, padId, o.epochs, true);
+  // Made as they are read: --epochs costs no memory.
+  const train = epochSequence(
+    split.train,
+    { batchSize: o.batch, padId, seed: o.seed, epoch: 0 },
+    o.epochs,
+  );
   const val =
     split.val.length > 0 ? batchList(split.val, o, padId, 1, false) : undefined;
   const steps = o.maxSteps ?? Math.ceil(train.length / o.gradAccum);
@@ -261,6 +283,12 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
           every: o.checkpointEvery,
         }
       : undefined,
+    // With the model, its adapter config, the data and the hyperparameters: what --resume must match.
+    run: {
+      dtype: o.dtype,
+      quantize: o.quantize ?? null,
+      double_quant: o.doubleQuant,
+    },
     onEvent: (e) => {
       logged = true;
       bar.event(e);
@@ -276,7 +304,7 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     .catch(async (error: unknown) => {
       // Refused before its first step (the Trainer's own checks): --out is left as it was found.
       if (!logged) await abandonRun(plan);
-      throw error;
+      throw error instanceof DivergenceError ? diverged(error, o) : error;
     });
   bar.stop();
   await writes;
