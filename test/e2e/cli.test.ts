@@ -486,6 +486,11 @@ describe("webtune CLI keeps earlier results and reads data as it will be used", 
     );
     expect(tight.code).toBe(1);
     expect(tight.stderr).toMatch(/over the budget of/);
+    // Advice in the CLI's own flags, not the API's option names.
+    expect(tight.stderr).toMatch(
+      /load the base with --dtype float16 \(half the weights\) or --quantize nf4 .*turn on --gradient-checkpointing/,
+    );
+    expect(tight.stderr).not.toMatch(/dtype: "|gradientCheckpointing: true/);
     expect(existsSync(fresh)).toBe(false);
     const accum = await webtune(
       "train",

@@ -274,6 +274,12 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     seed: o.seed,
     gradientCheckpointing: o.gradientCheckpointing,
     memoryBudget: o.memoryBudget,
+    memoryOptionNames: {
+      float16: "--dtype float16",
+      nf4: "--quantize nf4",
+      nf4DoubleQuant: "--quantize nf4 --double-quant",
+      gradientCheckpointing: "--gradient-checkpointing",
+    },
     evalEvery: val ? o.evalEvery : undefined,
     earlyStopping:
       o.earlyStop !== undefined ? { patience: o.earlyStop } : undefined,

@@ -15,6 +15,7 @@ export type {
   ParamGroup,
 } from "./optimizer.js";
 export type { RunIdentity } from "./run_identity.js";
+export type { MemoryOptionNames } from "./preflight.js";
 export { createSchedule, warmupStepsFromRatio } from "./schedule.js";
 export type {
   LrSchedule,

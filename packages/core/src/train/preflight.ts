@@ -6,6 +6,24 @@
 import { ConfigError, ShapeError } from "../errors.js";
 import type { MemoryFootprint } from "../models/footprint.js";
 
+/**
+ * How the preflight's advice names the options it suggests: the API's by default; a CLI passes its flags, so that
+ * its users are told what they can type.
+ */
+export interface MemoryOptionNames {
+  float16: string;
+  nf4: string;
+  nf4DoubleQuant: string;
+  gradientCheckpointing: string;
+}
+
+export const API_MEMORY_OPTION_NAMES: MemoryOptionNames = {
+  float16: '{ dtype: "float16" }',
+  nf4: '{ quantize: "nf4" }',
+  nf4DoubleQuant: '{ quantize: "nf4", doubleQuant: true }',
+  gradientCheckpointing: "gradientCheckpointing: true",
+};
+
 export interface PreflightContext {
   footprint: MemoryFootprint;
   /** The footprint is the compiled step's buffer plan (exact), not the model's estimate. */
@@ -22,6 +40,7 @@ export interface PreflightContext {
     /** "float32", "float16", "int8" or "nf4": the storage of the base's projections. */
     baseFormat: string;
   };
+  names?: MemoryOptionNames;
 }
 
 const MiB = 2 ** 20;
@@ -33,15 +52,16 @@ function mib(bytes: number): string {
 /** What would shrink the step, most effective first, leaving out what is already on. */
 function suggestions(c: PreflightContext): string[] {
   const out: string[] = [];
+  const n = c.names ?? API_MEMORY_OPTION_NAMES;
   if (c.using.baseFormat === "float32")
     out.push(
-      'load the base with { dtype: "float16" } (half the weights) or { quantize: "nf4" } (about an eighth)',
+      `load the base with ${n.float16} (half the weights) or ${n.nf4} (about an eighth)`,
     );
   else if (c.using.baseFormat !== "nf4")
-    out.push('load the base with { quantize: "nf4", doubleQuant: true }');
+    out.push(`load the base with ${n.nf4DoubleQuant}`);
   if (!c.using.gradientCheckpointing)
     out.push(
-      "turn on gradientCheckpointing: true (keeps only each block's input)",
+      `turn on ${n.gradientCheckpointing} (keeps only each block's input)`,
     );
   out.push(
     `use a smaller batch (now ${c.batch}) or shorter sequences (now ${c.tokens} tokens)`,

@@ -8,7 +8,7 @@ import { ConfigError, DivergenceError } from "../errors.js";
 import { lowbias32 } from "../hash.js";
 import { gpuMemory, resetPeakMemory } from "../runtime/memory.js";
 import { gpuInfo } from "../runtime/runtime.js";
-import { preflight } from "./preflight.js";
+import { preflight, type MemoryOptionNames } from "./preflight.js";
 import type { MemoryFootprint } from "../models/footprint.js";
 import type { StepMemory } from "../engine/session.js";
 import type { TrainableModel } from "./trainable.js";
@@ -74,6 +74,8 @@ export interface TrainerOptions {
    * caller's number. Default: no budget (the device's per-buffer limit is always checked).
    */
   memoryBudget?: number;
+  /** How the memory advice names the options it suggests (a CLI passes its flags). Default: the API's names. */
+  memoryOptionNames?: MemoryOptionNames;
   /**
    * Where steps run: "compiled" uses the model's compiled step (webtune's engine: every buffer planned once, a
    * micro-batch replayed as one submit) when it has one, and tfjs's autograd otherwise; "tape" always uses tfjs's
@@ -145,6 +147,7 @@ export class Trainer {
       | "checkpoint"
       | "batchesPerEpoch"
       | "memoryBudget"
+      | "memoryOptionNames"
       | "executor"
       | "run"
     >
@@ -216,6 +219,7 @@ export class Trainer {
           : Infinity,
       budget: this.o.memoryBudget,
       using: { gradientCheckpointing, baseFormat },
+      names: this.o.memoryOptionNames,
     });
   }
 
