@@ -1,7 +1,7 @@
 /**
  * Adapter files on disk whose tensors hold NaN or ±Inf (F32, F16 and BF16), or one tensor under two spellings of
  * its key, are refused on load with a FormatError naming the tensor; LoraModel.loadAdapter then adds nothing and
- * leaves no tensor behind. On tfjs's CPU backend: no GPU needed.
+ * leaves no tensor behind; saveAdapter never writes such values. On tfjs's CPU backend: no GPU needed.
  */
 import * as tf from "@tensorflow/tfjs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -174,6 +174,25 @@ describe("non-finite adapter values", () => {
     const ok = await adapterDir("finite-load", { [A]: goodA, [B]: goodB });
     await peft.loadAdapter("ok", ok, { cache: false });
     expect(peft.adapterNames).toEqual(["ok"]);
+    peft.dispose();
+    weight.dispose();
+  });
+
+  it("saveAdapter refuses to write an adapter holding NaN, naming the tensor", async () => {
+    const weight = tf.zeros([4, 4]) as tf.Tensor2D;
+    const linear = new Linear(MODULE, weight, null, "out_in");
+    const base = {
+      source: "tiny (CPU)",
+      linears: () => [linear],
+      lm: { otherModules: () => [] },
+    } as unknown as PretrainedModel;
+    const peft = new LoraModel(base);
+    peft.addAdapter("default", { r: 2, targetModules: ["q_proj"] });
+    const b = peft.trainableVariables()[1]!;
+    b.assign(tf.tensor([0, 0, 0, NaN, 0, 0, 0, 0], b.shape));
+    await expect(peft.saveAdapter()).rejects.toThrow(
+      `tensor "${B}" (F32 [4, 2]) holds NaN at index 3`,
+    );
     peft.dispose();
     weight.dispose();
   });

@@ -103,6 +103,9 @@ export function writeAdapterFiles(
       };
     }
   }
+  // What loading refuses is never written: an adapter with a NaN or Inf is one that diverged.
+  for (const [name, t] of Object.entries(tensors))
+    checkFinite({ name, ...t }, `the adapter to save (${ADAPTER_WEIGHTS})`);
   return {
     [ADAPTER_CONFIG]: JSON.stringify(config, null, 2),
     [ADAPTER_WEIGHTS]: writeSafetensors(tensors, { format: "pt" }),
