@@ -56,6 +56,22 @@ async function adapterDir(
   return folder;
 }
 
+/** A LoraModel over a stand-in base with one 4×4 Linear, MODULE, on the CPU. */
+function oneLinearModel(): {
+  weight: tf.Tensor2D;
+  linear: Linear;
+  peft: LoraModel;
+} {
+  const weight = tf.zeros([4, 4]) as tf.Tensor2D;
+  const linear = new Linear(MODULE, weight, null, "out_in");
+  const base = {
+    source: "tiny (CPU)",
+    linears: () => [linear],
+    lm: { otherModules: () => [] },
+  } as unknown as PretrainedModel;
+  return { weight, linear, peft: new LoraModel(base) };
+}
+
 const f32 = (values: number[], shape: number[]): TensorToWrite => ({
   dtype: "F32",
   shape,
@@ -151,14 +167,7 @@ describe("non-finite adapter values", () => {
   });
 
   it("LoraModel.loadAdapter refuses it and adds nothing, leaking no tensor", async () => {
-    const weight = tf.zeros([4, 4]) as tf.Tensor2D;
-    const linear = new Linear(MODULE, weight, null, "out_in");
-    const base = {
-      source: "tiny (CPU)",
-      linears: () => [linear],
-      lm: { otherModules: () => [] },
-    } as unknown as PretrainedModel;
-    const peft = new LoraModel(base);
+    const { weight, linear, peft } = oneLinearModel();
     const folder = await adapterDir("nan-load", {
       [A]: goodA,
       [B]: f32([0, 0, 0, NaN, 0, 0, 0, 0], [4, 2]),
@@ -179,14 +188,7 @@ describe("non-finite adapter values", () => {
   });
 
   it("saveAdapter refuses to write an adapter holding NaN, naming the tensor", async () => {
-    const weight = tf.zeros([4, 4]) as tf.Tensor2D;
-    const linear = new Linear(MODULE, weight, null, "out_in");
-    const base = {
-      source: "tiny (CPU)",
-      linears: () => [linear],
-      lm: { otherModules: () => [] },
-    } as unknown as PretrainedModel;
-    const peft = new LoraModel(base);
+    const { weight, peft } = oneLinearModel();
     peft.addAdapter("default", { r: 2, targetModules: ["q_proj"] });
     const b = peft.trainableVariables()[1]!;
     b.assign(tf.tensor([0, 0, 0, NaN, 0, 0, 0, 0], b.shape));
