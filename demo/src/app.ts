@@ -240,10 +240,19 @@ export class DemoApp {
     const onEvent = Comlink.proxy((event: TrainEvent) =>
       this.onEvent(event, total),
     );
-    this.lastTrain = await this.api.train(
-      { ...settings.train, resumeFrom: resume?.checkpoint.name },
-      onEvent,
-    );
+    this.lastTrain = await this.api
+      .train(
+        { ...settings.train, resumeFrom: resume?.checkpoint.name },
+        onEvent,
+      )
+      .catch((error: unknown) => {
+        // Said beside the chart too, where the eye is: the banner is the top of the page.
+        const last = this.events.filter((e) => e.type === "step").at(-1);
+        const name = (error as { name?: string }).name ?? "Error";
+        byId("eta").textContent =
+          `Stopped after step ${last?.step ?? 0}: ${name}, explained in the banner above.`;
+        throw error;
+      });
     this.setPhase("busy");
     setStatus(
       `${this.lastTrain.aborted ? "Stopped" : "Trained"} after ${this.lastTrain.steps} steps${this.lastTrain.stoppedEarly ? " (early stopping kept the best validation loss)" : ""}.`,

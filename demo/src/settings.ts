@@ -229,6 +229,11 @@ export function readSettings(): Settings {
       gradientCheckpointing: byId<HTMLInputElement>(
         "setting-gradientCheckpointing",
       ).checked,
+      // Advice (a diverging run's) names this page's controls.
+      optionNames: {
+        learningRate: '"learning rate" at',
+        warmupSteps: '"warm-up steps" at',
+      },
     },
     maxLength: Math.max(8, int("maxLength")),
     testRows: Math.max(1, int("testRows")),

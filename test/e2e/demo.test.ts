@@ -579,4 +579,33 @@ describe("the demo page", () => {
     await settle();
     await expect(warning.isVisible()).resolves.toBe(false);
   });
+
+  it("stops a diverging run in the banner, naming the step and a learning rate to try, and stays usable", async () => {
+    await setSettings({
+      lr: 10000,
+      maxSteps: 6,
+      warmup: 0,
+      evalEvery: 0,
+      checkpointEvery: 0,
+      testRows: 2,
+    });
+    await page.click("#train");
+    await settle();
+    const text = await bannerText();
+    expect(text, logs.join("\n")).toMatch(
+      /DivergenceError.*Training diverged at step \d+: the loss is \S+ and the gradient norm \S+\..*run again with "learning rate" at 1000 \(a tenth of 10000\), and a warmup \("warm-up steps" at about 5% of the steps\)/s,
+    );
+    // Seen from the Train panel: the banner stays in view, and the progress line says the run stopped.
+    await page.locator("#train-panel").scrollIntoViewIfNeeded();
+    await expect(page.locator("#banner").isVisible()).resolves.toBe(true);
+    const top = await page.locator("#banner").boundingBox();
+    expect(top!.y).toBeGreaterThanOrEqual(0);
+    expect(top!.y).toBeLessThan(100);
+    expect(await page.locator("#eta").innerText()).toMatch(
+      /^Stopped after step \d+: DivergenceError, explained in the banner above\.$/,
+    );
+    await page.screenshot({ path: join(scratch, "demo-divergence.png") });
+    console.log(`screenshot: ${join(scratch, "demo-divergence.png")}`);
+    await expect(page.locator("#train").isDisabled()).resolves.toBe(false);
+  });
 });

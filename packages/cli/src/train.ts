@@ -154,12 +154,13 @@ function batchList(
 
 /** The Trainer's divergence, told with the CLI's flags, and what is left in --out. */
 function diverged(e: DivergenceError, o: TrainFlags): DivergenceError {
+  const show = (v: number) => (Number.isFinite(v) ? v.toPrecision(4) : v);
   const kept =
     o.checkpointEvery && e.step > o.checkpointEvery
       ? ` Checkpoints up to step ${Math.floor((e.step - 1) / o.checkpointEvery) * o.checkpointEvery} are kept in ${o.out}/checkpoints.`
       : "";
   return new DivergenceError(
-    `training diverged at step ${e.step}: the loss is ${e.loss} and the gradient norm ${e.gradNorm}. The learning ` +
+    `training diverged at step ${e.step}: the loss is ${show(e.loss)} and the gradient norm ${show(e.gradNorm)}. The learning ` +
       `rate is probably too high: run again with --lr ${e.suggestedLearningRate} (a tenth of ${e.learningRate})` +
       `${o.warmup === 0 ? ", and a --warmup of about 5% of the steps" : ""}, with --overwrite to replace this run. ` +
       `No adapter was written (one already in ${o.out} is left as it was); metrics.jsonl has the steps before.${kept}`,
@@ -274,7 +275,9 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     seed: o.seed,
     gradientCheckpointing: o.gradientCheckpointing,
     memoryBudget: o.memoryBudget,
-    memoryOptionNames: {
+    optionNames: {
+      learningRate: "--lr",
+      warmupSteps: "--warmup",
       float16: "--dtype float16",
       nf4: "--quantize nf4",
       nf4DoubleQuant: "--quantize nf4 --double-quant",

@@ -117,4 +117,18 @@ describe("divergence", () => {
     expect(kept.at(-1)).toBe(`step-${String(error.step - 1).padStart(6, "0")}`);
     expect(error.message).toContain(`${kept.at(-1)} in ${dir}`);
   });
+
+  it("names the caller's own options in its advice", async (ctx) => {
+    await needGpu(ctx);
+    const { error } = await diverge({
+      optionNames: { learningRate: "--lr", warmupSteps: "--warmup" },
+    });
+    expect(error.message).toContain(
+      "run again with --lr 10000000 (a tenth of 100000000)",
+    );
+    expect(error.message).toContain(
+      "a warmup (--warmup about 5% of the steps)",
+    );
+    expect(error.message).not.toMatch(/learningRate|warmupSteps/);
+  });
 });

@@ -16,6 +16,7 @@ export type {
 } from "./optimizer.js";
 export type { RunIdentity } from "./run_identity.js";
 export type { MemoryOptionNames } from "./preflight.js";
+export type { TrainerOptionNames } from "./trainer.js";
 export { createSchedule, warmupStepsFromRatio } from "./schedule.js";
 export type {
   LrSchedule,

@@ -8,7 +8,11 @@ import { ConfigError, DivergenceError } from "../errors.js";
 import { lowbias32 } from "../hash.js";
 import { gpuMemory, resetPeakMemory } from "../runtime/memory.js";
 import { gpuInfo } from "../runtime/runtime.js";
-import { preflight, type MemoryOptionNames } from "./preflight.js";
+import {
+  API_MEMORY_OPTION_NAMES,
+  preflight,
+  type MemoryOptionNames,
+} from "./preflight.js";
 import type { MemoryFootprint } from "../models/footprint.js";
 import type { StepMemory } from "../engine/session.js";
 import type { TrainableModel } from "./trainable.js";
@@ -74,8 +78,11 @@ export interface TrainerOptions {
    * caller's number. Default: no budget (the device's per-buffer limit is always checked).
    */
   memoryBudget?: number;
-  /** How the memory advice names the options it suggests (a CLI passes its flags). Default: the API's names. */
-  memoryOptionNames?: MemoryOptionNames;
+  /**
+   * How advice names the options it suggests: a CLI passes its flags, an app its controls' labels. Default: the
+   * API's own names (`learningRate`, `{ dtype: "float16" }`, ...).
+   */
+  optionNames?: Partial<TrainerOptionNames>;
   /**
    * Where steps run: "compiled" uses the model's compiled step (webtune's engine: every buffer planned once, a
    * micro-batch replayed as one submit) when it has one, and tfjs's autograd otherwise; "tape" always uses tfjs's
@@ -135,6 +142,23 @@ export interface TrainResult {
   history: TrainEvent[];
 }
 
+/** What advice calls the options it suggests (see TrainerOptions.optionNames). */
+export interface TrainerOptionNames extends MemoryOptionNames {
+  /** Followed by a value: "learningRate 1e-4", "--lr 1e-4". */
+  learningRate: string;
+  /** Followed by a value. */
+  warmupSteps: string;
+  /** Followed by a value. */
+  maxGradNorm: string;
+}
+
+const API_OPTION_NAMES: TrainerOptionNames = {
+  ...API_MEMORY_OPTION_NAMES,
+  learningRate: "learningRate",
+  warmupSteps: "warmupSteps",
+  maxGradNorm: "maxGradNorm",
+};
+
 export class Trainer {
   private readonly o: Required<
     Omit<
@@ -147,7 +171,7 @@ export class Trainer {
       | "checkpoint"
       | "batchesPerEpoch"
       | "memoryBudget"
-      | "memoryOptionNames"
+      | "optionNames"
       | "executor"
       | "run"
     >
@@ -219,7 +243,7 @@ export class Trainer {
           : Infinity,
       budget: this.o.memoryBudget,
       using: { gradientCheckpointing, baseFormat },
-      names: this.o.memoryOptionNames,
+      names: this.names,
     });
   }
 
@@ -521,19 +545,21 @@ export class Trainer {
   ): DivergenceError {
     const o = this.o;
     const suggested = Number((o.learningRate / 10).toPrecision(2));
+    const n = this.names;
     const hints = [
-      `learningRate ${suggested} (a tenth of ${o.learningRate})`,
+      `${n.learningRate} ${suggested} (a tenth of ${o.learningRate})`,
       ...(o.maxGradNorm === 0
-        ? ["gradient clipping back on (maxGradNorm 1)"]
+        ? [`gradient clipping back on (${n.maxGradNorm} 1)`]
         : []),
       ...(o.warmupSteps === 0
-        ? ["a warmup (warmupSteps about 5% of the steps)"]
+        ? [`a warmup (${n.warmupSteps} about 5% of the steps)`]
         : []),
     ];
+    const show = (v: number) => (Number.isFinite(v) ? v.toPrecision(4) : v);
     return new DivergenceError(
-      `Training diverged at step ${step}: the loss is ${loss} and the gradient norm ${gradNorm}. The learning ` +
-        `rate is probably too high for this model and data: run again with ${hints.join(", and ")}. No update ` +
-        `with non-finite values was applied, so the weights hold their last finite values` +
+      `Training diverged at step ${step}: the loss is ${show(loss)} and the gradient norm ${show(gradNorm)}. The ` +
+        `learning rate is probably too high for this model and data: run again with ${hints.join(", and ")}. No ` +
+        `update with non-finite values was applied, so the weights hold their last finite values` +
         (checkpoint
           ? `, and the last checkpoint, ${checkpoint} in ${o.checkpoint!.store.description}, is kept.`
           : "."),
@@ -545,6 +571,10 @@ export class Trainer {
         suggestedLearningRate: suggested,
       },
     );
+  }
+
+  private get names(): TrainerOptionNames {
+    return { ...API_OPTION_NAMES, ...this.o.optionNames };
   }
 
   private paramGroups(vars: tf.Variable[]): ParamGroup[] {
