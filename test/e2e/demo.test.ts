@@ -471,6 +471,8 @@ describe("the demo page", () => {
   it("stops a run on Stop, and after a reload resumes it from the last OPFS checkpoint", async () => {
     await setSettings({ maxSteps: 12, checkpointEvery: 2, evalEvery: 0 });
     await page.click("#train");
+    // Stop is enabled once this run has reset the charts: before that they still show the previous run's points.
+    await page.waitForSelector("#stop:not([disabled])", { timeout: 120_000 });
     await page.waitForFunction(
       () => (window.webtuneDemo?.charts?.points.train ?? 0) >= 5,
       undefined,
