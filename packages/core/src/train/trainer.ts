@@ -470,6 +470,9 @@ export class Trainer {
         history,
       };
     } finally {
+      // A step still in flight when the run stops on an error (the one after a diverged step, say) finishes before
+      // its buffers go, and its result is settled here rather than left to reject unhandled.
+      await Promise.allSettled(unread.map(({ pending }) => pending.result()));
       for (const { pending } of unread.splice(0)) pending.dispose();
       this.model.state.training = false;
       if (o.gradientCheckpointing)
