@@ -200,6 +200,39 @@ describe("Trainer", () => {
     expect(Math.abs(restored.loss - best) / best).toBeLessThan(1e-5);
   });
 
+  it("keeps the trained adapter when early stopping's only evaluation is the last one", async (ctx) => {
+    await needGpu(ctx);
+    const train = Array.from({ length: 6 }, (_, i) => batch(4, i + 1));
+    const val = [batch(4, 101)];
+    const run = async (earlyStopping?: { patience: number }) => {
+      const peft = peftOf("llama_untied");
+      peft.addAdapter(
+        "default",
+        { r: 4, targetModules: ["q_proj", "v_proj"] },
+        { seed: 5 },
+      );
+      const start = await values(peft.trainableVariables());
+      const trainer = new Trainer(peft, {
+        learningRate: 1e-2,
+        maxSteps: 6,
+        earlyStopping,
+      });
+      const result = await trainer.train({ train, val });
+      const v = await values(peft.trainableVariables());
+      const loss = (await trainer.evaluate(val)).loss;
+      peft.dispose();
+      return { start, v, loss, best: result.bestEval!.loss };
+    };
+    const plain = await run();
+    const stopping = await run({ patience: 3 });
+    // The weights after the run are the trained ones (they scored the best, and only, evaluation), not the start.
+    expect(stopping.v).toEqual(plain.v);
+    expect(stopping.v).not.toEqual(stopping.start);
+    expect(
+      Math.abs(stopping.loss - stopping.best) / stopping.best,
+    ).toBeLessThan(1e-5);
+  });
+
   it("resumes from a checkpoint to the same adapter as an uninterrupted run, to 1e-5", async (ctx) => {
     await needGpu(ctx);
     const train = Array.from({ length: 10 }, (_, i) => batch(2, i + 1, 8));

@@ -451,6 +451,8 @@ export class Trainer {
         }
       }
       await drain();
+      // Before the last evaluation: early stopping's snapshot of the best weights reads the variables.
+      stepper.sync();
       if (
         data.val &&
         !stoppedEarly &&
@@ -460,7 +462,6 @@ export class Trainer {
         emit(e);
         best.offer(e);
       }
-      stepper.sync();
       if (o.earlyStopping && best.event) best.restore();
       return {
         steps: step,
