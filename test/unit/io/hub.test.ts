@@ -3,7 +3,7 @@
  * progress, the cache (proven by counting requests), and errors that name the URL and say what to do.
  */
 import { readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import {
   afterAll,
   afterEach,
@@ -128,10 +128,132 @@ describe("sources", () => {
   });
 
   it("refuses a string that is no URL, directory or hub id", async () => {
+    await expect(openModelFiles("a/b/c", {}, "adapter")).rejects.toThrow(
+      /^Adapter source "a\/b\/c" is not an http\(s\) URL/,
+    );
     await expect(openModelFiles("./no/such/dir")).rejects.toThrow(ConfigError);
     await expect(openModelFiles("a/b/c")).rejects.toThrow(
       /Model source "a\/b\/c" is not an http\(s\) URL, an existing directory, or a hub id/,
     );
+  });
+});
+
+describe("a string is a local folder or a hub id", () => {
+  /** Runs `body` in the fixture root, where "org/tiny" is a folder (holding main/, v1.0/, ...). */
+  async function inRoot<T>(body: () => Promise<T>): Promise<T> {
+    const before = process.cwd();
+    process.chdir(root);
+    try {
+      return await body();
+    } finally {
+      process.chdir(before);
+    }
+  }
+  const messageOf = (error: unknown) => (error as Error).message;
+
+  it("./, ../ and / always mean a folder: a missing one is named as one, and the hub is never asked", async () => {
+    await inRoot(async () => {
+      for (const source of [
+        "./runs/kjv",
+        "../no-such-webtune-folder",
+        "/no/such/webtune/folder",
+      ]) {
+        const error = await openModelFiles(source, hubOptions(), "adapter")
+          .then(() => undefined)
+          .catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(ConfigError);
+        expect(messageOf(error)).toBe(
+          `There is no adapter folder ${source} (nothing at ${resolve(source)}). Check the path.`,
+        );
+      }
+      await expect(openModelFiles("./runs/kjv", hubOptions())).rejects.toThrow(
+        /^There is no model folder \.\/runs\/kjv \(nothing at /,
+      );
+    });
+    expect(hub.requests).toEqual([]);
+  });
+
+  it("~ is the home directory", async () => {
+    const home = process.env["HOME"];
+    process.env["HOME"] = root;
+    try {
+      const files = await openModelFiles("~/org/tiny/main", hubOptions());
+      expect(await files.json("config.json")).toEqual(CONFIG);
+      await expect(
+        openModelFiles("~/runs/kjv", hubOptions(), "adapter"),
+      ).rejects.toThrow(
+        `There is no adapter folder ~/runs/kjv (nothing at ${join(root, "runs/kjv")}).`,
+      );
+    } finally {
+      if (home === undefined) delete process.env["HOME"];
+      else process.env["HOME"] = home;
+    }
+    expect(hub.requests).toEqual([]);
+  });
+
+  it("an existing path is local even when it reads like a hub id, and a file is not a folder", async () => {
+    await inRoot(async () => {
+      const files = await openModelFiles("org/tiny", hubOptions(), "adapter");
+      expect(await files.has("main/config.json")).toBe(true);
+      await expect(files.json("adapter_config.json")).rejects.toThrow(
+        `"adapter_config.json" was not found in directory org/tiny. Check that the adapter folder is complete`,
+      );
+      await expect(
+        openModelFiles("org/tiny/main/config.json", hubOptions(), "adapter"),
+      ).rejects.toThrow(
+        '"org/tiny/main/config.json" is a file, not an adapter folder: pass the folder that holds adapter_config.json',
+      );
+    });
+    expect(hub.requests).toEqual([]);
+  });
+
+  it("a hub id with no folder of that name: the hub's failure also says that there is no such folder", async () => {
+    await inRoot(async () => {
+      const lead = `There is no adapter folder "runs/kjv" here (nothing at ${resolve("runs/kjv")}), so it was taken for a hub id, and`;
+      const files = await openModelFiles("runs/kjv", hubOptions(), "adapter");
+      const missing = await files
+        .json("adapter_config.json")
+        .catch((e: unknown) => e);
+      expect(missing).toBeInstanceOf(FileNotFoundError);
+      expect(missing).toMatchObject({
+        file: "adapter_config.json",
+        source: `"runs/kjv" (revision "main" on ${hub.url})`,
+      });
+      expect((missing as Error).cause).toBeInstanceOf(FileNotFoundError);
+      expect(messageOf(missing)).toBe(
+        `${lead} the hub has no such repository (or not this file in it): "adapter_config.json" was not found at ` +
+          `${hub.url}/runs/kjv/resolve/main/adapter_config.json (HTTP 404); check the adapter id "runs/kjv", the ` +
+          `revision "main" and the file name. If you meant a local folder, check the path.`,
+      );
+
+      // The real hub answers 401 for a repository that does not exist, when no token is sent.
+      hub.statuses.set("/runs/kjv/resolve/main/adapter_config.json", 401);
+      const refused = await files.has("adapter_config.json").catch((e) => e);
+      expect(refused).toBeInstanceOf(NetworkError);
+      expect(refused).toMatchObject({ status: 401 });
+      expect(messageOf(refused)).toContain(
+        `${lead} the hub refused it (no such repository, or a gated or private one): ${hub.url}/runs/kjv/`,
+      );
+
+      const down = await closedPortUrl();
+      const offline = await openModelFiles(
+        "runs/kjv",
+        { hubUrl: down, cache: false },
+        "adapter",
+      );
+      const unreachable = await offline
+        .bytes("adapter_model.safetensors")
+        .catch((e: unknown) => e);
+      expect(unreachable).toBeInstanceOf(NetworkError);
+      expect(unreachable).toMatchObject({
+        url: `${down}/runs/kjv/resolve/main/adapter_model.safetensors`,
+        status: undefined,
+      });
+      expect(messageOf(unreachable)).toMatch(
+        /the hub could not be reached: Could not reach .*ECONNREFUSED.* If you meant a local folder, check the path\.$/,
+      );
+      expect(messageOf(unreachable).startsWith(lead)).toBe(true);
+    });
   });
 });
 
@@ -301,6 +423,7 @@ describe("errors name the URL and say what to do", () => {
 
   it("404", async () => {
     const files = await openModelFiles("org/tiny", hubOptions());
+    await files.json("config.json"); // once the hub has served the repository, its errors are its own
     const error = await files.json("nope.json").catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FileNotFoundError);
     expect((error as Error).message).toBe(
@@ -364,7 +487,7 @@ describe("errors name the URL and say what to do", () => {
     expect(error).toBeInstanceOf(NetworkError);
     expect((error as Error).message).toMatch(
       new RegExp(
-        `^Could not reach ${down}/org/tiny/resolve/main/config.json \\(fetch failed: .*ECONNREFUSED.*\\)\\. Check the network`,
+        `the hub could not be reached: Could not reach ${down}/org/tiny/resolve/main/config.json \\(fetch failed: .*ECONNREFUSED.*\\)\\. Check the network`,
       ),
     );
   });

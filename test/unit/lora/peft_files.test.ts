@@ -3,12 +3,14 @@
  * and a directory, and every way an adapter can disagree with its model, each refused with the module and
  * shapes named and nothing left behind.
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it, vi } from "vitest";
 import {
+  ConfigError,
+  FileNotFoundError,
   FormatError,
   LoraModel,
   openSafetensors,
@@ -18,6 +20,7 @@ import {
   type AdapterFiles,
 } from "@webtune/core";
 import { needGpu } from "../../helpers/gpu.js";
+import { startHubServer } from "../../helpers/hub_server.js";
 import { useTinyModels } from "../../helpers/lora.js";
 import { GOLDEN_DIR, readGolden } from "../../helpers/golden.js";
 
@@ -240,5 +243,33 @@ describe("loadAdapter refuses adapters that do not fit, and adds nothing", () =>
     );
     warn.mockRestore();
     expect(peft.adapterNames).toEqual(["newer"]);
+  });
+});
+
+describe("loadAdapter from a string names an adapter folder, never a model", () => {
+  it("a missing ./ folder is reported as one; a hub id the hub cannot serve says there is no such folder either", async (ctx) => {
+    await needGpu(ctx);
+    const peft = peftOf("llama_untied");
+    const empty = mkdtempSync(join(tmpdir(), "webtune-empty-hub-"));
+    const hub = await startHubServer(empty);
+    try {
+      const options = { hubUrl: hub.url, cache: false };
+      const local = peft.loadAdapter("x", "./runs/no-such-run", options);
+      await expect(local).rejects.toThrow(ConfigError);
+      await expect(local).rejects.toThrow(
+        /^There is no adapter folder \.\/runs\/no-such-run \(nothing at .*runs\/no-such-run\)\. Check the path\.$/,
+      );
+      expect(hub.requests).toEqual([]);
+
+      const remote = peft.loadAdapter("x", "runs/no-such-run", options);
+      await expect(remote).rejects.toThrow(FileNotFoundError);
+      await expect(remote).rejects.toThrow(
+        /^There is no adapter folder "runs\/no-such-run" here .*, and the hub has no such repository .*check the adapter id "runs\/no-such-run".* If you meant a local folder, check the path\.$/,
+      );
+      expect(peft.adapterNames).toEqual([]);
+    } finally {
+      await hub.close();
+      rmSync(empty, { recursive: true, force: true });
+    }
   });
 });

@@ -3,16 +3,16 @@
  * a browser. This is the only file in webtune that calls `fetch`; downloads, caching and progress all
  * happen here (like transformers.js's `hub.js`).
  */
-import { ConfigError } from "../errors.js";
+import { ConfigError, FileNotFoundError, NetworkError } from "../errors.js";
 import {
   bytesSource,
   checkRange,
+  importNode,
   isNode,
   nodeFs,
   type ByteSource,
 } from "./byte_source.js";
 import { openCache, type FileCache } from "./cache.js";
-import { NetworkError } from "../errors.js";
 import {
   interrupted,
   notFound,
@@ -31,15 +31,17 @@ import {
 import {
   checkFileName,
   ModelFilesBase,
+  type FolderKind,
   type ModelFiles,
 } from "./model_files.js";
 
 export type { DownloadProgress } from "./http_util.js";
 
 /**
- * Where a model lives:
+ * Where a model (or an adapter) lives:
  * - `"https://..."`: a base URL under which the model's files sit by their Hugging Face names;
- * - in Node, an existing directory path;
+ * - in Node, a directory: any path that exists, and any string starting with `./`, `../`, `/` or `~`
+ *   (which is never taken for a hub id, so a missing folder is reported as one);
  * - otherwise a hub id, `"org/name"` or `"name"`;
  * - files picked in a browser (a folder picked with `webkitdirectory`, or the files themselves);
  * - a directory handle from `showDirectoryPicker()`.
@@ -67,7 +69,7 @@ export interface LoadOptions {
 }
 
 /**
- * Opens a model folder from any source.
+ * Opens a model folder from any source. `kind` names the folder in messages ("no adapter folder ./runs/x").
  *
  * @example
  * ```ts
@@ -81,10 +83,12 @@ export interface LoadOptions {
 export async function openModelFiles(
   source: ModelSource,
   options: LoadOptions = {},
+  kind: FolderKind = "model",
 ): Promise<ModelFiles> {
   if (typeof source !== "string") {
-    if ("getFileHandle" in source) return new DirectoryHandleFiles(source);
-    return new FileListFiles(Array.from(source));
+    if ("getFileHandle" in source)
+      return new DirectoryHandleFiles(source, kind);
+    return new FileListFiles(Array.from(source), kind);
   }
   if (/^https?:\/\//i.test(source)) {
     const base = source.endsWith("/") ? source : `${source}/`;
@@ -96,12 +100,47 @@ export async function openModelFiles(
       await openCache(options.cache),
     );
   }
-  if (isNode() && (await isDirectory(source)))
-    return new DirectoryFiles(source);
+  if (isNode()) return openNodeString(source, options, kind);
+  if (isLocalPath(source)) {
+    throw new ConfigError(
+      `The ${kind} source "${source}" is a local path, which only Node can read. In a browser, pick the folder ` +
+        `(a FileList or a directory handle) or serve it over http(s).`,
+    );
+  }
   if (isHubId(source))
-    return openHubFiles(source, options, await openCache(options.cache));
-  throw new ConfigError(
-    `Model source "${source}" is not an http(s) URL, ${isNode() ? "an existing directory, " : ""}or a hub id such as ` +
+    return openHubFiles(source, options, await openCache(options.cache), kind);
+  throw unknownSource(source, kind);
+}
+
+/** In Node a string is a folder when something exists there or it looks like a path, and otherwise a hub id. */
+async function openNodeString(
+  source: string,
+  options: LoadOptions,
+  kind: FolderKind,
+): Promise<ModelFiles> {
+  const local = await localPath(source);
+  if (local.kind === "directory") return new DirectoryFiles(local.path, kind);
+  if (local.kind === "file") {
+    const holds = kind === "adapter" ? "adapter_config.json" : "config.json";
+    throw new ConfigError(
+      `"${source}" is a file, not ${kind === "adapter" ? "an adapter" : "a model"} folder: pass the folder that ` +
+        `holds ${holds} and the weights.`,
+    );
+  }
+  if (isLocalPath(source)) {
+    throw new ConfigError(
+      `There is no ${kind} folder ${source} (nothing at ${local.absolute}). Check the path.`,
+    );
+  }
+  if (!isHubId(source)) throw unknownSource(source, kind);
+  const cache = await openCache(options.cache);
+  const hub = openHubFiles(source, options, cache, kind);
+  return new HubIdFiles(hub, source, local.absolute, kind);
+}
+
+function unknownSource(source: string, kind: FolderKind): ConfigError {
+  return new ConfigError(
+    `${kind === "adapter" ? "Adapter" : "Model"} source "${source}" is not an http(s) URL, ${isNode() ? "an existing directory, " : ""}or a hub id such as ` +
       `"openai-community/gpt2". Check the spelling${isNode() ? " or the path" : ""}.`,
   );
 }
@@ -110,6 +149,7 @@ function openHubFiles(
   id: string,
   options: LoadOptions,
   cache: FileCache | null,
+  kind: FolderKind,
 ): ModelFiles {
   const revision = options.revision ?? "main";
   const hubUrl = (options.hubUrl ?? "https://huggingface.co").replace(
@@ -118,7 +158,7 @@ function openHubFiles(
   );
   const prefix = `${hubUrl}/${id}/resolve/${encodeURIComponent(revision)}/`;
   const source = `"${id}" (revision "${revision}" on ${hubUrl})`;
-  const hint = `check the model id "${id}", the revision "${revision}" and the file name`;
+  const hint = `check the ${kind} id "${id}", the revision "${revision}" and the file name`;
   // The environment's token goes to the hub only, never to arbitrary base URLs.
   const token = options.token ?? envToken();
   return openHttpFiles(
@@ -363,12 +403,103 @@ function isHubId(value: string): boolean {
   );
 }
 
-async function isDirectory(path: string): Promise<boolean> {
+/** Strings that can only mean a path: `./x`, `../x`, `/x`, `~/x`, `.`, `..`, and Windows' `C:\\x` or `.\\x`. */
+function isLocalPath(value: string): boolean {
+  return /^(~|\.{1,2}(?=$|[\\/])|[\\/]|[A-Za-z]:[\\/])/.test(value);
+}
+
+/** What is at a path in Node: the path to read (`~` expanded to the home directory), its absolute form for messages. */
+async function localPath(source: string): Promise<{
+  path: string;
+  absolute: string;
+  kind: "directory" | "file" | "none";
+}> {
+  const { resolve } = await importNode<typeof import("node:path")>("node:path");
+  const { homedir } = await importNode<typeof import("node:os")>("node:os");
+  const home = /^~(?=$|[\\/])/;
+  const path = home.test(source) ? source.replace(home, homedir()) : source;
   const fs = await nodeFs();
-  return fs.stat(path).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
+  const stats = await fs.stat(path).catch(() => undefined);
+  const kind = !stats ? "none" : stats.isDirectory() ? "directory" : "file";
+  return { path, absolute: resolve(path), kind };
+}
+
+/**
+ * A hub id in Node that is not also a local folder. Until the hub has served a file, its failures (no such
+ * repository, refused, unreachable) also say that no folder of that name exists here: "runs/x" may have been
+ * meant as a path. Once the hub has served one, its errors pass through as they are.
+ */
+class HubIdFiles implements ModelFiles {
+  private served = false;
+
+  constructor(
+    private readonly hub: ModelFiles,
+    private readonly id: string,
+    private readonly path: string,
+    private readonly kind: FolderKind,
+  ) {}
+
+  get source(): string {
+    return this.hub.source;
+  }
+
+  has(file: string): Promise<boolean> {
+    return this.request(
+      () => this.hub.has(file),
+      (found) => found,
+    );
+  }
+
+  text(file: string): Promise<string> {
+    return this.request(() => this.hub.text(file));
+  }
+
+  json<T = unknown>(file: string): Promise<T> {
+    return this.request(() => this.hub.json<T>(file));
+  }
+
+  bytes(file: string): Promise<ByteSource> {
+    return this.request(() => this.hub.bytes(file));
+  }
+
+  private async request<T>(
+    send: () => Promise<T>,
+    served: (result: T) => boolean = () => true,
+  ): Promise<T> {
+    try {
+      const result = await send();
+      this.served ||= served(result);
+      return result;
+    } catch (error) {
+      throw this.served ? error : this.notLocal(error);
+    }
+  }
+
+  /** The hub's error, same class and fields, with the missing local folder said first. */
+  private notLocal(error: unknown): unknown {
+    const lead = `There is no ${this.kind} folder "${this.id}" here (nothing at ${this.path}), so it was taken for a hub id, and`;
+    const tail = "If you meant a local folder, check the path.";
+    if (error instanceof FileNotFoundError) {
+      const { source, file } = error;
+      return new FileNotFoundError(
+        `${lead} the hub has no such repository (or not this file in it): ${error.message} ${tail}`,
+        { source, file, cause: error },
+      );
+    }
+    if (!(error instanceof NetworkError)) return error;
+    const { url, status } = error;
+    const reason =
+      status === undefined
+        ? "the hub could not be reached"
+        : status === 401 || status === 403
+          ? "the hub refused it (no such repository, or a gated or private one)"
+          : "the hub could not serve it";
+    return new NetworkError(`${lead} ${reason}: ${error.message} ${tail}`, {
+      url,
+      status,
+      cause: error,
+    });
+  }
 }
 
 function envToken(): string | undefined {

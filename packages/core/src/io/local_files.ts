@@ -10,11 +10,18 @@ import {
   type ByteSource,
 } from "./byte_source.js";
 import { FileNotFoundError } from "../errors.js";
-import { checkFileName, ModelFilesBase } from "./model_files.js";
+import {
+  checkFileName,
+  ModelFilesBase,
+  type FolderKind,
+} from "./model_files.js";
 
 /** A directory on disk (Node). */
 export class DirectoryFiles extends ModelFilesBase {
-  constructor(readonly source: string) {
+  constructor(
+    readonly source: string,
+    private readonly kind: FolderKind = "model",
+  ) {
     super();
   }
 
@@ -33,7 +40,7 @@ export class DirectoryFiles extends ModelFilesBase {
       return await nodeFileSource(this.pathOf(file));
     } catch (cause) {
       if (!(cause instanceof FileNotFoundError)) throw cause;
-      throw missingFile(this.source, file, `directory ${this.source}`, cause);
+      throw this.missing(file, cause);
     }
   }
 
@@ -42,8 +49,13 @@ export class DirectoryFiles extends ModelFilesBase {
     const fs = await nodeFs();
     return fs.readFile(this.pathOf(file), "utf8").catch((cause: unknown) => {
       if (errorCode(cause) !== "ENOENT") throw cause;
-      throw missingFile(this.source, file, `directory ${this.source}`, cause);
+      throw this.missing(file, cause);
     });
+  }
+
+  private missing(file: string, cause: unknown): FileNotFoundError {
+    const where = `directory ${this.source}`;
+    return missingFile(this.source, file, where, this.kind, cause);
   }
 
   private pathOf(file: string): string {
@@ -59,7 +71,10 @@ export class FileListFiles extends ModelFilesBase {
   readonly source: string;
   private readonly byPath = new Map<string, File>();
 
-  constructor(files: readonly File[]) {
+  constructor(
+    files: readonly File[],
+    private readonly kind: FolderKind = "model",
+  ) {
     super();
     const paths = files.map(
       (f) =>
@@ -84,6 +99,7 @@ export class FileListFiles extends ModelFilesBase {
       this.source,
       file,
       `${this.source} (${listed || "none"})`,
+      this.kind,
     );
   }
 }
@@ -100,7 +116,10 @@ function commonFolder(paths: string[]): string {
 export class DirectoryHandleFiles extends ModelFilesBase {
   readonly source: string;
 
-  constructor(private readonly root: FileSystemDirectoryHandle) {
+  constructor(
+    private readonly root: FileSystemDirectoryHandle,
+    private readonly kind: FolderKind = "model",
+  ) {
     super();
     this.source = `directory "${root.name}"`;
   }
@@ -113,7 +132,7 @@ export class DirectoryHandleFiles extends ModelFilesBase {
   async bytes(file: string): Promise<ByteSource> {
     checkFileName(file, this.source);
     const handle = await this.find(file);
-    if (!handle) throw missingFile(this.source, file, this.source);
+    if (!handle) throw missingFile(this.source, file, this.source, this.kind);
     return blobSource(await handle.getFile(), file);
   }
 
@@ -138,10 +157,11 @@ function missingFile(
   source: string,
   file: string,
   where: string,
+  kind: FolderKind,
   cause?: unknown,
 ): FileNotFoundError {
   return new FileNotFoundError(
-    `"${file}" was not found in ${where}. Check that the model folder is complete and the file name is right.`,
+    `"${file}" was not found in ${where}. Check that the ${kind} folder is complete and the file name is right.`,
     { source, file, cause },
   );
 }

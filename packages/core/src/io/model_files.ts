@@ -5,6 +5,9 @@
 import { ConfigError, FormatError } from "../errors.js";
 import type { ByteSource } from "./byte_source.js";
 
+/** What a folder holds, for messages: a model (`config.json`, weights, tokenizer) or a PEFT adapter. */
+export type FolderKind = "model" | "adapter";
+
 /**
  * A model folder: `config.json`, `model.safetensors`, `tokenizer.json`, ... File names are relative
  * to the folder and use `/`.

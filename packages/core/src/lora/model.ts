@@ -436,6 +436,7 @@ export class LoraModel {
     const files = await openModelFiles(
       isAdapterFiles(source) ? adapterFilesSource(source) : source,
       options,
+      "adapter",
     );
     const { config: raw, modules } = await readAdapterFiles(files);
     const config = this.completeConfig(configFromPeftJson(raw, files.source));
