@@ -1,19 +1,74 @@
-/** `webtune generate`: stream a continuation of --prompt to stdout. */
+/** `webtune generate`: stream a continuation of --prompt (or of --input in the adapter's prompt template) to stdout. */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  applyPromptTemplate,
+  ConfigError,
+  fitsPromptTemplate,
+} from "@webtune/core";
 import { loadForCommand } from "./common.js";
+import { JOB_FILE } from "./train.js";
+
+/** The prompt template saved with an adapter by `webtune train` (in its job file), if any. */
+async function adapterTemplate(adapter?: string): Promise<string | null> {
+  if (!adapter) return null;
+  const text = await readFile(join(adapter, JOB_FILE), "utf8").catch(
+    () => undefined,
+  );
+  if (text === undefined) return null;
+  try {
+    const job = JSON.parse(text) as { data?: { promptTemplate?: unknown } };
+    const template = job.data?.promptTemplate;
+    return typeof template === "string" ? template : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The text to continue: --prompt as given, or --input put into the adapter's template. */
+function promptOf(
+  o: { prompt?: string; input?: string; adapter?: string },
+  template: string | null,
+): string {
+  if ((o.prompt === undefined) === (o.input === undefined))
+    throw new ConfigError(
+      "give --prompt (the text to continue) or --input (put into the adapter's prompt template), one of them.",
+    );
+  if (o.input !== undefined) {
+    if (!template)
+      throw new ConfigError(
+        `--input needs a prompt template, and ${o.adapter ? `--adapter ${o.adapter} has none (no ${JOB_FILE} with one: it was not trained on instruction data by webtune train)` : "no --adapter was given"}; use --prompt with the whole prompt.`,
+      );
+    return applyPromptTemplate(template, o.input);
+  }
+  if (template && !fitsPromptTemplate(template, o.prompt!)) {
+    const head = template.slice(0, template.indexOf("{input}"));
+    const input = o.prompt!.startsWith(head)
+      ? o.prompt!.slice(head.length)
+      : o.prompt!;
+    process.stderr.write(
+      `note: this adapter was trained on prompts shaped ${JSON.stringify(template)}; --input fills that in ` +
+        `(here --input ${JSON.stringify(input)}); --prompt is used exactly as given.\n`,
+    );
+  }
+  return o.prompt!;
+}
 
 export async function generateCommand(o: {
   model: string;
   adapter?: string;
-  prompt: string;
+  prompt?: string;
+  input?: string;
   maxNewTokens: number;
   temperature: number;
   topK: number;
   topP: number;
   seed: number;
 }): Promise<void> {
+  const prompt = promptOf(o, await adapterTemplate(o.adapter));
   const { model, peft } = await loadForCommand(o.model, o.adapter);
   let printed = "";
-  const result = await peft.generate(o.prompt, {
+  const result = await peft.generate(prompt, {
     maxNewTokens: o.maxNewTokens,
     temperature: o.temperature,
     topK: o.topK,

@@ -3,7 +3,7 @@
  * and each command lives in its own file. Any failure exits non-zero with one line saying why.
  */
 import { Command, InvalidArgumentError } from "commander";
-import { disposeRuntime } from "@webtune/core";
+import { disposeRuntime, JOB_DEFAULTS } from "@webtune/core";
 import { evalCommand } from "./eval.js";
 import { generateCommand } from "./generate.js";
 import { infoCommand } from "./info.js";
@@ -55,7 +55,11 @@ program
     EMBEDDED_MODEL,
   )
   .option("--adapter <dir>", "a PEFT LoRA adapter folder")
-  .requiredOption("--prompt <text>", "the text to continue")
+  .option("--prompt <text>", "the text to continue, exactly as given")
+  .option(
+    "--input <text>",
+    "the input alone, put into the prompt template that webtune train saved with --adapter",
+  )
   .option(
     "--max-new-tokens <n>",
     "tokens to generate",
@@ -73,25 +77,34 @@ program
   .option("--seed <n>", "sampling seed", int("--seed"), 0)
   .action((o) => run(() => generateCommand(o)));
 
+const D = JOB_DEFAULTS;
+const none = (v: unknown) => (v === null ? "none" : String(v));
+
 program
   .command("train")
   .description(
-    "train a LoRA adapter; writes PEFT files and metrics.jsonl to --out",
+    "train a LoRA adapter (or every weight); writes PEFT files, the job and metrics.jsonl to --out",
+  )
+  .option(
+    "--job <file>",
+    "a job file (from --print-job or the demo); flags given as well override its fields",
+  )
+  .option(
+    "--print-job",
+    "print the job that the job file and flags describe, defaults filled in, and exit",
   )
   .option(
     "--model <src>",
     "hub id, URL or local folder (default: the embedded demo base model)",
-    EMBEDDED_MODEL,
   )
-  .requiredOption("--data <file>", "JSONL, CSV or text")
-  .requiredOption(
+  .option("--data <file>", "JSONL, CSV or text")
+  .option(
     "--out <dir>",
     "output folder; one that holds another run is refused unless --overwrite",
   )
   .option(
     "--overwrite",
     "replace the run already in --out (its adapter or model, metrics.jsonl and checkpoints)",
-    false,
   )
   .option(
     "--format <f>",
@@ -100,56 +113,66 @@ program
   .option(
     "--skip-bad-rows",
     "drop rows that cannot be read (counted as malformed) instead of stopping at the first",
-    false,
   )
   .option(
     "--mode <mode>",
-    "lora (an adapter) or full (every weight; writes a full model folder)",
-    "lora",
+    `lora (an adapter) or full (every weight; writes a full model folder) (default: ${D.method})`,
   )
   .option(
     "--dtype <d>",
-    "storage of the frozen base: float32 | float16 (compute stays f32)",
-    "float32",
+    `storage of the frozen base: float32 | float16 (compute stays f32) (default: ${D.model.dtype})`,
   )
   .option(
     "--quantize <q>",
     "int8 | nf4: blockwise-quantized projections (QLoRA); embeddings stay in --dtype",
   )
-  .option(
-    "--double-quant",
-    "quantize the block scales too (with --quantize)",
-    false,
-  )
+  .option("--double-quant", "quantize the block scales too (with --quantize)")
   .option(
     "--gradient-checkpointing",
     "recompute each block in the backward pass: less memory, about a third more time",
-    false,
   )
   .option(
     "--memory-budget <MiB>",
     "refuse to start when one step is expected to need more GPU memory than this",
     (v: string) => num("--memory-budget")(v) * 2 ** 20,
   )
-  .option("--r <n>", "LoRA rank", int("--r"), 8)
-  .option("--alpha <a>", "lora_alpha", num("--alpha"), 16)
-  .option("--dropout <p>", "lora_dropout", num("--dropout"), 0.05)
+  .option("--r <n>", `LoRA rank (default: ${D.adapter.r})`, int("--r"))
+  .option(
+    "--alpha <a>",
+    `lora_alpha (default: ${D.adapter.alpha})`,
+    num("--alpha"),
+  )
+  .option(
+    "--dropout <p>",
+    `lora_dropout (default: ${D.adapter.dropout})`,
+    num("--dropout"),
+  )
   .option(
     "--target <list>",
-    "comma-separated module names, or all-linear",
-    "all-linear",
+    `comma-separated module names, or all-linear (default: ${D.adapter.targetModules})`,
   )
-  .option("--rslora", "rank-stabilised scaling alpha/√r", false)
-  .option("--dora", "weight-decomposed LoRA", false)
-  .option("--lr <lr>", "peak learning rate", num("--lr"), 2e-4)
-  .option("--batch <n>", "examples per micro-batch", int("--batch"), 8)
+  .option("--rslora", "rank-stabilised scaling alpha/√r")
+  .option("--dora", "weight-decomposed LoRA")
+  .option(
+    "--lr <lr>",
+    `peak learning rate (default: ${D.training.learningRate})`,
+    num("--lr"),
+  )
+  .option(
+    "--batch <n>",
+    `examples per micro-batch (default: ${D.training.batchSize})`,
+    int("--batch"),
+  )
   .option(
     "--grad-accum <n>",
-    "micro-batches per optimizer step",
+    `micro-batches per optimizer step (default: ${D.training.gradAccum})`,
     int("--grad-accum"),
-    1,
   )
-  .option("--epochs <n>", "passes over the training split", int("--epochs"), 1)
+  .option(
+    "--epochs <n>",
+    `passes over the training split (default: ${D.training.epochs})`,
+    int("--epochs"),
+  )
   .option(
     "--max-steps <n>",
     "optimizer steps (overrides --epochs)",
@@ -157,39 +180,46 @@ program
   )
   .option(
     "--seq-len <n>",
-    "tokens per example (longer ones are truncated)",
+    `tokens per example; longer ones are truncated (default: ${D.data.maxLength})`,
     int("--seq-len"),
-    256,
   )
-  .option("--warmup <n>", "warmup steps", int("--warmup"), 0)
-  .option("--schedule <s>", "constant | linear | cosine", "cosine")
+  .option(
+    "--warmup <n>",
+    `warmup steps (default: ${D.training.warmupSteps})`,
+    int("--warmup"),
+  )
+  .option(
+    "--schedule <s>",
+    `constant | linear | cosine (default: ${D.training.schedule})`,
+  )
   .option(
     "--seed <n>",
-    "seed of the split, shuffling, init and dropout",
+    `seed of the split, shuffling, init and dropout (default: ${D.training.seed})`,
     int("--seed"),
-    0,
   )
   .option(
     "--val-split <f>",
-    "fraction held out for validation",
+    `fraction held out for validation (default: ${D.data.valSplit})`,
     num("--val-split"),
-    0.1,
   )
   .option(
     "--test-split <f>",
-    "fraction held out for testing",
+    `fraction held out for testing (default: ${D.data.testSplit})`,
     num("--test-split"),
-    0,
   )
   .option(
     "--eval-every <n>",
-    "evaluate on validation every n steps",
+    `evaluate on validation every n steps (default: ${none(D.evaluation.evalEvery)})`,
     int("--eval-every"),
-    50,
+  )
+  .option(
+    "--val-rows <n>",
+    "score only the first n validation rows at each check (default: all)",
+    int("--val-rows"),
   )
   .option(
     "--early-stop <patience>",
-    "stop after this many evaluations without improvement",
+    "stop after this many evaluations without improvement, keeping the best",
     int("--early-stop"),
   )
   .option(
@@ -208,6 +238,19 @@ program
   .option(
     "--test <file>",
     "a held-out test file in --data's format: the base and the tuned model are scored on it",
+  )
+  .option(
+    "--test-rows <n>",
+    "score only the first n test rows (default: all)",
+    int("--test-rows"),
+  )
+  .option(
+    "--skip-base-score",
+    "do not score the base model on the test rows before training",
+  )
+  .option(
+    "--prompt-template <text>",
+    'how prompts wrap an input, with {input} where it goes (default: derived from the data, e.g. "Date: {input}\\nWritten out:")',
   )
   .action((o) => run(() => trainCommand(o)));
 

@@ -34,3 +34,4 @@ export * from "./models/index.js";
 export * from "./lora/index.js";
 export * from "./train/index.js";
 export * from "./train/data/index.js";
+export * from "./job/index.js";

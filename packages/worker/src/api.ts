@@ -14,12 +14,14 @@ import type {
   CleaningReport,
   DatasetFormat,
   EvaluationResult,
+  FineTuneJobInput,
+  FineTuneJobSpec,
+  JobEvent,
+  JobFieldNames,
+  JobResult,
   LoraConfig,
-  LoraConfigInput,
   OptionNames,
-  TrainEvent,
-  TrainerOptions,
-  TrainResult,
+  TrainerOptionNames,
   WeightOptions,
 } from "@webtune/core";
 
@@ -41,8 +43,8 @@ export interface ModelInfo {
 
 /**
  * Load options that can cross to the worker (callbacks go as separate, proxied arguments), with the base's
- * storage: `dtype: "float16"`, or `quantize: "int8" | "nf4"` (QLoRA). The worker trains adapters only, so
- * `trainable` is not offered.
+ * storage: `dtype: "float16"`, or `quantize: "int8" | "nf4"` (QLoRA). A full fine-tune's trainable copy is loaded
+ * by runJob itself.
  */
 export type WorkerLoadOptions = Omit<LoadOptions, "onProgress" | "signal"> &
   Omit<WeightOptions, "trainable">;
@@ -110,25 +112,23 @@ export interface CheckpointInfo {
   step: number;
 }
 
-/** Trainer options that can cross to the worker, plus batching. */
-export type WorkerTrainOptions = Omit<
-  TrainerOptions,
-  "onEvent" | "checkpoint"
-> & {
-  /** Examples per micro-batch. Default 8. */
-  batchSize?: number;
-  /** Passes over the training split. Default 1. */
-  epochs?: number;
-  /** Validate on the first N rows of the validation split (each check costs a forward pass over them). Default: all. */
-  valRows?: number;
-  /** Save a checkpoint every N optimizer steps to the worker's checkpoint store (OPFS in browsers). */
-  checkpointEvery?: number;
+/** How runJob finds a checkpoint and names things in its messages. */
+export interface RunJobOptions {
   /**
-   * Continue from this checkpoint (see `listCheckpoints`) with the same model, data, adapter config and options;
-   * otherwise a new run deletes the old checkpoints first.
+   * Continue from this checkpoint (see `listCheckpoints`) with the same model, data, adapter and options;
+   * otherwise a job with `checkpointEvery` deletes the old checkpoints first.
    */
   resumeFrom?: string;
-};
+  /** How messages name the job's fields and the Trainer's and dataset reader's options on the caller's page. */
+  names?: JobFieldNames;
+  trainerNames?: Partial<TrainerOptionNames>;
+  dataNames?: Partial<OptionNames>;
+  /** Download progress, when the job loads its model (wrap in `Comlink.proxy`). */
+  onProgress?: (event: DownloadProgress) => void;
+}
+
+/** What a job run reports back: everything of its JobResult but the model itself. */
+export type JobOutcome = Omit<JobResult, "model" | "peft" | "splits">;
 
 export interface TrainerApi {
   /** Starts WebGPU inside the worker (idempotent) and reports the device. */
@@ -159,20 +159,29 @@ export interface TrainerApi {
     input: string | ArrayBuffer,
     options: DataOptions,
   ): Promise<DataSummary>;
-  /** Adds a LoRA adapter (PEFT config), replacing one of that name, and makes it active; returns PEFT's trainable-parameters line too. */
-  addAdapter(
-    name: string,
-    config: LoraConfigInput,
-  ): Promise<{ config: LoraConfig; summary: string }>;
-  /** Trains the active adapter on the loaded data; pass `onEvent` wrapped in `Comlink.proxy` for live events. */
-  train(
-    options?: WorkerTrainOptions,
-    onEvent?: (event: TrainEvent) => void,
-  ): Promise<TrainResult>;
+  /** The job `input` describes, defaults filled in; rejects with a JobError naming every bad field (in `names`' words). */
+  checkJob(
+    input: FineTuneJobInput,
+    names?: JobFieldNames,
+  ): Promise<FineTuneJobSpec>;
+  /**
+   * Runs a fine-tuning job (a FineTuneJob or its fields; defaults fill the rest) on the loaded model when it is the
+   * job's, else on the job's model, which stays loaded. `files` maps the data files the job names to their text or
+   * bytes (names not given are fetched as URLs). Pass `onEvent` wrapped in `Comlink.proxy` for live events.
+   */
+  runJob(
+    job: FineTuneJobInput,
+    files?: Record<string, string | ArrayBuffer>,
+    onEvent?: (event: JobEvent) => void,
+    options?: RunJobOptions,
+  ): Promise<JobOutcome>;
+  /** Holds training between steps. */
   pause(): Promise<void>;
   resume(): Promise<void>;
-  /** Ends training after the current step. */
-  abort(): Promise<void>;
+  /** Ends the running job at once: scoring is cancelled, training ends after its current step (the adapter is kept). */
+  stop(): Promise<void>;
+  /** Cancels the scoring in progress (of a job, or an evaluate call); a job goes on without those metrics. */
+  skipScoring(): Promise<void>;
   /** Loss, perplexity and the task's metrics on a split of the loaded data. */
   evaluate(
     split: "val" | "test",

@@ -1,10 +1,12 @@
-/** Reading a dataset in the worker: clean, tokenize, split (or take a separate test file), and preview rows. */
+/** Reading a dataset in the worker, as a job reads it (clean, tokenize, split or take a test file), with previews. */
 import {
-  buildDataset,
+  FineTuneJob,
   findOverlap,
-  splitDataset,
+  readJobData,
   type DatasetFormat,
   type Example,
+  type FineTuneJobInput,
+  type PretrainedModel,
   type Tokenizer,
 } from "@webtune/core";
 import type { DataOptions, DataSummary, PreviewRow } from "./api.js";
@@ -16,13 +18,9 @@ export interface LoadedData {
   train: Example[];
   val: Example[];
   test: Example[];
-  seed: number;
 }
 
 const PREVIEW_ROWS = 5;
-
-const bytesOrText = (input: string | ArrayBuffer) =>
-  typeof input === "string" ? input : new Uint8Array(input);
 
 function preview(examples: Example[], tokenizer: Tokenizer): PreviewRow[] {
   return examples.slice(0, PREVIEW_ROWS).map((e) => ({
@@ -34,61 +32,68 @@ function preview(examples: Example[], tokenizer: Tokenizer): PreviewRow[] {
   }));
 }
 
+/** The job data section that DataOptions describe. */
+export function dataJobInput(o: DataOptions): FineTuneJobInput {
+  return {
+    data: {
+      train: o.source,
+      test: o.test?.source ?? null,
+      format: o.format ?? null,
+      maxLength: o.maxLength,
+      valSplit: o.valSplit,
+      testSplit: o.test ? 0 : o.testSplit,
+      skipBadRows: o.skipBadRows,
+    },
+    training: { seed: o.seed },
+  };
+}
+
 /**
- * Reads `input` (and `o.test`) with the model's tokenizer, token ids checked against `vocabSize`; nothing is kept
- * if any file is at fault. The training file is deduplicated; a test file keeps every row, as evaluation scores it.
+ * Reads `input` (and `o.test`) with the model's tokenizer, token ids checked against `vocabSize`, exactly as a
+ * job with these data options reads them; nothing is kept if any file is at fault.
  */
-export function readData(
+export async function readData(
   input: string | ArrayBuffer,
   o: DataOptions,
-  tokenizer: Tokenizer,
-  vocabSize?: number,
-): { data: LoadedData; summary: DataSummary } {
-  const read = (bytes: string | ArrayBuffer, source: string, dedupe = true) =>
-    buildDataset(bytesOrText(bytes), tokenizer, {
-      source,
-      format: o.format,
-      maxLength: o.maxLength ?? 256,
-      truncate: true,
-      dedupe,
-      vocabSize,
-      onError: o.skipBadRows ? "skip" : "throw",
-      optionNames: o.optionNames,
-    });
-  const main = read(input, o.source);
-  const testFile = o.test
-    ? read(o.test.input, o.test.source, false)
-    : undefined;
-  const seed = o.seed ?? 0;
-  const split = splitDataset(main.examples, {
-    val: o.valSplit ?? 0.1,
-    test: testFile ? 0 : (o.testSplit ?? 0),
-    seed,
-    stratify: main.format === "classification",
+  model: Pick<PretrainedModel, "tokenizer" | "dims" | "source">,
+): Promise<{ data: LoadedData; summary: DataSummary }> {
+  const job = FineTuneJob.from({
+    ...dataJobInput(o),
+    model: { source: model.source },
   });
-  if (testFile) split.test = testFile.examples;
+  const files = new Map<string, string | ArrayBuffer>([[o.source, input]]);
+  if (o.test) files.set(o.test.source, o.test.input);
+  const read = await readJobData(job, model, {
+    readFile: async (source) => bytesOrText(files.get(source)!),
+    dataNames: o.optionNames,
+  });
   const data: LoadedData = {
-    format: main.format,
-    labels: main.labels,
-    ...split,
-    seed,
+    format: read.format,
+    labels: read.labels,
+    train: read.train,
+    val: read.val,
+    test: read.test,
   };
+  const tokenizer = model.tokenizer!;
   return {
     data,
     summary: {
-      format: main.format,
-      report: main.report,
-      labels: main.labels,
+      format: read.format,
+      report: read.report,
+      labels: read.labels,
       sizes: {
-        train: split.train.length,
-        val: split.val.length,
-        test: split.test.length,
+        train: data.train.length,
+        val: data.val.length,
+        test: data.test.length,
       },
       preview: {
-        train: preview(split.train, tokenizer),
-        test: preview(split.test, tokenizer),
+        train: preview(data.train, tokenizer),
+        test: preview(data.test, tokenizer),
       },
-      overlap: findOverlap([...split.train, ...split.val], split.test),
+      overlap: findOverlap([...data.train, ...data.val], data.test),
     },
   };
 }
+
+const bytesOrText = (input: string | ArrayBuffer) =>
+  typeof input === "string" ? input : new Uint8Array(input);

@@ -6,6 +6,12 @@
  * import { createTrainer } from "@webtune/worker";
  * const trainer = createTrainer();
  * console.log(await trainer.api.init());
+ * const outcome = await trainer.api.runJob(
+ *   { model: { source: "HuggingFaceTB/SmolLM2-135M" }, data: { train: "train.jsonl" }, training: { maxSteps: 100 } },
+ *   { "train.jsonl": await file.text() },
+ *   Comlink.proxy((event) => console.log(event)),
+ * );
+ * console.log(outcome.summary);
  * ```
  */
 export { createTrainer } from "./client.js";
@@ -14,11 +20,12 @@ export type {
   CheckpointInfo,
   DataOptions,
   DataSummary,
+  JobOutcome,
   ModelInfo,
   PreviewRow,
+  RunJobOptions,
   TrainerApi,
   WorkerEvaluateOptions,
   WorkerGenerateOptions,
   WorkerLoadOptions,
-  WorkerTrainOptions,
 } from "./api.js";

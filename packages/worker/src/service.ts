@@ -1,20 +1,21 @@
 /** TrainerApi implemented with @webtune/core; runs in the worker, and in-thread for tests. */
 import * as Comlink from "comlink";
 import {
-  epochBatches,
-  epochSequence,
   evaluate,
+  FineTuneJob,
+  JOB_DEFAULTS,
+  JobControl,
   LoraModel,
-  Trainer,
   savePretrained,
   defaultCheckpointStore,
   type AdapterFiles,
   type CheckpointStore,
   type EvaluationResult,
+  type FineTuneJobInput,
+  type FineTuneJobSpec,
+  type JobEvent,
+  type JobFieldNames,
   type LoraConfig,
-  type LoraConfigInput,
-  type TrainEvent,
-  type TrainResult,
   ConfigError,
   disposeRuntime,
   gpuInfo,
@@ -34,12 +35,13 @@ import type {
   CheckpointInfo,
   DataOptions,
   DataSummary,
+  JobOutcome,
   ModelInfo,
+  RunJobOptions,
   TrainerApi,
   WorkerEvaluateOptions,
   WorkerGenerateOptions,
   WorkerLoadOptions,
-  WorkerTrainOptions,
 } from "./api.js";
 import { readData, type LoadedData } from "./data.js";
 
@@ -63,7 +65,13 @@ export class TrainerService implements TrainerApi {
   private model: PretrainedModel | undefined;
   private peft: LoraModel | undefined;
   private data: LoadedData | undefined;
-  private trainer: Trainer | undefined;
+  /** The loaded model's source and storage, which a job's model must match to run on it. */
+  private loaded: FineTuneJobSpec["model"] | undefined;
+  /** The model's own weights were trained (a full fine-tune): there is no separate base to compare with. */
+  private fullyTuned = false;
+  private control: JobControl | undefined;
+  /** An evaluate() call in progress, which stop() and skipScoring() cancel. */
+  private scoring: AbortController | undefined;
 
   constructor(
     private readonly checkpoints: CheckpointStore = defaultCheckpointStore(
@@ -93,6 +101,13 @@ export class TrainerService implements TrainerApi {
     this.releaseModel();
     this.model = model;
     this.peft = new LoraModel(model);
+    this.loaded = {
+      source: model.source,
+      revision: options.revision ?? JOB_DEFAULTS.model.revision,
+      dtype: options.dtype ?? "float32",
+      quantize: options.quantize ?? null,
+      doubleQuant: options.doubleQuant ?? false,
+    };
     return {
       source: model.source,
       dims: model.dims,
@@ -136,92 +151,101 @@ export class TrainerService implements TrainerApi {
       throw new ConfigError(
         `${model.source} has no tokenizer.json, which reading a dataset needs.`,
       );
-    const { data, summary } = readData(
-      input,
-      options,
-      model.tokenizer,
-      model.dims.vocabSize,
-    );
+    const { data, summary } = await readData(input, options, model);
     this.data = data;
     return summary;
   }
 
-  async addAdapter(
-    name: string,
-    config: LoraConfigInput,
-  ): Promise<{ config: LoraConfig; summary: string }> {
-    const peft = this.requirePeft();
-    // A new run under the same name starts from a fresh adapter, as a page's Train button expects.
-    if (peft.adapterNames.includes(name)) {
-      peft.unmerge();
-      peft.deleteAdapter(name);
-    }
-    const added = peft.addAdapter(name, config, { seed: this.data?.seed ?? 0 });
-    peft.setAdapter(name);
-    return { config: added, summary: peft.printTrainableParameters() };
+  async checkJob(
+    input: FineTuneJobInput,
+    names?: JobFieldNames,
+  ): Promise<FineTuneJobSpec> {
+    return FineTuneJob.from(input, names).toJSON();
   }
 
-  async train(
-    options: WorkerTrainOptions = {},
-    onEvent?: (event: TrainEvent) => void,
-  ): Promise<TrainResult> {
-    const peft = this.requirePeft();
-    const data = this.requireData();
-    if (this.trainer)
+  /**
+   * Runs a fine-tuning job (see FineTuneJob) on this worker's model: the one loaded when it is the job's model
+   * (same source and storage) and the job trains an adapter; otherwise the job's model is loaded (a full
+   * fine-tune always loads a fresh, trainable copy) and kept. `files` holds the data files the job names, by name;
+   * a name not there is fetched as a URL.
+   */
+  async runJob(
+    input: FineTuneJobInput,
+    files: Record<string, string | ArrayBuffer> = {},
+    onEvent?: (event: JobEvent) => void,
+    options: RunJobOptions = {},
+  ): Promise<JobOutcome> {
+    if (this.control)
       throw new ConfigError(
-        "Training is already running in this worker; abort() it first.",
+        "A job is already running in this worker; stop() it first.",
       );
-    const {
-      batchSize = 8,
-      epochs = 1,
-      checkpointEvery,
-      resumeFrom,
-      valRows,
-      ...trainerOptions
-    } = options;
-    const resume = resumeFrom
-      ? await this.checkpoints.load(resumeFrom)
+    const job = FineTuneJob.from(input, options.names);
+    const reuse =
+      job.method === "lora" &&
+      this.model !== undefined &&
+      this.loaded !== undefined &&
+      sameModel(this.loaded, job.model);
+    const resume = options.resumeFrom
+      ? await this.checkpoints.load(options.resumeFrom)
       : undefined;
-    if (!resume && checkpointEvery) await this.checkpoints.clear();
-    const padId = this.requireModel().tokenizer?.padTokenId ?? 0;
-    const batchOptions = { batchSize, padId, seed: data.seed, epoch: 0 };
-    // Made as they are read: many epochs cost no memory.
-    const train = epochSequence(data.train, batchOptions, epochs);
-    const val = data.val.slice(0, valRows);
-    this.trainer = new Trainer(peft, {
-      ...trainerOptions,
-      batchesPerEpoch: train.length / epochs,
-      checkpoint: checkpointEvery
-        ? { store: this.checkpoints, every: checkpointEvery }
-        : undefined,
-      onEvent,
-    });
+    if (!resume && job.checkpointEvery !== null) await this.checkpoints.clear();
+    this.control = new JobControl();
     try {
-      return await this.trainer.train(
-        {
-          train,
-          val:
-            val.length > 0
-              ? epochBatches(val, { ...batchOptions, shuffle: false }, 1)
-              : undefined,
+      const run = await job.run({
+        readFile: async (source) => {
+          const given = files[source];
+          if (given !== undefined)
+            return typeof given === "string" ? given : new Uint8Array(given);
+          return fetchData(source);
         },
+        model: reuse ? this.model : undefined,
+        peft: reuse ? this.peft : undefined,
+        load: { onProgress: options.onProgress },
+        control: this.control,
+        checkpoints: this.checkpoints,
         resume,
-      );
+        names: options.names,
+        trainerNames: options.trainerNames,
+        dataNames: options.dataNames,
+        onEvent,
+      });
+      if (!reuse) {
+        this.releaseModel();
+        this.model = run.model;
+        this.peft = run.peft;
+        this.loaded = { ...job.model, source: run.model.source };
+      }
+      this.fullyTuned = job.method === "full";
+      this.data = run.splits;
+      return {
+        job: run.job,
+        train: run.train,
+        test: run.test,
+        majorityAccuracy: run.majorityAccuracy,
+        forgetting: run.forgetting,
+        summary: run.summary,
+      };
     } finally {
-      this.trainer = undefined;
+      this.control = undefined;
     }
   }
 
   async pause(): Promise<void> {
-    this.trainer?.pause();
+    this.control?.pause();
   }
 
   async resume(): Promise<void> {
-    this.trainer?.resume();
+    this.control?.resume();
   }
 
-  async abort(): Promise<void> {
-    this.trainer?.abort();
+  async stop(): Promise<void> {
+    this.control?.stop();
+    this.scoring?.abort();
+  }
+
+  async skipScoring(): Promise<void> {
+    this.control?.skipScoring();
+    this.scoring?.abort();
   }
 
   async evaluate(
@@ -235,14 +259,20 @@ export class TrainerService implements TrainerApi {
         `The ${split} split is empty: loadData with a ${split}Split above 0${split === "test" ? " or a test file" : ""}.`,
       );
     const peft = this.requirePeft();
+    const scoring = (this.scoring = new AbortController());
     const run = () =>
       evaluate(peft, this.requireModel().tokenizer!, examples, {
         format: data.format,
         labels: data.labels,
+        signal: scoring.signal,
       });
-    return options.useAdapter === false
-      ? peft.withAdaptersDisabled(run)
-      : run();
+    try {
+      return await (options.useAdapter === false
+        ? peft.withAdaptersDisabled(run)
+        : run());
+    } finally {
+      if (this.scoring === scoring) this.scoring = undefined;
+    }
   }
 
   async saveAdapter(): Promise<AdapterFiles> {
@@ -252,12 +282,19 @@ export class TrainerService implements TrainerApi {
 
   async saveMerged(): Promise<Record<string, Uint8Array | string>> {
     const peft = this.requirePeft();
-    peft.merge();
+    // Leave the adapters as they were found: what was merged stays merged, what was separate stays separate.
+    const before = peft.mergedAdapters;
+    const merge =
+      !this.fullyTuned && !before.includes(peft.activeAdapter ?? "");
+    if (merge) peft.merge();
     try {
       const files = await savePretrained(this.requireModel());
       return Comlink.transfer(files, weightBuffers(files));
     } finally {
-      peft.unmerge();
+      if (merge) {
+        peft.unmerge();
+        for (const name of before) peft.merge(name);
+      }
     }
   }
 
@@ -290,7 +327,7 @@ export class TrainerService implements TrainerApi {
   }
 
   async dispose(): Promise<void> {
-    this.trainer?.abort();
+    this.control?.stop();
     this.releaseModel();
     disposeRuntime();
   }
@@ -298,7 +335,8 @@ export class TrainerService implements TrainerApi {
   private releaseModel(): void {
     this.peft?.dispose();
     this.model?.dispose();
-    this.peft = this.model = this.data = undefined;
+    this.peft = this.model = this.data = this.loaded = undefined;
+    this.fullyTuned = false;
   }
 
   private requirePeft(): LoraModel {
@@ -321,4 +359,33 @@ export class TrainerService implements TrainerApi {
       );
     return this.model;
   }
+}
+
+/** Whether a loaded model is the job's: the same source and storage. */
+function sameModel(
+  loaded: FineTuneJobSpec["model"],
+  wanted: FineTuneJobSpec["model"],
+): boolean {
+  const trim = (s: string) => s.replace(/\/+$/, "");
+  return (
+    trim(loaded.source) === trim(wanted.source) &&
+    loaded.revision === wanted.revision &&
+    loaded.dtype === wanted.dtype &&
+    loaded.quantize === wanted.quantize &&
+    loaded.doubleQuant === wanted.doubleQuant
+  );
+}
+
+/** A data file the job names but the caller did not hand over: fetched as a URL (relative to the worker). */
+async function fetchData(source: string): Promise<Uint8Array> {
+  const response = await fetch(source).catch((e: Error) => {
+    throw new ConfigError(
+      `The job names ${source}, which was not among the files given to runJob and could not be fetched: ${e.message}.`,
+    );
+  });
+  if (!response.ok)
+    throw new ConfigError(
+      `The job names ${source}, which was not among the files given to runJob; fetching it gave HTTP ${response.status}.`,
+    );
+  return new Uint8Array(await response.arrayBuffer());
 }

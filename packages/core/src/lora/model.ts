@@ -314,6 +314,14 @@ export class LoraModel {
     for (const lora of this.layers.values()) lora.unmerge();
   }
 
+  /** The adapters folded into the weights now, in the order they were merged. */
+  get mergedAdapters(): string[] {
+    const names = new Set<string>();
+    for (const lora of this.layers.values())
+      for (const name of lora.mergedAdapters) names.add(name);
+    return [...names];
+  }
+
   /** Merges the active adapter for good, removes every adapter, and returns the plain base model. */
   mergeAndUnload(name = this.requireActive()): PretrainedModel {
     this.merge(name);
@@ -496,8 +504,9 @@ export class LoraModel {
   greedyBatch(
     prompts: number[][],
     maxNewTokens: number[],
+    options: { signal?: AbortSignal } = {},
   ): Promise<GenerateResult[]> {
-    return this.base.greedyBatch(prompts, maxNewTokens);
+    return this.base.greedyBatch(prompts, maxNewTokens, options);
   }
 
   /** Frees every adapter and detaches them from the base model (which stays loaded). */

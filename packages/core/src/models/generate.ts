@@ -117,6 +117,7 @@ export const BATCH_TOKENS = 8192;
  *
  * @param maxNewTokens one budget per prompt.
  * @param batchSize rows per batch at most; by default as many as fit {@link BATCH_TOKENS}.
+ * @param signal checked before each decode step: an abort rejects with its reason.
  */
 export async function greedyBatch(
   model: CausalLM,
@@ -124,6 +125,7 @@ export async function greedyBatch(
   maxNewTokens: number[],
   eosTokenIds: number[],
   batchSize?: number,
+  signal?: AbortSignal,
 ): Promise<{ ids: number[]; stopReason: "eos" | "length" }[]> {
   if (maxNewTokens.length !== prompts.length)
     throw new ConfigError(
@@ -153,7 +155,15 @@ export async function greedyBatch(
       );
     for (let at = 0; at < rows.length; at += size) {
       const batch = rows.slice(at, at + size);
-      await greedyRows(model, batch, prompts, maxNewTokens, eos, results);
+      await greedyRows(
+        model,
+        batch,
+        prompts,
+        maxNewTokens,
+        eos,
+        results,
+        signal,
+      );
       trimBufferPool(); // the KV cache grew by a token a step: buffers of every size
     }
   }
@@ -167,6 +177,7 @@ async function greedyRows(
   maxNewTokens: number[],
   eos: Set<number>,
   results: { ids: number[]; stopReason: "eos" | "length" }[],
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   const V = model.dims.vocabSize;
   const budget = Math.max(...rows.map((r) => maxNewTokens[r]!));
@@ -175,6 +186,7 @@ async function greedyRows(
   try {
     let input = rows.map((r) => prompts[r]!);
     for (let step = 0; step < budget && done.includes(false); step++) {
+      signal?.throwIfAborted();
       const logits = model.nextTokenLogits(input, cache);
       const all = (await logits.data()) as Float32Array;
       logits.dispose();

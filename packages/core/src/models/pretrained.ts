@@ -103,12 +103,15 @@ export class PretrainedModel {
   async greedyBatch(
     prompts: number[][],
     maxNewTokens: number[],
+    options: { signal?: AbortSignal } = {},
   ): Promise<GenerateResult[]> {
     const rows = await greedyBatch(
       this.lm,
       prompts,
       maxNewTokens,
       this.eosTokenIds(),
+      undefined,
+      options.signal,
     );
     return rows.map((r) => ({
       ...r,

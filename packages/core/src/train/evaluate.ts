@@ -33,6 +33,7 @@ export interface Scorer {
   greedyBatch(
     prompts: number[][],
     maxNewTokens: number[],
+    options?: { signal?: AbortSignal },
   ): Promise<GenerateResult[]>;
 }
 
@@ -78,6 +79,7 @@ const SCORE_FLOATS = 1 << 24;
 export async function rowNlls(
   model: Scorer,
   rows: { inputIds: number[]; labels: number[] }[],
+  signal?: AbortSignal,
 ): Promise<{ nll: number; tokens: number }[]> {
   const out = rows.map((r) => ({ nll: 0, tokens: lossTokens([r.labels]) }));
   const order = rows
@@ -87,6 +89,7 @@ export async function rowNlls(
   const V = model.dims.vocabSize;
   let at = 0;
   while (at < order.length) {
+    signal?.throwIfAborted();
     let end = at + 1;
     // Sorted ascending, so the last row of a batch is its longest.
     while (
@@ -150,6 +153,7 @@ async function predictLabels(
   tokenizer: Tokenizer,
   examples: Example[],
   labels: string[],
+  signal?: AbortSignal,
 ): Promise<string[]> {
   const eos = tokenizer.eosTokenId !== undefined ? [tokenizer.eosTokenId] : [];
   const labelIds = labels.map((label) => [
@@ -168,7 +172,7 @@ async function predictLabels(
       };
     });
   });
-  const nlls = await rowNlls(model, candidates);
+  const nlls = await rowNlls(model, candidates, signal);
   return examples.map((_, e) => {
     const scores = labels.map((_, l) => nlls[e * labels.length + l]!.nll);
     return labels[scores.indexOf(Math.min(...scores))]!;
@@ -194,11 +198,13 @@ export async function evaluate(
     format: DatasetFormat;
     labels?: string[];
     exactMatchTokens?: number;
+    /** Checked between row batches and decode steps: an abort rejects with its reason. */
+    signal?: AbortSignal;
   },
 ): Promise<EvaluationResult> {
   let nll = 0;
   let tokens = 0;
-  for (const row of await rowNlls(model, examples)) {
+  for (const row of await rowNlls(model, examples, options.signal)) {
     nll += row.nll;
     tokens += row.tokens;
   }
@@ -219,6 +225,7 @@ export async function evaluate(
       tokenizer,
       examples,
       options.labels,
+      options.signal,
     );
     const m = classificationMetrics(truth, predicted, {
       labels: options.labels,
@@ -245,6 +252,7 @@ export async function evaluate(
             tokenizer.encode(ex.completion!, { addSpecialTokens: false })
               .length + 8,
         ),
+        { signal: options.signal },
       )
     ).map((g) => g.text);
     if (scored.length > 0)

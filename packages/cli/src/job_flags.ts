@@ -1,0 +1,222 @@
+/**
+ * `webtune train`'s recipe flags as a FineTuneJob: each flag is one job field, a flag given on the command line
+ * overrides the --job file, and what neither gives is the job's default (JOB_DEFAULTS, printed in --help).
+ */
+import { readFile } from "node:fs/promises";
+import {
+  ConfigError,
+  FineTuneJob,
+  type FineTuneJobInput,
+  type JobFieldNames,
+} from "@webtune/core";
+import { EMBEDDED_MODEL } from "./embedded.js";
+
+/** The recipe flags as commander gives them: undefined when not on the command line. */
+export interface RecipeFlags {
+  model?: string;
+  dtype?: string;
+  quantize?: string;
+  doubleQuant?: boolean;
+  data?: string;
+  test?: string;
+  format?: string;
+  seqLen?: number;
+  valSplit?: number;
+  testSplit?: number;
+  skipBadRows?: boolean;
+  promptTemplate?: string;
+  mode?: string;
+  r?: number;
+  alpha?: number;
+  dropout?: number;
+  target?: string;
+  rslora?: boolean;
+  dora?: boolean;
+  lr?: number;
+  schedule?: string;
+  warmup?: number;
+  batch?: number;
+  gradAccum?: number;
+  epochs?: number;
+  maxSteps?: number;
+  seed?: number;
+  gradientCheckpointing?: boolean;
+  memoryBudget?: number;
+  evalEvery?: number;
+  valRows?: number;
+  earlyStop?: number;
+  testRows?: number;
+  skipBaseScore?: boolean;
+  reference?: string;
+  checkpointEvery?: number;
+}
+
+/** Which flag sets each job field: the names job errors use. */
+export const FLAG_NAMES = {
+  "model.source": "--model",
+  "model.dtype": "--dtype",
+  "model.quantize": "--quantize",
+  "model.doubleQuant": "--double-quant",
+  "data.train": "--data",
+  "data.test": "--test",
+  "data.format": "--format",
+  "data.maxLength": "--seq-len",
+  "data.valSplit": "--val-split",
+  "data.testSplit": "--test-split",
+  "data.skipBadRows": "--skip-bad-rows",
+  "data.promptTemplate": "--prompt-template",
+  method: "--mode",
+  "adapter.r": "--r",
+  "adapter.alpha": "--alpha",
+  "adapter.dropout": "--dropout",
+  "adapter.targetModules": "--target",
+  "adapter.rslora": "--rslora",
+  "adapter.dora": "--dora",
+  "training.learningRate": "--lr",
+  "training.schedule": "--schedule",
+  "training.warmupSteps": "--warmup",
+  "training.batchSize": "--batch",
+  "training.gradAccum": "--grad-accum",
+  "training.epochs": "--epochs",
+  "training.maxSteps": "--max-steps",
+  "training.seed": "--seed",
+  "training.gradientCheckpointing": "--gradient-checkpointing",
+  "training.memoryBudget": "--memory-budget",
+  "evaluation.evalEvery": "--eval-every",
+  "evaluation.valRows": "--val-rows",
+  "evaluation.earlyStopPatience": "--early-stop",
+  "evaluation.testRows": "--test-rows",
+  "evaluation.scoreBase": "--skip-base-score",
+  "evaluation.reference": "--reference",
+  checkpointEvery: "--checkpoint-every",
+} satisfies JobFieldNames;
+
+const targets = (list: string | undefined) =>
+  list === undefined
+    ? undefined
+    : list.trim() === "all-linear"
+      ? ("all-linear" as const)
+      : list
+          .split(",")
+          .map((t) => t.trim())
+          .filter(Boolean);
+
+/** The job fields the flags set; a flag not given sets nothing. */
+export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
+  return {
+    model: {
+      source: f.model,
+      dtype: f.dtype as "float32",
+      quantize: f.quantize as "nf4",
+      doubleQuant: f.doubleQuant,
+    },
+    data: {
+      train: f.data,
+      test: f.test,
+      format: f.format as "completion",
+      maxLength: f.seqLen,
+      valSplit: f.valSplit,
+      testSplit: f.testSplit,
+      skipBadRows: f.skipBadRows,
+      // A shell passes "\\n" as two characters; a template means a line break.
+      promptTemplate: f.promptTemplate?.replaceAll("\\n", "\n"),
+    },
+    method: f.mode as "lora",
+    adapter: {
+      r: f.r,
+      alpha: f.alpha,
+      dropout: f.dropout,
+      targetModules: targets(f.target),
+      rslora: f.rslora,
+      dora: f.dora,
+    },
+    training: {
+      learningRate: f.lr,
+      schedule: f.schedule as "cosine",
+      warmupSteps: f.warmup,
+      batchSize: f.batch,
+      gradAccum: f.gradAccum,
+      epochs: f.epochs,
+      maxSteps: f.maxSteps,
+      seed: f.seed,
+      gradientCheckpointing: f.gradientCheckpointing,
+      memoryBudget: f.memoryBudget,
+    },
+    evaluation: {
+      evalEvery: f.evalEvery,
+      valRows: f.valRows,
+      earlyStopPatience: f.earlyStop,
+      testRows: f.testRows,
+      scoreBase: f.skipBaseScore ? false : undefined,
+      reference: f.reference,
+    },
+    checkpointEvery: f.checkpointEvery,
+  };
+}
+
+/** `base` with every field `over` defines put over it, section by section. */
+function overlay(base: FineTuneJobInput, over: FineTuneJobInput): object {
+  const defined = (o: object | undefined) =>
+    Object.fromEntries(
+      Object.entries(o ?? {}).filter(([, v]) => v !== undefined),
+    );
+  const out: Record<string, unknown> = { ...base, ...defined(over) };
+  for (const section of [
+    "model",
+    "data",
+    "adapter",
+    "training",
+    "evaluation",
+  ] as const)
+    out[section] = { ...base[section], ...defined(over[section]) };
+  return out;
+}
+
+/** Reads a --job file: a JSON FineTuneJob, as --print-job or the demo writes it. */
+async function readJobFile(path: string): Promise<FineTuneJobInput> {
+  const text = await readFile(path, "utf8").catch(
+    (e: NodeJS.ErrnoException) => {
+      throw new ConfigError(
+        `cannot read --job ${path}: ${e.code === "ENOENT" ? "no such file" : e.message}.`,
+      );
+    },
+  );
+  let job: unknown;
+  try {
+    job = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(
+      `--job ${path} is not JSON: ${(e as Error).message}.`,
+    );
+  }
+  if (typeof job !== "object" || job === null || Array.isArray(job))
+    throw new ConfigError(
+      `--job ${path} must hold a JSON object (a job, as --print-job writes it).`,
+    );
+  return job as FineTuneJobInput;
+}
+
+/**
+ * The job the command line describes: the --job file if given, each flag given over it, then the defaults; the
+ * embedded model when nothing names one. Throws a JobError naming every bad field by its flag.
+ */
+export async function buildJob(
+  flags: RecipeFlags,
+  jobFile?: string,
+): Promise<FineTuneJob> {
+  const file = jobFile ? await readJobFile(jobFile) : {};
+  const names: JobFieldNames = jobFile
+    ? Object.fromEntries(
+        Object.entries(FLAG_NAMES).map(([field, flag]) => [
+          field,
+          `${flag} (${field} in ${jobFile})`,
+        ]),
+      )
+    : FLAG_NAMES;
+  const input = overlay(file, jobFromFlags(flags)) as FineTuneJobInput;
+  input.model = {
+    ...input.model,
+    source: input.model?.source ?? EMBEDDED_MODEL,
+  };
+  return FineTuneJob.from(input, names);
+}

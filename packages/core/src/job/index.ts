@@ -1,0 +1,31 @@
+export { FineTuneJob } from "./fine_tune_job.js";
+export { JOB_DEFAULTS } from "./job.js";
+export type {
+  FineTuneJobInput,
+  FineTuneJobSpec,
+  JobAdapter,
+  JobData,
+  JobEvaluation,
+  JobField,
+  JobModel,
+  JobTraining,
+} from "./job.js";
+export { JobError, adapterConfig } from "./validate.js";
+export type { JobFieldNames, JobProblem } from "./validate.js";
+export { JobControl } from "./control.js";
+export { JOB_ADAPTER, readJobData } from "./run.js";
+export type {
+  DataEvent,
+  ForgettingEvent,
+  JobEvent,
+  JobResult,
+  JobSplits,
+  JobRunOptions,
+  PhaseEvent,
+  TestEvent,
+} from "./run.js";
+export {
+  applyPromptTemplate,
+  derivePromptTemplate,
+  fitsPromptTemplate,
+} from "./prompt_template.js";

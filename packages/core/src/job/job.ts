@@ -1,0 +1,191 @@
+/**
+ * A FineTuneJob: the whole recipe of one fine-tuning run as plain, serialisable data. The CLI's flags, the
+ * worker's API and the demo's form all become one of these, so every surface trains with the same defaults,
+ * written once below ({@link JOB_DEFAULTS}).
+ */
+import type { DatasetFormat } from "../train/data/types.js";
+import type { LrSchedulerType } from "../train/schedule.js";
+
+/** The base model: where it comes from and how its frozen weights are stored on the GPU. */
+export interface JobModel {
+  /** A hub id, a URL serving a model folder, or a folder path (Node). */
+  source: string;
+  /** Hub branch, tag or commit. */
+  revision: string;
+  /** Storage of the frozen weights; compute stays float32. */
+  dtype: "float32" | "float16";
+  /** Blockwise-quantized projections (QLoRA), or null. */
+  quantize: "int8" | "nf4" | null;
+  /** Quantize the block scales too (with `quantize`). */
+  doubleQuant: boolean;
+}
+
+/** The data files and how they are read and split. */
+export interface JobData {
+  /** The training file: a path (Node), a URL, or the name of a file handed to the run. */
+  train: string;
+  /** A held-out test file in the same format; null: `testSplit` of `train`, or no test. */
+  test: string | null;
+  /** null: detected from the file. */
+  format: DatasetFormat | null;
+  /** Tokens per example; longer ones are truncated. */
+  maxLength: number;
+  /** Fractions of `train` held out for validation and for testing. */
+  valSplit: number;
+  testSplit: number;
+  /** Drop rows that cannot be read (counted as malformed) instead of stopping at the first. */
+  skipBadRows: boolean;
+  /**
+   * How an instruction prompt is built around a user's input, with `{input}` where it goes
+   * (`"Date: {input}\nWritten out:"`). null: derived from the training prompts when the run starts, and saved
+   * with the adapter, so that `generate` can apply it.
+   */
+  promptTemplate: string | null;
+}
+
+/** The LoRA adapter (PEFT's LoraConfig, in camelCase). Ignored when `method` is `"full"`. */
+export interface JobAdapter {
+  r: number;
+  alpha: number;
+  dropout: number;
+  /** Linear module names (exact or dotted suffix), or "all-linear". */
+  targetModules: string[] | "all-linear";
+  rslora: boolean;
+  dora: boolean;
+}
+
+/** The optimizer, the schedule and the batches. */
+export interface JobTraining {
+  learningRate: number;
+  schedule: LrSchedulerType;
+  warmupSteps: number;
+  /** Examples per micro-batch. */
+  batchSize: number;
+  /** Micro-batches per optimizer step. */
+  gradAccum: number;
+  /** Passes over the training split, unless `maxSteps` is set. */
+  epochs: number;
+  maxSteps: number | null;
+  maxGradNorm: number;
+  weightDecay: number;
+  /** Seeds the split, the shuffling, the adapter's init and dropout. */
+  seed: number;
+  gradientCheckpointing: boolean;
+  /** Refuse to start when a step is expected to need more GPU memory than this many bytes. */
+  memoryBudget: number | null;
+}
+
+/** What is measured while and after training. */
+export interface JobEvaluation {
+  /** Validation loss every N optimizer steps (and at the end); null: only at the end. */
+  evalEvery: number | null;
+  /** Score only the first N validation rows at each check; null: all. */
+  valRows: number | null;
+  /** Stop when validation has not improved for this many checks, keeping the best; null: off. */
+  earlyStopPatience: number | null;
+  /** Score only the first N test rows (exact match decodes every row); null: all. */
+  testRows: number | null;
+  /** Score the base model on the test rows before training, for the comparison. */
+  scoreBase: boolean;
+  /** General text whose loss before and after tuning shows forgetting; null: none. */
+  reference: string | null;
+}
+
+/** A whole fine-tuning run, as plain data: JSON.stringify it to save it, {@link FineTuneJob.from} to read it. */
+export interface FineTuneJobSpec {
+  /** The version of this format. */
+  webtuneJob: 1;
+  model: JobModel;
+  data: JobData;
+  /** "lora": train an adapter; "full": every weight of the model. */
+  method: "lora" | "full";
+  adapter: JobAdapter;
+  training: JobTraining;
+  evaluation: JobEvaluation;
+  /** Save a resumable checkpoint every N optimizer steps; null: none. */
+  checkpointEvery: number | null;
+}
+
+/** What a caller states of a job: any subset of its fields; the rest are {@link JOB_DEFAULTS}. */
+export type FineTuneJobInput = {
+  webtuneJob?: 1;
+  model?: Partial<JobModel> & { source?: string };
+  data?: Partial<JobData>;
+  method?: FineTuneJobSpec["method"];
+  adapter?: Partial<JobAdapter>;
+  training?: Partial<JobTraining>;
+  evaluation?: Partial<JobEvaluation>;
+  checkpointEvery?: number | null;
+};
+
+/**
+ * Every default of a fine-tuning run, in one place. The adapter follows "LoRA Without Regret" (Thinking Machines,
+ * 2025): every Linear layer, alpha 32 whatever the rank; 2e-4 is PEFT's usual rate for models of a billion
+ * parameters and more (small models take more, e.g. the demo's tasks use 3e-3).
+ */
+export const JOB_DEFAULTS = {
+  model: {
+    revision: "main",
+    dtype: "float32",
+    quantize: null,
+    doubleQuant: false,
+  },
+  data: {
+    test: null,
+    format: null,
+    maxLength: 256,
+    valSplit: 0.1,
+    testSplit: 0,
+    skipBadRows: false,
+    promptTemplate: null,
+  },
+  method: "lora",
+  adapter: {
+    r: 16,
+    alpha: 32,
+    dropout: 0,
+    targetModules: "all-linear",
+    rslora: false,
+    dora: false,
+  },
+  training: {
+    learningRate: 2e-4,
+    schedule: "cosine",
+    warmupSteps: 0,
+    batchSize: 8,
+    gradAccum: 1,
+    epochs: 1,
+    maxSteps: null,
+    maxGradNorm: 1,
+    weightDecay: 0,
+    seed: 0,
+    gradientCheckpointing: false,
+    memoryBudget: null,
+  },
+  evaluation: {
+    evalEvery: 50,
+    valRows: null,
+    earlyStopPatience: null,
+    testRows: null,
+    scoreBase: true,
+    reference: null,
+  },
+  checkpointEvery: null,
+} as const satisfies Omit<FineTuneJobSpec, "webtuneJob" | "model" | "data"> & {
+  model: Omit<JobModel, "source">;
+  data: Omit<JobData, "train">;
+};
+
+/** The sections whose fields are merged one by one with the defaults. */
+export const JOB_SECTIONS = [
+  "model",
+  "data",
+  "adapter",
+  "training",
+  "evaluation",
+] as const;
+export type JobSection = (typeof JOB_SECTIONS)[number];
+
+/** A field's path in a job, e.g. "training.learningRate". */
+export type JobField =
+  `${JobSection}.${string}` | "method" | "checkpointEvery" | "webtuneJob";

@@ -1,0 +1,351 @@
+/**
+ * Reading a job: defaults filled in field by field, then every field checked, so that one error lists every bad
+ * field before anything is loaded, allocated or written.
+ */
+import { ConfigError } from "../errors.js";
+import { loraConfig, type LoraConfigInput } from "../lora/config.js";
+import {
+  JOB_DEFAULTS,
+  JOB_SECTIONS,
+  type FineTuneJobSpec,
+  type JobField,
+} from "./job.js";
+
+/** How a surface names a job's fields to its user: `{ "training.learningRate": "--lr" }`. Default `job.<field>`. */
+export type JobFieldNames = Partial<Record<JobField, string>>;
+
+/** One bad field of a job. */
+export interface JobProblem {
+  field: JobField;
+  message: string;
+}
+
+/** A job with bad fields; `problems` lists each, and the message says them all. */
+export class JobError extends ConfigError {
+  override name = "JobError";
+  constructor(readonly problems: JobProblem[]) {
+    super(
+      problems.length === 1
+        ? problems[0]!.message
+        : `the job has ${problems.length} bad fields:\n${problems.map((p) => `  - ${p.message}`).join("\n")}`,
+    );
+  }
+}
+
+const FORMATS = [
+  "completion",
+  "instruction",
+  "chat",
+  "classification",
+  "tokens",
+] as const;
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * The job `input` describes, with {@link JOB_DEFAULTS} for what it leaves out; fields it names that a job does
+ * not have are problems (a misspelt field must not silently fall back to its default).
+ */
+export function withDefaults(
+  input: unknown,
+  names: JobFieldNames = {},
+): { spec: FineTuneJobSpec; problems: JobProblem[] } {
+  const problems: JobProblem[] = [];
+  if (!isObject(input))
+    throw new JobError([
+      {
+        field: "webtuneJob",
+        message: `a job must be a JSON object, got ${describe(input)}.`,
+      },
+    ]);
+  const known = new Set<string>([
+    "webtuneJob",
+    "method",
+    "checkpointEvery",
+    ...JOB_SECTIONS,
+  ]);
+  for (const key of Object.keys(input))
+    if (!known.has(key)) problems.push(unknownField(key, [...known]));
+  const spec = {
+    webtuneJob: 1,
+    method: JOB_DEFAULTS.method,
+    checkpointEvery: JOB_DEFAULTS.checkpointEvery,
+    ...pick(input, ["webtuneJob", "method", "checkpointEvery"]),
+  } as Record<string, unknown>;
+  for (const section of JOB_SECTIONS) {
+    const given = input[section] ?? {};
+    const defaults: Record<string, unknown> = {
+      ...(JOB_DEFAULTS[section as keyof typeof JOB_DEFAULTS] as object),
+      ...(section === "model" ? { source: "" } : {}),
+      ...(section === "data" ? { train: "" } : {}),
+    } as Record<string, unknown>;
+    if (!isObject(given)) {
+      problems.push({
+        field: `${section}.*` as JobField,
+        message: `${names[section as JobField] ?? `job.${section}`} must be an object, got ${describe(given)}.`,
+      });
+      spec[section] = defaults;
+      continue;
+    }
+    for (const key of Object.keys(given))
+      if (!(key in defaults))
+        problems.push(
+          unknownField(`${section}.${key}`, Object.keys(defaults), section),
+        );
+    spec[section] = { ...defaults, ...pick(given, Object.keys(given)) };
+  }
+  return { spec: spec as unknown as FineTuneJobSpec, problems };
+}
+
+function pick(o: Record<string, unknown>, keys: string[]) {
+  return Object.fromEntries(
+    keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]]),
+  );
+}
+
+function unknownField(
+  path: string,
+  known: string[],
+  section?: string,
+): JobProblem {
+  const key = path.split(".").at(-1)!;
+  const near = known.find(
+    (k) => k.toLowerCase() === key.toLowerCase() || editDistance(k, key) <= 2,
+  );
+  const where = section ? `job.${section}` : "a job";
+  return {
+    field: path as JobField,
+    message: `job.${path} is not a field of ${where}${near ? `: did you mean ${near}?` : ` (its fields: ${known.join(", ")}).`}`,
+  };
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(
+        row[j]! + 1,
+        row[j - 1]! + 1,
+        diagonal + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+function describe(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(describe).join(", ")}]`;
+  if (isObject(v)) return "an object";
+  return String(v);
+}
+
+/** Every bad field of a job whose defaults are filled in. */
+export function jobProblems(
+  job: FineTuneJobSpec,
+  names: JobFieldNames = {},
+): JobProblem[] {
+  const problems: JobProblem[] = [];
+  const value = (field: JobField): unknown => {
+    const [section, key] = field.split(".");
+    const holder = key
+      ? (job as unknown as Record<string, Record<string, unknown>>)[section!]
+      : (job as unknown as Record<string, unknown>);
+    return key ? holder?.[key] : (holder as Record<string, unknown>)[section!];
+  };
+  const need = (field: JobField, ok: (v: unknown) => boolean, what: string) => {
+    const v = value(field);
+    if (!ok(v))
+      problems.push({
+        field,
+        message: `${names[field] ?? `job.${field}`} must be ${what}, got ${describe(v)}.`,
+      });
+  };
+  const int = (min: number) => (v: unknown) =>
+    Number.isInteger(v) && (v as number) >= min;
+  const orNull = (ok: (v: unknown) => boolean) => (v: unknown) =>
+    v === null || ok(v);
+  const oneOf =
+    (...xs: unknown[]) =>
+    (v: unknown) =>
+      xs.includes(v);
+  const bool = (v: unknown) => typeof v === "boolean";
+  const text = (v: unknown) => typeof v === "string" && v.trim() !== "";
+  const finite = (test: (n: number) => boolean) => (v: unknown) =>
+    typeof v === "number" && Number.isFinite(v) && test(v);
+
+  need("webtuneJob", oneOf(1), "1 (the only version of the job format)");
+  need("model.source", text, "a hub id, URL or folder");
+  need("model.revision", text, "a branch, tag or commit");
+  need("model.dtype", oneOf("float32", "float16"), "float32 or float16");
+  need("model.quantize", oneOf(null, "int8", "nf4"), "int8, nf4 or none");
+  need("model.doubleQuant", bool, "true or false");
+  need("data.train", text, "a training file");
+  need("data.test", orNull(text), "a test file or none");
+  need(
+    "data.format",
+    oneOf(null, ...FORMATS),
+    `${FORMATS.join(", ")} or detected`,
+  );
+  need("data.maxLength", int(1), "a whole number of tokens ≥ 1");
+  need(
+    "data.valSplit",
+    finite((n) => n >= 0 && n < 1),
+    "a fraction in [0, 1)",
+  );
+  need(
+    "data.testSplit",
+    finite((n) => n >= 0 && n < 1),
+    "a fraction in [0, 1)",
+  );
+  need("data.skipBadRows", bool, "true or false");
+  need(
+    "data.promptTemplate",
+    orNull((v) => typeof v === "string" && v.includes("{input}")),
+    'a text with "{input}" where the input goes, or none',
+  );
+  need("method", oneOf("lora", "full"), "lora or full");
+  need("adapter.r", int(1), "a rank of at least 1");
+  need(
+    "adapter.alpha",
+    finite((n) => n > 0),
+    "above 0",
+  );
+  need(
+    "adapter.dropout",
+    finite((n) => n >= 0 && n < 1),
+    "in [0, 1)",
+  );
+  need(
+    "adapter.targetModules",
+    (v) =>
+      v === "all-linear" || (Array.isArray(v) && v.length > 0 && v.every(text)),
+    'module names (e.g. ["q_proj", "v_proj"]) or "all-linear"',
+  );
+  need("adapter.rslora", bool, "true or false");
+  need("adapter.dora", bool, "true or false");
+  need(
+    "training.learningRate",
+    finite((n) => n > 0),
+    "above 0, e.g. 2e-4",
+  );
+  need(
+    "training.schedule",
+    oneOf("constant", "linear", "cosine"),
+    "constant, linear or cosine",
+  );
+  need("training.warmupSteps", int(0), "a whole number ≥ 0");
+  need("training.batchSize", int(1), "a whole number ≥ 1");
+  need("training.gradAccum", int(1), "a whole number ≥ 1");
+  need("training.epochs", int(1), "a whole number ≥ 1");
+  need("training.maxSteps", orNull(int(1)), "a whole number ≥ 1 or none");
+  need(
+    "training.maxGradNorm",
+    (v) => typeof v === "number" && v > 0,
+    "above 0",
+  );
+  need(
+    "training.weightDecay",
+    finite((n) => n >= 0),
+    "≥ 0",
+  );
+  need("training.seed", int(0), "a whole number ≥ 0");
+  need("training.gradientCheckpointing", bool, "true or false");
+  need(
+    "training.memoryBudget",
+    orNull(finite((n) => n > 0)),
+    "bytes above 0 or none",
+  );
+  need("evaluation.evalEvery", orNull(int(1)), "a whole number ≥ 1 or none");
+  need("evaluation.valRows", orNull(int(1)), "a whole number ≥ 1 or none");
+  need(
+    "evaluation.earlyStopPatience",
+    orNull(int(1)),
+    "a whole number ≥ 1 or none",
+  );
+  need("evaluation.testRows", orNull(int(1)), "a whole number ≥ 1 or none");
+  need("evaluation.scoreBase", bool, "true or false");
+  need("evaluation.reference", orNull(text), "a text file or none");
+  need("checkpointEvery", orNull(int(1)), "a whole number ≥ 1 or none");
+  problems.push(...combinations(job, names));
+  if (
+    job.method === "lora" &&
+    !problems.some((p) => p.field.startsWith("adapter."))
+  )
+    try {
+      loraConfig(adapterConfig(job.adapter));
+    } catch (error) {
+      problems.push({ field: "adapter.r", message: (error as Error).message });
+    }
+  return problems;
+}
+
+/** Fields that are fine alone and wrong together. */
+function combinations(
+  job: FineTuneJobSpec,
+  names: JobFieldNames,
+): JobProblem[] {
+  const name = (f: JobField) => names[f] ?? `job.${f}`;
+  const out: JobProblem[] = [];
+  const { data, model, evaluation } = job;
+  if (
+    typeof data.valSplit === "number" &&
+    typeof data.testSplit === "number" &&
+    data.valSplit + data.testSplit >= 1
+  )
+    out.push({
+      field: "data.testSplit",
+      message: `${name("data.valSplit")} and ${name("data.testSplit")} must sum to less than 1, got ${data.valSplit} and ${data.testSplit}.`,
+    });
+  if (
+    data.test !== null &&
+    typeof data.testSplit === "number" &&
+    data.testSplit > 0
+  )
+    out.push({
+      field: "data.testSplit",
+      message: `give ${name("data.test")} or ${name("data.testSplit")}, not both.`,
+    });
+  if (model.doubleQuant === true && model.quantize === null)
+    out.push({
+      field: "model.doubleQuant",
+      message: `${name("model.doubleQuant")} quantizes the block scales of int8 or nf4 storage: set ${name("model.quantize")} too.`,
+    });
+  if (job.method === "full" && model.quantize !== null)
+    out.push({
+      field: "model.quantize",
+      message: `full fine-tuning trains every weight in float32: leave ${name("model.quantize")} out, or train an adapter (QLoRA).`,
+    });
+  if (evaluation.earlyStopPatience !== null && data.valSplit === 0)
+    out.push({
+      field: "evaluation.earlyStopPatience",
+      message: `${name("evaluation.earlyStopPatience")} watches the validation loss: give ${name("data.valSplit")} above 0.`,
+    });
+  return out;
+}
+
+/** Throws a {@link JobError} naming every bad field of `job`. */
+export function checkJob(
+  job: FineTuneJobSpec,
+  names: JobFieldNames = {},
+): void {
+  const problems = jobProblems(job, names);
+  if (problems.length > 0) throw new JobError(problems);
+}
+
+/** The job's adapter as PEFT's LoraConfig fields. */
+export function adapterConfig(a: FineTuneJobSpec["adapter"]): LoraConfigInput {
+  return {
+    r: a.r,
+    lora_alpha: a.alpha,
+    lora_dropout: a.dropout,
+    target_modules: a.targetModules,
+    use_rslora: a.rslora,
+    use_dora: a.dora,
+  };
+}

@@ -1,0 +1,151 @@
+/**
+ * One recipe for every surface (no GPU): `webtune train`'s flags and the worker's job API build the identical
+ * FineTuneJob for the same settings, defaults included; a --job file round-trips through --print-job, flags
+ * override it, and its errors name both the flag and the file's field.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { JobError } from "@webtune/core";
+import { buildJob } from "../../../packages/cli/src/job_flags.js";
+import { TrainerService } from "../../../packages/worker/src/service.js";
+
+const worker = new TrainerService();
+
+describe("the CLI and the worker build one job", () => {
+  it("with nothing but a model and data: the same defaults", async () => {
+    const cli = await buildJob({ model: "m", data: "train.jsonl" });
+    const fromWorker = await worker.checkJob({
+      model: { source: "m" },
+      data: { train: "train.jsonl" },
+    });
+    expect(cli.toJSON()).toEqual(fromWorker);
+  });
+
+  it("with every setting given", async () => {
+    const cli = await buildJob({
+      model: "m",
+      dtype: "float16",
+      quantize: "nf4",
+      doubleQuant: true,
+      data: "train.jsonl",
+      test: "test.jsonl",
+      format: "instruction",
+      seqLen: 128,
+      valSplit: 0.2,
+      skipBadRows: true,
+      promptTemplate: "Q: {input}\\nA:",
+      r: 4,
+      alpha: 8,
+      dropout: 0.1,
+      target: "q_proj, v_proj",
+      rslora: true,
+      lr: 1e-3,
+      schedule: "linear",
+      warmup: 5,
+      batch: 4,
+      gradAccum: 2,
+      epochs: 3,
+      maxSteps: 40,
+      seed: 7,
+      gradientCheckpointing: true,
+      memoryBudget: 2 ** 30,
+      evalEvery: 10,
+      valRows: 16,
+      earlyStop: 2,
+      testRows: 50,
+      skipBaseScore: true,
+      reference: "ref.jsonl",
+      checkpointEvery: 20,
+    });
+    const fromWorker = await worker.checkJob({
+      model: {
+        source: "m",
+        dtype: "float16",
+        quantize: "nf4",
+        doubleQuant: true,
+      },
+      data: {
+        train: "train.jsonl",
+        test: "test.jsonl",
+        format: "instruction",
+        maxLength: 128,
+        valSplit: 0.2,
+        skipBadRows: true,
+        promptTemplate: "Q: {input}\nA:",
+      },
+      adapter: {
+        r: 4,
+        alpha: 8,
+        dropout: 0.1,
+        targetModules: ["q_proj", "v_proj"],
+        rslora: true,
+      },
+      training: {
+        learningRate: 1e-3,
+        schedule: "linear",
+        warmupSteps: 5,
+        batchSize: 4,
+        gradAccum: 2,
+        epochs: 3,
+        maxSteps: 40,
+        seed: 7,
+        gradientCheckpointing: true,
+        memoryBudget: 2 ** 30,
+      },
+      evaluation: {
+        evalEvery: 10,
+        valRows: 16,
+        earlyStopPatience: 2,
+        testRows: 50,
+        scoreBase: false,
+        reference: "ref.jsonl",
+      },
+      checkpointEvery: 20,
+    });
+    expect(cli.toJSON()).toEqual(fromWorker);
+  });
+});
+
+describe("webtune train --job", () => {
+  const folder = mkdtempSync(join(tmpdir(), "webtune-job-"));
+  const file = (name: string, job: unknown) => {
+    const path = join(folder, name);
+    writeFileSync(path, JSON.stringify(job));
+    return path;
+  };
+
+  it("runs what --print-job wrote, and the flags given override its fields", async () => {
+    const printed = await buildJob({
+      model: "m",
+      data: "d.jsonl",
+      lr: 1e-3,
+      r: 4,
+    });
+    const path = file("job.json", printed);
+    expect((await buildJob({}, path)).toJSON()).toEqual(printed.toJSON());
+    const changed = await buildJob({ lr: 5e-3, target: "all-linear" }, path);
+    expect(changed.training.learningRate).toBe(5e-3);
+    expect(changed.adapter.r).toBe(4);
+    expect(changed.adapter.targetModules).toBe("all-linear");
+  });
+
+  it("names the flag and the file's field of a bad value, and refuses what is not a job", async () => {
+    const path = file("bad.json", {
+      model: { source: "m" },
+      data: { train: "d" },
+      training: { learningRate: "fast" },
+    });
+    await expect(buildJob({}, path)).rejects.toThrow(JobError);
+    await expect(buildJob({}, path)).rejects.toThrow(
+      `--lr (training.learningRate in ${path}) must be above 0, e.g. 2e-4, got "fast".`,
+    );
+    await expect(buildJob({}, file("list.json", [1]))).rejects.toThrow(
+      /must hold a JSON object/,
+    );
+    await expect(buildJob({}, join(folder, "none.json"))).rejects.toThrow(
+      /cannot read --job .*none\.json: no such file/,
+    );
+  });
+});
