@@ -128,12 +128,13 @@ describe("sources", () => {
   });
 
   it("refuses a string that is no URL, directory or hub id", async () => {
+    await expect(openModelFiles("a/b/c")).rejects.toThrow(ConfigError);
     await expect(openModelFiles("a/b/c", {}, "adapter")).rejects.toThrow(
-      /^Adapter source "a\/b\/c" is not an http\(s\) URL/,
+      `There is no adapter folder a/b/c (nothing at ${resolve("a/b/c")}). Check the path. It is not an http(s) ` +
+        `URL or a hub id ("org/name") either.`,
     );
-    await expect(openModelFiles("./no/such/dir")).rejects.toThrow(ConfigError);
-    await expect(openModelFiles("a/b/c")).rejects.toThrow(
-      /Model source "a\/b\/c" is not an http\(s\) URL, an existing directory, or a hub id/,
+    await expect(openModelFiles("runs/kjv/")).rejects.toThrow(
+      /^There is no model folder runs\/kjv\/ /,
     );
   });
 });

@@ -40,8 +40,8 @@ export type { DownloadProgress } from "./http_util.js";
 /**
  * Where a model (or an adapter) lives:
  * - `"https://..."`: a base URL under which the model's files sit by their Hugging Face names;
- * - in Node, a directory: any path that exists, and any string starting with `./`, `../`, `/` or `~`
- *   (which is never taken for a hub id, so a missing folder is reported as one);
+ * - in Node, a directory: any path that exists, and any string that cannot be a hub id, such as one starting
+ *   with `./`, `../`, `/` or `~` (so a missing folder is reported as one, with no request to the hub);
  * - otherwise a hub id, `"org/name"` or `"name"`;
  * - files picked in a browser (a folder picked with `webkitdirectory`, or the files themselves);
  * - a directory handle from `showDirectoryPicker()`.
@@ -109,10 +109,13 @@ export async function openModelFiles(
   }
   if (isHubId(source))
     return openHubFiles(source, options, await openCache(options.cache), kind);
-  throw unknownSource(source, kind);
+  throw new ConfigError(
+    `${kind === "adapter" ? "Adapter" : "Model"} source "${source}" is not an http(s) URL or a hub id such as ` +
+      `"openai-community/gpt2". Check the spelling.`,
+  );
 }
 
-/** In Node a string is a folder when something exists there or it looks like a path, and otherwise a hub id. */
+/** In Node a string is a folder when something exists there or it cannot be a hub id, and otherwise a hub id. */
 async function openNodeString(
   source: string,
   options: LoadOptions,
@@ -127,22 +130,17 @@ async function openNodeString(
         `holds ${holds} and the weights.`,
     );
   }
-  if (isLocalPath(source)) {
+  if (!isHubId(source)) {
+    const either = isLocalPath(source)
+      ? ""
+      : ` It is not an http(s) URL or a hub id ("org/name") either.`;
     throw new ConfigError(
-      `There is no ${kind} folder ${source} (nothing at ${local.absolute}). Check the path.`,
+      `There is no ${kind} folder ${source} (nothing at ${local.absolute}). Check the path.${either}`,
     );
   }
-  if (!isHubId(source)) throw unknownSource(source, kind);
   const cache = await openCache(options.cache);
   const hub = openHubFiles(source, options, cache, kind);
   return new HubIdFiles(hub, source, local.absolute, kind);
-}
-
-function unknownSource(source: string, kind: FolderKind): ConfigError {
-  return new ConfigError(
-    `${kind === "adapter" ? "Adapter" : "Model"} source "${source}" is not an http(s) URL, ${isNode() ? "an existing directory, " : ""}or a hub id such as ` +
-      `"openai-community/gpt2". Check the spelling${isNode() ? " or the path" : ""}.`,
-  );
 }
 
 function openHubFiles(
@@ -403,7 +401,7 @@ function isHubId(value: string): boolean {
   );
 }
 
-/** Strings that can only mean a path: `./x`, `../x`, `/x`, `~/x`, `.`, `..`, and Windows' `C:\\x` or `.\\x`. */
+/** Strings that read as a path (`./x`, `../x`, `/x`, `~/x`, `.`, `..`, Windows' `C:\x`); none is a hub id. */
 function isLocalPath(value: string): boolean {
   return /^(~|\.{1,2}(?=$|[\\/])|[\\/]|[A-Za-z]:[\\/])/.test(value);
 }
