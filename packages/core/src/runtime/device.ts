@@ -94,6 +94,10 @@ export async function acquireDevice(
   request: DeviceRequest = {},
 ): Promise<AcquiredDevice> {
   const gpu = await getGpu();
+  // In Node, Dawn's first adapter query prints "maxDynamic{Uniform,Storage}BuffersPerPipelineLayout artificially
+  // reduced from 1000000 to 16" on stderr for Vulkan drivers (lavapipe, NVIDIA): a native fprintf in Dawn's
+  // Limits.cpp, before any limit is requested, that no option, toggle or logging callback of the webgpu package
+  // reaches. Harmless: neither webtune nor tfjs uses dynamic offsets.
   const adapter = await gpu.requestAdapter({
     powerPreference: request.powerPreference ?? "high-performance",
   });
