@@ -86,7 +86,7 @@ export class DemoApp {
       await action();
     } catch (error) {
       showError(error);
-      setStatus("Something went wrong: see the message above.");
+      setStatus("Something went wrong: see the message below.");
     } finally {
       this.setPhase("idle");
     }
@@ -132,6 +132,7 @@ export class DemoApp {
     this.hasAdapter = false;
     this.metrics = {};
     showMetrics();
+    this.clearAnswers();
     const info = await this.api.loadModel(
       source,
       weightStorage(byId<HTMLSelectElement>("weight-storage").value),
@@ -193,12 +194,14 @@ export class DemoApp {
     this.data = summary;
     this.dataChoice = choice;
     showDataSummary(source, summary);
+    showMetrics(undefined, undefined, summary.format);
     const prompt =
       summary.preview.test[0]?.prompt ??
       summary.preview.train[0]?.prompt ??
       summary.preview.train[0]?.target.slice(0, 40) ??
       "";
     byId<HTMLTextAreaElement>("compare-prompt").value = prompt;
+    this.clearAnswers();
     setStatus(
       `Loaded ${summary.sizes.train} training, ${summary.sizes.val} validation and ${summary.sizes.test} test rows.`,
     );
@@ -349,6 +352,13 @@ export class DemoApp {
     this.compared = result;
   }
 
+  /** Empties the before/after panel, whose answers were for another prompt or model. */
+  clearAnswers(): void {
+    byId("base-output").textContent = "";
+    byId("tuned-output").textContent = "";
+    this.compared = undefined;
+  }
+
   async exportAdapter(): Promise<void> {
     const files = await this.api.saveAdapter();
     download(
@@ -378,7 +388,7 @@ export class DemoApp {
     );
     this.hasAdapter = true;
     this.metrics.tuned = undefined;
-    showMetrics(this.metrics.base);
+    showMetrics(this.metrics.base, undefined, this.data?.format);
     setStatus(
       `Imported an adapter: r ${config.r}, alpha ${config.lora_alpha}, on ${[config.target_modules].flat().join(", ")}.`,
     );

@@ -8,7 +8,11 @@ import type { TrainEvent } from "@webtune/core";
 import { byId } from "./dom.js";
 
 const WIDTH = 300;
-const HEIGHT = 170;
+const HEIGHT = 190;
+/** Steps are whole numbers: the step axis ticks at these spacings only. */
+const STEP_INCREMENTS = [1, 2, 5]
+  .flatMap((m) => [1, 10, 100, 1000, 10000].map((p) => m * p))
+  .sort((a, b) => a - b);
 
 function chart(id: string, series: { label: string; stroke: string }[]) {
   const el = byId(id);
@@ -17,8 +21,19 @@ function chart(id: string, series: { label: string; stroke: string }[]) {
     {
       width: el.clientWidth || WIDTH,
       height: HEIGHT,
-      scales: { x: { time: false } },
-      axes: [{ label: "step" }, { size: 56 }],
+      scales: {
+        // A lone first point gets the step after it too, instead of a span of fractions around it.
+        x: {
+          time: false,
+          range: (_u, min, max) =>
+            Number.isFinite(min) ? [min, Math.max(max, min + 1)] : [0, 1],
+        },
+      },
+      axes: [
+        { label: "step", incrs: STEP_INCREMENTS },
+        // Ticks 20 px apart, so that even a narrow range gets several labels.
+        { size: 60, space: 20 },
+      ],
       legend: { live: false },
       series: [
         { label: "step" },
@@ -26,7 +41,11 @@ function chart(id: string, series: { label: string; stroke: string }[]) {
           ...s,
           width: 2,
           spanGaps: true,
-          points: { show: s.label === "validation" },
+          // Lines without dots, except validation's and a lone first point, which a line cannot show.
+          points: {
+            show: (u: uPlot) =>
+              s.label === "validation" || u.data[0].length === 1,
+          },
         })),
       ],
     },
@@ -35,6 +54,18 @@ function chart(id: string, series: { label: string; stroke: string }[]) {
     [[1, 2], ...series.map(() => [1, 2])],
     el,
   );
+}
+
+/** The charts, or the placeholder that stands in for them until a run's first point. */
+function showCharts(on: boolean, charts: uPlot[]): void {
+  const box = byId("charts");
+  if (box.hidden !== on) return;
+  box.hidden = !on;
+  byId("charts-empty").hidden = on;
+  // Made while hidden, at the default width: now that they show, they fill their column.
+  if (on)
+    for (const u of charts)
+      u.setSize({ width: u.root.parentElement!.clientWidth, height: HEIGHT });
 }
 
 /** The three charts, fed with train events. */
@@ -96,6 +127,7 @@ export class TrainingCharts {
 
   private draw(): void {
     this.frame = 0;
+    showCharts(this.steps.length > 0, [this.loss, this.rate, this.speed]);
     this.loss.setData([this.steps, this.train, this.val] as uPlot.AlignedData);
     this.rate.setData([this.steps, this.lr]);
     this.speed.setData([this.steps, this.tps]);

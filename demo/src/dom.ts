@@ -14,10 +14,19 @@ export function fillList(dl: HTMLElement, entries: [string, string][]): void {
       const dt = document.createElement("dt");
       dt.textContent = k;
       const dd = document.createElement("dd");
-      dd.textContent = v;
+      dd.append(...breakAfterSlashes(v));
       return [dt, dd];
     }),
   );
+}
+
+/** Text with a line-break opportunity (<wbr>) after each run of slashes, so that URLs and paths wrap between parts. */
+function breakAfterSlashes(text: string): (string | Node)[] {
+  return text
+    .split(/(?<=\/)(?!\/)/)
+    .flatMap((part, i) =>
+      i === 0 ? [part] : [document.createElement("wbr"), part],
+    );
 }
 
 /** A table row of text cells. */

@@ -98,6 +98,8 @@ function wire(app: DemoApp): void {
     choosePreset(byId<HTMLSelectElement>("preset").value),
   );
   byId("banner-close").addEventListener("click", hideError);
+  // An answer shown under a prompt it was not generated for would mislead.
+  byId("compare-prompt").addEventListener("input", () => app.clearAnswers());
 }
 
 /** Offers to continue a run whose checkpoints survived a reload. */

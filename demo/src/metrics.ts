@@ -1,36 +1,49 @@
 /** The test-metrics panel: base model and adapter side by side, and a confusion matrix for classification. */
 import type { EvaluationResult } from "@webtune/core";
+import type { DataSummary } from "@webtune/worker";
 import { byId, tableRow } from "./dom.js";
 
 const percent = (v: number) => `${(v * 100).toFixed(1)} %`;
 
-const ROWS: [string, (r: EvaluationResult) => string | undefined][] = [
+/** Each metric, how it reads from a result, and the one data format that has it (none: every format). */
+const ROWS: [
+  string,
+  (r: EvaluationResult) => string | undefined,
+  DataSummary["format"]?,
+][] = [
   ["rows", (r) => String(r.rows)],
   ["loss", (r) => r.loss.toFixed(4)],
   ["perplexity", (r) => r.perplexity.toFixed(2)],
   [
     "accuracy",
     (r) => (r.accuracy === undefined ? undefined : percent(r.accuracy)),
+    "classification",
   ],
-  ["precision (macro)", (r) => r.precision?.toFixed(3)],
-  ["recall (macro)", (r) => r.recall?.toFixed(3)],
-  ["F1 (macro)", (r) => r.f1?.toFixed(3)],
+  ["precision (macro)", (r) => r.precision?.toFixed(3), "classification"],
+  ["recall (macro)", (r) => r.recall?.toFixed(3), "classification"],
+  ["F1 (macro)", (r) => r.f1?.toFixed(3), "classification"],
   [
     "exact match",
     (r) => (r.exactMatch === undefined ? undefined : percent(r.exactMatch)),
+    "instruction",
   ],
 ];
 
-/** Fills the table with whichever of the two results exist. */
+/**
+ * Fills the table with whichever of the two results exist. Before any, it lists the metrics that the loaded
+ * data's format (if any) will have, each "–".
+ */
 export function showMetrics(
   base?: EvaluationResult,
   tuned?: EvaluationResult,
+  format?: DataSummary["format"],
 ): void {
   const body = byId("metrics").querySelector("tbody")!;
   body.replaceChildren(
-    ...ROWS.flatMap(([name, read]) => {
+    ...ROWS.flatMap(([name, read, only]) => {
       const cells = [base, tuned].map((r) => (r ? read(r) : undefined));
       if (cells.every((c) => c === undefined) && (base || tuned)) return [];
+      if (!base && !tuned && only !== undefined && only !== format) return [];
       return [tableRow([name, ...cells.map((c) => c ?? "–")])];
     }),
   );
