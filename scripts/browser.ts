@@ -1,6 +1,7 @@
 /**
- * Real Chromium for end-to-end tests and `npm run demo:headless`: Debian's build, headless, with WebGPU on SwiftShader. The demo is built by
- * Vite and served by `vite preview` on localhost (WebGPU needs a secure context).
+ * Real Chromium for end-to-end tests and `npm run demo:headless`: Debian's build, headless, with WebGPU on SwiftShader
+ * (tests) or on Mesa's lavapipe (`launchChromium([], { lavapipe: true })`, the main job). The demo is built by Vite and
+ * served by `vite preview` on localhost (WebGPU needs a secure context).
  */
 import { existsSync } from "node:fs";
 import { basename } from "node:path";
@@ -22,8 +23,44 @@ export const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
+/** Mesa's lavapipe (a Vulkan driver that runs on the CPU), installed by scripts/setup.sh. */
+export const LAVAPIPE_ICD = "/usr/share/vulkan/icd.d/lvp_icd.json";
+
+/**
+ * WebGPU on lavapipe instead of SwiftShader, about ten times faster here. Chromium only hands its Vulkan backend
+ * to WebGPU for GPUs that can share images with the compositor (lavapipe lacks VK_EXT_image_drm_format_modifier
+ * and VK_KHR_external_semaphore_fd), so Dawn's OpenGL ES backend is used instead, on ANGLE, on Vulkan, on
+ * lavapipe. That backend offers only WebGPU's compatibility feature level, which every page gets through
+ * --force-webgpu-compat (webtune raises the limits it needs). Developer features let `adapter.info` name the driver.
+ * Playwright's own SwiftShader switches are dropped.
+ */
+const LAVAPIPE_ARGS = [
+  "--enable-features=Vulkan",
+  "--use-vulkan=native",
+  "--use-angle=vulkan",
+  "--ignore-gpu-blocklist",
+  "--use-webgpu-adapter=opengles",
+  "--force-webgpu-compat",
+  "--enable-webgpu-developer-features",
+];
+const SWIFTSHADER_DEFAULT_ARGS = [
+  "--use-angle=swiftshader-webgl",
+  "--enable-unsafe-swiftshader",
+];
+
+/**
+ * Whether launchChromium({ lavapipe: true }) really uses lavapipe: its driver is installed and
+ * WEBTUNE_WEBGPU=swiftshader does not ask for SwiftShader.
+ */
+export function lavapipeAvailable(): boolean {
+  return (
+    process.env["WEBTUNE_WEBGPU"] !== "swiftshader" && existsSync(LAVAPIPE_ICD)
+  );
+}
+
 export async function launchChromium(
   extraArgs: string[] = [],
+  options: { lavapipe?: boolean } = {},
 ): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
@@ -31,10 +68,17 @@ export async function launchChromium(
         "(or set WEBTUNE_CHROMIUM to a Chromium binary).",
     );
   }
+  const lavapipe = options.lavapipe === true && lavapipeAvailable();
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: [...CHROMIUM_ARGS, ...extraArgs],
+    args: [...CHROMIUM_ARGS, ...(lavapipe ? LAVAPIPE_ARGS : []), ...extraArgs],
+    ...(lavapipe
+      ? {
+          ignoreDefaultArgs: SWIFTSHADER_DEFAULT_ARGS,
+          env: { ...process.env, VK_ICD_FILENAMES: LAVAPIPE_ICD },
+        }
+      : {}),
   });
 }
 

@@ -53,7 +53,10 @@ function echoProgress(page: Page): () => void {
         ].join("  "),
       )
       .then((line) => {
-        if (line !== last) process.stderr.write(`  ${(last = line)}\n`);
+        if (line !== last)
+          process.stderr.write(
+            `  [${Math.round(performance.now() / 1000)} s] ${(last = line)}\n`,
+          );
       })
       .catch(() => undefined);
   }, 5000);
@@ -78,7 +81,9 @@ async function waitIdle(page: Page, timeout: number): Promise<void> {
 async function run(): Promise<void> {
   const started = performance.now();
   const site = await serveDemo();
-  const browser = await launchChromium();
+  // WebGPU on lavapipe when it is installed (about ten times faster than SwiftShader); WEBTUNE_WEBGPU=swiftshader
+  // asks for SwiftShader.
+  const browser = await launchChromium([], { lavapipe: true });
   try {
     const page = await browser.newPage({
       viewport: { width: 1280, height: 900 },
