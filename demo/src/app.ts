@@ -3,7 +3,15 @@
  * Every heavy step runs in the worker; this thread only draws. `window.webtuneDemo` publishes the state for tests.
  */
 import * as Comlink from "comlink";
-import type { EvaluationResult, TrainEvent, TrainResult } from "@webtune/core";
+import type {
+  EvaluationResult,
+  FineTuneJobInput,
+  FineTuneJobSpec,
+  JobEvent,
+  PhaseEvent,
+  TrainEvent,
+  TrainResult,
+} from "@webtune/core";
 import type {
   CheckpointInfo,
   DataSummary,
@@ -22,7 +30,7 @@ import {
   showError,
 } from "./dom.js";
 import { showMetrics } from "./metrics.js";
-import { fetchPresetFile, PRESETS } from "./presets.js";
+import { fetchPresetFile, presetOf, PRESETS } from "./presets.js";
 import { readAdapterUpload, zipFolder } from "./adapter_files.js";
 import {
   forgetRun,
@@ -32,17 +40,19 @@ import {
   type SavedRun,
 } from "./run_store.js";
 import {
+  applyJob,
   currentValues,
-  readSettings,
+  PAGE_FIELD_NAMES,
+  PAGE_TRAINER_NAMES,
+  settingsJob,
   weightStorage,
-  type Settings,
 } from "./settings.js";
 import { showDataSummary } from "./data_view.js";
 
-export type Phase = "idle" | "busy" | "training" | "paused";
+/** idle; busy (an action with every button locked); a job's or Evaluate's scoring; training; paused. */
+export type Phase = "idle" | "busy" | "scoring" | "training" | "paused";
 
 const EMBEDDED_MODEL = "models/webtune-demo-base/";
-const ADAPTER = "default";
 /** Tokens each side of the before/after panel generates. */
 const COMPARE_TOKENS = 32;
 
@@ -59,7 +69,15 @@ export class DemoApp {
   model?: ModelInfo;
   data?: DataSummary;
   hasAdapter = false;
+  /** The model's own weights were trained (full fine-tuning): the base is gone until the model is loaded again. */
+  fullyTuned = false;
   events: TrainEvent[] = [];
+  /** The last job run, as it ran (its prompt template filled in). */
+  lastJob?: FineTuneJobSpec;
+  /** The loaded data files by the names the job gives them. */
+  private dataFiles: Record<string, string> = {};
+  /** The loaded data's part of the job: its files, split and reading options. */
+  private dataJob?: FineTuneJobInput["data"];
   metrics: { base?: EvaluationResult; tuned?: EvaluationResult } = {};
   compared?: { base: string; tuned: string };
   lastTrain?: TrainResult;
@@ -85,10 +103,15 @@ export class DemoApp {
     try {
       await action();
     } catch (error) {
-      showError(error);
-      setStatus("Something went wrong: see the message below.");
+      if (isAbort(error)) {
+        setStatus("Stopped: the scoring was cancelled.");
+      } else {
+        showError(error);
+        setStatus("Something went wrong: see the message below.");
+      }
     } finally {
       this.setPhase("idle");
+      this.showJobLine();
     }
   }
 
@@ -102,12 +125,20 @@ export class DemoApp {
     enable("load-model", idle);
     enable("load-data", ready);
     enable("train", trainable);
+    const running = ["scoring", "training", "paused"].includes(phase);
     enable("pause", phase === "training" || phase === "paused");
-    enable("stop", phase === "training" || phase === "paused");
+    enable("stop", running);
+    enable("skip-scoring", phase === "scoring");
+    byId<HTMLSelectElement>("preset").disabled = !idle;
+    byId<HTMLInputElement>("load-job").disabled = !idle;
     enable("compare", ready && this.model!.hasTokenizer);
     enable("evaluate", trainable && this.data!.sizes.test > 0);
     enable("export-adapter", ready && this.hasAdapter);
-    enable("export-merged", ready && this.hasAdapter);
+    enable("export-merged", ready && (this.hasAdapter || this.fullyTuned));
+    byId("export-merged").textContent = this.fullyTuned
+      ? "Download tuned model"
+      : "Download merged model";
+    enable("download-job", trainable);
     byId<HTMLInputElement>("import-adapter").disabled = !ready;
     byId("pause").textContent = phase === "paused" ? "Resume" : "Pause";
   }
@@ -129,7 +160,9 @@ export class DemoApp {
     );
     this.model = undefined;
     this.data = undefined;
+    this.dataJob = undefined;
     this.hasAdapter = false;
+    this.fullyTuned = false;
     this.metrics = {};
     showMetrics();
     this.clearAnswers();
@@ -159,72 +192,124 @@ export class DemoApp {
     setStatus(`Loaded ${info.source}.`);
   }
 
-  async loadData(choice: DataChoice, settings: Settings): Promise<void> {
-    let train: string;
-    let test: { input: string; source: string } | undefined;
-    let source: string;
+  /** Reads a preset's or the user's data in the worker (its preview and report), as the job will read it. */
+  async loadData(choice: DataChoice): Promise<void> {
+    let files: Record<string, string>;
+    let data: NonNullable<FineTuneJobInput["data"]>;
+    let prompt: string | undefined;
     if (choice.kind === "preset") {
       const preset = PRESETS[choice.name]!;
-      [train, test] = await Promise.all([
-        fetchPresetFile(preset.train),
-        fetchPresetFile(preset.test).then((input) => ({
-          input,
-          source: preset.test,
-        })),
+      const { train, test } = preset.job.data;
+      const [trainText, testText] = await Promise.all([
+        fetchPresetFile(train),
+        fetchPresetFile(test),
       ]);
-      source = preset.train;
+      files = { [train]: trainText, [test]: testText };
+      data = { ...preset.job.data, testSplit: 0 };
+      // One choice: the preset's data, its settings and its prompt together.
+      applyJob(preset.job);
+      prompt = preset.prompt;
     } else {
-      train = choice.text;
-      source = choice.source;
-      if (choice.test)
-        test = { input: choice.test.text, source: choice.test.source };
+      files = { [choice.source]: choice.text };
+      if (choice.test) files[choice.test.source] = choice.test.text;
+      data = {
+        train: choice.source,
+        test: choice.test?.source ?? null,
+        testSplit: choice.test ? 0 : choice.testSplit,
+        skipBadRows: choice.skipBadRows ?? false,
+      };
     }
     this.data = undefined;
+    this.dataJob = undefined;
     this.metrics = {};
     showMetrics();
-    const summary = await this.api.loadData(train, {
-      source,
-      maxLength: settings.maxLength,
-      valSplit: 0.1,
-      testSplit: choice.kind === "text" && !test ? choice.testSplit : 0,
-      test,
-      skipBadRows: choice.kind === "text" && choice.skipBadRows,
+    const maxLength = settingsJob().data?.maxLength;
+    const summary = await this.api.loadData(files[data.train!]!, {
+      source: data.train!,
+      maxLength: typeof maxLength === "number" ? maxLength : undefined,
+      valSplit: data.valSplit,
+      testSplit: data.testSplit,
+      test: data.test
+        ? { input: files[data.test]!, source: data.test }
+        : undefined,
+      skipBadRows: data.skipBadRows,
       optionNames: PAGE_OPTION_NAMES,
     });
     this.data = summary;
     this.dataChoice = choice;
-    showDataSummary(source, summary);
+    this.dataFiles = files;
+    this.dataJob = data;
+    showDataSummary(data.train!, summary);
     showMetrics(undefined, undefined, summary.format);
-    const prompt =
+    byId<HTMLTextAreaElement>("compare-prompt").value =
+      prompt ??
       summary.preview.test[0]?.prompt ??
       summary.preview.train[0]?.prompt ??
       summary.preview.train[0]?.target.slice(0, 40) ??
       "";
-    byId<HTMLTextAreaElement>("compare-prompt").value = prompt;
     this.clearAnswers();
     setStatus(
       `Loaded ${summary.sizes.train} training, ${summary.sizes.val} validation and ${summary.sizes.test} test rows.`,
     );
   }
 
-  /** Trains a fresh adapter, or continues a checkpoint; then scores the test split and compares outputs. */
+  /** The job the page describes: the loaded model, the loaded data and the settings form. */
+  jobInput(): FineTuneJobInput {
+    if (!this.model || !this.dataJob)
+      throw new Error("Load a model and data first.");
+    const settings = settingsJob();
+    const storage = weightStorage(
+      byId<HTMLSelectElement>("weight-storage").value,
+    );
+    return {
+      ...settings,
+      model: {
+        source: this.model.source,
+        dtype: storage.dtype ?? "float32",
+        quantize: storage.quantize ?? null,
+        doubleQuant: storage.doubleQuant ?? false,
+      },
+      data: { ...this.dataJob, maxLength: settings.data?.maxLength },
+    };
+  }
+
+  /** What Train will run, in a line under the buttons: so the loaded data and the settings are never a surprise. */
+  showJobLine(): void {
+    const line = byId("job-line");
+    if (!this.model || !this.dataJob || !this.data) {
+      line.textContent = "";
+      return;
+    }
+    const job = settingsJob();
+    const t = job.training!;
+    const method =
+      job.method === "full"
+        ? "full fine-tuning"
+        : `LoRA r ${String(job.adapter!.r)}`;
+    const steps =
+      t.maxSteps !== null && t.maxSteps !== undefined
+        ? `${String(t.maxSteps)} steps`
+        : `${String(t.epochs)} epoch(s)`;
+    line.textContent = `Train runs ${method} on ${this.dataJob.train} (${this.data.sizes.train} training rows), ${steps} of batch ${String(t.batchSize)} at learning rate ${String(t.learningRate)}.`;
+  }
+
+  /**
+   * Runs the page's job in the worker: scores the base model (unless scored already), trains a fresh adapter (or
+   * continues a checkpoint), scores the result, and compares the two on the prompt. Stop answers at once.
+   */
   async train(resume?: {
     checkpoint: CheckpointInfo;
     run: SavedRun;
   }): Promise<void> {
-    const settings = readSettings();
-    const { summary } = await this.api.addAdapter(ADAPTER, settings.lora);
-    this.hasAdapter = true;
-    setStatus(summary);
-    const testRows = Math.min(settings.testRows, this.data!.sizes.test);
-    if (testRows > 0 && !this.metrics.base) {
-      setStatus(`Scoring the base model on ${testRows} test rows…`);
-      this.metrics.base = await this.api.evaluate("test", {
-        maxRows: testRows,
-        useAdapter: false,
-      });
-      showMetrics(this.metrics.base);
-    }
+    const input = this.jobInput();
+    const job = await this.api.checkJob(input, PAGE_FIELD_NAMES);
+    const testRows = Math.min(
+      job.evaluation.testRows ?? Infinity,
+      this.data!.sizes.test,
+    );
+    // The base model's scores stay valid while the model, the data and the rows scored are the same.
+    if (this.metrics.base && this.metrics.base.rows === testRows)
+      job.evaluation.scoreBase = false;
     if (resume) this.events = resume.run.events;
     this.startCharts(resume?.checkpoint.step ?? 0);
     this.run = {
@@ -235,21 +320,21 @@ export class DemoApp {
       events: this.events,
     };
     saveRun(this.run);
-    this.setPhase("training");
-    setStatus(
-      resume ? `Training from step ${resume.checkpoint.step}…` : "Training…",
-    );
-    const total = this.totalSteps(settings);
-    const onEvent = Comlink.proxy((event: TrainEvent) =>
+    const total = this.totalSteps(job);
+    this.metrics.tuned = undefined;
+    this.clearAnswers();
+    const onEvent = Comlink.proxy((event: JobEvent) =>
       this.onEvent(event, total),
     );
-    this.lastTrain = await this.api
-      .train(
-        { ...settings.train, resumeFrom: resume?.checkpoint.name },
-        onEvent,
-      )
+    const outcome = await this.api
+      .runJob(job, this.dataFiles, onEvent, {
+        resumeFrom: resume?.checkpoint.name,
+        names: PAGE_FIELD_NAMES,
+        trainerNames: PAGE_TRAINER_NAMES,
+        dataNames: PAGE_OPTION_NAMES,
+      })
       .catch((error: unknown) => {
-        // Said beside the chart too, where the eye is: the banner is the top of the page.
+        // Said beside the chart too, where the eye is.
         const last = this.events.filter((e) => e.type === "step").at(-1);
         const name = (error as { name?: string }).name ?? "Error";
         byId("eta").textContent =
@@ -257,17 +342,26 @@ export class DemoApp {
         throw error;
       });
     this.setPhase("busy");
+    this.lastJob = outcome.job;
+    this.lastTrain = outcome.train;
+    this.fullyTuned = job.method === "full";
+    this.hasAdapter = !this.fullyTuned;
+    const r = outcome.train;
+    const stopped = r.aborted;
+    byId("eta").textContent = stopped
+      ? `Stopped after step ${r.steps}: the ${this.fullyTuned ? "model" : "adapter"} so far is kept. Evaluate on test scores it.`
+      : `Done: ${r.steps} steps${r.stoppedEarly ? " (early stopping kept the best validation loss)" : ""}.`;
     setStatus(
-      `${this.lastTrain.aborted ? "Stopped" : "Trained"} after ${this.lastTrain.steps} steps${this.lastTrain.stoppedEarly ? " (early stopping kept the best validation loss)" : ""}.`,
+      `${stopped ? "Stopped" : "Trained"} after ${r.steps} steps${r.stoppedEarly ? " (early stopping kept the best validation loss)" : ""}.`,
     );
-    if (testRows > 0) await this.evaluate(settings);
-    await this.compare();
+    if (!stopped) await this.compare();
   }
 
   /** Optimizer steps the run will take, for the progress bar. */
-  private totalSteps(s: Settings): number {
-    const perEpoch = Math.ceil(this.data!.sizes.train / s.train.batchSize!);
-    return s.train.maxSteps ?? perEpoch * s.train.epochs!;
+  private totalSteps(job: FineTuneJobSpec): number {
+    const t = job.training;
+    const perEpoch = Math.ceil(this.data!.sizes.train / t.batchSize);
+    return t.maxSteps ?? Math.ceil((perEpoch * t.epochs) / t.gradAccum);
   }
 
   private startCharts(fromStep: number): void {
@@ -275,7 +369,18 @@ export class DemoApp {
     this.charts.reset(this.events);
   }
 
-  private onEvent(event: TrainEvent, total: number): void {
+  private onEvent(event: JobEvent, total: number): void {
+    switch (event.type) {
+      case "phase":
+        return this.onPhase(event);
+      case "test":
+        this.metrics[event.phase === "base" ? "base" : "tuned"] = event;
+        showMetrics(this.metrics.base, this.metrics.tuned, this.data?.format);
+        return;
+      case "data":
+      case "forgetting":
+        return;
+    }
     this.events.push(event);
     this.charts.add(event);
     if (event.type === "step") {
@@ -287,6 +392,27 @@ export class DemoApp {
     }
     if (this.run && (event.type === "eval" || event.step % 5 === 0))
       saveRun(this.run);
+  }
+
+  private onPhase(event: PhaseEvent): void {
+    const rows = event.rows ? ` on ${event.rows} test rows` : "";
+    const words: Record<PhaseEvent["phase"], string> = {
+      "loading model": "Loading the model for this job…",
+      "reading data": "Reading the data…",
+      "scoring base": `Scoring the base model${rows} (Skip scoring to go straight to training)…`,
+      training: "Training…",
+      "scoring tuned": `Scoring the ${this.fullyTuned ? "tuned model" : "adapter"}${rows} (Skip scoring to leave it for later)…`,
+      "checking forgetting": "Checking the reference text for forgetting…",
+    };
+    if (this.phase !== "paused")
+      this.setPhase(
+        event.phase === "training"
+          ? "training"
+          : event.phase.startsWith("scoring")
+            ? "scoring"
+            : "busy",
+      );
+    setStatus(words[event.phase]);
   }
 
   async pauseOrResume(): Promise<void> {
@@ -301,26 +427,92 @@ export class DemoApp {
     }
   }
 
+  /** Answers at once: scoring is cancelled, training ends after the step in flight, and the result is kept. */
   async stop(): Promise<void> {
-    await this.api.abort();
-    setStatus("Stopping after the current step…");
+    setStatus(
+      this.phase === "scoring"
+        ? "Stopping: cancelling the scoring…"
+        : "Stopping after the step in flight…",
+    );
+    if (this.phase !== "scoring") byId("eta").textContent = "Stopping…";
+    byId<HTMLButtonElement>("stop").disabled = true;
+    await this.api.stop();
   }
 
-  async evaluate(settings = readSettings()): Promise<void> {
-    const maxRows = settings.testRows;
-    if (!this.metrics.base) {
+  async skipScoring(): Promise<void> {
+    setStatus("Skipping the scoring…");
+    byId<HTMLButtonElement>("skip-scoring").disabled = true;
+    await this.api.skipScoring();
+  }
+
+  /** Scores the base model (unless scored already) and the adapter on the test rows; Stop or Skip cancels. */
+  async evaluate(): Promise<void> {
+    const job = settingsJob();
+    const maxRows = (job.evaluation?.testRows as number | null) ?? undefined;
+    this.setPhase("scoring");
+    if (!this.metrics.base && !this.fullyTuned) {
       setStatus(`Scoring the base model on the test split…`);
       this.metrics.base = await this.api.evaluate("test", {
         maxRows,
         useAdapter: false,
       });
+      showMetrics(this.metrics.base, undefined, this.data?.format);
     }
-    if (this.hasAdapter) {
-      setStatus(`Scoring the adapter on the test split…`);
+    if (this.hasAdapter || this.fullyTuned) {
+      setStatus(
+        `Scoring the ${this.fullyTuned ? "tuned model" : "adapter"} on the test split…`,
+      );
       this.metrics.tuned = await this.api.evaluate("test", { maxRows });
     }
-    showMetrics(this.metrics.base, this.metrics.tuned);
+    showMetrics(this.metrics.base, this.metrics.tuned, this.data?.format);
     setStatus("Evaluated on the test split.");
+  }
+
+  /** Saves the page's job (model, data, settings) as JSON, for `webtune train --job` or to load here later. */
+  async downloadJob(): Promise<void> {
+    const job = await this.api.checkJob(this.jobInput(), PAGE_FIELD_NAMES);
+    if (this.lastJob?.data.train === job.data.train)
+      job.data.promptTemplate ??= this.lastJob.data.promptTemplate;
+    download(
+      "webtune-job.json",
+      `${JSON.stringify(job, null, 2)}\n`,
+      "application/json",
+    );
+    setStatus(
+      "Saved webtune-job.json: webtune train --job webtune-job.json --out run runs it in Node.",
+    );
+  }
+
+  /**
+   * Fills the form from a job file; a preset's data is loaded with it, other data files must be picked again
+   * (a job names its files, it does not hold them).
+   */
+  async loadJob(file: File): Promise<void> {
+    let input: unknown;
+    try {
+      input = JSON.parse(await file.text());
+    } catch (e) {
+      throw new Error(`${file.name} is not JSON: ${(e as Error).message}.`, {
+        cause: e,
+      });
+    }
+    const job = await this.api.checkJob(input as FineTuneJobInput);
+    applyJob(job);
+    const preset = presetOf(job);
+    const notes: string[] = [];
+    if (preset && this.model) {
+      byId<HTMLSelectElement>("preset").value = preset.name;
+      await this.loadData({ kind: "preset", name: preset.name });
+      applyJob(job);
+    } else if (!preset)
+      notes.push(
+        `it trains on ${job.data.train}${job.data.test ? ` and tests on ${job.data.test}` : ""}: pick ${job.data.test ? "them" : "it"} under "your own file" and press Load data`,
+      );
+    if (this.model && job.model.source !== this.model.source)
+      notes.push(`its model is ${job.model.source}, not the loaded one`);
+    setStatus(
+      `Loaded the settings of ${file.name}${notes.length ? `; ${notes.join("; ")}.` : "."}`,
+    );
   }
 
   /** The same prompt, greedy, from the base model and from the adapter, streamed side by side. */
@@ -329,8 +521,13 @@ export class DemoApp {
     const sides = { base: byId("base-output"), tuned: byId("tuned-output") };
     const result = { base: "", tuned: "" };
     for (const side of ["base", "tuned"] as const) {
-      if (side === "tuned" && !this.hasAdapter) {
+      if (side === "tuned" && !this.hasAdapter && !this.fullyTuned) {
         sides.tuned.textContent = "(no adapter yet)";
+        continue;
+      }
+      if (side === "base" && this.fullyTuned) {
+        sides.base.textContent =
+          "(full fine-tuning changed the base weights: load the model again to ask the base)";
         continue;
       }
       const out = sides[side];
@@ -370,7 +567,11 @@ export class DemoApp {
   }
 
   async exportMerged(): Promise<void> {
-    setStatus("Merging the adapter into a copy of the weights…");
+    setStatus(
+      this.fullyTuned
+        ? "Saving the tuned weights…"
+        : "Merging the adapter into a copy of the weights…",
+    );
     const files = await this.api.saveMerged();
     download(
       "webtune-merged-model.zip",
@@ -399,6 +600,11 @@ export class DemoApp {
     forgetRun();
     await this.api.clearCheckpoints();
   }
+}
+
+/** Whether an error is a cancellation (Stop or Skip scoring), which is no error to the user. */
+function isAbort(error: unknown): boolean {
+  return (error as { name?: string } | undefined)?.name === "AbortError";
 }
 
 /** A warning when validation loss has risen for two checks while training loss kept falling. */

@@ -5,7 +5,7 @@ import { showDevice, checkKernels } from "./device.js";
 import { byId, hideError, setStatus, showError } from "./dom.js";
 import { PRESETS } from "./presets.js";
 import { loadRun, type DataChoice, type ModelChoice } from "./run_store.js";
-import { applySettings, readSettings, renderSettings } from "./settings.js";
+import { applyJob, renderSettings, restoreValues } from "./settings.js";
 
 declare global {
   interface Window {
@@ -60,10 +60,11 @@ async function dataChoice(): Promise<DataChoice> {
   throw new Error("Pick a file or paste rows first, or choose a preset.");
 }
 
+/** Shows a preset's settings at once (its data follows as soon as a model is loaded), or the custom-data fields. */
 function choosePreset(name: string): void {
   byId("custom-data").hidden = name !== "custom";
   const preset = PRESETS[name];
-  if (preset) applySettings(preset.settings);
+  if (preset) applyJob(preset.job);
 }
 
 function wire(app: DemoApp): void {
@@ -72,14 +73,15 @@ function wire(app: DemoApp): void {
   on("check-kernels", "Checking the kernels against the CPU…", () =>
     checkKernels(app.trainer),
   );
-  const loadData = async () => app.loadData(await dataChoice(), readSettings());
+  const loadData = async () => app.loadData(await dataChoice());
   on("load-model", "Loading the model…", async () => {
     const choice = modelChoice();
     await app.loadModel(choice, Array.from(input("model-folder").files ?? []));
     if (byId<HTMLSelectElement>("preset").value !== "custom") await loadData();
   });
   on("load-data", "Reading the data…", loadData);
-  on("train", "Adding the adapter…", () => app.train());
+  on("train", "Starting the job…", () => app.train());
+  on("download-job", "Saving the job…", () => app.downloadJob());
   on("evaluate", "Evaluating…", () => app.evaluate());
   on("compare", "Generating…", () => app.compare());
   on("export-adapter", "Saving the adapter…", () => app.exportAdapter());
@@ -89,14 +91,31 @@ function wire(app: DemoApp): void {
     app.pauseOrResume().catch(showError),
   );
   byId("stop").addEventListener("click", () => app.stop().catch(showError));
+  byId("skip-scoring").addEventListener("click", () =>
+    app.skipScoring().catch(showError),
+  );
+  input("load-job").addEventListener("change", () => {
+    const file = input("load-job").files?.[0];
+    input("load-job").value = "";
+    if (file) void app.act("Reading the job…", () => app.loadJob(file));
+  });
+  // Train's line says what it will run: the loaded data and the settings as they are now.
+  byId("settings").addEventListener("input", () => app.showJobLine());
   input("import-adapter").addEventListener("change", () => {
     const files = Array.from(input("import-adapter").files ?? []);
     input("import-adapter").value = "";
     void app.act("Importing the adapter…", () => app.importAdapter(files));
   });
-  byId("preset").addEventListener("change", () =>
-    choosePreset(byId<HTMLSelectElement>("preset").value),
-  );
+  // A preset is one choice: its settings, its data and its prompt change together.
+  byId("preset").addEventListener("change", () => {
+    const name = byId<HTMLSelectElement>("preset").value;
+    choosePreset(name);
+    if (name !== "custom" && app.model)
+      void app.act("Reading the data…", () =>
+        app.loadData({ kind: "preset", name }),
+      );
+    else app.showJobLine();
+  });
   byId("banner-close").addEventListener("click", hideError);
   // An answer shown under a prompt it was not generated for would mislead.
   byId("compare-prompt").addEventListener("input", () => app.clearAnswers());
@@ -122,12 +141,13 @@ async function offerResume(app: DemoApp): Promise<void> {
     banner.hidden = true;
     void app.act("Resuming the saved run…", async () => {
       restoreForm(run.model, run.data);
-      applySettings(run.settings);
+      restoreValues(run.settings);
       await app.loadModel(
         run.model,
         Array.from(input("model-folder").files ?? []),
       );
-      await app.loadData(run.data, readSettings());
+      await app.loadData(run.data);
+      restoreValues(run.settings);
       await app.train({ checkpoint: last, run });
     });
   });

@@ -1,42 +1,92 @@
 /**
- * The datasets that ship with the demo (demo/public/data, see its README.md), each with the settings that
- * train the embedded default model well on it: the same as the CLI's `npm run task:*` scripts.
+ * The datasets that ship with the demo (demo/public/data, see its README.md), each a partial FineTuneJob: its data
+ * files, the settings that train the embedded default model well on it (those of the CLI's `npm run task:*`), and
+ * a prompt to compare the models on. Choosing a preset chooses all three at once.
  */
+import type { FineTuneJobInput } from "@webtune/core";
+
 export interface Preset {
   name: string;
-  train: string;
-  test: string;
-  settings: Record<string, string | number>;
+  /** The data files (demo-relative URLs, which name them in the job too) and settings. */
+  job: FineTuneJobInput & { data: { train: string; test: string } };
+  /** A prompt the before/after panel asks; by default the first test row's. */
+  prompt?: string;
 }
 
-const shared = { r: 16, alpha: 32, dropout: 0, lr: 0.003, batch: 16 };
+/** What all three tasks share: the embedded model takes a high rate, and every step is scored in seconds. */
+const shared = {
+  adapter: { r: 16, alpha: 32, dropout: 0 },
+  evaluation: { valRows: 64, testRows: 100, scoreBase: true },
+  checkpointEvery: 25,
+} satisfies FineTuneJobInput;
 
 export const PRESETS: Record<string, Preset> = {
   dates: {
     name: "dates",
-    train: "data/dates/train.jsonl",
-    test: "data/dates/test.jsonl",
-    settings: {
+    job: {
       ...shared,
-      maxSteps: 200,
-      epochs: 1,
-      warmup: 20,
-      evalEvery: 50,
+      data: {
+        train: "data/dates/train.jsonl",
+        test: "data/dates/test.jsonl",
+        maxLength: 128,
+      },
+      training: {
+        learningRate: 3e-3,
+        batchSize: 16,
+        maxSteps: 200,
+        epochs: 1,
+        warmupSteps: 20,
+      },
+      evaluation: { ...shared.evaluation, evalEvery: 50 },
     },
   },
   fortunes: {
     name: "fortunes",
-    train: "data/fortunes/train.jsonl",
-    test: "data/fortunes/test.jsonl",
-    settings: { ...shared, maxSteps: 0, epochs: 4, warmup: 5, evalEvery: 20 },
+    job: {
+      ...shared,
+      data: {
+        train: "data/fortunes/train.jsonl",
+        test: "data/fortunes/test.jsonl",
+        maxLength: 128,
+      },
+      training: {
+        learningRate: 3e-3,
+        batchSize: 16,
+        maxSteps: null,
+        epochs: 4,
+        warmupSteps: 5,
+      },
+      evaluation: { ...shared.evaluation, evalEvery: 20 },
+    },
   },
   kjv: {
     name: "kjv",
-    train: "data/kjv/train.jsonl",
-    test: "data/kjv/test.jsonl",
-    settings: { ...shared, maxSteps: 24, epochs: 1, warmup: 3, evalEvery: 8 },
+    job: {
+      ...shared,
+      data: {
+        train: "data/kjv/train.jsonl",
+        test: "data/kjv/test.jsonl",
+        maxLength: 256,
+      },
+      training: {
+        learningRate: 3e-3,
+        batchSize: 16,
+        maxSteps: 24,
+        epochs: 1,
+        warmupSteps: 3,
+      },
+      evaluation: { ...shared.evaluation, evalEvery: 8 },
+    },
+    prompt: "And he said unto them,",
   },
 };
+
+/** The preset whose data files a job names, if any (a downloaded preset job, loaded again). */
+export function presetOf(job: FineTuneJobInput): Preset | undefined {
+  return Object.values(PRESETS).find(
+    (p) => p.job.data.train === job.data?.train,
+  );
+}
 
 /** Fetches a preset's file from the demo's own folder. */
 export async function fetchPresetFile(path: string): Promise<string> {

@@ -1,176 +1,258 @@
 /**
- * The LoRA and training settings form: each field with its default and a line of help, read back as the worker's
- * options. Presets fill in the values that worked for their task (the same as `npm run task:*`).
+ * The training settings form: each field is one FineTuneJob field, with a line of help. Its defaults are the
+ * job's (JOB_DEFAULTS, as the CLI's); a preset or a loaded job file fills in other values.
  */
-import type { LoraConfigInput } from "@webtune/core";
-import type { WorkerLoadOptions, WorkerTrainOptions } from "@webtune/worker";
+import {
+  JOB_DEFAULTS,
+  type FineTuneJobInput,
+  type JobField,
+  type JobFieldNames,
+} from "@webtune/core";
+import type { WorkerLoadOptions } from "@webtune/worker";
 import { byId } from "./dom.js";
+
+/** How a field's text maps to its job value. */
+type Kind =
+  /** A whole number. */
+  | "int"
+  /** A whole number where 0 means none (null in the job). */
+  | "int-or-none"
+  | "number"
+  | "checkbox"
+  /** Comma-separated module names, or all-linear. */
+  | "targets"
+  | "method";
 
 interface Field {
   name: string;
+  /** The job field it sets, "section.key". */
+  field: JobField;
   label: string;
   help: string;
-  value: string;
-  /** A number input's step; text inputs have none. */
-  step?: string;
-  /** A checkbox; `value` "true" checks it. */
-  checkbox?: boolean;
+  kind: Kind;
 }
 
 const FIELDS: Field[] = [
   {
+    name: "method",
+    field: "method",
+    label: "method",
+    help: "LoRA trains a small adapter beside frozen weights; full fine-tuning trains every weight (small models only).",
+    kind: "method",
+  },
+  {
     name: "r",
+    field: "adapter.r",
     label: "rank r",
     help: "Adapter rank: capacity of the update. 8–16 is typical.",
-    value: "16",
-    step: "1",
+    kind: "int",
   },
   {
     name: "alpha",
+    field: "adapter.alpha",
     label: "alpha",
-    help: "Scale of the update is alpha / r. Twice r is a good start.",
-    value: "32",
-    step: "1",
+    help: "Scale of the update is alpha / r.",
+    kind: "number",
   },
   {
     name: "dropout",
+    field: "adapter.dropout",
     label: "dropout",
     help: "Dropout on the adapter's input, against overfitting small data.",
-    value: "0",
-    step: "0.05",
+    kind: "number",
   },
   {
     name: "targets",
+    field: "adapter.targetModules",
     label: "target modules",
     help: "Comma-separated Linear names, or all-linear (PEFT's shorthand).",
-    value: "all-linear",
+    kind: "targets",
   },
   {
     name: "lr",
+    field: "training.learningRate",
     label: "learning rate",
     help: "Peak, after warm-up; cosine decay to 0. LoRA takes larger rates than full tuning.",
-    value: "0.003",
-    step: "any",
+    kind: "number",
   },
   {
     name: "batch",
+    field: "training.batchSize",
     label: "batch size",
     help: "Examples per step. Larger is smoother and needs more GPU memory.",
-    value: "16",
-    step: "1",
+    kind: "int",
   },
   {
     name: "epochs",
+    field: "training.epochs",
     label: "epochs",
     help: "Passes over the training split (unless max steps is set).",
-    value: "1",
-    step: "1",
+    kind: "int",
   },
   {
     name: "maxSteps",
+    field: "training.maxSteps",
     label: "max steps",
     help: "Stop after this many steps; 0 means run the epochs.",
-    value: "200",
-    step: "1",
+    kind: "int-or-none",
   },
   {
     name: "warmup",
+    field: "training.warmupSteps",
     label: "warm-up steps",
     help: "Steps of linear warm-up from 0 to the peak rate.",
-    value: "20",
-    step: "1",
+    kind: "int",
   },
   {
     name: "evalEvery",
+    field: "evaluation.evalEvery",
     label: "validate every",
     help: "Steps between validation losses (the orange line). 0: only at the end.",
-    value: "50",
-    step: "1",
+    kind: "int-or-none",
   },
   {
     name: "valRows",
+    field: "evaluation.valRows",
     label: "validation rows",
-    help: "Rows each validation check scores; fewer check faster.",
-    value: "64",
-    step: "1",
+    help: "Rows each validation check scores; fewer check faster. 0: all.",
+    kind: "int-or-none",
   },
   {
     name: "patience",
+    field: "evaluation.earlyStopPatience",
     label: "early-stop patience",
     help: "Stop when validation has not improved for this many checks, and keep the best; 0 turns it off.",
-    value: "0",
-    step: "1",
+    kind: "int-or-none",
   },
   {
     name: "gradientCheckpointing",
+    field: "training.gradientCheckpointing",
     label: "gradient checkpointing",
     help: "Keep only each block's input and recompute the block in the backward pass: far less memory, about a third more time.",
-    value: "false",
-    checkbox: true,
+    kind: "checkbox",
   },
   {
     name: "checkpointEvery",
+    field: "checkpointEvery",
     label: "checkpoint every",
     help: "Steps between checkpoints in this browser's storage, so a reload can resume; 0: none.",
-    value: "25",
-    step: "1",
+    kind: "int-or-none",
   },
   {
     name: "maxLength",
+    field: "data.maxLength",
     label: "max tokens per row",
     help: "Longer rows are truncated.",
-    value: "128",
-    step: "1",
+    kind: "int",
   },
   {
     name: "testRows",
+    field: "evaluation.testRows",
     label: "test rows to score",
-    help: "Exact match decodes every row; fewer rows evaluate faster.",
-    value: "100",
-    step: "1",
+    help: "Exact match decodes every row; fewer rows evaluate faster. 0: all.",
+    kind: "int-or-none",
+  },
+  {
+    name: "scoreBase",
+    field: "evaluation.scoreBase",
+    label: "score the base model first",
+    help: "Before training, score the base model on the test rows, for the comparison.",
+    kind: "checkbox",
   },
 ];
 
-/** What the form says, as worker options. */
-export interface Settings {
-  lora: LoraConfigInput;
-  train: WorkerTrainOptions;
-  maxLength: number;
-  testRows: number;
+/** The form's labels as job errors and the Trainer's advice should say them. */
+export const PAGE_FIELD_NAMES: JobFieldNames = Object.fromEntries(
+  FIELDS.map((f) => [f.field, `"${f.label}"`]),
+);
+
+/** How the Trainer's advice (a diverging run's) names this page's controls. */
+export const PAGE_TRAINER_NAMES = {
+  learningRate: '"learning rate" at',
+  warmupSteps: '"warm-up steps" at',
+};
+
+/** A job field's value in a job input (section.key or a top-level field). */
+function get(job: FineTuneJobInput, field: JobField): unknown {
+  const [section, key] = field.split(".") as [string, string | undefined];
+  const holder = job as Record<string, unknown>;
+  return key
+    ? (holder[section] as Record<string, unknown> | undefined)?.[key]
+    : holder[section];
 }
 
-/** Builds the form's fields. */
+function set(job: FineTuneJobInput, field: JobField, value: unknown): void {
+  const [section, key] = field.split(".") as [string, string | undefined];
+  const holder = job as Record<string, unknown>;
+  if (!key) holder[section] = value;
+  else
+    holder[section] = {
+      ...(holder[section] as object | undefined),
+      [key]: value,
+    };
+}
+
+/** The job's default for a field, as the form shows it. */
+function text(f: Field, value: unknown): string {
+  if (f.kind === "int-or-none" && value === null) return "0";
+  if (f.kind === "targets" && Array.isArray(value)) return value.join(", ");
+  return String(value);
+}
+
+const DEFAULTS: FineTuneJobInput = JOB_DEFAULTS as unknown as FineTuneJobInput;
+
+/** Builds the form's fields, at the job defaults. */
 export function renderSettings(): void {
   const form = byId<HTMLFormElement>("settings");
   form.replaceChildren(
     ...FIELDS.map((f) => {
       const label = document.createElement("label");
-      const input = document.createElement("input");
-      input.name = f.name;
-      input.id = `setting-${f.name}`;
-      input.value = f.value;
-      if (f.checkbox) {
-        input.type = "checkbox";
-        input.checked = f.value === "true";
-      } else if (f.step) {
-        input.type = "number";
-        input.step = f.step;
-        input.min = "0";
-      }
+      const input = control(f);
       const help = document.createElement("small");
       help.textContent = f.help;
       label.append(f.label, input, help);
       return label;
     }),
   );
+  applyJob(DEFAULTS);
 }
 
-/** Sets fields by name, e.g. a preset's tuned values. */
-export function applySettings(values: Record<string, string | number>): void {
-  for (const [name, value] of Object.entries(values)) {
-    const input = byId<HTMLInputElement>(`setting-${name}`);
-    if (input.type === "checkbox") input.checked = String(value) === "true";
-    else input.value = String(value);
+function control(f: Field): HTMLInputElement | HTMLSelectElement {
+  if (f.kind === "method") {
+    const select = document.createElement("select");
+    select.id = `setting-${f.name}`;
+    select.name = f.name;
+    for (const [value, label] of [
+      ["lora", "LoRA adapter"],
+      ["full", "full fine-tuning"],
+    ]) {
+      const option = document.createElement("option");
+      option.value = value!;
+      option.textContent = label!;
+      select.append(option);
+    }
+    return select;
+  }
+  const input = document.createElement("input");
+  input.name = f.name;
+  input.id = `setting-${f.name}`;
+  if (f.kind === "checkbox") input.type = "checkbox";
+  else if (f.kind !== "targets") {
+    input.type = "number";
+    input.step = f.kind === "number" ? "any" : "1";
+    input.min = "0";
+  }
+  return input;
+}
+
+/** Sets the fields a job (or a preset's partial job) gives; the others keep their values. */
+export function applyJob(job: FineTuneJobInput): void {
+  for (const f of FIELDS) {
+    const value = get(job, f.field);
+    if (value === undefined) continue;
+    const input = byId<HTMLInputElement>(`setting-${f.name}`);
+    if (f.kind === "checkbox") input.checked = value === true;
+    else input.value = text(f, value);
   }
 }
 
@@ -179,65 +261,55 @@ export function currentValues(): Record<string, string> {
   return Object.fromEntries(
     FIELDS.map((f) => {
       const input = byId<HTMLInputElement>(`setting-${f.name}`);
-      return [f.name, f.checkbox ? String(input.checked) : input.value];
+      return [
+        f.name,
+        f.kind === "checkbox" ? String(input.checked) : input.value,
+      ];
     }),
   );
 }
 
-function numberField(name: string, integer: boolean): number {
-  const field = FIELDS.find((f) => f.name === name)!;
-  const value = Number(byId<HTMLInputElement>(`setting-${name}`).value);
-  if (
-    !Number.isFinite(value) ||
-    value < 0 ||
-    (integer && !Number.isInteger(value))
-  )
-    throw new RangeError(
-      `Setting "${field.label}" must be a ${integer ? "whole " : ""}number ≥ 0.`,
-    );
-  return value;
+/** Sets fields from saved texts (see currentValues). */
+export function restoreValues(values: Record<string, string>): void {
+  for (const f of FIELDS) {
+    const value = values[f.name];
+    if (value === undefined) continue;
+    const input = byId<HTMLInputElement>(`setting-${f.name}`);
+    if (f.kind === "checkbox") input.checked = value === "true";
+    else input.value = value;
+  }
 }
 
-/** Reads the form; a bad field throws a RangeError that names it. */
-export function readSettings(): Settings {
-  const int = (name: string) => numberField(name, true);
-  const num = (name: string) => numberField(name, false);
-  const targets = byId<HTMLInputElement>("setting-targets").value.trim();
-  const maxSteps = int("maxSteps");
-  const patience = int("patience");
-  return {
-    lora: {
-      r: int("r"),
-      loraAlpha: num("alpha"),
-      loraDropout: num("dropout"),
-      targetModules:
-        targets === "all-linear" || targets === ""
-          ? "all-linear"
-          : targets.split(",").map((t) => t.trim()),
-    },
-    train: {
-      learningRate: num("lr"),
-      schedule: "cosine",
-      batchSize: Math.max(1, int("batch")),
-      epochs: Math.max(1, int("epochs")),
-      maxSteps: maxSteps > 0 ? maxSteps : undefined,
-      warmupSteps: int("warmup"),
-      evalEvery: int("evalEvery") || undefined,
-      valRows: Math.max(1, int("valRows")),
-      earlyStopping: patience > 0 ? { patience } : undefined,
-      checkpointEvery: int("checkpointEvery") || undefined,
-      gradientCheckpointing: byId<HTMLInputElement>(
-        "setting-gradientCheckpointing",
-      ).checked,
-      // Advice (a diverging run's) names this page's controls.
-      optionNames: {
-        learningRate: '"learning rate" at',
-        warmupSteps: '"warm-up steps" at',
-      },
-    },
-    maxLength: Math.max(8, int("maxLength")),
-    testRows: Math.max(1, int("testRows")),
-  };
+/**
+ * The job fields the form describes, from the fields' texts. A field that is not a number where one is needed
+ * goes into the job as its text, so that the job's check names it with the rest.
+ */
+export function settingsJob(values = currentValues()): FineTuneJobInput {
+  const job: FineTuneJobInput = {};
+  for (const f of FIELDS) set(job, f.field, parse(f, values[f.name] ?? ""));
+  return job;
+}
+
+function parse(f: Field, raw: string): unknown {
+  const value = raw.trim();
+  switch (f.kind) {
+    case "checkbox":
+      return value === "true";
+    case "method":
+      return value;
+    case "targets":
+      return value === "all-linear" || value === ""
+        ? "all-linear"
+        : value
+            .split(",")
+            .map((t) => t.trim())
+            .filter(Boolean);
+    default: {
+      const n = value === "" ? NaN : Number(value);
+      if (!Number.isFinite(n)) return value;
+      return f.kind === "int-or-none" && n === 0 ? null : n;
+    }
+  }
 }
 
 /** The base-weights choice of the model panel as load options: NF4 and int8 keep the embeddings in f16. */

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import { openSafetensors } from "../../packages/core/src/io/safetensors.js";
+import { JOB_DEFAULTS } from "../../packages/core/src/job/job.js";
 import { chatModelFolder } from "../helpers/chat_model.js";
 
 const exec = promisify(execFile);
@@ -139,7 +140,26 @@ describe("webtune CLI", () => {
     expect(r.stderr).toMatch(/test\s+base\s+tuned\nloss\s+[\d.]+\s+[\d.]+/);
     expect(
       JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8")),
-    ).toMatchObject({ peft_type: "LORA", r: 8, lora_alpha: 16 });
+    ).toMatchObject({
+      peft_type: "LORA",
+      r: 8,
+      lora_alpha: JOB_DEFAULTS.adapter.alpha,
+    });
+    // The job it ran is left beside the adapter, and runs again as it was.
+    const job = readFileSync(join(out, "webtune_job.json"), "utf8");
+    expect(JSON.parse(job)).toMatchObject({
+      model: { source: model },
+      adapter: { r: 8 },
+      training: { learningRate: 2e-2, maxSteps: 40 },
+    });
+    const again = await webtune(
+      "train",
+      "--job",
+      join(out, "webtune_job.json"),
+      "--print-job",
+    );
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toEqual(JSON.parse(job));
     const tuned = lastJson(
       (
         await webtune(
@@ -216,6 +236,48 @@ describe("webtune CLI", () => {
     expect(bad.stderr).toMatch(
       /^webtune: .*dates-test\.jsonl, line 1: field "text" is missing/m,
     );
+
+    // Instruction data: the job keeps its prompt template, and generate --input fills it in.
+    const dates = join(work, "dates");
+    const d = await webtune(
+      "train",
+      "--data",
+      head("dates/train.jsonl", 40),
+      "--out",
+      dates,
+      "--max-steps",
+      "1",
+      "--val-split",
+      "0",
+    );
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stderr).toContain(
+      'prompt template: "Date: {input}\\nWritten out:"',
+    );
+    const asked = await webtune(
+      "generate",
+      "--adapter",
+      dates,
+      "--prompt",
+      "Date: 2031-02-03",
+      "--max-new-tokens",
+      "2",
+    );
+    expect(asked.code, asked.stderr).toBe(0);
+    expect(asked.stderr).toContain(
+      'note: this adapter was trained on prompts shaped "Date: {input}\\nWritten out:"; --input fills that in (here --input "2031-02-03")',
+    );
+    const filled = await webtune(
+      "generate",
+      "--adapter",
+      dates,
+      "--input",
+      "2031-02-03",
+      "--max-new-tokens",
+      "2",
+    );
+    expect(filled.code, filled.stderr).toBe(0);
+    expect(filled.stderr).not.toContain("note:");
   });
 
   it("merges an adapter into a full folder that scores as model + adapter, and trains in full mode", async () => {
@@ -458,7 +520,7 @@ describe("webtune CLI keeps earlier results and reads data as it will be used", 
     const bad = await webtune("train", ...args, "--lr", "-1");
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(
-      /^webtune: --lr must be a learning rate above 0, e.g. 2e-4, got -1\.$/m,
+      /^webtune: --lr must be above 0, e.g. 2e-4, got -1\.$/m,
     );
     const taken = await webtune("train", ...args);
     expect(taken.code).toBe(1);

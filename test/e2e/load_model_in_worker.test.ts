@@ -142,7 +142,7 @@ describe("models in a browser worker", () => {
 
 describe("training in a browser worker", () => {
   it("trains through comlink with live events, pauses and resumes, saves the adapter by transfer, and reports typed errors", async () => {
-    await loadFolder(chatModelFolder());
+    const { source } = await loadFolder(chatModelFolder());
     const rows = ["cat", "dog", "bird", "fox", "cow", "pig"]
       .flatMap((a) =>
         ["mat", "rug", "bed", "box"].map((p) =>
@@ -150,53 +150,58 @@ describe("training in a browser worker", () => {
         ),
       )
       .join("\n");
-    const out = await page.evaluate(async (text) => {
-      const api = window.trainer.api;
-      const bad = await api
-        .loadData('{"text": "ok"}\n{"text": 3}', { source: "bad.jsonl" })
-        .catch((e: Error) => e);
-      await api.loadData(text, {
-        source: "animals.jsonl",
-        valSplit: 0.25,
-        seed: 1,
-      });
-      await api.addAdapter("default", {
-        r: 8,
-        loraAlpha: 16,
-        targetModules: "all-linear",
-      });
-      const before = await api.evaluate("val");
-      const steps: number[] = [];
-      let paused = false;
-      const training = api.train(
-        { learningRate: 2e-2, batchSize: 6, epochs: 4 },
-        window.comlinkProxy((e: { type: string; step: number }) => {
-          if (e.type !== "step") return;
-          steps.push(e.step);
-          if (e.step === 3 && !paused) {
-            paused = true;
-            void api
-              .pause()
-              .then(() => setTimeout(() => void api.resume(), 200));
-          }
-        }),
-      );
-      const result = await training;
-      const after = await api.evaluate("val");
-      const files = await api.saveAdapter();
-      return {
-        badName: bad instanceof Error ? bad.name : "none",
-        badMessage: bad instanceof Error ? bad.message : "",
-        steps,
-        resultSteps: result.steps,
-        before: before.loss,
-        after: after.loss,
-        weightsIsBytes:
-          files["adapter_model.safetensors"] instanceof Uint8Array,
-        weightsLength: files["adapter_model.safetensors"].byteLength,
-        config: JSON.parse(files["adapter_config.json"]).peft_type as string,
-      };
-    }, rows);
+    const out = await page.evaluate(
+      async ({ text, source }) => {
+        const api = window.trainer.api;
+        const bad = await api
+          .loadData('{"text": "ok"}\n{"text": 3}', { source: "bad.jsonl" })
+          .catch((e: Error) => e);
+        await api.loadData(text, {
+          source: "animals.jsonl",
+          valSplit: 0.25,
+          seed: 1,
+        });
+        const before = await api.evaluate("val");
+        const steps: number[] = [];
+        let paused = false;
+        const training = api.runJob(
+          {
+            // The picked folder's model, loaded already: the job runs on it.
+            model: { source },
+            data: { train: "animals.jsonl", valSplit: 0.25 },
+            adapter: { r: 8, alpha: 16 },
+            training: { learningRate: 2e-2, batchSize: 6, epochs: 4, seed: 1 },
+          },
+          { "animals.jsonl": text },
+          window.comlinkProxy((e: { type: string; step?: number }) => {
+            if (e.type !== "step" || e.step === undefined) return;
+            steps.push(e.step);
+            if (e.step === 3 && !paused) {
+              paused = true;
+              void api
+                .pause()
+                .then(() => setTimeout(() => void api.resume(), 200));
+            }
+          }),
+        );
+        const result = await training;
+        const after = await api.evaluate("val");
+        const files = await api.saveAdapter();
+        return {
+          badName: bad instanceof Error ? bad.name : "none",
+          badMessage: bad instanceof Error ? bad.message : "",
+          steps,
+          resultSteps: result.train.steps,
+          before: before.loss,
+          after: after.loss,
+          weightsIsBytes:
+            files["adapter_model.safetensors"] instanceof Uint8Array,
+          weightsLength: files["adapter_model.safetensors"].byteLength,
+          config: JSON.parse(files["adapter_config.json"]).peft_type as string,
+        };
+      },
+      { text: rows, source },
+    );
     expect(out.badName).toBe("RowFormatError");
     expect(out.badMessage).toMatch(/bad\.jsonl.*line 2/);
     expect(out.steps).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
