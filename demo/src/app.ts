@@ -74,6 +74,8 @@ export class DemoApp {
   events: TrainEvent[] = [];
   /** The last job run, as it ran (its prompt template filled in). */
   lastJob?: FineTuneJobSpec;
+  /** The string the model was loaded from (hub id or URL), which a job names it by; none for picked files. */
+  private modelSource?: string;
   /** The loaded data files by the names the job gives them. */
   private dataFiles: Record<string, string> = {};
   /** The loaded data's part of the job: its files, split and reading options. */
@@ -168,11 +170,15 @@ export class DemoApp {
     this.clearAnswers();
     const info = await this.api.loadModel(
       source,
-      weightStorage(byId<HTMLSelectElement>("weight-storage").value),
+      {
+        ...weightStorage(byId<HTMLSelectElement>("weight-storage").value),
+        ...(choice.kind === "hub" ? hubAddress() : {}),
+      },
       onProgress,
     );
     bar.hidden = true;
     this.model = info;
+    this.modelSource = typeof source === "string" ? source : undefined;
     this.modelChoice = choice;
     fillList(byId("model-info"), [
       ["model", info.source],
@@ -264,7 +270,7 @@ export class DemoApp {
     return {
       ...settings,
       model: {
-        source: this.model.source,
+        source: this.modelSource ?? this.model.source,
         dtype: storage.dtype ?? "float32",
         quantize: storage.quantize ?? null,
         doubleQuant: storage.doubleQuant ?? false,
@@ -508,7 +514,10 @@ export class DemoApp {
       notes.push(
         `it trains on ${job.data.train}${job.data.test ? ` and tests on ${job.data.test}` : ""}: pick ${job.data.test ? "them" : "it"} under "your own file" and press Load data`,
       );
-    if (this.model && job.model.source !== this.model.source)
+    if (
+      this.model &&
+      job.model.source !== (this.modelSource ?? this.model.source)
+    )
       notes.push(`its model is ${job.model.source}, not the loaded one`);
     setStatus(
       `Loaded the settings of ${file.name}${notes.length ? `; ${notes.join("; ")}.` : "."}`,
@@ -600,6 +609,15 @@ export class DemoApp {
     forgetRun();
     await this.api.clearCheckpoints();
   }
+}
+
+/**
+ * The hub a hub id is fetched from: huggingface.co, or a mirror named by the page's `?hub=` parameter (a company
+ * mirror, or a test's local server).
+ */
+function hubAddress(): { hubUrl?: string } {
+  const hub = new URLSearchParams(location.search).get("hub");
+  return hub ? { hubUrl: hub } : {};
 }
 
 /** Whether an error is a cancellation (Stop or Skip scoring), which is no error to the user. */

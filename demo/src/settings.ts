@@ -2,12 +2,13 @@
  * The training settings form: each field is one FineTuneJob field, with a line of help. Its defaults are the
  * job's (JOB_DEFAULTS, as the CLI's); a preset or a loaded job file fills in other values.
  */
+import type { JobFieldNames } from "@webtune/core";
+// The defaults alone: "@webtune/core" itself would put tfjs in the page's bundle.
 import {
   JOB_DEFAULTS,
   type FineTuneJobInput,
   type JobField,
-  type JobFieldNames,
-} from "@webtune/core";
+} from "@webtune/core/job";
 import type { WorkerLoadOptions } from "@webtune/worker";
 import { byId } from "./dom.js";
 
@@ -254,6 +255,13 @@ export function applyJob(job: FineTuneJobInput): void {
     if (f.kind === "checkbox") input.checked = value === true;
     else input.value = text(f, value);
   }
+}
+
+/** Every field's text at the job defaults (what a fresh form shows). */
+export function defaultValues(): Record<string, string> {
+  return Object.fromEntries(
+    FIELDS.map((f) => [f.name, text(f, get(DEFAULTS, f.field))]),
+  );
 }
 
 /** Every field's current text, for saving a run. */

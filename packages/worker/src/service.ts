@@ -102,7 +102,8 @@ export class TrainerService implements TrainerApi {
     this.model = model;
     this.peft = new LoraModel(model);
     this.loaded = {
-      source: model.source,
+      // What a job names: the string it was loaded from (a hub id, a URL), else the picked files' description.
+      source: typeof source === "string" ? source : model.source,
       revision: options.revision ?? JOB_DEFAULTS.model.revision,
       dtype: options.dtype ?? "float32",
       quantize: options.quantize ?? null,

@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { JobError } from "@webtune/core";
 import { buildJob } from "../../../packages/cli/src/job_flags.js";
 import { TrainerService } from "../../../packages/worker/src/service.js";
+import { defaultValues, settingsJob } from "../../../demo/src/settings.js";
 
 const worker = new TrainerService();
 
@@ -21,6 +22,30 @@ describe("the CLI and the worker build one job", () => {
       data: { train: "train.jsonl" },
     });
     expect(cli.toJSON()).toEqual(fromWorker);
+  });
+
+  it("and the demo's form, untouched, describes that same job", async () => {
+    const form = settingsJob(defaultValues());
+    const fromDemo = await worker.checkJob({
+      ...form,
+      model: { source: "m" },
+      data: { ...form.data, train: "train.jsonl" },
+    });
+    expect(fromDemo).toEqual(
+      (await buildJob({ model: "m", data: "train.jsonl" })).toJSON(),
+    );
+    // A changed field is read back as the job's value: "0" is "none" for the optional counts.
+    const changed = settingsJob({
+      ...defaultValues(),
+      lr: "0.003",
+      maxSteps: "0",
+      targets: "q_proj, v_proj",
+    });
+    expect(changed.training).toMatchObject({
+      learningRate: 0.003,
+      maxSteps: null,
+    });
+    expect(changed.adapter!.targetModules).toEqual(["q_proj", "v_proj"]);
   });
 
   it("with every setting given", async () => {
