@@ -108,6 +108,11 @@ function firstStop(text: string, stops: string[]): number | undefined {
 
 /** Tokens (rows × (prompt + continuation)) in one batch of {@link greedyBatch} by default. */
 export const BATCH_TOKENS = 8192;
+/**
+ * Rows decoded together at most. A decode step cannot be interrupted, so this bounds how long a cancelled
+ * evaluation takes to stop (the prompts' prefill is the longest step).
+ */
+const GREEDY_ROWS = 64;
 
 /**
  * Greedy continuations of many prompts at once, as {@link generate} with temperature 0 gives them one by one:
@@ -147,7 +152,7 @@ export async function greedyBatch(
     const size =
       batchSize ??
       Math.min(
-        256,
+        GREEDY_ROWS,
         Math.max(
           1,
           Math.floor(BATCH_TOKENS / (prompts[rows[0]!]!.length + longest)),

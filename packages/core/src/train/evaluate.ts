@@ -69,6 +69,12 @@ export async function rowNll(
 
 /** Logits of at most this many floats at once when scoring rows together (64 MiB). */
 const SCORE_FLOATS = 1 << 24;
+/**
+ * Rows scored in one forward pass at most. A pass cannot be interrupted, so this bounds how long a cancelled
+ * scoring takes to stop: seconds on a software adapter, milliseconds on a GPU, where 16 rows already
+ * fill the step.
+ */
+const SCORE_ROWS = 16;
 
 /**
  * The summed NLL and loss-token count of each row, as {@link rowNll} gives them one by one, computed for many rows
@@ -94,6 +100,7 @@ export async function rowNlls(
     // Sorted ascending, so the last row of a batch is its longest.
     while (
       end < order.length &&
+      end - at < SCORE_ROWS &&
       (end + 1 - at) * rows[order[end]!]!.inputIds.length * V <= SCORE_FLOATS
     )
       end++;
