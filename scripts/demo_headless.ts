@@ -19,16 +19,16 @@ const positive = (v: string) => {
 const options = new Command("demo:headless")
   .description("train the demo page's preset task in headless Chromium")
   .option("--task <name>", "dates | fortunes | kjv", "dates")
-  .option("--steps <n>", "optimizer steps", positive, 40)
-  .option("--batch <n>", "examples per step", positive, 8)
+  .option("--steps <n>", "optimizer steps (default: the preset's)", positive)
+  .option("--batch <n>", "examples per step (default: the preset's)", positive)
   .option("--test-rows <n>", "test rows to score", positive, 50)
   .option("--val-rows <n>", "rows each validation check scores", positive, 32)
   .option("--out <dir>", "where the screenshot goes", "runs/demo-headless")
   .parse()
   .opts<{
     task: string;
-    steps: number;
-    batch: number;
+    steps?: number;
+    batch?: number;
     testRows: number;
     valRows: number;
     out: string;
@@ -95,19 +95,22 @@ async function run(): Promise<void> {
     await page.selectOption("#preset", options.task);
     await page.click("#load-model");
     await settle(page, 300_000);
-    await page.fill("#setting-maxSteps", String(options.steps));
-    await page.fill("#setting-batch", String(options.batch));
-    await page.fill("#setting-warmup", String(Math.ceil(options.steps / 10)));
+    // The preset's recipe as it is, unless the flags change it; fewer test rows, and no checkpoints.
+    if (options.steps !== undefined) {
+      await page.fill("#setting-maxSteps", String(options.steps));
+      await page.fill("#setting-warmup", String(Math.ceil(options.steps / 10)));
+      await page.fill(
+        "#setting-evalEvery",
+        String(Math.max(1, Math.round(options.steps / 4))),
+      );
+    }
+    if (options.batch !== undefined)
+      await page.fill("#setting-batch", String(options.batch));
     await page.fill("#setting-testRows", String(options.testRows));
     await page.fill("#setting-valRows", String(options.valRows));
-    await page.fill(
-      "#setting-evalEvery",
-      String(Math.max(1, Math.round(options.steps / 4))),
-    );
     await page.fill("#setting-checkpointEvery", "0");
-    process.stderr.write(
-      `training ${options.task} for ${options.steps} steps in Chromium…\n`,
-    );
+    await page.dispatchEvent("#settings", "input");
+    process.stderr.write(`${await page.locator("#job-line").innerText()}\n`);
     await page.click("#train");
     await settle(page, 3_600_000);
     mkdirSync(options.out, { recursive: true });

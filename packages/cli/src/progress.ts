@@ -7,13 +7,28 @@ export interface Progress {
   stop(): void;
 }
 
+/**
+ * stderr as the bar should see it. bin/webtune.js runs the CLI behind a pipe (to drop Dawn's two warnings) and
+ * says in WEBTUNE_STDERR_TTY whether its own stderr is a terminal: then the pipe is written to as one.
+ */
+function terminal(): NodeJS.WritableStream | undefined {
+  if (process.stderr.isTTY) return process.stderr;
+  if (process.env["WEBTUNE_STDERR_TTY"] !== "1") return undefined;
+  return {
+    isTTY: true,
+    columns: Number(process.env["COLUMNS"]) || 100,
+    write: (chunk: string) => process.stderr.write(chunk),
+  } as unknown as NodeJS.WritableStream;
+}
+
 export function progress(totalSteps: number): Progress {
-  if (process.stderr.isTTY) {
+  const stream = terminal();
+  if (stream) {
     const bar = new SingleBar(
       {
         format:
           "train [{bar}] {value}/{total} steps | loss {loss} | {tps} tok/s | eta {eta_formatted}",
-        stream: process.stderr,
+        stream,
       },
       Presets.shades_classic,
     );
