@@ -19,6 +19,7 @@ import {
   writeSafetensors,
 } from "../../packages/core/src/io/safetensors.js";
 import { demoSettled, launchChromium, serveDemo } from "../helpers/browser.js";
+import { bannerText as pageBanner, demoState } from "../helpers/demo_page.js";
 import { chatModelFolder } from "../helpers/chat_model.js";
 
 let browser: Browser;
@@ -61,17 +62,9 @@ interface LongFrame {
   scripts: { duration: number; invoker: string; sourceURL: string }[];
 }
 
-/** Reads the page's DemoApp (window.webtuneDemo) in the page. */
-async function state<T>(
-  read: (app: NonNullable<Window["webtuneDemo"]>) => T,
-): Promise<T> {
-  const app = await page.evaluateHandle(() => window.webtuneDemo!);
-  try {
-    return (await app.evaluate(read)) as T;
-  } finally {
-    await app.dispose();
-  }
-}
+/** Reads the page's DemoApp in the page. */
+const state = <T>(read: (app: NonNullable<Window["webtuneDemo"]>) => T) =>
+  demoState(page, read);
 
 const settle = (timeout = 240_000) => demoSettled(page, timeout);
 
@@ -86,10 +79,7 @@ function niceGpuProcess(): void {
   for (const pid of pids) execFileSync("renice", ["-n", "10", "-p", pid]);
 }
 
-async function bannerText(): Promise<string> {
-  const banner = page.locator("#banner");
-  return (await banner.isVisible()) ? banner.innerText() : "";
-}
+const bannerText = () => pageBanner(page);
 
 async function openDemo(): Promise<void> {
   await page.goto(site.url);

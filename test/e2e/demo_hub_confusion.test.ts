@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoSettled, launchChromium, serveDemo } from "../helpers/browser.js";
+import { demoState } from "../helpers/demo_page.js";
 import { chatModelFolder } from "../helpers/chat_model.js";
 import { startHubServer, type HubServer } from "../helpers/hub_server.js";
 
@@ -23,17 +24,9 @@ const SHOTS = "dist/e2e-screenshots";
 
 const settle = () => demoSettled(page, 240_000);
 
-/** Reads the page's DemoApp (window.webtuneDemo) in the page. */
-async function state<T>(
-  read: (app: NonNullable<Window["webtuneDemo"]>) => T,
-): Promise<T> {
-  const app = await page.evaluateHandle(() => window.webtuneDemo!);
-  try {
-    return (await app.evaluate(read)) as T;
-  } finally {
-    await app.dispose();
-  }
-}
+/** Reads the page's DemoApp in the page. */
+const state = <T>(read: (app: NonNullable<Window["webtuneDemo"]>) => T) =>
+  demoState(page, read);
 
 /** Three classes, six rows each; the micro model's byte-level tokenizer reads any text. */
 function classes(): string {

@@ -11,6 +11,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FineTuneJobSpec } from "@webtune/core";
 import { demoSettled, launchChromium, serveDemo } from "../helpers/browser.js";
+import { bannerText as pageBanner, demoState } from "../helpers/demo_page.js";
 
 let browser: Browser;
 let site: { url: string; close: () => Promise<void> };
@@ -19,22 +20,11 @@ const logs: string[] = [];
 const scratch = mkdtempSync(join(tmpdir(), "webtune-demo-job-"));
 const settle = (timeout = 240_000) => demoSettled(page, timeout);
 
-async function bannerText(): Promise<string> {
-  const banner = page.locator("#banner");
-  return (await banner.isVisible()) ? banner.innerText() : "";
-}
+const bannerText = () => pageBanner(page);
 
 /** Reads the page's DemoApp in the page. */
-async function state<T>(
-  read: (app: NonNullable<Window["webtuneDemo"]>) => T,
-): Promise<T> {
-  const app = await page.evaluateHandle(() => window.webtuneDemo!);
-  try {
-    return (await app.evaluate(read)) as T;
-  } finally {
-    await app.dispose();
-  }
-}
+const state = <T>(read: (app: NonNullable<Window["webtuneDemo"]>) => T) =>
+  demoState(page, read);
 
 /**
  * Clicks `button` the moment the status line starts with `status` (from inside the page, so no scoring can end

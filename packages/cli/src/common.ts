@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import {
   buildDataset,
+  DATASET_FORMATS,
   ConfigError,
   initRuntime,
   loadModel,
@@ -31,13 +32,7 @@ export async function loadForCommand(
   return { model, peft };
 }
 
-const FORMATS = [
-  "completion",
-  "instruction",
-  "chat",
-  "classification",
-  "tokens",
-];
+const FORMATS: readonly string[] = DATASET_FORMATS;
 
 /** How dataset messages name the CLI's flags (see OptionNames). */
 const FLAG_NAMES = {

@@ -4,6 +4,7 @@
  */
 import { ConfigError } from "../errors.js";
 import { loraConfig, type LoraConfigInput } from "../lora/config.js";
+import { DATASET_FORMATS } from "../train/data/types.js";
 import {
   JOB_DEFAULTS,
   JOB_SECTIONS,
@@ -32,13 +33,7 @@ export class JobError extends ConfigError {
   }
 }
 
-const FORMATS = [
-  "completion",
-  "instruction",
-  "chat",
-  "classification",
-  "tokens",
-] as const;
+const FORMATS = DATASET_FORMATS;
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);

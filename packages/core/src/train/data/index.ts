@@ -13,6 +13,7 @@
  */
 export {
   API_OPTION_NAMES,
+  DATASET_FORMATS,
   RowFormatError,
   type CleaningReport,
   type DatasetFormat,

@@ -12,8 +12,14 @@ import { FormatError } from "../../errors.js";
  * - `classification`: `{"text","label"}`, loss on the label;
  * - `tokens`: `{"input_ids", "labels"?}`, already tokenized.
  */
-export type DatasetFormat =
-  "completion" | "instruction" | "chat" | "classification" | "tokens";
+export const DATASET_FORMATS = [
+  "completion",
+  "instruction",
+  "chat",
+  "classification",
+  "tokens",
+] as const;
+export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 
 /** The file layouts that {@link parseRows} reads. */
 export type FileType = "jsonl" | "csv" | "text";
