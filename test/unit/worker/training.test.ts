@@ -143,10 +143,14 @@ describe("worker job API (in-thread)", () => {
     expect((await service.evaluate("test", { useAdapter: false })).loss).toBe(
       outcome.test.base!.loss,
     );
-    // Merged before, merged after.
+    // Merged before, merged after: with adapters disabled, the merged weights still give the tuned loss.
     await service.merge();
     await mergedFolder();
-    expect((await service.evaluate("test")).loss).toBeCloseTo(tuned.loss, 4);
+    const disabled = await service.evaluate("test", { useAdapter: false });
+    expect(disabled.loss).toBeCloseTo(tuned.loss, 4);
+    expect(Math.abs(disabled.loss - outcome.test.base!.loss)).toBeGreaterThan(
+      1e-3,
+    );
     await service.unmerge();
 
     // A fresh adapter resumed from step 4 ends where the uninterrupted run ended.
