@@ -13,17 +13,17 @@ export type {
 export { JobError, adapterConfig } from "./validate.js";
 export type { JobFieldNames, JobProblem } from "./validate.js";
 export { JobControl } from "./control.js";
-export { JOB_ADAPTER, readJobData } from "./run.js";
+export { JOB_ADAPTER } from "./run.js";
+export { readJobData } from "./data.js";
+export type { JobSplits } from "./data.js";
+export type { JobResult, JobRunOptions } from "./run.js";
 export type {
   DataEvent,
   ForgettingEvent,
   JobEvent,
-  JobResult,
-  JobSplits,
-  JobRunOptions,
   PhaseEvent,
   TestEvent,
-} from "./run.js";
+} from "./events.js";
 export {
   applyPromptTemplate,
   derivePromptTemplate,

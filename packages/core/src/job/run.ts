@@ -9,9 +9,7 @@ import type { LoadOptions } from "../io/hub.js";
 import { LoraModel } from "../lora/model.js";
 import { loadModel, type PretrainedModel } from "../models/pretrained.js";
 import { epochBatches, epochSequence } from "../train/data/batch.js";
-import { buildDataset, type Dataset } from "../train/data/build.js";
 import { findOverlap } from "../train/data/overlap.js";
-import { splitDataset } from "../train/data/split.js";
 import type {
   DatasetInput,
   Example,
@@ -22,60 +20,17 @@ import { FullFineTune } from "../train/trainable.js";
 import {
   Trainer,
   type TrainerOptionNames,
-  type TrainEvent,
   type TrainResult,
 } from "../train/trainer.js";
 import type { JobControl } from "./control.js";
+import { readJobData, type JobSplits } from "./data.js";
+import type { ForgettingEvent, JobEvent } from "./events.js";
 import type { FineTuneJobSpec } from "./job.js";
 import { derivePromptTemplate } from "./prompt_template.js";
 import { adapterConfig, type JobFieldNames } from "./validate.js";
 
 /** The adapter a job trains, in a LoraModel's adapters. */
 export const JOB_ADAPTER = "default";
-
-/** What a run is doing, for a status line. */
-export interface PhaseEvent {
-  type: "phase";
-  phase:
-    | "loading model"
-    | "reading data"
-    | "scoring base"
-    | "training"
-    | "scoring tuned"
-    | "checking forgetting";
-  /** Rows being scored, in the scoring phases. */
-  rows?: number;
-}
-
-/** The data as read: its cleaning report, split sizes, and test rows the training data also holds. */
-export interface DataEvent {
-  type: "data";
-  format: Dataset["format"];
-  report: Dataset["report"];
-  labels?: string[];
-  sizes: { train: number; val: number; test: number };
-  overlap: { rows: number; lines: number[] };
-  promptTemplate: string | null;
-}
-
-/** Test metrics of the base model (before training) or of the tuned one. */
-export type TestEvent = {
-  type: "test";
-  phase: "base" | "tuned";
-  step: number;
-} & EvaluationResult;
-
-/** The reference text's loss before and after tuning (a positive delta is forgetting). */
-export interface ForgettingEvent {
-  type: "forgetting";
-  base_loss: number;
-  tuned_loss: number;
-  loss_delta: number;
-}
-
-/** Everything a run reports, in order; the Trainer's step and eval events among them. */
-export type JobEvent =
-  TrainEvent | PhaseEvent | DataEvent | TestEvent | ForgettingEvent;
 
 /** Where a run gets what the job only names, and where it reports. */
 export interface JobRunOptions {
@@ -127,17 +82,6 @@ export interface JobResult {
   overlap?: { rows: number; lines: number[] };
   /** The run's numbers as one flat record, as the CLI prints it. */
   summary: Record<string, unknown>;
-}
-
-/** A job's data, read and split: what {@link readJobData} gives. */
-export interface JobSplits {
-  format: Dataset["format"];
-  report: Dataset["report"];
-  labels?: string[];
-  train: Example[];
-  val: Example[];
-  test: Example[];
-  reference?: Example[];
 }
 
 /** Runs `job`, which must have been checked (FineTuneJob.from does). */
@@ -309,76 +253,6 @@ async function runOn(
     ...result,
     train: trainResult,
     summary: summarize({ ...result, train: trainResult }),
-  };
-}
-
-/**
- * Reads the job's files with the model's tokenizer (token ids checked against its vocabulary) and splits them;
- * nothing is kept if any file is at fault. The test rows are all of them (`evaluation.testRows` is applied by the
- * run).
- */
-export async function readJobData(
-  job: FineTuneJobSpec,
-  model: Pick<PretrainedModel, "tokenizer" | "dims" | "source">,
-  o: Pick<JobRunOptions, "readFile" | "names" | "dataNames">,
-): Promise<JobSplits> {
-  const tokenizer = model.tokenizer;
-  if (!tokenizer)
-    throw new ConfigError(
-      `${model.source} has no tokenizer.json, which reading ${job.data.train} needs.`,
-    );
-  const name = (f: keyof JobFieldNames) => o.names?.[f] ?? `job.${f}`;
-  const read = async (
-    field: "data.train" | "data.test" | "evaluation.reference",
-    source: string,
-    format: Dataset["format"] | null,
-    evaluation: boolean,
-  ) =>
-    buildDataset(await o.readFile(source, field), tokenizer, {
-      source,
-      format: format ?? undefined,
-      maxLength: job.data.maxLength,
-      truncate: true,
-      // Training data is deduplicated; evaluation files keep every row, so their scores count rows as other tools do.
-      dedupe: !evaluation,
-      onError: job.data.skipBadRows ? "skip" : "throw",
-      vocabSize: model.dims.vocabSize,
-      optionNames: o.dataNames,
-    });
-  const main = await read("data.train", job.data.train, job.data.format, false);
-  const split = splitDataset(main.examples, {
-    val: job.data.valSplit,
-    test: job.data.test ? 0 : job.data.testSplit,
-    seed: job.training.seed,
-    stratify: main.format === "classification",
-  });
-  if (job.data.test) {
-    const test = await read("data.test", job.data.test, main.format, true);
-    const unknown = (test.labels ?? []).filter(
-      (l) => !(main.labels ?? []).includes(l),
-    );
-    if (unknown.length > 0)
-      throw new ConfigError(
-        `${name("data.test")} ${job.data.test} has labels that ${name("data.train")} ${job.data.train} never uses: ${unknown.join(", ")}.`,
-      );
-    split.test = test.examples;
-  }
-  const reference = job.evaluation.reference
-    ? (
-        await read(
-          "evaluation.reference",
-          job.evaluation.reference,
-          "completion",
-          true,
-        )
-      ).examples
-    : undefined;
-  return {
-    format: main.format,
-    report: main.report,
-    labels: main.labels,
-    ...split,
-    reference,
   };
 }
 
