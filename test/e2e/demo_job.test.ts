@@ -140,7 +140,7 @@ describe("the demo's job", () => {
 
   it("skips the base scoring on request and trains", async () => {
     await page.fill("#setting-maxSteps", "2");
-    await page.fill("#setting-testRows", "32");
+    await page.fill("#setting-testRows", "16");
     const timing = await clickWhen("Scoring the base model", "#skip-scoring");
     expect(timing.answeredMs).toBeLessThan(1000);
     expect(await bannerText(), logs.join("\n")).toBe("");
@@ -151,7 +151,7 @@ describe("the demo's job", () => {
     expect(after.train.aborted).toBe(false);
     expect(after.train.steps).toBe(2);
     expect(after.metrics.base).toBeUndefined();
-    expect(after.metrics.tuned!.rows).toBe(32);
+    expect(after.metrics.tuned!.rows).toBe(16);
   });
 
   it("downloads the page's job, and loading it back restores the settings and the data", async () => {
