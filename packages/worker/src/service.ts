@@ -214,7 +214,8 @@ export class TrainerService implements TrainerApi {
         this.releaseModel();
         this.model = run.model;
         this.peft = run.peft;
-        this.loaded = { ...job.model, source: run.model.source };
+        // A fully tuned model is no longer its source's base: the next job loads that afresh.
+        this.loaded = job.method === "full" ? undefined : { ...job.model };
       }
       this.fullyTuned = job.method === "full";
       this.data = run.splits;

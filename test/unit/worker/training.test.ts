@@ -199,10 +199,12 @@ describe("worker job API (in-thread)", () => {
 
   it("fine-tunes every weight through the same API, and saves the tuned model", async (ctx) => {
     const service = await started(ctx);
-    await service.loadModel(chatModelFolder(), { cache: false });
+    const folder = chatModelFolder();
+    await service.loadModel(folder, { cache: false });
     const before = await service.loss([[5, 9, 30, 2, 44, 100, 7]]);
     const outcome = await service.runJob(
       animals({
+        model: { source: folder },
         method: "full",
         training: { learningRate: 1e-3, batchSize: 6, maxSteps: 3 },
       }),
@@ -213,7 +215,27 @@ describe("worker job API (in-thread)", () => {
     // A full fine-tune changes the model's own weights; its saved folder is the tuned model.
     const after = await service.loss([[5, 9, 30, 2, 44, 100, 7]]);
     expect(after).not.toBe(before);
-    const folder = await service.saveMerged();
-    expect(Object.keys(folder)).toContain("model.safetensors");
+    const saved = await service.saveMerged();
+    expect(Object.keys(saved)).toContain("model.safetensors");
+    // The tuned weights are no longer the base: a LoRA job on the same source loads it afresh.
+    const lora = await service.runJob(
+      animals({
+        model: { source: folder },
+        data: { test: "test.jsonl" },
+        training: { batchSize: 6, maxSteps: 1 },
+      }),
+      files,
+    );
+    const fresh = await started(ctx);
+    await fresh.loadModel(folder, { cache: false });
+    await fresh.loadData(rows, {
+      source: "animals.jsonl",
+      valSplit: 0.25,
+      seed: 1,
+      test: { input: testRows, source: "test.jsonl" },
+    });
+    expect(lora.test.base!.loss).toBe(
+      (await fresh.evaluate("test", { useAdapter: false })).loss,
+    );
   });
 });

@@ -211,9 +211,14 @@ async function runOn(
       emit({ type: "test", phase: "base", step: 0, ...result.test.base });
   }
   const reference = data.reference;
+  const scoreReference = () =>
+    evaluate(scorer, tok, reference!, { format: "completion" });
+  // The base model's own loss: the new adapter is switched off, not trusted to be a no-op at its init.
   const referenceBase =
     reference && !o.control?.stopRequested
-      ? await evaluate(model, tok, reference, { format: "completion" })
+      ? trained === peft
+        ? await peft.withAdaptersDisabled(scoreReference)
+        : await scoreReference()
       : undefined;
 
   emit({ type: "phase", phase: "training" });
@@ -238,9 +243,7 @@ async function runOn(
     result.majorityAccuracy = majorityBaseline(data.train, test);
   if (reference && referenceBase && !o.control?.stopRequested) {
     emit({ type: "phase", phase: "checking forgetting" });
-    const after = await evaluate(scorer, tok, reference, {
-      format: "completion",
-    });
+    const after = await scoreReference();
     result.forgetting = {
       type: "forgetting",
       base_loss: referenceBase.loss,
