@@ -70,10 +70,11 @@ export function withDefaults(
   } as Record<string, unknown>;
   for (const section of JOB_SECTIONS) {
     const given = input[section] ?? {};
+    // What has no default comes first, so that a printed job starts with its model and its data.
     const defaults: Record<string, unknown> = {
-      ...(JOB_DEFAULTS[section as keyof typeof JOB_DEFAULTS] as object),
       ...(section === "model" ? { source: "" } : {}),
       ...(section === "data" ? { train: "" } : {}),
+      ...(JOB_DEFAULTS[section as keyof typeof JOB_DEFAULTS] as object),
     } as Record<string, unknown>;
     if (!isObject(given)) {
       problems.push({
