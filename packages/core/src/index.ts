@@ -8,7 +8,12 @@
  * - lora: adapters in Hugging Face PEFT's format, with DoRA, rsLoRA, named adapters and merging (`LoraModel`);
  * - train: datasets, the Trainer on a compiled training step, evaluation, early stopping and checkpoints
  *   (`buildDataset`, `Trainer`, `evaluate`);
+ * - job: a whole fine-tuning run as one serialisable FineTuneJob (model, data, split, adapter, training,
+ *   evaluation), its defaults (`JOB_DEFAULTS`), its check and its run; the CLI, the worker and the demo run these;
  * - io, kernels, errors: model files, downloads and caching; the fused WGSL kernels; typed errors.
+ *
+ * The same run as one job: `await FineTuneJob.from({ model: { source }, data: { train: "train.jsonl" } })
+ * .run({ readFile })`. Or piece by piece:
  *
  * @example
  * ```ts
