@@ -35,7 +35,7 @@ export async function loadForCommand(
 const FORMATS: readonly string[] = DATASET_FORMATS;
 
 /** How dataset messages name the CLI's flags (see OptionNames). */
-const FLAG_NAMES = {
+export const DATA_FLAG_NAMES = {
   skip: "pass --skip-bad-rows",
   maxLength: "--seq-len",
   truncate: null,
@@ -82,6 +82,6 @@ export async function readDataset(
     dedupe: !options.evaluation,
     onError: options.skipBadRows ? "skip" : "throw",
     vocabSize: model.dims.vocabSize,
-    optionNames: FLAG_NAMES,
+    optionNames: DATA_FLAG_NAMES,
   });
 }

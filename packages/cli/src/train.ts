@@ -16,6 +16,7 @@ import {
   type FineTuneJob,
   type JobEvent,
 } from "@webtune/core";
+import { DATA_FLAG_NAMES } from "./common.js";
 import { FLAG_NAMES, buildJob, type RecipeFlags } from "./job_flags.js";
 import {
   abandonRun,
@@ -46,13 +47,6 @@ const TRAINER_NAMES = {
   nf4DoubleQuant: "--quantize nf4 --double-quant",
   gradientCheckpointing: "--gradient-checkpointing",
 };
-const DATA_NAMES = {
-  skip: "pass --skip-bad-rows",
-  maxLength: "--seq-len",
-  truncate: null,
-  format: "--format",
-};
-
 /** The Trainer's divergence, told with the CLI's flags, and what is left in --out. */
 function diverged(
   e: DivergenceError,
@@ -120,7 +114,7 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
         }),
       names: o.job ? undefined : FLAG_NAMES,
       trainerNames: TRAINER_NAMES,
-      dataNames: DATA_NAMES,
+      dataNames: DATA_FLAG_NAMES,
       control: new JobControl(),
       checkpoints: directoryStore(`${out}/checkpoints`),
       resume,

@@ -4,9 +4,9 @@ import type { PretrainedModel } from "../models/pretrained.js";
 import { buildDataset, type Dataset } from "../train/data/build.js";
 import { splitDataset } from "../train/data/split.js";
 import type { Example } from "../train/data/types.js";
-import type { FineTuneJobSpec } from "./job.js";
+import type { FineTuneJobSpec, JobField } from "./job.js";
 import type { JobRunOptions } from "./run.js";
-import type { JobFieldNames } from "./validate.js";
+import { fieldName } from "./validate.js";
 
 /** A job's data, read and split: what {@link readJobData} gives. */
 export interface JobSplits {
@@ -34,7 +34,7 @@ export async function readJobData(
     throw new ConfigError(
       `${model.source} has no tokenizer.json, which reading ${job.data.train} needs.`,
     );
-  const name = (f: keyof JobFieldNames) => o.names?.[f] ?? `job.${f}`;
+  const name = (f: JobField) => fieldName(o.names, f);
   const read = async (
     field: "data.train" | "data.test" | "evaluation.reference",
     source: string,

@@ -25,9 +25,9 @@ import {
 import type { JobControl } from "./control.js";
 import { readJobData, type JobSplits } from "./data.js";
 import type { ForgettingEvent, JobEvent } from "./events.js";
-import type { FineTuneJobSpec } from "./job.js";
+import type { FineTuneJobSpec, JobField } from "./job.js";
 import { derivePromptTemplate } from "./prompt_template.js";
-import { adapterConfig, type JobFieldNames } from "./validate.js";
+import { adapterConfig, fieldName, type JobFieldNames } from "./validate.js";
 
 /** The adapter a job trains, in a LoraModel's adapters. */
 export const JOB_ADAPTER = "default";
@@ -298,7 +298,7 @@ function makeTrainer(
       ? epochBatches(valRows, { ...batching, shuffle: false }, 1)
       : undefined;
   if (t.gradAccum > train.length) {
-    const name = (f: keyof JobFieldNames) => o.names?.[f] ?? `job.${f}`;
+    const name = (f: JobField) => fieldName(o.names, f);
     throw new ConfigError(
       `${name("training.gradAccum")} ${t.gradAccum} is more micro-batches than the ${train.length} training batches ` +
         `(${data.train.length} rows, ${name("training.batchSize")} ${t.batchSize}, ${name("training.epochs")} ${t.epochs}); use at most ${train.length}.`,

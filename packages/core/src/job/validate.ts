@@ -15,6 +15,14 @@ import {
 /** How a surface names a job's fields to its user: `{ "training.learningRate": "--lr" }`. Default `job.<field>`. */
 export type JobFieldNames = Partial<Record<JobField, string>>;
 
+/** How `names` says `field` to its user: its own word for it, else `job.<field>`. */
+export function fieldName(
+  names: JobFieldNames | undefined,
+  field: JobField,
+): string {
+  return names?.[field] ?? `job.${field}`;
+}
+
 /** One bad field of a job. */
 export interface JobProblem {
   field: JobField;
@@ -79,7 +87,7 @@ export function withDefaults(
     if (!isObject(given)) {
       problems.push({
         field: `${section}.*` as JobField,
-        message: `${names[section as JobField] ?? `job.${section}`} must be an object, got ${describe(given)}.`,
+        message: `${fieldName(names, section as JobField)} must be an object, got ${describe(given)}.`,
       });
       spec[section] = defaults;
       continue;
@@ -159,7 +167,7 @@ export function jobProblems(
     if (!ok(v))
       problems.push({
         field,
-        message: `${names[field] ?? `job.${field}`} must be ${what}, got ${describe(v)}.`,
+        message: `${fieldName(names, field)} must be ${what}, got ${describe(v)}.`,
       });
   };
   const int = (min: number) => (v: unknown) =>
@@ -286,7 +294,7 @@ function combinations(
   job: FineTuneJobSpec,
   names: JobFieldNames,
 ): JobProblem[] {
-  const name = (f: JobField) => names[f] ?? `job.${f}`;
+  const name = (f: JobField) => fieldName(names, f);
   const out: JobProblem[] = [];
   const { data, model, evaluation } = job;
   if (
