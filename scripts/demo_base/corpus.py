@@ -6,6 +6,8 @@
 Writes, all deterministic for a given seed and package versions (SOURCES.md records them):
 - <out>/pretrain.txt: GCIDE definitions, one entry a line: the base model's pretraining corpus;
 - demo/public/data/reference.jsonl: GCIDE entries held out of pretraining, for the forgetting check;
+- demo/public/data/replay.jsonl: a sample of the pretraining entries, the general text a run replays against
+  forgetting (never the reference's entries, which pretraining did not see either);
 - demo/public/data/fortunes/{train,test}.jsonl: fortune-cookie texts labelled by their category file;
 - demo/public/data/kjv/{train,test}.jsonl: King James Bible passages, the style/domain task.
 The date task has no source text: dates.py generates it.
@@ -28,6 +30,8 @@ FORTUNES = Path("/usr/share/games/fortunes")
 FORTUNE_CLASSES = ["computers", "food", "law", "love"]
 FORTUNE_MAX_CHARS = 160
 MAX_CHARS = 600  # reference entries and Bible passages: about 150 tokens at most
+REPLAY_ROWS = 2000
+REPLAY_MAX_CHARS = 300  # short entries: a replayed row costs about as much as a task row
 
 
 def ascii_text(text: str) -> str:
@@ -91,7 +95,7 @@ def bible_passages(verses_per_passage: int = 3) -> list[str]:
 
 SOURCES = [
     ("dict-gcide", "GCIDE, the GNU Collaborative International Dictionary of English (Webster's 1913 and WordNet)",
-     "GPL-2.0-or-later", "pretraining corpus (definitions only) and reference.jsonl (held-out entries)"),
+     "GPL-2.0-or-later", "pretraining corpus (definitions only), replay.jsonl (a sample of it) and reference.jsonl (held-out entries)"),
     ("fortunes", "fortune-mod's cookie files computers, food, law and love", "BSD-3-Clause (fortune-mod)",
      "fortunes/ classification task"),
     ("bible-kjv-text", "The King James Version of the Bible (1611), read with the bible-kjv program",
@@ -147,6 +151,10 @@ def main() -> None:
     (out / "pretrain.txt").write_text("\n".join(pretrain) + "\n")
     print(f"wrote {out / 'pretrain.txt'}: {len(pretrain)} entries, {sum(map(len, pretrain)) / 1e6:.1f} M characters")
     write_jsonl(DATA / "reference.jsonl", [{"text": t} for t in reference])
+    # Its own generator, so that adding it changed none of the other files' draws.
+    short = [e for e in pretrain if len(e) <= REPLAY_MAX_CHARS]
+    replay = random.Random(args.seed + 1).sample(short, REPLAY_ROWS)
+    write_jsonl(DATA / "replay.jsonl", [{"text": t} for t in replay])
 
     train, test = [], []
     by_class = {label: fortunes(label) for label in FORTUNE_CLASSES}
