@@ -171,7 +171,7 @@ describe("steady state", () => {
       const step = () =>
         session.step([batch], {
           lr: 1e-3,
-          lossScale: 1 / 15,
+          lossScales: [1 / 15],
           dropoutSeeds: [7],
         });
       await step();
@@ -207,7 +207,7 @@ describe("bad batches", () => {
     const peft = await loraModel("llama");
     const session = compile(peft);
     try {
-      const scalars = { lr: 1e-3, lossScale: 1, dropoutSeeds: [0] };
+      const scalars = { lr: 1e-3, lossScales: [1], dropoutSeeds: [0] };
       const V = peft.base.dims.vocabSize;
       const badId = { inputIds: [[1, V, 2]], labels: [[1, 2, 3]] };
       expect(() => session.step([badId], scalars)).toThrow(

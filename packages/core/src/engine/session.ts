@@ -228,13 +228,14 @@ export class TrainingSession {
 
   /**
    * One optimizer step over micro-batches: each one's loss and gradients (added up), then clipping and AdamW.
-   * `lossScale` weights every loss token (1 / loss tokens of the whole step); `dropoutSeeds` has one seed per
-   * micro-batch; `lr` is this step's learning rate. Resolves with the summed loss and the gradient norm before
+   * `lossScales` has one weight per micro-batch for each of its loss tokens (1 / loss tokens of the whole step for
+   * the step's mean; a mixed batch's parts differ); `dropoutSeeds` has one seed per micro-batch; `lr` is this
+   * step's learning rate. Resolves with the summed loss and the gradient norm before
    * clipping, once the GPU has finished; nothing here waits for it.
    */
   step(
     group: SessionBatch[],
-    scalars: { lr: number; lossScale: number; dropoutSeeds: number[] },
+    scalars: { lr: number; lossScales: number[]; dropoutSeeds: number[] },
   ): Promise<{ loss: number; gradNorm: number }> {
     if (group.length === 0)
       throw new ShapeError("an optimizer step needs a micro-batch.");
@@ -256,7 +257,7 @@ export class TrainingSession {
       const params: StepParams = {
         dropoutSeed: scalars.dropoutSeeds[i] ?? 0,
         accumulate: i > 0,
-        lossScale: scalars.lossScale,
+        lossScale: scalars.lossScales[i]!,
         maxGradNorm: this.options.maxGradNorm,
         adam,
       };

@@ -36,5 +36,13 @@ export {
 export type { ClassificationMetrics, Label } from "./metrics.js";
 export { evaluate, forgettingCheck, rowNll, rowNlls } from "./evaluate.js";
 export type { EvaluationResult, Scorer } from "./evaluate.js";
+export { fewShotEvaluate, fewShotRows } from "./few_shot.js";
+export type {
+  FewShotOptionNames,
+  FewShotOptions,
+  FewShotReport,
+  FewShotRows,
+  FewShotTokenizer,
+} from "./few_shot.js";
 export { FullFineTune } from "./trainable.js";
 export type { TrainableModel, NamedVariable } from "./trainable.js";

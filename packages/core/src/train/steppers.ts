@@ -148,10 +148,12 @@ export class CompiledStepper implements Stepper {
     group: TrainBatch[],
     scalars: { lr: number; weights: number[]; dropoutSeeds: number[] },
   ): Promise<PendingStep> {
-    const tokens = lossTokens(group.flatMap((b) => b.labels));
+    // A micro-batch's weight spread over its own loss tokens: weights of token shares give every token 1 / all.
     const result = this.session.step(group, {
       lr: scalars.lr,
-      lossScale: 1 / Math.max(1, tokens),
+      lossScales: group.map(
+        (b, i) => scalars.weights[i]! / Math.max(1, lossTokens(b.labels)),
+      ),
       dropoutSeeds: scalars.dropoutSeeds,
     });
     return Promise.resolve({ result: () => result, dispose: () => undefined });

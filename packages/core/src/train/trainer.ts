@@ -38,11 +38,14 @@ import {
 } from "./steppers.js";
 import {
   lossTokens,
+  microBatches,
+  stepMicroBatches,
   type BatchSequence,
   type TrainBatch,
+  type TrainPart,
 } from "./train_batch.js";
 
-export { lossTokens, type BatchSequence, type TrainBatch };
+export { lossTokens, type BatchSequence, type TrainBatch, type TrainPart };
 
 export interface TrainerOptions {
   /** Peak learning rate. Default 2e-4. */
@@ -399,19 +402,15 @@ export class Trainer {
         const group = Array.from({ length: o.gradAccum }, (_, i) =>
           data.train.at((step * o.gradAccum + i) % data.train.length)!,
         );
-        const tokens = group.map((b) => lossTokens(b.labels));
-        const totalTokens = Math.max(
-          1,
-          tokens.reduce((a, b) => a + b, 0),
-        );
-        const pending = await stepper.step(group, {
+        const { batches: micro, weights } = stepMicroBatches(group);
+        const pending = await stepper.step(micro, {
           lr: schedule.lrAt(step),
-          weights: tokens.map((n) => n / totalTokens),
-          dropoutSeeds: group.map((_, i) => dropoutSeed(o.seed, step, i)),
+          weights,
+          dropoutSeeds: micro.map((_, i) => dropoutSeed(o.seed, step, i)),
         });
         unread.push({ step, pending });
         if (unread.length > 1) await report(); // step N is read while step N + 1 runs
-        tokensSeen += group.reduce(
+        tokensSeen += micro.reduce(
           (n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0),
           0,
         );
@@ -655,15 +654,15 @@ function batchShapes(data: {
   let rows = 0;
   let tokens = 0;
   let longest: TrainBatch | undefined;
-  for (let i = 0; i < scan; i++) {
-    const b = data.train.at(i)!;
-    rows = Math.max(rows, b.inputIds.length);
-    for (const r of b.inputIds)
-      if (r.length > tokens || !longest) {
-        tokens = Math.max(tokens, r.length);
-        longest = b;
-      }
-  }
+  for (let i = 0; i < scan; i++)
+    for (const b of microBatches(data.train.at(i)!)) {
+      rows = Math.max(rows, b.inputIds.length);
+      for (const r of b.inputIds)
+        if (r.length > tokens || !longest) {
+          tokens = Math.max(tokens, r.length);
+          longest = b;
+        }
+    }
   const planRows = Math.max(
     rows,
     ...(data.val ?? []).map((b) => b.inputIds.length),

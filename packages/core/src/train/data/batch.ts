@@ -123,7 +123,12 @@ function chunk<T>(items: T[], size: number, dropLast: boolean): T[][] {
   return out;
 }
 
-function padBatch(rows: Tokenized[], padId: number, multiple: number): Batch {
+/** Rows padded on the right to the longest (rounded up to `multiple`): ids with `padId`, labels with -100. */
+export function padBatch(
+  rows: readonly Tokenized[],
+  padId: number,
+  multiple = 1,
+): Batch {
   const longest = Math.max(...rows.map((r) => r.inputIds.length));
   const length = Math.ceil(longest / multiple) * multiple;
   const pad = <V>(values: V[], fill: V) => [

@@ -59,3 +59,9 @@ export {
   type BatchOptions,
   type Tokenized,
 } from "./batch.js";
+export {
+  mixedSequence,
+  temperatureWeights,
+  type MixOptions,
+  type MixSource,
+} from "./mix.js";
