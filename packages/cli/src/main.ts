@@ -292,6 +292,13 @@ program
     int("--seq-len"),
     1024,
   )
+  .option(
+    "--few-shot <k>",
+    "the few-shot baseline: score each row with k examples of --train in front",
+    int("--few-shot"),
+  )
+  .option("--train <file>", "the training file --few-shot draws from")
+  .option("--seed <n>", "seed of the --few-shot draw", int("--seed"), 0)
   .action((o) => run(() => evalCommand(o)));
 
 /** Runs a command; any error becomes one line on stderr and exit code 1. Dawn keeps Node alive until exit. */
