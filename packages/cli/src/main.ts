@@ -9,6 +9,7 @@ import { generateCommand } from "./generate.js";
 import { infoCommand } from "./info.js";
 import { mergeCommand } from "./merge.js";
 import { EMBEDDED_MODEL } from "./embedded.js";
+import { sweepCommand } from "./sweep.js";
 import { trainCommand } from "./train.js";
 
 export function int(name: string) {
@@ -253,6 +254,40 @@ program
     'how prompts wrap an input, with {input} where it goes (default: derived from the data, e.g. "Date: {input}\\nWritten out:")',
   )
   .action((o) => run(() => trainCommand(o)));
+
+program
+  .command("sweep")
+  .description(
+    "search a job's hyperparameters (a grid or random samples) with successive halving; writes sweep.jsonl, best.job.json and the best adapter to --out",
+  )
+  .option("--job <file>", "the job file whose fields the sweep varies")
+  .option(
+    "--grid <params...>",
+    "the parameters: a train flag or job field, then values (lr=1e-3,3e-3 r=8,16), or a range lo:hi with --random (lr=1e-4:1e-2)",
+  )
+  .option(
+    "--random <n>",
+    "random search: n samples (a list is sampled from; a range log-uniformly for lr, r, alpha, batch and weight decay, uniformly otherwise)",
+    int("--random"),
+  )
+  .option("--seed <n>", "the random search's seed", int("--seed"), 0)
+  .option(
+    "--min-steps <k>",
+    "successive halving: every trial trains k steps, the best 1/eta go on to eta×k, ... up to the job's steps (default: no halving)",
+    int("--min-steps"),
+  )
+  .option("--eta <n>", "successive halving's reduction factor", int("--eta"), 3)
+  .option(
+    "--out <dir>",
+    "output folder; running the same sweep again goes on where it stopped",
+  )
+  .option("--overwrite", "replace a different sweep (or run) in --out")
+  .option(
+    "--max-runs <n>",
+    "stop after n trial-rungs (run again to go on)",
+    int("--max-runs"),
+  )
+  .action((o) => run(() => sweepCommand(o)));
 
 program
   .command("merge")

@@ -29,3 +29,4 @@ export {
   derivePromptTemplate,
   fitsPromptTemplate,
 } from "./prompt_template.js";
+export * from "./sweep.js";
