@@ -24,6 +24,14 @@ const job = {
     train: served(preset.job.data.train),
     test: served(preset.job.data.test),
   },
+  ...(preset.job.replay?.source
+    ? {
+        replay: {
+          ...preset.job.replay,
+          source: served(preset.job.replay.source),
+        },
+      }
+    : {}),
   evaluation: {
     ...preset.job.evaluation,
     testRows: null,

@@ -25,6 +25,12 @@ export interface RecipeFlags {
   testSplit?: number;
   skipBadRows?: boolean;
   promptTemplate?: string;
+  mix?: string;
+  mixTemperature?: number;
+  replay?: string;
+  replayRatio?: number;
+  continueFrom?: string;
+  retention?: string;
   mode?: string;
   r?: number;
   alpha?: number;
@@ -65,6 +71,12 @@ export const FLAG_NAMES = {
   "data.testSplit": "--test-split",
   "data.skipBadRows": "--skip-bad-rows",
   "data.promptTemplate": "--prompt-template",
+  "data.mix": "--mix",
+  "data.mixTemperature": "--mix-temperature",
+  "replay.source": "--replay",
+  "replay.ratio": "--replay-ratio",
+  "adapter.continueFrom": "--continue-from",
+  "evaluation.retention": "--retention",
   method: "--mode",
   "adapter.r": "--r",
   "adapter.alpha": "--alpha",
@@ -101,6 +113,20 @@ const targets = (list: string | undefined) =>
           .map((t) => t.trim())
           .filter(Boolean);
 
+/** A comma list of files: one file stays a string, several become a list (multitask). */
+const fileList = (v: string | undefined) => {
+  if (v === undefined) return undefined;
+  const files = v
+    .split(",")
+    .map((f) => f.trim())
+    .filter(Boolean);
+  return files.length === 1 ? files[0] : files;
+};
+
+/** `--mix 0.7,0.3`: one share per training file (a word that is not a number is left for the job check to name). */
+const shares = (v: string | undefined) =>
+  v?.split(",").map((w) => (w.trim() === "" ? NaN : Number(w)));
+
 /** The job fields the flags set; a flag not given sets nothing. */
 export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
   return {
@@ -111,8 +137,10 @@ export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
       doubleQuant: f.doubleQuant,
     },
     data: {
-      train: f.data,
-      test: f.test,
+      train: fileList(f.data),
+      test: fileList(f.test),
+      mix: shares(f.mix),
+      mixTemperature: f.mixTemperature,
       format: f.format as "completion",
       maxLength: f.seqLen,
       valSplit: f.valSplit,
@@ -129,6 +157,7 @@ export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
       targetModules: targets(f.target),
       rslora: f.rslora,
       dora: f.dora,
+      continueFrom: f.continueFrom,
     },
     training: {
       learningRate: f.lr,
@@ -142,6 +171,7 @@ export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
       gradientCheckpointing: f.gradientCheckpointing,
       memoryBudget: f.memoryBudget,
     },
+    replay: { source: f.replay, ratio: f.replayRatio },
     evaluation: {
       evalEvery: f.evalEvery,
       valRows: f.valRows,
@@ -149,6 +179,7 @@ export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
       testRows: f.testRows,
       scoreBase: f.skipBaseScore ? false : undefined,
       reference: f.reference,
+      retention: fileList(f.retention),
     },
     checkpointEvery: f.checkpointEvery,
   };
@@ -166,6 +197,7 @@ function overlay(base: FineTuneJobInput, over: FineTuneJobInput): object {
     "data",
     "adapter",
     "training",
+    "replay",
     "evaluation",
   ] as const)
     out[section] = { ...base[section], ...defined(over[section]) };
@@ -218,5 +250,38 @@ export async function buildJob(
     ...input.model,
     source: input.model?.source ?? EMBEDDED_MODEL,
   };
-  return FineTuneJob.from(input, names);
+  const earlier = await earlierTests(input);
+  if (earlier)
+    input.evaluation = { ...input.evaluation, retention: earlier.test };
+  const job = FineTuneJob.from(input, names);
+  if (earlier)
+    process.stderr.write(
+      `retention: the earlier stage's test file${Array.isArray(earlier.test) ? "s" : ""} (${earlier.from}) ` +
+        "will be scored before and after\n",
+    );
+  return job;
 }
+
+/**
+ * Sequential fine-tuning: the test files of the stage an adapter came from, as its webtune_job.json names them,
+ * when the job continues that adapter and names no retention files itself.
+ */
+async function earlierTests(
+  input: FineTuneJobInput,
+): Promise<{ test: string | string[]; from: string } | undefined> {
+  const from = input.adapter?.continueFrom;
+  if (typeof from !== "string" || input.evaluation?.retention !== undefined)
+    return undefined;
+  const path = `${from}/${EARLIER_JOB_FILE}`;
+  const text = await readFile(path, "utf8").catch(() => undefined);
+  if (text === undefined) return undefined;
+  try {
+    const test = (JSON.parse(text) as FineTuneJobInput).data?.test;
+    return test ? { test, from: path } : undefined;
+  } catch {
+    return undefined; // not ours to judge here: the adapter's own files are checked when it loads
+  }
+}
+
+/** What `webtune train` leaves beside an adapter (train.ts's JOB_FILE; named here to keep the import one-way). */
+const EARLIER_JOB_FILE = "webtune_job.json";

@@ -98,7 +98,36 @@ program
     "--model <src>",
     "hub id, URL or local folder (default: the embedded demo base model)",
   )
-  .option("--data <file>", "JSONL, CSV or text")
+  .option(
+    "--data <files>",
+    "JSONL, CSV or text; several, comma-separated, train one adapter on each task (multitask)",
+  )
+  .option(
+    "--mix <shares>",
+    "multitask: each --data file's share of every batch, comma-separated (e.g. 0.5,0.5)",
+  )
+  .option(
+    "--mix-temperature <t>",
+    `multitask without --mix: shares by rows^(1/t); 1 is by size, more evens them out (default: ${D.data.mixTemperature})`,
+    num("--mix-temperature"),
+  )
+  .option(
+    "--replay <file>",
+    "general text (e.g. demo/public/data/replay.jsonl) mixed into every batch against forgetting",
+  )
+  .option(
+    "--replay-ratio <f>",
+    `--replay's share of every batch, in (0, 1) (default: ${D.replay.ratio})`,
+    num("--replay-ratio"),
+  )
+  .option(
+    "--continue-from <dir>",
+    "sequential fine-tuning: go on training this PEFT adapter (its config sets r, alpha and targets)",
+  )
+  .option(
+    "--retention <files>",
+    "earlier tasks' test files, scored before and after (default with --continue-from: its webtune_job.json's test files)",
+  )
   .option(
     "--out <dir>",
     "output folder; one that holds another run is refused unless --overwrite",
@@ -237,8 +266,8 @@ program
     "general text to check forgetting on: its loss before and after tuning",
   )
   .option(
-    "--test <file>",
-    "a held-out test file in --data's format: the base and the tuned model are scored on it",
+    "--test <files>",
+    "a held-out test file in --data's format (one per --data file): the base and the tuned model are scored on it",
   )
   .option(
     "--test-rows <n>",

@@ -144,9 +144,27 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     [[JOB_FILE, `${JSON.stringify(run.job, null, 2)}\n`]],
     "the job",
   );
-  if (run.test.base && run.test.tuned)
+  for (const t of run.tasks)
+    if (t.base && t.tuned)
+      process.stderr.write(
+        testTable(
+          run.tasks.length > 1 ? `test: ${t.name}` : "test",
+          t.base,
+          t.tuned,
+          t.majorityAccuracy,
+        ),
+      );
+  for (const r of run.retention ?? [])
     process.stderr.write(
-      testTable(run.test.base, run.test.tuned, run.majorityAccuracy),
+      testTable(`kept: ${r.task}`, r.before, r.after, undefined, [
+        "before",
+        "after",
+      ]),
+    );
+  if (run.forgetting)
+    process.stderr.write(
+      `${"reference".padEnd(12)}${run.forgetting.base_loss.toFixed(4).padStart(10)}${run.forgetting.tuned_loss.toFixed(4).padStart(10)}` +
+        `  (loss on general text: ${run.forgetting.loss_delta >= 0 ? "+" : ""}${run.forgetting.loss_delta.toFixed(2)} nats)\n`,
     );
   process.stdout.write(`${JSON.stringify({ ...run.summary, out })}\n`);
   run.peft.dispose();
@@ -165,10 +183,18 @@ function dataLines(e: DataEvent, job: FineTuneJob): void {
     process.stderr.write(
       `prompt template: ${JSON.stringify(e.promptTemplate)}\n`,
     );
+  for (const t of e.tasks ?? [])
+    process.stderr.write(
+      `  task ${t.name}: ${t.format}, ${t.sizes.train} train, ${t.sizes.val} validation, ${t.sizes.test} test\n`,
+    );
+  if (e.replayRows)
+    process.stderr.write(
+      `replay: ${e.replayRows} rows of ${job.replay.source}, ${Math.round(job.replay.ratio * 100)}% of every batch\n`,
+    );
   if (e.overlap.rows > 0) {
     const file = job.data.test
-      ? `--test ${job.data.test}`
-      : `--data ${job.data.train}`;
+      ? `--test ${String(job.data.test)}`
+      : `--data ${String(job.data.train)}`;
     const more = e.overlap.rows > e.overlap.lines.length ? ", ..." : "";
     process.stderr.write(
       `warning: ${e.overlap.rows} of ${e.sizes.test} test rows are also in the training data (${file}, lines ` +
@@ -189,16 +215,18 @@ async function latestCheckpoint(
   return store.load(names.at(-1)!);
 }
 
-/** Base and tuned test metrics side by side, for the terminal. */
+/** Two sets of metrics side by side (base and tuned, or an earlier task's before and after), for the terminal. */
 function testTable(
+  title: string,
   base: EvaluationResult,
   tuned: EvaluationResult,
   majority: number | undefined,
+  columns = ["base", "tuned"],
 ): string {
   const keys = ["loss", "perplexity", "exactMatch", "accuracy", "f1"] as const;
   const fmt = (v: number) => v.toFixed(4).padStart(10);
   const lines = [
-    `${"test".padEnd(12)}${"base".padStart(10)}${"tuned".padStart(10)}`,
+    `${title.padEnd(12)}${columns[0]!.padStart(10)}${columns[1]!.padStart(10)}`,
   ];
   for (const k of keys) {
     const [b, t] = [base[k], tuned[k]];

@@ -35,6 +35,7 @@ describe("FineTuneJob", () => {
       method: "lora",
       adapter: JOB_DEFAULTS.adapter,
       training: JOB_DEFAULTS.training,
+      replay: { source: null, ratio: 0.25 },
       evaluation: JOB_DEFAULTS.evaluation,
       checkpointEvery: null,
     });
@@ -59,7 +60,7 @@ describe("FineTuneJob", () => {
     };
     expect(problemsOf(input)).toEqual([
       'job.model.dtype must be float32 or float16, got "bfloat16".',
-      'job.data.train must be a training file, got "".',
+      'job.data.train must be a training file, or several different ones, got "".',
       "job.adapter.r must be a rank of at least 1, got 0.",
       'job.adapter.targetModules must be module names (e.g. ["q_proj", "v_proj"]) or "all-linear", got [].',
       "job.training.learningRate must be above 0, e.g. 2e-4, got 0.",
@@ -80,7 +81,7 @@ describe("FineTuneJob", () => {
     expect(
       problemsOf({ ...minimal, training: { lerningRate: 1e-3 }, epochs: 3 }),
     ).toEqual([
-      "job.epochs is not a field of a job (its fields: webtuneJob, method, checkpointEvery, model, data, adapter, training, evaluation).",
+      "job.epochs is not a field of a job (its fields: webtuneJob, method, checkpointEvery, model, data, adapter, training, replay, evaluation).",
       "job.training.lerningRate is not a field of job.training: did you mean learningRate?",
     ]);
     expect(problemsOf([1, 2])).toEqual([
@@ -111,6 +112,73 @@ describe("FineTuneJob", () => {
       }),
     ).toEqual([
       "full fine-tuning trains every weight in float32: leave job.model.quantize out, or train an adapter (QLoRA).",
+    ]);
+  });
+});
+
+describe("jobs against forgetting", () => {
+  it("take several training files, a replay file and an adapter to continue, and survive JSON", () => {
+    const job = FineTuneJob.from({
+      ...minimal,
+      data: {
+        train: ["dates/train.jsonl", "fortunes/train.jsonl"],
+        test: ["dates/test.jsonl", "fortunes/test.jsonl"],
+        mix: [0.5, 0.5],
+      },
+      adapter: { continueFrom: "runs/dates" },
+      replay: { source: "replay.jsonl", ratio: 0.2 },
+      evaluation: { retention: ["kjv/test.jsonl"] },
+    });
+    expect(job.replay).toEqual({ source: "replay.jsonl", ratio: 0.2 });
+    expect(FineTuneJob.from(JSON.parse(JSON.stringify(job))).toJSON()).toEqual(
+      job.toJSON(),
+    );
+    expect(job.with({ replay: { ratio: 0.5 } }).replay).toEqual({
+      source: "replay.jsonl",
+      ratio: 0.5,
+    });
+  });
+
+  it("name what is wrong with them, by the surface's words", () => {
+    expect(
+      problemsOf({
+        ...minimal,
+        data: { train: ["a.jsonl", "a.jsonl"], mixTemperature: 0 },
+        replay: { source: "", ratio: 1 },
+        evaluation: { retention: [] },
+      }),
+    ).toEqual([
+      'job.data.train must be a training file, or several different ones, got ["a.jsonl", "a.jsonl"].',
+      "job.data.mixTemperature must be above 0 (1: by size), got 0.",
+      "job.evaluation.retention must be test files of earlier tasks, or none, got [].",
+      'job.replay.source must be a file of text to replay, or none, got "".',
+      "job.replay.ratio must be a share of each batch in (0, 1), e.g. 0.25, got 1.",
+    ]);
+    expect(
+      problemsOf(
+        {
+          ...minimal,
+          data: { train: ["a", "b"], test: "t", mix: [1, 2, 3] },
+        },
+        { "data.test": "--test", "data.mix": "--mix" },
+      ),
+    ).toEqual([
+      "--test must name one test file per training file (2), in the same order.",
+      "--mix gives 3 shares for 2 training files: give one per training file.",
+    ]);
+    expect(
+      problemsOf({
+        ...minimal,
+        data: { train: "a", mix: [1, -1] },
+        method: "full",
+        adapter: { continueFrom: "runs/a" },
+        replay: { sourse: "x" },
+      }),
+    ).toEqual([
+      "job.replay.sourse is not a field of job.replay: did you mean source?",
+      "job.data.mix must be shares above 0, one per training file, or none, got [1, -1].",
+      "job.data.mix gives 2 shares for 1 training file: give one per training file, or name several training files to mix.",
+      "job.adapter.continueFrom continues a LoRA adapter: leave it out for full fine-tuning.",
     ]);
   });
 });

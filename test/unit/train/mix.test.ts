@@ -52,7 +52,7 @@ describe("mixedSequence", () => {
     expect(seq.length).toBe(8); // 24 task rows × 2 epochs at 6 a batch
     expect(seq.epochLength).toBe(4);
     for (let epoch = 0; epoch < 2; epoch++) {
-      const seen: number[] = [];
+      const seen: (number | undefined)[] = [];
       for (let i = epoch * 4; i < epoch * 4 + 4; i++) {
         const b = seq.at(i)!;
         expect(
@@ -63,8 +63,10 @@ describe("mixedSequence", () => {
         ]);
         seen.push(...firstIds(b, "task"));
       }
-      expect([...seen].sort((a, b) => a - b)).toEqual(
-        task.map((e) => e.inputIds[0]).sort((a, b) => a - b),
+      const ascending = (a: number | undefined, b: number | undefined) =>
+        a! - b!;
+      expect([...seen].sort(ascending)).toEqual(
+        task.map((e) => e.inputIds[0]).sort(ascending),
       );
     }
     // 16 replayed rows from 7: every one of them before any repeats, in each pass.
@@ -100,7 +102,8 @@ describe("mixedSequence", () => {
     for (let i = 0; i < seq.length; i++) {
       const b = seq.at(i)!;
       expect(b.inputIds).toHaveLength(5);
-      for (const p of b.parts!) taken[p.source] += p.inputIds.length;
+      for (const p of b.parts!)
+        taken[p.source] = taken[p.source]! + p.inputIds.length;
       const drawn = (i + 1) * 5;
       for (const [name, w] of [
         ["a", 1],

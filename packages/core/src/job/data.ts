@@ -8,7 +8,33 @@ import type { FineTuneJobSpec, JobField } from "./job.js";
 import type { JobRunOptions } from "./run.js";
 import { fieldName } from "./validate.js";
 
-/** A job's data, read and split: what {@link readJobData} gives. */
+/** One task's data, read and split. */
+export interface TaskSplits {
+  /** Its name in reports: the training file's folder for a file named train.* (`dates`), else its file name. */
+  name: string;
+  /** The training file, as the job names it. */
+  source: string;
+  format: Dataset["format"];
+  report: Dataset["report"];
+  labels?: string[];
+  train: Example[];
+  val: Example[];
+  test: Example[];
+}
+
+/** An earlier task's test file, scored before and after a sequential stage. */
+export interface RetentionSet {
+  name: string;
+  source: string;
+  format: Dataset["format"];
+  labels?: string[];
+  rows: Example[];
+}
+
+/**
+ * A job's data, read and split: what {@link readJobData} gives. Its own fields are the first task's (the only
+ * one, unless the job trains several); `tasks` holds each.
+ */
 export interface JobSplits {
   format: Dataset["format"];
   report: Dataset["report"];
@@ -16,13 +42,44 @@ export interface JobSplits {
   train: Example[];
   val: Example[];
   test: Example[];
+  tasks: TaskSplits[];
   reference?: Example[];
+  /** The rows replayed into every batch. */
+  replay?: Example[];
+  retention?: RetentionSet[];
+}
+
+/** The job's files a run reads, by the field that names them. */
+export type JobFileField =
+  | "data.train"
+  | "data.test"
+  | "evaluation.reference"
+  | "evaluation.retention"
+  | "replay.source";
+
+/** A list field's files: one file, several, or none. */
+export const filesOf = (v: string | string[] | null): string[] =>
+  v === null ? [] : Array.isArray(v) ? v : [v];
+
+/** Short, distinct names for files: `dates` for data/dates/train.jsonl, `general` for general.jsonl. */
+export function taskNames(sources: readonly string[]): string[] {
+  const names = sources.map((source) => {
+    const parts = source.split(/[/\\]/).filter(Boolean);
+    const file = parts.at(-1) ?? source;
+    const stem = file.replace(/\.[^.]*$/, "");
+    return /^(train|test)$/i.test(stem) && parts.length > 1
+      ? parts.at(-2)!
+      : stem;
+  });
+  return names.map((n, i) =>
+    names.indexOf(n) === i && names.lastIndexOf(n) === i ? n : `${n}-${i + 1}`,
+  );
 }
 
 /**
- * Reads the job's files with the model's tokenizer (token ids checked against its vocabulary) and splits them;
- * nothing is kept if any file is at fault. The test rows are all of them (`evaluation.testRows` is applied by the
- * run).
+ * Reads the job's files with the model's tokenizer (token ids checked against its vocabulary) and splits each
+ * training file; nothing is kept if any file is at fault. The test rows are all of them (`evaluation.testRows` is
+ * applied by the run).
  */
 export async function readJobData(
   job: FineTuneJobSpec,
@@ -30,13 +87,14 @@ export async function readJobData(
   o: Pick<JobRunOptions, "readFile" | "names" | "dataNames">,
 ): Promise<JobSplits> {
   const tokenizer = model.tokenizer;
+  const trainFiles = filesOf(job.data.train);
   if (!tokenizer)
     throw new ConfigError(
-      `${model.source} has no tokenizer.json, which reading ${job.data.train} needs.`,
+      `${model.source} has no tokenizer.json, which reading ${trainFiles.join(", ")} needs.`,
     );
   const name = (f: JobField) => fieldName(o.names, f);
   const read = async (
-    field: "data.train" | "data.test" | "evaluation.reference",
+    field: JobFileField,
     source: string,
     format: Dataset["format"] | null,
     evaluation: boolean,
@@ -52,23 +110,37 @@ export async function readJobData(
       vocabSize: model.dims.vocabSize,
       optionNames: o.dataNames,
     });
-  const main = await read("data.train", job.data.train, job.data.format, false);
-  const split = splitDataset(main.examples, {
-    val: job.data.valSplit,
-    test: job.data.test ? 0 : job.data.testSplit,
-    seed: job.training.seed,
-    stratify: main.format === "classification",
-  });
-  if (job.data.test) {
-    const test = await read("data.test", job.data.test, main.format, true);
-    const unknown = (test.labels ?? []).filter(
-      (l) => !(main.labels ?? []).includes(l),
-    );
-    if (unknown.length > 0)
-      throw new ConfigError(
-        `${name("data.test")} ${job.data.test} has labels that ${name("data.train")} ${job.data.train} never uses: ${unknown.join(", ")}.`,
+  const testFiles = filesOf(job.data.test);
+  const names = taskNames(trainFiles);
+  const tasks: TaskSplits[] = [];
+  for (const [i, source] of trainFiles.entries()) {
+    const main = await read("data.train", source, job.data.format, false);
+    const split = splitDataset(main.examples, {
+      val: job.data.valSplit,
+      test: testFiles.length > 0 ? 0 : job.data.testSplit,
+      seed: job.training.seed,
+      stratify: main.format === "classification",
+    });
+    const testFile = testFiles[i];
+    if (testFile) {
+      const test = await read("data.test", testFile, main.format, true);
+      const unknown = (test.labels ?? []).filter(
+        (l) => !(main.labels ?? []).includes(l),
       );
-    split.test = test.examples;
+      if (unknown.length > 0)
+        throw new ConfigError(
+          `${name("data.test")} ${testFile} has labels that ${name("data.train")} ${source} never uses: ${unknown.join(", ")}.`,
+        );
+      split.test = test.examples;
+    }
+    tasks.push({
+      name: names[i]!,
+      source,
+      format: main.format,
+      report: main.report,
+      labels: main.labels,
+      ...split,
+    });
   }
   const reference = job.evaluation.reference
     ? (
@@ -80,11 +152,33 @@ export async function readJobData(
         )
       ).examples
     : undefined;
+  const replay = job.replay.source
+    ? (await read("replay.source", job.replay.source, null, false)).examples
+    : undefined;
+  const retentionFiles = filesOf(job.evaluation.retention);
+  const retentionNames = taskNames(retentionFiles);
+  const retention: RetentionSet[] = [];
+  for (const [i, source] of retentionFiles.entries()) {
+    const file = await read("evaluation.retention", source, null, true);
+    retention.push({
+      name: retentionNames[i]!,
+      source,
+      format: file.format,
+      labels: file.labels,
+      rows: file.examples,
+    });
+  }
+  const first = tasks[0]!;
   return {
-    format: main.format,
-    report: main.report,
-    labels: main.labels,
-    ...split,
+    format: first.format,
+    report: first.report,
+    labels: first.labels,
+    train: first.train,
+    val: first.val,
+    test: first.test,
+    tasks,
     reference,
+    replay,
+    retention: retention.length > 0 ? retention : undefined,
   };
 }

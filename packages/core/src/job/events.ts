@@ -12,9 +12,12 @@ export interface PhaseEvent {
     | "scoring base"
     | "training"
     | "scoring tuned"
+    | "checking retention"
     | "checking forgetting";
   /** Rows being scored, in the scoring phases. */
   rows?: number;
+  /** The task being scored, when the run has several (or it is an earlier task's retention). */
+  task?: string;
 }
 
 /** The data as read: its cleaning report, split sizes, and test rows the training data also holds. */
@@ -26,6 +29,16 @@ export interface DataEvent {
   sizes: { train: number; val: number; test: number };
   overlap: { rows: number; lines: number[] };
   promptTemplate: string | null;
+  /** Multitask: each task's data (the fields above are the first task's). */
+  tasks?: {
+    name: string;
+    format: Dataset["format"];
+    labels?: string[];
+    sizes: { train: number; val: number; test: number };
+    overlap: { rows: number; lines: number[] };
+  }[];
+  /** Rows of the replay file, when the job replays one. */
+  replayRows?: number;
 }
 
 /** Test metrics of the base model (before training) or of the tuned one. */
@@ -33,7 +46,19 @@ export type TestEvent = {
   type: "test";
   phase: "base" | "tuned";
   step: number;
+  /** The task scored, when the run trains several. */
+  task?: string;
 } & EvaluationResult;
+
+/** Sequential fine-tuning: an earlier task's test scores before and after this run (what the adapter kept). */
+export interface RetentionEvent {
+  type: "retention";
+  task: string;
+  /** Its test file. */
+  source: string;
+  before: EvaluationResult;
+  after: EvaluationResult;
+}
 
 /** The reference text's loss before and after tuning (a positive delta is forgetting). */
 export interface ForgettingEvent {
@@ -45,4 +70,9 @@ export interface ForgettingEvent {
 
 /** Everything a run reports, in order; the Trainer's step and eval events among them. */
 export type JobEvent =
-  TrainEvent | PhaseEvent | DataEvent | TestEvent | ForgettingEvent;
+  | TrainEvent
+  | PhaseEvent
+  | DataEvent
+  | TestEvent
+  | ForgettingEvent
+  | RetentionEvent;

@@ -6,6 +6,7 @@ import type {
   JobData,
   JobEvaluation,
   JobModel,
+  JobReplay,
   JobTraining,
 } from "./job.js";
 import { runJob, type JobResult, type JobRunOptions } from "./run.js";
@@ -41,6 +42,7 @@ export class FineTuneJob implements FineTuneJobSpec {
   readonly method: FineTuneJobSpec["method"];
   readonly adapter: JobAdapter;
   readonly training: JobTraining;
+  readonly replay: JobReplay;
   readonly evaluation: JobEvaluation;
   readonly checkpointEvery: number | null;
 
@@ -50,6 +52,7 @@ export class FineTuneJob implements FineTuneJobSpec {
     this.method = spec.method;
     this.adapter = { ...spec.adapter };
     this.training = { ...spec.training };
+    this.replay = { ...spec.replay };
     this.evaluation = { ...spec.evaluation };
     this.checkpointEvery = spec.checkpointEvery;
   }
@@ -87,6 +90,7 @@ export class FineTuneJob implements FineTuneJobSpec {
         data: { ...spec.data, ...changes.data },
         adapter: { ...spec.adapter, ...changes.adapter },
         training: { ...spec.training, ...changes.training },
+        replay: { ...spec.replay, ...changes.replay },
         evaluation: { ...spec.evaluation, ...changes.evaluation },
       },
       names,
@@ -102,6 +106,7 @@ export class FineTuneJob implements FineTuneJobSpec {
       method: this.method,
       adapter: { ...this.adapter },
       training: { ...this.training },
+      replay: { ...this.replay },
       evaluation: { ...this.evaluation },
       checkpointEvery: this.checkpointEvery,
     };

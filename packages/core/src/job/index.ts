@@ -8,6 +8,7 @@ export type {
   JobEvaluation,
   JobField,
   JobModel,
+  JobReplay,
   JobTraining,
 } from "./job.js";
 export { JobError, adapterConfig } from "./validate.js";
@@ -15,13 +16,20 @@ export type { JobFieldNames, JobProblem } from "./validate.js";
 export { JobControl } from "./control.js";
 export { JOB_ADAPTER } from "./run.js";
 export { readJobData } from "./data.js";
-export type { JobSplits } from "./data.js";
-export type { JobResult, JobRunOptions } from "./run.js";
+export { taskNames } from "./data.js";
+export type {
+  JobFileField,
+  JobSplits,
+  RetentionSet,
+  TaskSplits,
+} from "./data.js";
+export type { JobResult, JobRunOptions, TaskResult } from "./run.js";
 export type {
   DataEvent,
   ForgettingEvent,
   JobEvent,
   PhaseEvent,
+  RetentionEvent,
   TestEvent,
 } from "./events.js";
 export {

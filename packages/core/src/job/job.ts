@@ -22,10 +22,27 @@ export interface JobModel {
 
 /** The data files and how they are read and split. */
 export interface JobData {
-  /** The training file: a path (Node), a URL, or the name of a file handed to the run. */
-  train: string;
-  /** A held-out test file in the same format; null: `testSplit` of `train`, or no test. */
-  test: string | null;
+  /**
+   * The training file: a path (Node), a URL, or the name of a file handed to the run. Several files train one
+   * adapter on several tasks at once (multitask): each is read, split and scored on its own, and every batch mixes
+   * them by `mix`.
+   */
+  train: string | string[];
+  /**
+   * A held-out test file in the same format (one per training file, in the same order, when `train` lists
+   * several); null: `testSplit` of `train`, or no test.
+   */
+  test: string | string[] | null;
+  /**
+   * Multitask: each training file's share of every batch's rows (relative numbers, one per file); null: by
+   * `mixTemperature`.
+   */
+  mix: number[] | null;
+  /**
+   * Multitask without `mix`: shares by each file's rows to the power 1/T (1: in proportion to size, as one
+   * concatenated file; larger: towards equal shares, so that a small task is not drowned).
+   */
+  mixTemperature: number;
   /** null: detected from the file. */
   format: DatasetFormat | null;
   /** Tokens per example; longer ones are truncated. */
@@ -52,6 +69,24 @@ export interface JobAdapter {
   targetModules: string[] | "all-linear";
   rslora: boolean;
   dora: boolean;
+  /**
+   * Sequential fine-tuning: a PEFT adapter (a folder, URL or hub id) whose weights the run starts from and goes on
+   * training, instead of a new one; its own adapter_config.json then sets the rank, alpha, dropout and targets.
+   * null: a new adapter.
+   */
+  continueFrom: string | null;
+}
+
+/**
+ * Replay, against catastrophic forgetting: a share of every training batch drawn from general text (the model's
+ * pretraining kind, e.g. the demo's replay.jsonl; or an earlier task's data, in sequential fine-tuning), with the
+ * loss taken on it, so that tuning does not overwrite what the model knew.
+ */
+export interface JobReplay {
+  /** The replayed file, in any dataset format; null: no replay. */
+  source: string | null;
+  /** Its share of every batch's rows, in (0, 1); each row's loss is weighed so that this is its share of the loss. */
+  ratio: number;
 }
 
 /** The optimizer, the schedule and the batches. */
@@ -89,6 +124,11 @@ export interface JobEvaluation {
   scoreBase: boolean;
   /** General text whose loss before and after tuning shows forgetting; null: none. */
   reference: string | null;
+  /**
+   * Sequential fine-tuning: the test files of earlier tasks (an earlier stage's `data.test`), scored before and
+   * after this run, so that what the adapter kept of them shows; null: none.
+   */
+  retention: string | string[] | null;
 }
 
 /** A whole fine-tuning run, as plain data: JSON.stringify it to save it, {@link FineTuneJob.from} to read it. */
@@ -101,6 +141,7 @@ export interface FineTuneJobSpec {
   method: "lora" | "full";
   adapter: JobAdapter;
   training: JobTraining;
+  replay: JobReplay;
   evaluation: JobEvaluation;
   /** Save a resumable checkpoint every N optimizer steps; null: none. */
   checkpointEvery: number | null;
@@ -114,6 +155,7 @@ export type FineTuneJobInput = {
   method?: FineTuneJobSpec["method"];
   adapter?: Partial<JobAdapter>;
   training?: Partial<JobTraining>;
+  replay?: Partial<JobReplay>;
   evaluation?: Partial<JobEvaluation>;
   checkpointEvery?: number | null;
 };
@@ -132,6 +174,8 @@ export const JOB_DEFAULTS = {
   },
   data: {
     test: null,
+    mix: null,
+    mixTemperature: 1,
     format: null,
     maxLength: 256,
     valSplit: 0.1,
@@ -147,6 +191,7 @@ export const JOB_DEFAULTS = {
     targetModules: "all-linear",
     rslora: false,
     dora: false,
+    continueFrom: null,
   },
   training: {
     learningRate: 2e-4,
@@ -162,6 +207,7 @@ export const JOB_DEFAULTS = {
     gradientCheckpointing: false,
     memoryBudget: null,
   },
+  replay: { source: null, ratio: 0.25 },
   evaluation: {
     evalEvery: 50,
     valRows: null,
@@ -169,6 +215,7 @@ export const JOB_DEFAULTS = {
     testRows: null,
     scoreBase: true,
     reference: null,
+    retention: null,
   },
   checkpointEvery: null,
 } as const satisfies Omit<FineTuneJobSpec, "webtuneJob" | "model" | "data"> & {
@@ -182,6 +229,7 @@ export const JOB_SECTIONS = [
   "data",
   "adapter",
   "training",
+  "replay",
   "evaluation",
 ] as const;
 export type JobSection = (typeof JOB_SECTIONS)[number];

@@ -8,7 +8,13 @@ import type { CheckpointStore } from "../io/checkpoint_store.js";
 import type { LoadOptions } from "../io/hub.js";
 import { LoraModel } from "../lora/model.js";
 import { loadModel, type PretrainedModel } from "../models/pretrained.js";
+import type { AdapterFiles } from "../io/peft.js";
 import { epochBatches, epochSequence } from "../train/data/batch.js";
+import {
+  mixedSequence,
+  temperatureWeights,
+  type MixSource,
+} from "../train/data/mix.js";
 import { findOverlap } from "../train/data/overlap.js";
 import type {
   DatasetInput,
@@ -21,10 +27,16 @@ import {
   Trainer,
   type TrainerOptionNames,
   type TrainResult,
+  type ValidationBatches,
 } from "../train/trainer.js";
 import type { JobControl } from "./control.js";
-import { readJobData, type JobSplits } from "./data.js";
-import type { ForgettingEvent, JobEvent } from "./events.js";
+import {
+  readJobData,
+  type JobFileField,
+  type JobSplits,
+  type TaskSplits,
+} from "./data.js";
+import type { ForgettingEvent, JobEvent, RetentionEvent } from "./events.js";
 import type { FineTuneJobSpec, JobField } from "./job.js";
 import { derivePromptTemplate } from "./prompt_template.js";
 import { adapterConfig, fieldName, type JobFieldNames } from "./validate.js";
@@ -35,10 +47,12 @@ export const JOB_ADAPTER = "default";
 /** Where a run gets what the job only names, and where it reports. */
 export interface JobRunOptions {
   /** The bytes or text of a file the job names: its data.train, data.test or evaluation.reference. */
-  readFile: (
-    source: string,
-    field: "data.train" | "data.test" | "evaluation.reference",
-  ) => Promise<DatasetInput>;
+  readFile: (source: string, field: JobFileField) => Promise<DatasetInput>;
+  /**
+   * The files of the adapter that `adapter.continueFrom` names (where it is not a folder, URL or hub id this side
+   * can open, e.g. files a page was handed). Default: loaded from that source.
+   */
+  readAdapter?: (source: string) => Promise<AdapterFiles>;
   /**
    * The job's base model, already loaded (with the job's storage; trainable for a full fine-tune): it is used
    * instead of loading one, and the caller keeps owning it.
@@ -75,13 +89,26 @@ export interface JobResult {
   /** The data as the run split it; `test` is the rows it scored. */
   splits: JobSplits;
   train: TrainResult;
+  /** The first task's test scores (the only task's, unless the job trains several). */
   test: { base?: EvaluationResult; tuned?: EvaluationResult };
   /** Classification: test accuracy of always answering the training split's most common label. */
   majorityAccuracy?: number;
+  /** Each task's test scores (one entry unless the job trains several). */
+  tasks: TaskResult[];
   forgetting?: ForgettingEvent;
+  /** Sequential fine-tuning: each earlier task's scores before and after this run. */
+  retention?: RetentionEvent[];
   overlap?: { rows: number; lines: number[] };
   /** The run's numbers as one flat record, as the CLI prints it. */
   summary: Record<string, unknown>;
+}
+
+/** One task's test scores in a run. */
+export interface TaskResult {
+  name: string;
+  base?: EvaluationResult;
+  tuned?: EvaluationResult;
+  majorityAccuracy?: number;
 }
 
 /** Runs `job`, which must have been checked (FineTuneJob.from does). */
@@ -124,15 +151,21 @@ async function runOn(
 ): Promise<JobResult> {
   emit({ type: "phase", phase: "reading data" });
   const data = await readJobData(job, model, o);
-  const test = data.test.slice(0, job.evaluation.testRows ?? undefined);
-  const overlap =
-    test.length > 0
-      ? findOverlap([...data.train, ...data.val], test)
+  const rowsOf = (t: TaskSplits) =>
+    t.test.slice(0, job.evaluation.testRows ?? undefined);
+  const test = rowsOf(data.tasks[0]!);
+  const overlaps = data.tasks.map((t) => {
+    const rows = rowsOf(t);
+    return rows.length > 0
+      ? findOverlap([...t.train, ...t.val], rows)
       : undefined;
+  });
+  const overlap = overlaps[0];
+  const instruction = data.tasks.find((t) => t.format === "instruction");
   const promptTemplate =
     job.data.promptTemplate ??
-    (data.format === "instruction"
-      ? derivePromptTemplate(data.train.map((e) => e.prompt ?? ""))
+    (instruction
+      ? derivePromptTemplate(instruction.train.map((e) => e.prompt ?? ""))
       : null);
   const ran: FineTuneJobSpec = {
     ...job,
@@ -150,9 +183,25 @@ async function runOn(
     },
     overlap: overlap ?? { rows: 0, lines: [] },
     promptTemplate,
+    ...(data.tasks.length > 1
+      ? {
+          tasks: data.tasks.map((t, i) => ({
+            name: t.name,
+            format: t.format,
+            labels: t.labels,
+            sizes: {
+              train: t.train.length,
+              val: t.val.length,
+              test: rowsOf(t).length,
+            },
+            overlap: overlaps[i] ?? { rows: 0, lines: [] },
+          })),
+        }
+      : {}),
+    ...(data.replay ? { replayRows: data.replay.length } : {}),
   });
 
-  const trained = addTrainable(job, model, peft);
+  const trained = await addTrainable(job, model, peft, o);
   const { trainer, train, val, steps } = makeTrainer(
     job,
     model,
@@ -171,22 +220,34 @@ async function runOn(
 
   const tok = model.tokenizer!;
   const scorer = trained === peft ? peft : model;
-  const score = async (phase: "base" | "tuned", rows: Example[]) => {
+  const multitask = data.tasks.length > 1;
+  const score = async (
+    phase: "base" | "tuned" | "retention",
+    rows: Example[],
+    how: Pick<TaskSplits, "name" | "format" | "labels">,
+  ) => {
     if (rows.length === 0 || o.control?.stopRequested) return undefined;
     // Started before it is announced, so that a skip in answer to the announcement reaches it.
     const signal = o.control?.startScoring();
     emit({
       type: "phase",
-      phase: phase === "base" ? "scoring base" : "scoring tuned",
+      phase:
+        phase === "base"
+          ? "scoring base"
+          : phase === "tuned"
+            ? "scoring tuned"
+            : "checking retention",
       rows: rows.length,
+      ...(multitask || phase === "retention" ? { task: how.name } : {}),
     });
     const run = () =>
       evaluate(scorer, tok, rows, {
-        format: data.format,
-        labels: data.labels,
+        format: how.format,
+        labels: how.labels,
         signal,
       });
     try {
+      // The base model is the model without any adapter; an adapter continued from is scored as it was.
       return phase === "base" && trained === peft
         ? await peft.withAdaptersDisabled(run)
         : await run();
@@ -197,19 +258,36 @@ async function runOn(
       o.control?.endScoring();
     }
   };
+  const tasks: TaskResult[] = data.tasks.map((t) => ({ name: t.name }));
   const result: Omit<JobResult, "train" | "summary"> = {
     job: ran,
     model,
     peft,
     splits: { ...data, test },
     test: {},
+    tasks,
     overlap,
   };
-  if (job.evaluation.scoreBase) {
-    result.test.base = await score("base", test);
-    if (result.test.base)
-      emit({ type: "test", phase: "base", step: 0, ...result.test.base });
-  }
+  const scoreTasks = async (phase: "base" | "tuned", step: number) => {
+    for (const [i, t] of data.tasks.entries()) {
+      const scores = await score(phase, rowsOf(t), t);
+      tasks[i]![phase] = scores;
+      if (scores)
+        emit({
+          type: "test",
+          phase,
+          step,
+          ...(multitask ? { task: t.name } : {}),
+          ...scores,
+        });
+    }
+    result.test[phase] = tasks[0]![phase];
+  };
+  if (job.evaluation.scoreBase) await scoreTasks("base", 0);
+  // Earlier tasks, as the adapter continued from holds them.
+  const retained: (EvaluationResult | undefined)[] = [];
+  for (const set of data.retention ?? [])
+    retained.push(await score("retention", set.rows, set));
   const reference = data.reference;
   const scoreReference = () =>
     evaluate(scorer, tok, reference!, { format: "completion" });
@@ -231,16 +309,28 @@ async function runOn(
   }
 
   // A stopped run keeps what it trained and answers at once: scoring it is a separate, optional step.
-  result.test.tuned = await score("tuned", test);
-  if (result.test.tuned)
-    emit({
-      type: "test",
-      phase: "tuned",
-      step: trainResult.steps,
-      ...result.test.tuned,
-    });
-  if (data.format === "classification" && test.length > 0)
-    result.majorityAccuracy = majorityBaseline(data.train, test);
+  await scoreTasks("tuned", trainResult.steps);
+  for (const [i, t] of data.tasks.entries())
+    if (t.format === "classification" && rowsOf(t).length > 0)
+      tasks[i]!.majorityAccuracy = majorityBaseline(t.train, rowsOf(t));
+  result.majorityAccuracy = tasks[0]!.majorityAccuracy;
+  if (data.retention && !o.control?.stopRequested) {
+    result.retention = [];
+    for (const [i, set] of data.retention.entries()) {
+      const before = retained[i];
+      const after = await score("retention", set.rows, set);
+      if (!before || !after) continue;
+      const event: RetentionEvent = {
+        type: "retention",
+        task: set.name,
+        source: set.source,
+        before,
+        after,
+      };
+      result.retention.push(event);
+      emit(event);
+    }
+  }
   if (reference && referenceBase && !o.control?.stopRequested) {
     emit({ type: "phase", phase: "checking forgetting" });
     const after = await scoreReference();
@@ -259,22 +349,70 @@ async function runOn(
   };
 }
 
-/** The job's adapter added to `peft` (replacing an earlier one of its name), or every weight for a full fine-tune. */
-function addTrainable(
+/**
+ * The job's adapter added to `peft` (replacing an earlier one of its name): a new one, or the adapter it continues
+ * from; or every weight, for a full fine-tune.
+ */
+async function addTrainable(
   job: FineTuneJobSpec,
   model: PretrainedModel,
   peft: LoraModel,
-): LoraModel | FullFineTune {
+  o: JobRunOptions,
+): Promise<LoraModel | FullFineTune> {
   if (job.method === "full") return new FullFineTune(model);
   if (peft.adapterNames.includes(JOB_ADAPTER)) {
     peft.unmerge();
     peft.deleteAdapter(JOB_ADAPTER);
   }
-  peft.addAdapter(JOB_ADAPTER, adapterConfig(job.adapter), {
-    seed: job.training.seed,
-  });
+  const from = job.adapter.continueFrom;
+  if (from)
+    await peft.loadAdapter(
+      JOB_ADAPTER,
+      o.readAdapter ? await o.readAdapter(from) : from,
+      o.load,
+    );
+  else
+    peft.addAdapter(JOB_ADAPTER, adapterConfig(job.adapter), {
+      seed: job.training.seed,
+    });
   peft.setAdapter(JOB_ADAPTER);
   return peft;
+}
+
+/**
+ * The training batches: one task's, as before; or, with several tasks or replay, mixed batches whose parts are
+ * the tasks' rows at their shares (`data.mix`, else by size to the power 1/`data.mixTemperature`) and the
+ * replayed rows at `replay.ratio`.
+ */
+function trainBatches(
+  job: FineTuneJobSpec,
+  data: JobSplits,
+  batching: { batchSize: number; padId: number; seed: number; epoch: number },
+) {
+  const t = job.training;
+  if (data.tasks.length === 1 && !data.replay)
+    return epochSequence(data.train, batching, t.epochs);
+  const shares =
+    job.data.mix ??
+    temperatureWeights(
+      data.tasks.map((task) => task.train.length),
+      job.data.mixTemperature,
+    );
+  const total = shares.reduce((a, b) => a + b, 0);
+  const taskShare = data.replay ? 1 - job.replay.ratio : 1;
+  const sources: MixSource[] = data.tasks.map((task, i) => ({
+    name: task.name,
+    examples: task.train,
+    weight: (shares[i]! / total) * taskShare,
+  }));
+  if (data.replay)
+    sources.push({
+      name: "replay",
+      examples: data.replay,
+      weight: job.replay.ratio,
+      replay: true,
+    });
+  return mixedSequence(sources, { ...batching, epochs: t.epochs });
 }
 
 /** The batches and the Trainer, whose constructor checks its options before anything runs. */
@@ -291,12 +429,23 @@ function makeTrainer(
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
   const batching = { batchSize: t.batchSize, padId, seed: t.seed, epoch: 0 };
   // Made as they are read: many epochs cost no memory.
-  const train = epochSequence(data.train, batching, t.epochs);
-  const valRows = data.val.slice(0, job.evaluation.valRows ?? undefined);
-  const val =
-    valRows.length > 0
-      ? epochBatches(valRows, { ...batching, shuffle: false }, 1)
-      : undefined;
+  const train = trainBatches(job, data, batching);
+  const valOf = (rows: Example[]) =>
+    epochBatches(
+      rows.slice(0, job.evaluation.valRows ?? undefined),
+      { ...batching, shuffle: false },
+      1,
+    );
+  // Several tasks: each one's validation loss, and all of them together for early stopping.
+  const withVal = data.tasks.filter((task) => task.val.length > 0);
+  const val: ValidationBatches | undefined =
+    withVal.length === 0
+      ? undefined
+      : data.tasks.length === 1
+        ? valOf(data.val)
+        : Object.fromEntries(
+            withVal.map((task) => [task.name, valOf(task.val)]),
+          );
   if (t.gradAccum > train.length) {
     const name = (f: JobField) => fieldName(o.names, f);
     throw new ConfigError(
@@ -332,6 +481,7 @@ function makeTrainer(
       dtype: job.model.dtype,
       quantize: job.model.quantize,
       double_quant: job.model.doubleQuant,
+      ...(data.replay ? { replay_ratio: job.replay.ratio } : {}),
     },
     onEvent: emit,
   });
@@ -346,7 +496,7 @@ function majorityBaseline(train: Example[], test: Example[]): number {
   return test.filter((e) => e.label === majority).length / test.length;
 }
 
-/** A run's numbers as one flat record: the keys the CLI has always printed. */
+/** A run's numbers as one flat record: the keys the CLI has always printed, and each task's and earlier task's. */
 function summarize(r: Omit<JobResult, "summary">): Record<string, unknown> {
   const prefixed = (prefix: string, m: EvaluationResult | undefined) =>
     Object.fromEntries(
@@ -369,6 +519,22 @@ function summarize(r: Omit<JobResult, "summary">): Record<string, unknown> {
   };
   if (r.majorityAccuracy !== undefined)
     summary.test_majority_accuracy = r.majorityAccuracy;
+  if (r.tasks.length > 1)
+    for (const t of r.tasks) {
+      Object.assign(
+        summary,
+        prefixed(`test_base_${t.name}_`, t.base),
+        prefixed(`test_${t.name}_`, t.tuned),
+      );
+      if (t.majorityAccuracy !== undefined)
+        summary[`test_${t.name}_majority_accuracy`] = t.majorityAccuracy;
+    }
+  for (const e of r.retention ?? [])
+    Object.assign(
+      summary,
+      prefixed(`retention_${e.task}_before_`, e.before),
+      prefixed(`retention_${e.task}_after_`, e.after),
+    );
   if (r.forgetting)
     Object.assign(summary, {
       reference_loss_base: r.forgetting.base_loss,

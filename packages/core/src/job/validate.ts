@@ -189,8 +189,33 @@ export function jobProblems(
   need("model.dtype", oneOf("float32", "float16"), "float32 or float16");
   need("model.quantize", oneOf(null, "int8", "nf4"), "int8, nf4 or none");
   need("model.doubleQuant", bool, "true or false");
-  need("data.train", text, "a training file");
-  need("data.test", orNull(text), "a test file or none");
+  const files = (v: unknown) =>
+    text(v) ||
+    (Array.isArray(v) &&
+      v.length > 0 &&
+      v.every(text) &&
+      new Set(v).size === v.length);
+  need("data.train", files, "a training file, or several different ones");
+  need(
+    "data.test",
+    orNull(files),
+    "a test file (one per training file) or none",
+  );
+  need(
+    "data.mix",
+    orNull(
+      (v) =>
+        Array.isArray(v) &&
+        v.length > 0 &&
+        v.every((w) => typeof w === "number" && Number.isFinite(w) && w > 0),
+    ),
+    "shares above 0, one per training file, or none",
+  );
+  need(
+    "data.mixTemperature",
+    finite((n) => n > 0),
+    "above 0 (1: by size)",
+  );
   need(
     "data.format",
     oneOf(null, ...FORMATS),
@@ -234,6 +259,11 @@ export function jobProblems(
   need("adapter.rslora", bool, "true or false");
   need("adapter.dora", bool, "true or false");
   need(
+    "adapter.continueFrom",
+    orNull(text),
+    "an adapter folder, URL or hub id, or none",
+  );
+  need(
     "training.learningRate",
     finite((n) => n > 0),
     "above 0, e.g. 2e-4",
@@ -275,6 +305,17 @@ export function jobProblems(
   need("evaluation.testRows", orNull(int(1)), "a whole number ≥ 1 or none");
   need("evaluation.scoreBase", bool, "true or false");
   need("evaluation.reference", orNull(text), "a text file or none");
+  need(
+    "evaluation.retention",
+    orNull(files),
+    "test files of earlier tasks, or none",
+  );
+  need("replay.source", orNull(text), "a file of text to replay, or none");
+  need(
+    "replay.ratio",
+    finite((n) => n > 0 && n < 1),
+    "a share of each batch in (0, 1), e.g. 0.25",
+  );
   need("checkpointEvery", orNull(int(1)), "a whole number ≥ 1 or none");
   problems.push(...combinations(job, names));
   if (
@@ -297,6 +338,30 @@ function combinations(
   const name = (f: JobField) => fieldName(names, f);
   const out: JobProblem[] = [];
   const { data, model, evaluation } = job;
+  const trainFiles = Array.isArray(data.train) ? data.train.length : 1;
+  if (
+    data.test !== null &&
+    Array.isArray(data.test) !== Array.isArray(data.train)
+  )
+    out.push({
+      field: "data.test",
+      message: `${name("data.test")} must name ${Array.isArray(data.train) ? `one test file per training file (${trainFiles}), in the same order` : "one test file, as " + name("data.train") + " names one training file"}.`,
+    });
+  else if (Array.isArray(data.test) && data.test.length !== trainFiles)
+    out.push({
+      field: "data.test",
+      message: `${name("data.test")} names ${data.test.length} test files for ${trainFiles} training files: give one per training file, in the same order.`,
+    });
+  if (Array.isArray(data.mix) && data.mix.length !== trainFiles)
+    out.push({
+      field: "data.mix",
+      message: `${name("data.mix")} gives ${data.mix.length} shares for ${trainFiles} training file${trainFiles === 1 ? "" : "s"}: give one per training file${trainFiles === 1 ? ", or name several training files to mix" : ""}.`,
+    });
+  if (job.method === "full" && job.adapter.continueFrom !== null)
+    out.push({
+      field: "adapter.continueFrom",
+      message: `${name("adapter.continueFrom")} continues a LoRA adapter: leave it out for full fine-tuning.`,
+    });
   if (
     typeof data.valSplit === "number" &&
     typeof data.testSplit === "number" &&

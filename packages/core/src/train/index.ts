@@ -1,4 +1,5 @@
 export { Trainer, lossTokens } from "./trainer.js";
+export type { TrainPart, ValidationBatches } from "./trainer.js";
 export type {
   TrainBatch,
   TrainerOptions,

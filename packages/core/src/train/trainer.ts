@@ -130,10 +130,16 @@ export interface StepEvent {
 export interface EvalEvent {
   type: "eval";
   step: number;
+  /** Over every validation token (of every task, when `val` names several). */
   loss: number;
   perplexity: number;
   tokens: number;
+  /** Each task's own validation loss, when `val` names several sets. */
+  tasks?: Record<string, { loss: number; tokens: number }>;
 }
+
+/** Validation batches: one set, or several by task name (scored alone, and together for early stopping). */
+export type ValidationBatches = TrainBatch[] | Record<string, TrainBatch[]>;
 
 export type TrainEvent = StepEvent | EvalEvent;
 
@@ -279,7 +285,7 @@ export class Trainer {
    * ```
    */
   async train(
-    data: { train: BatchSequence; val?: TrainBatch[] },
+    data: { train: BatchSequence; val?: ValidationBatches },
     /** A checkpoint's files (from `store.load(name)`): the run continues after its step, as if never stopped. */
     resume?: Record<string, Uint8Array>,
   ): Promise<TrainResult> {
@@ -611,15 +617,37 @@ export class Trainer {
 
   private async evaluateWith(
     stepper: Stepper,
-    batches: TrainBatch[],
+    batches: ValidationBatches,
     step: number,
   ): Promise<EvalEvent> {
     const wasTraining = this.model.state.training;
     this.model.state.training = false;
+    const mean = (nll: number, tokens: number) =>
+      tokens > 0 ? nll / tokens : NaN;
     try {
-      const { nll, tokens } = await stepper.evaluate(batches);
-      const loss = tokens > 0 ? nll / tokens : NaN;
-      return { type: "eval", step, loss, perplexity: Math.exp(loss), tokens };
+      if (Array.isArray(batches)) {
+        const { nll, tokens } = await stepper.evaluate(batches);
+        const loss = mean(nll, tokens);
+        return { type: "eval", step, loss, perplexity: Math.exp(loss), tokens };
+      }
+      const tasks: Record<string, { loss: number; tokens: number }> = {};
+      let nll = 0;
+      let tokens = 0;
+      for (const [name, set] of Object.entries(batches)) {
+        const r = await stepper.evaluate(set);
+        tasks[name] = { loss: mean(r.nll, r.tokens), tokens: r.tokens };
+        nll += r.nll;
+        tokens += r.tokens;
+      }
+      const loss = mean(nll, tokens);
+      return {
+        type: "eval",
+        step,
+        loss,
+        perplexity: Math.exp(loss),
+        tokens,
+        tasks,
+      };
     } finally {
       this.model.state.training = wasTraining;
     }
@@ -643,7 +671,7 @@ interface BatchShapes {
  */
 function batchShapes(data: {
   train: BatchSequence;
-  val?: TrainBatch[];
+  val?: ValidationBatches;
 }): BatchShapes {
   const scan = Math.min(
     data.train.epochLength ?? data.train.length,
@@ -665,9 +693,15 @@ function batchShapes(data: {
     }
   const planRows = Math.max(
     rows,
-    ...(data.val ?? []).map((b) => b.inputIds.length),
+    ...valBatches(data.val).map((b) => b.inputIds.length),
   );
   return { rows, planRows, tokens, longest: longest! };
+}
+
+/** Every validation batch, of every set. */
+function valBatches(val: ValidationBatches | undefined): TrainBatch[] {
+  if (!val) return [];
+  return Array.isArray(val) ? val : Object.values(val).flat();
 }
 
 /** A step's bytes from the compiled step's plan: the state holds its own copy of the trained values. */
