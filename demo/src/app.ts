@@ -30,6 +30,7 @@ import {
   showError,
 } from "./dom.js";
 import { showMetrics } from "./metrics.js";
+import { showFewShot } from "./few_shot.js";
 import { fetchPresetFile, presetOf, PRESETS } from "./presets.js";
 import { readAdapterUpload, zipFolder } from "./adapter_files.js";
 import {
@@ -135,6 +136,10 @@ export class DemoApp {
     byId<HTMLInputElement>("load-job").disabled = !idle;
     enable("compare", ready && this.model!.hasTokenizer);
     enable("evaluate", trainable && this.data!.sizes.test > 0);
+    enable(
+      "few-shot",
+      trainable && this.data!.sizes.test > 0 && !this.fullyTuned,
+    );
     enable("export-adapter", ready && this.hasAdapter);
     enable("export-merged", ready && (this.hasAdapter || this.fullyTuned));
     byId("export-merged").textContent = this.fullyTuned
@@ -167,6 +172,7 @@ export class DemoApp {
     this.fullyTuned = false;
     this.metrics = {};
     showMetrics();
+    showFewShot();
     this.clearAnswers();
     const info = await this.api.loadModel(
       source,
@@ -229,6 +235,7 @@ export class DemoApp {
     this.dataJob = undefined;
     this.metrics = {};
     showMetrics();
+    showFewShot();
     const maxLength = settingsJob().data?.maxLength;
     const summary = await this.api.loadData(files[data.train!]!, {
       source: data.train!,

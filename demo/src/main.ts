@@ -3,6 +3,7 @@ import { createTrainer } from "@webtune/worker";
 import { DemoApp } from "./app.js";
 import { showDevice, checkKernels } from "./device.js";
 import { byId, hideError, setStatus, showError } from "./dom.js";
+import { scoreFewShot } from "./few_shot.js";
 import { PRESETS } from "./presets.js";
 import { loadRun, type DataChoice, type ModelChoice } from "./run_store.js";
 import { applyJob, renderSettings, restoreValues } from "./settings.js";
@@ -83,6 +84,7 @@ function wire(app: DemoApp): void {
   on("train", "Starting the job…", () => app.train());
   on("download-job", "Saving the job…", () => app.downloadJob());
   on("evaluate", "Evaluating…", () => app.evaluate());
+  on("few-shot", "Scoring the few-shot baseline…", () => scoreFewShot(app));
   on("compare", "Generating…", () => app.compare());
   on("export-adapter", "Saving the adapter…", () => app.exportAdapter());
   on("export-merged", "Saving the merged model…", () => app.exportMerged());

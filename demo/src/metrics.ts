@@ -6,7 +6,7 @@ import { byId, tableRow } from "./dom.js";
 const percent = (v: number) => `${(v * 100).toFixed(1)} %`;
 
 /** Each metric, how it reads from a result, and the one data format that has it (none: every format). */
-const ROWS: [
+export const ROWS: [
   string,
   (r: EvaluationResult) => string | undefined,
   DataSummary["format"]?,

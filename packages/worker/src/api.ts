@@ -14,6 +14,8 @@ import type {
   CleaningReport,
   DatasetFormat,
   EvaluationResult,
+  FewShotOptionNames,
+  FewShotReport,
   FineTuneJobInput,
   FineTuneJobSpec,
   JobEvent,
@@ -60,6 +62,14 @@ export interface WorkerEvaluateOptions {
   maxRows?: number;
   /** false: the frozen base model alone. Default true. */
   useAdapter?: boolean;
+}
+
+/** What `fewShot` scores, and how its messages name the caller's controls. */
+export interface WorkerFewShotOptions {
+  /** Score only the first N test rows, as `evaluate`'s maxRows. */
+  maxRows?: number;
+  /** Default `{ k: "k", train: "the train split" }`. */
+  names?: Partial<FewShotOptionNames>;
 }
 
 /** How to read and split a dataset in the worker. */
@@ -187,6 +197,15 @@ export interface TrainerApi {
     split: "val" | "test",
     options?: WorkerEvaluateOptions,
   ): Promise<EvaluationResult>;
+  /**
+   * The few-shot baseline: the base model (adapters off) on the test split with k rows of the train split, drawn
+   * with `seed` (default 0), in front of each (see core's fewShotRows). Stop and skipScoring cancel it.
+   */
+  fewShot(
+    k: number,
+    seed?: number,
+    options?: WorkerFewShotOptions,
+  ): Promise<{ result: EvaluationResult; report: FewShotReport }>;
   /** The active adapter's PEFT files; the weights buffer is transferred, not copied. */
   saveAdapter(): Promise<AdapterFiles>;
   /**

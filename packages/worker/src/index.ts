@@ -26,6 +26,7 @@ export type {
   RunJobOptions,
   TrainerApi,
   WorkerEvaluateOptions,
+  WorkerFewShotOptions,
   WorkerGenerateOptions,
   WorkerLoadOptions,
 } from "./api.js";

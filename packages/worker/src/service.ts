@@ -2,6 +2,7 @@
 import * as Comlink from "comlink";
 import {
   evaluate,
+  fewShotEvaluate,
   FineTuneJob,
   JOB_DEFAULTS,
   JobControl,
@@ -11,6 +12,7 @@ import {
   type AdapterFiles,
   type CheckpointStore,
   type EvaluationResult,
+  type FewShotReport,
   type FineTuneJobInput,
   type FineTuneJobSpec,
   type JobEvent,
@@ -40,6 +42,7 @@ import type {
   RunJobOptions,
   TrainerApi,
   WorkerEvaluateOptions,
+  WorkerFewShotOptions,
   WorkerGenerateOptions,
   WorkerLoadOptions,
 } from "./api.js";
@@ -255,11 +258,7 @@ export class TrainerService implements TrainerApi {
     options: WorkerEvaluateOptions = {},
   ): Promise<EvaluationResult> {
     const data = this.requireData();
-    const examples = data[split].slice(0, options.maxRows);
-    if (examples.length === 0)
-      throw new ConfigError(
-        `The ${split} split is empty: loadData with a ${split}Split above 0${split === "test" ? " or a test file" : ""}.`,
-      );
+    const examples = this.splitRows(split, options.maxRows);
     const peft = this.requirePeft();
     const scoring = (this.scoring = new AbortController());
     const run = () =>
@@ -272,6 +271,37 @@ export class TrainerService implements TrainerApi {
       return await (options.useAdapter === false
         ? peft.withAdaptersDisabled(run)
         : run());
+    } finally {
+      if (this.scoring === scoring) this.scoring = undefined;
+    }
+  }
+
+  async fewShot(
+    k: number,
+    seed = 0,
+    options: WorkerFewShotOptions = {},
+  ): Promise<{ result: EvaluationResult; report: FewShotReport }> {
+    const data = this.requireData();
+    const test = this.splitRows("test", options.maxRows);
+    if (this.fullyTuned)
+      throw new ConfigError(
+        "The model's own weights were trained (a full fine-tune), so there is no base model to prompt: load the model again first.",
+      );
+    const peft = this.requirePeft();
+    const scoring = (this.scoring = new AbortController());
+    try {
+      return await peft.withAdaptersDisabled(() =>
+        fewShotEvaluate(peft, this.requireModel().tokenizer!, {
+          train: data.train,
+          test,
+          k,
+          seed,
+          format: data.format,
+          labels: data.labels,
+          names: { k: "k", train: "the train split", ...options.names },
+          signal: scoring.signal,
+        }),
+      );
     } finally {
       if (this.scoring === scoring) this.scoring = undefined;
     }
@@ -344,6 +374,16 @@ export class TrainerService implements TrainerApi {
   private requirePeft(): LoraModel {
     this.requireModel();
     return this.peft!;
+  }
+
+  /** The first `maxRows` rows of a split of the loaded data; a ConfigError when there are none. */
+  private splitRows(split: "val" | "test", maxRows?: number) {
+    const rows = this.requireData()[split].slice(0, maxRows);
+    if (rows.length === 0)
+      throw new ConfigError(
+        `The ${split} split is empty: loadData with a ${split}Split above 0${split === "test" ? " or a test file" : ""}.`,
+      );
+    return rows;
   }
 
   private requireData(): LoadedData {
