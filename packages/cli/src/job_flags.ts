@@ -53,6 +53,7 @@ export interface RecipeFlags {
   earlyStop?: number;
   testRows?: number;
   skipBaseScore?: boolean;
+  fewShot?: number;
   reference?: string;
   checkpointEvery?: number;
 }
@@ -99,6 +100,7 @@ export const FLAG_NAMES = {
   "evaluation.earlyStopPatience": "--early-stop",
   "evaluation.testRows": "--test-rows",
   "evaluation.scoreBase": "--skip-base-score",
+  "evaluation.fewShot": "--few-shot",
   "evaluation.reference": "--reference",
   checkpointEvery: "--checkpoint-every",
 } satisfies JobFieldNames;
@@ -178,6 +180,7 @@ export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
       earlyStopPatience: f.earlyStop,
       testRows: f.testRows,
       scoreBase: f.skipBaseScore ? false : undefined,
+      fewShot: f.fewShot,
       reference: f.reference,
       retention: fileList(f.retention),
     },

@@ -262,6 +262,11 @@ program
     "a checkpoints folder: continue from its latest checkpoint (in --out/checkpoints, metrics.jsonl keeps its rows up to it)",
   )
   .option(
+    "--few-shot <k>",
+    "also score the base model with k training examples in each test prompt: the few-shot baseline",
+    int("--few-shot"),
+  )
+  .option(
     "--reference <file>",
     "general text to check forgetting on: its loss before and after tuning",
   )

@@ -152,6 +152,14 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
           t.base,
           t.tuned,
           t.majorityAccuracy,
+          ["base", "tuned"],
+          t.fewShot && t.fewShotReport
+            ? {
+                name: `${t.fewShotReport.k}-shot`,
+                result: t.fewShot,
+                note: `${t.fewShotReport.k}-shot prompts: ${Math.round(t.fewShotReport.promptTokens.mean)} tokens on average, ${t.fewShotReport.promptTokens.max} at most`,
+              }
+            : undefined,
         ),
       );
   for (const r of run.retention ?? [])
@@ -222,18 +230,26 @@ function testTable(
   tuned: EvaluationResult,
   majority: number | undefined,
   columns = ["base", "tuned"],
+  /** A third column between them: the few-shot baseline. */
+  extra?: { name: string; result: EvaluationResult; note: string },
 ): string {
   const keys = ["loss", "perplexity", "exactMatch", "accuracy", "f1"] as const;
-  const fmt = (v: number) => v.toFixed(4).padStart(10);
+  const fmt = (v: number | undefined) =>
+    (v === undefined ? "–" : v.toFixed(4)).padStart(10);
   const lines = [
-    `${title.padEnd(12)}${columns[0]!.padStart(10)}${columns[1]!.padStart(10)}`,
+    `${title.padEnd(12)}${columns[0]!.padStart(10)}${extra ? extra.name.padStart(10) : ""}${columns[1]!.padStart(10)}`,
   ];
   for (const k of keys) {
     const [b, t] = [base[k], tuned[k]];
     if (typeof b === "number" && typeof t === "number")
-      lines.push(`${k.padEnd(12)}${fmt(b)}${fmt(t)}`);
+      lines.push(
+        `${k.padEnd(12)}${fmt(b)}${extra ? fmt(extra.result[k]) : ""}${fmt(t)}`,
+      );
   }
   if (majority !== undefined)
-    lines.push(`${"majority".padEnd(12)}${fmt(majority)}${fmt(majority)}`);
+    lines.push(
+      `${"majority".padEnd(12)}${fmt(majority)}${extra ? fmt(majority) : ""}${fmt(majority)}`,
+    );
+  if (extra) lines.push(extra.note);
   return `${lines.join("\n")}\n`;
 }

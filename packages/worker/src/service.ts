@@ -227,7 +227,9 @@ export class TrainerService implements TrainerApi {
         train: run.train,
         test: run.test,
         majorityAccuracy: run.majorityAccuracy,
+        tasks: run.tasks,
         forgetting: run.forgetting,
+        retention: run.retention,
         summary: run.summary,
       };
     } finally {

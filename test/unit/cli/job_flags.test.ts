@@ -133,6 +133,67 @@ describe("the CLI and the worker build one job", () => {
   });
 });
 
+describe("the flags against forgetting", () => {
+  it("give the worker's job: several files, their mix, replay, few-shot, a continued adapter", async () => {
+    const cli = await buildJob({
+      model: "m",
+      data: "a/train.jsonl, b/train.jsonl",
+      test: "a/test.jsonl,b/test.jsonl",
+      mix: "0.7,0.3",
+      replay: "replay.jsonl",
+      replayRatio: 0.2,
+      fewShot: 4,
+      continueFrom: "runs/a",
+      retention: "a/test.jsonl",
+    });
+    const fromWorker = await worker.checkJob({
+      model: { source: "m" },
+      data: {
+        train: ["a/train.jsonl", "b/train.jsonl"],
+        test: ["a/test.jsonl", "b/test.jsonl"],
+        mix: [0.7, 0.3],
+      },
+      adapter: { continueFrom: "runs/a" },
+      replay: { source: "replay.jsonl", ratio: 0.2 },
+      evaluation: { fewShot: 4, retention: "a/test.jsonl" },
+    });
+    expect(cli.toJSON()).toEqual(fromWorker);
+    await expect(
+      buildJob({ model: "m", data: "a,b", mix: "0.5,x", replayRatio: 2 }),
+    ).rejects.toThrow(
+      /--mix must be shares above 0, one per training file, or none, got \[0\.5, NaN\][^]*--replay-ratio must be a share of each batch in \(0, 1\)/,
+    );
+  });
+
+  it("score the earlier stage's test file when continuing its adapter, unless told other files", async () => {
+    const stage = mkdtempSync(join(tmpdir(), "webtune-stage-"));
+    writeFileSync(
+      join(stage, "webtune_job.json"),
+      JSON.stringify({ data: { train: "a.jsonl", test: "a_test.jsonl" } }),
+    );
+    const job = await buildJob({
+      model: "m",
+      data: "b.jsonl",
+      continueFrom: stage,
+    });
+    expect(job.evaluation.retention).toBe("a_test.jsonl");
+    const told = await buildJob({
+      model: "m",
+      data: "b.jsonl",
+      continueFrom: stage,
+      retention: "other.jsonl",
+    });
+    expect(told.evaluation.retention).toBe("other.jsonl");
+    const bare = mkdtempSync(join(tmpdir(), "webtune-bare-"));
+    const none = await buildJob({
+      model: "m",
+      data: "b.jsonl",
+      continueFrom: bare,
+    });
+    expect(none.evaluation.retention).toBeNull();
+  });
+});
+
 describe("webtune train --job", () => {
   const folder = mkdtempSync(join(tmpdir(), "webtune-job-"));
   const file = (name: string, job: unknown) => {

@@ -80,9 +80,13 @@ describe("replay, multitask and sequential jobs", () => {
   it("replays a file at its share of every batch, and names a missing one by its field", async (ctx) => {
     await needGpu(ctx);
     const { result, events } = await run({
-      data: { train: "colours.jsonl", valSplit: 0.25 },
+      data: {
+        train: "colours.jsonl",
+        test: "colours_test.jsonl",
+        valSplit: 0.25,
+      },
       replay: { source: "general.jsonl", ratio: 0.25 },
-      evaluation: { reference: "general.jsonl", scoreBase: false },
+      evaluation: { reference: "general.jsonl", scoreBase: false, fewShot: 2 },
     });
     const data = events.find((e) => e.type === "data")!;
     expect(data).toMatchObject({ replayRows: 5, sizes: { train: 18 } });
@@ -90,6 +94,15 @@ describe("replay, multitask and sequential jobs", () => {
     expect(result.train.steps).toBe(6);
     expect(events.filter((e) => e.type === "step")).toHaveLength(6);
     expect(result.forgetting).toBeDefined();
+    // The few-shot baseline, beside the tuned score: two training rows in front of each test prompt.
+    const fewShot = events.find(
+      (e) => e.type === "test" && e.phase === "few-shot",
+    );
+    expect(fewShot?.type === "test" && fewShot.fewShot?.shots).toHaveLength(2);
+    expect(result.summary).toMatchObject({
+      fewshot_k: 2,
+      test_fewshot_exactMatch: result.test.fewShot!.exactMatch,
+    });
     result.peft.dispose();
     result.model.dispose();
 

@@ -1,6 +1,7 @@
 /** What a running job reports, in order: its phases, its data, the Trainer's events, test scores, forgetting. */
 import type { Dataset } from "../train/data/build.js";
 import type { EvaluationResult } from "../train/evaluate.js";
+import type { FewShotReport } from "../train/few_shot.js";
 import type { TrainEvent } from "../train/trainer.js";
 
 /** What a run is doing, for a status line. */
@@ -10,6 +11,7 @@ export interface PhaseEvent {
     | "loading model"
     | "reading data"
     | "scoring base"
+    | "scoring few-shot"
     | "training"
     | "scoring tuned"
     | "checking retention"
@@ -41,10 +43,15 @@ export interface DataEvent {
   replayRows?: number;
 }
 
-/** Test metrics of the base model (before training) or of the tuned one. */
+/**
+ * Test metrics of the base model (before training), of the base model prompted with k training examples (the
+ * few-shot baseline), or of the tuned one.
+ */
 export type TestEvent = {
   type: "test";
-  phase: "base" | "tuned";
+  phase: "base" | "few-shot" | "tuned";
+  /** The few-shot baseline: its k, seed, examples and prompt lengths. */
+  fewShot?: FewShotReport;
   step: number;
   /** The task scored, when the run trains several. */
   task?: string;

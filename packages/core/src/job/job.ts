@@ -122,6 +122,11 @@ export interface JobEvaluation {
   testRows: number | null;
   /** Score the base model on the test rows before training, for the comparison. */
   scoreBase: boolean;
+  /**
+   * Also score the base model with this many training examples in each test prompt (seeded by `training.seed`):
+   * the few-shot baseline, "just prompt it", beside the tuned result; null: not scored.
+   */
+  fewShot: number | null;
   /** General text whose loss before and after tuning shows forgetting; null: none. */
   reference: string | null;
   /**
@@ -214,6 +219,7 @@ export const JOB_DEFAULTS = {
     earlyStopPatience: null,
     testRows: null,
     scoreBase: true,
+    fewShot: null,
     reference: null,
     retention: null,
   },

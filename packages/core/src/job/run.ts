@@ -22,6 +22,7 @@ import type {
   OptionNames,
 } from "../train/data/types.js";
 import { evaluate, type EvaluationResult } from "../train/evaluate.js";
+import { fewShotEvaluate, type FewShotReport } from "../train/few_shot.js";
 import { FullFineTune } from "../train/trainable.js";
 import {
   Trainer,
@@ -90,7 +91,12 @@ export interface JobResult {
   splits: JobSplits;
   train: TrainResult;
   /** The first task's test scores (the only task's, unless the job trains several). */
-  test: { base?: EvaluationResult; tuned?: EvaluationResult };
+  test: {
+    base?: EvaluationResult;
+    /** The base model with `evaluation.fewShot` training examples in each prompt. */
+    fewShot?: EvaluationResult;
+    tuned?: EvaluationResult;
+  };
   /** Classification: test accuracy of always answering the training split's most common label. */
   majorityAccuracy?: number;
   /** Each task's test scores (one entry unless the job trains several). */
@@ -107,6 +113,8 @@ export interface JobResult {
 export interface TaskResult {
   name: string;
   base?: EvaluationResult;
+  fewShot?: EvaluationResult;
+  fewShotReport?: FewShotReport;
   tuned?: EvaluationResult;
   majorityAccuracy?: number;
 }
@@ -221,35 +229,55 @@ async function runOn(
   const tok = model.tokenizer!;
   const scorer = trained === peft ? peft : model;
   const multitask = data.tasks.length > 1;
+  const PHASES = {
+    base: "scoring base",
+    "few-shot": "scoring few-shot",
+    tuned: "scoring tuned",
+    retention: "checking retention",
+  } as const;
+  /**
+   * Scores `rows` of a task (the base model: without any adapter; an adapter continued from is scored as it was),
+   * the few-shot baseline with k of its training rows in each prompt. Undefined when skipped or stopped.
+   */
   const score = async (
-    phase: "base" | "tuned" | "retention",
+    phase: keyof typeof PHASES,
     rows: Example[],
-    how: Pick<TaskSplits, "name" | "format" | "labels">,
-  ) => {
+    how: Pick<TaskSplits, "name" | "format" | "labels"> & {
+      train?: Example[];
+    },
+  ): Promise<
+    { result: EvaluationResult; fewShot?: FewShotReport } | undefined
+  > => {
     if (rows.length === 0 || o.control?.stopRequested) return undefined;
     // Started before it is announced, so that a skip in answer to the announcement reaches it.
     const signal = o.control?.startScoring();
     emit({
       type: "phase",
-      phase:
-        phase === "base"
-          ? "scoring base"
-          : phase === "tuned"
-            ? "scoring tuned"
-            : "checking retention",
+      phase: PHASES[phase],
       rows: rows.length,
       ...(multitask || phase === "retention" ? { task: how.name } : {}),
     });
     const run = () =>
-      evaluate(scorer, tok, rows, {
-        format: how.format,
-        labels: how.labels,
-        signal,
-      });
+      phase === "few-shot"
+        ? fewShotEvaluate(scorer, tok, {
+            train: how.train!,
+            test: rows,
+            k: job.evaluation.fewShot!,
+            seed: job.training.seed,
+            format: how.format,
+            labels: how.labels,
+            signal,
+          }).then(({ result, report }) => ({ result, fewShot: report }))
+        : evaluate(scorer, tok, rows, {
+            format: how.format,
+            labels: how.labels,
+            signal,
+          }).then((result) => ({ result }));
     try {
-      // The base model is the model without any adapter; an adapter continued from is scored as it was.
-      return phase === "base" && trained === peft
-        ? await peft.withAdaptersDisabled(run)
+      return phase === "base" || phase === "few-shot"
+        ? trained === peft
+          ? await peft.withAdaptersDisabled(run)
+          : await run()
         : await run();
     } catch (error) {
       if (signal?.aborted) return undefined; // skipped, or the run was stopped
@@ -268,26 +296,35 @@ async function runOn(
     tasks,
     overlap,
   };
-  const scoreTasks = async (phase: "base" | "tuned", step: number) => {
+  const scoreTasks = async (
+    phase: "base" | "few-shot" | "tuned",
+    step: number,
+  ) => {
     for (const [i, t] of data.tasks.entries()) {
-      const scores = await score(phase, rowsOf(t), t);
-      tasks[i]![phase] = scores;
-      if (scores)
+      const scored = await score(phase, rowsOf(t), t);
+      const key = phase === "few-shot" ? "fewShot" : phase;
+      tasks[i]![key] = scored?.result;
+      if (scored)
         emit({
           type: "test",
           phase,
           step,
           ...(multitask ? { task: t.name } : {}),
-          ...scores,
+          ...(scored.fewShot ? { fewShot: scored.fewShot } : {}),
+          ...scored.result,
         });
+      if (scored?.fewShot) tasks[i]!.fewShotReport = scored.fewShot;
     }
-    result.test[phase] = tasks[0]![phase];
+    const first = tasks[0]!;
+    if (phase === "few-shot") result.test.fewShot = first.fewShot;
+    else result.test[phase] = first[phase];
   };
   if (job.evaluation.scoreBase) await scoreTasks("base", 0);
+  if (job.evaluation.fewShot !== null) await scoreTasks("few-shot", 0);
   // Earlier tasks, as the adapter continued from holds them.
   const retained: (EvaluationResult | undefined)[] = [];
   for (const set of data.retention ?? [])
-    retained.push(await score("retention", set.rows, set));
+    retained.push((await score("retention", set.rows, set))?.result);
   const reference = data.reference;
   const scoreReference = () =>
     evaluate(scorer, tok, reference!, { format: "completion" });
@@ -318,7 +355,7 @@ async function runOn(
     result.retention = [];
     for (const [i, set] of data.retention.entries()) {
       const before = retained[i];
-      const after = await score("retention", set.rows, set);
+      const after = (await score("retention", set.rows, set))?.result;
       if (!before || !after) continue;
       const event: RetentionEvent = {
         type: "retention",
@@ -515,8 +552,16 @@ function summarize(r: Omit<JobResult, "summary">): Record<string, unknown> {
         }
       : {}),
     ...prefixed("test_base_", r.test.base),
+    ...prefixed("test_fewshot_", r.test.fewShot),
     ...prefixed("test_", r.test.tuned),
   };
+  const report = r.tasks[0]?.fewShotReport;
+  if (report)
+    Object.assign(summary, {
+      fewshot_k: report.k,
+      fewshot_prompt_tokens_mean: report.promptTokens.mean,
+      fewshot_prompt_tokens_max: report.promptTokens.max,
+    });
   if (r.majorityAccuracy !== undefined)
     summary.test_majority_accuracy = r.majorityAccuracy;
   if (r.tasks.length > 1)
@@ -524,6 +569,7 @@ function summarize(r: Omit<JobResult, "summary">): Record<string, unknown> {
       Object.assign(
         summary,
         prefixed(`test_base_${t.name}_`, t.base),
+        prefixed(`test_fewshot_${t.name}_`, t.fewShot),
         prefixed(`test_${t.name}_`, t.tuned),
       );
       if (t.majorityAccuracy !== undefined)

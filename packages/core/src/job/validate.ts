@@ -304,6 +304,11 @@ export function jobProblems(
   );
   need("evaluation.testRows", orNull(int(1)), "a whole number ≥ 1 or none");
   need("evaluation.scoreBase", bool, "true or false");
+  need(
+    "evaluation.fewShot",
+    orNull(int(0)),
+    "a number of examples ≥ 0, or none",
+  );
   need("evaluation.reference", orNull(text), "a text file or none");
   need(
     "evaluation.retention",
