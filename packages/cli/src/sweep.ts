@@ -4,7 +4,7 @@
  * each trial's checkpoints (trials/<id>), best.job.json and the best adapter (best/). Running the same command
  * again reads sweep.jsonl and goes on where it stopped.
  */
-import { appendFile, readFile, rm, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   ConfigError,
@@ -23,11 +23,19 @@ import {
   type SweepSearch,
   type SweepTrial,
   type SweepValue,
-  type HalvingOptions,
 } from "@webtune/core";
 import { DATA_FLAG_NAMES } from "./common.js";
 import { FLAG_NAMES, buildJob } from "./job_flags.js";
 import { checkApartFromModel } from "./out_folder.js";
+import {
+  appendLine,
+  BEST,
+  BEST_JOB,
+  LOG,
+  startLog,
+  TRIALS,
+  type SweepDefinition,
+} from "./sweep_out.js";
 import { progress, type Progress } from "./progress.js";
 import { JOB_FILE } from "./train.js";
 
@@ -41,20 +49,6 @@ export interface SweepFlags {
   out?: string;
   overwrite?: boolean;
   maxRuns?: number;
-}
-
-const LOG = "sweep.jsonl";
-const BEST_JOB = "best.job.json";
-const BEST = "best";
-const TRIALS = "trials";
-
-/** The sweep as sweep.jsonl's first line records it: what must match for a rerun to go on with it. */
-interface SweepDefinition {
-  type: "sweep";
-  job: unknown;
-  params: SweepParam[];
-  search: SweepSearch;
-  halving: HalvingOptions;
 }
 
 /** The train command's flags (without "--") by the job field each sets; a flag whose value is inverted is left out. */
@@ -276,100 +270,6 @@ const withoutMatrix = (m: object) =>
   Object.fromEntries(
     Object.entries(m).filter(([k]) => k !== "confusionMatrix"),
   );
-
-type LogLine = { type: string } & Record<string, unknown>;
-
-/**
- * sweep.jsonl's lines of an earlier run of this same sweep (nothing for a new one), after checking that --out holds
- * no other sweep or run; a new sweep's log starts with its definition. --overwrite starts over.
- */
-async function startLog(
-  out: string,
-  definition: SweepDefinition,
-  overwrite: boolean,
-): Promise<LogLine[]> {
-  const kind = await stat(out).catch(() => undefined);
-  if (kind && !kind.isDirectory())
-    throw new ConfigError(
-      `--out ${out} is a file; name a folder (it is created if needed).`,
-    );
-  const text = await readFile(join(out, LOG), "utf8").catch(() => undefined);
-  const lines = text === undefined ? [] : readLines(text);
-  if (!overwrite && text !== undefined) {
-    const differs = difference(lines[0], definition);
-    if (differs)
-      throw new ConfigError(
-        `--out ${out} holds another sweep (${differs} differ${differs.includes(" and ") ? "" : "s"}); pass --overwrite to ` +
-          "replace it, or choose another --out.",
-      );
-    return lines.slice(1);
-  }
-  if (!overwrite && kind) {
-    const other = (
-      await Promise.all(
-        [
-          BEST,
-          BEST_JOB,
-          TRIALS,
-          "adapter_model.safetensors",
-          "metrics.jsonl",
-        ].map(async (f) =>
-          (await stat(join(out, f)).catch(() => undefined)) ? f : undefined,
-        ),
-      )
-    ).filter(Boolean);
-    if (other.length > 0)
-      throw new ConfigError(
-        `--out ${out} already holds a run (${other.join(", ")}) but no ${LOG}; pass --overwrite to replace it, or choose another --out.`,
-      );
-  }
-  for (const f of [LOG, BEST, BEST_JOB, TRIALS])
-    await rm(join(out, f), { recursive: true, force: true });
-  await writeFilesAtomically(
-    out,
-    [[LOG, `${JSON.stringify(definition)}\n`]],
-    LOG,
-  );
-  return [];
-}
-
-/** Which parts of the recorded sweep differ from `definition`, in words; undefined when they match. */
-function difference(
-  recorded: LogLine | undefined,
-  definition: SweepDefinition,
-): string | undefined {
-  if (recorded?.type !== "sweep") return `its ${LOG} has no sweep line`;
-  const parts = (["job", "params", "search", "halving"] as const).filter(
-    (k) => JSON.stringify(recorded[k]) !== JSON.stringify(definition[k]),
-  );
-  const words = {
-    job: "the job",
-    params: "the parameters (--grid)",
-    search: "the search (--random, --seed)",
-    halving: "the halving (--eta, --min-steps)",
-  };
-  return parts.length > 0
-    ? parts.map((p) => words[p]).join(" and ")
-    : undefined;
-}
-
-/** The JSON lines of a log; a line cut short by a kill is skipped (its trial-rung runs again). */
-function readLines(text: string): LogLine[] {
-  const lines: LogLine[] = [];
-  for (const line of text.split("\n")) {
-    try {
-      const row = JSON.parse(line) as unknown;
-      if (typeof row === "object" && row !== null && "type" in row)
-        lines.push(row as LogLine);
-    } catch {
-      continue;
-    }
-  }
-  return lines;
-}
-
-const appendLine = (out: string, line: object) =>
-  appendFile(join(out, LOG), `${JSON.stringify(line)}\n`);
 
 const fmt = (v: number | null, digits = 4) =>
   v === null ? "-" : v.toFixed(digits);

@@ -49,7 +49,8 @@ const job = () =>
     data: { train: "animals.jsonl", test: "test.jsonl", valSplit: 0.25 },
     adapter: { r: 4 },
     training: { batchSize: 6, epochs: 4, seed: 1 },
-    evaluation: { evalEvery: null },
+    // The job scores a few-shot baseline too: the best job's own run does, once; trials do not.
+    evaluation: { evalEvery: null, fewShot: 2 },
   });
 
 function sweep(more: Partial<SweepRunOptions> = {}) {
@@ -134,7 +135,11 @@ describe("runSweep", () => {
     expect(Object.values(s.steps).reduce((a, b) => a + b, 0)).toBe(12 + 6 + 6);
     // Trials score no test rows; the best job's own run scores base and tuned once.
     const tests = s.events.filter((e) => e.type === "test");
-    expect(tests.map((e) => e.phase)).toEqual(["base", "tuned"]);
+    expect(tests.map((e) => e.phase).sort()).toEqual([
+      "base",
+      "few-shot",
+      "tuned",
+    ]);
     expect(best.run!.summary).toMatchObject({ steps: 12 });
     expect(best.run!.test.tuned!.rows).toBe(2);
 

@@ -119,9 +119,15 @@ async function trialRung(
     rung: action.rung,
     params: trial.params,
   };
-  // Trials score nothing but their validation rows: no base or test scores, no forgetting check.
+  // Trials score nothing but their validation rows: no base, few-shot or test scores, no forgetting or
+  // retention check.
   const job = trial.job.with({
-    evaluation: { scoreBase: false, reference: null },
+    evaluation: {
+      scoreBase: false,
+      fewShot: null,
+      reference: null,
+      retention: null,
+    },
   });
   let total = previous?.total ?? 0;
   let steps = previous?.steps ?? 0;
