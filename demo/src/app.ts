@@ -30,6 +30,7 @@ import {
   showError,
 } from "./dom.js";
 import { showMetrics } from "./metrics.js";
+import { finishedRun, recordRun, showHistory } from "./history.js";
 import { showFewShot } from "./few_shot.js";
 import { fetchPresetFile, presetOf, PRESETS } from "./presets.js";
 import { readAdapterUpload, zipFolder } from "./adapter_files.js";
@@ -91,7 +92,9 @@ export class DemoApp {
   private run?: SavedRun;
   private imports = 0;
 
-  constructor(readonly trainer: WorkerTrainer) {}
+  constructor(readonly trainer: WorkerTrainer) {
+    showHistory();
+  }
 
   private get api() {
     return this.trainer.api;
@@ -314,6 +317,7 @@ export class DemoApp {
     checkpoint: CheckpointInfo;
     run: SavedRun;
   }): Promise<void> {
+    const started = performance.now();
     const input = this.jobInput();
     const job = await this.api.checkJob(input, PAGE_FIELD_NAMES);
     const testRows = Math.min(
@@ -367,6 +371,15 @@ export class DemoApp {
     setStatus(
       `${stopped ? "Stopped" : "Trained"} after ${r.steps} steps${r.stoppedEarly ? " (early stopping kept the best validation loss)" : ""}.`,
     );
+    if (!stopped)
+      recordRun(
+        finishedRun(
+          outcome,
+          this.data!.format,
+          performance.now() - started,
+          this.metrics.base,
+        ),
+      );
     if (!stopped) await this.compare();
   }
 

@@ -1,10 +1,12 @@
 /**
  * What a page reload needs to resume a run: where the model and data came from, the settings, and the events
- * drawn so far. The checkpoints themselves (adapter, optimizer, step) are in OPFS, written by the worker.
+ * drawn so far. The checkpoints themselves (adapter, optimizer, step) are in OPFS, written by the worker. Beside
+ * it, the page's finished runs, for the run history (history.ts).
  */
-import type { TrainEvent } from "@webtune/core";
+import type { FineTuneJobSpec, TrainEvent } from "@webtune/core";
 
 const KEY = "webtune-demo-run";
+const HISTORY_KEY = "webtune-demo-history";
 
 export type ModelChoice =
   { kind: "embedded" } | { kind: "hub"; id: string } | { kind: "folder" };
@@ -57,4 +59,45 @@ export function loadRun(): SavedRun | undefined {
 
 export function forgetRun(): void {
   localStorage.removeItem(KEY);
+}
+
+/** One finished run, as the run history keeps it. */
+export interface FinishedRun {
+  /** ISO time the run ended. */
+  finishedAt: string;
+  /** The job as it ran. */
+  job: FineTuneJobSpec;
+  /** Optimizer steps taken. */
+  steps: number;
+  /** The task's metric on the test rows (accuracy, exact match, or loss), base and tuned; null: not scored. */
+  test: {
+    metric: "accuracy" | "exactMatch" | "loss";
+    base: number | null;
+    tuned: number | null;
+  } | null;
+  /** The last validation loss (the kept one, after early stopping). */
+  valLoss: number | null;
+  /** The forgetting check: the reference text's loss after tuning minus before. */
+  referenceDelta: number | null;
+  wallMs: number;
+}
+
+/** Finished runs the history keeps, newest first. */
+export const MAX_HISTORY = 20;
+
+export function loadHistory(): FinishedRun[] {
+  try {
+    const text = localStorage.getItem(HISTORY_KEY);
+    return text ? (JSON.parse(text) as FinishedRun[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+export function saveHistory(runs: FinishedRun[]): void {
+  try {
+    localStorage.setItem(HISTORY_KEY, JSON.stringify(runs));
+  } catch {
+    // Storage full or denied: the history shows this page's runs until a reload.
+  }
 }
