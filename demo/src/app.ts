@@ -6,6 +6,7 @@ import * as Comlink from "comlink";
 import type {
   EvaluationResult,
   FineTuneJobInput,
+  ForgettingEvent,
   FineTuneJobSpec,
   JobEvent,
   PhaseEvent,
@@ -82,7 +83,11 @@ export class DemoApp {
   private dataFiles: Record<string, string> = {};
   /** The loaded data's part of the job: its files, split and reading options. */
   private dataJob?: FineTuneJobInput["data"];
-  metrics: { base?: EvaluationResult; tuned?: EvaluationResult } = {};
+  metrics: {
+    base?: EvaluationResult;
+    tuned?: EvaluationResult;
+    forgetting?: ForgettingEvent;
+  } = {};
   compared?: { base: string; tuned: string };
   lastTrain?: TrainResult;
   /** Made with the page, so that starting a run draws into charts that exist. */
@@ -240,14 +245,15 @@ export class DemoApp {
     showMetrics();
     showFewShot();
     const maxLength = settingsJob().data?.maxLength;
-    const summary = await this.api.loadData(files[data.train!]!, {
-      source: data.train!,
+    // The page trains on one file (a multitask job runs in the CLI): loadJob refuses a list.
+    const train = data.train as string;
+    const test = data.test as string | null | undefined;
+    const summary = await this.api.loadData(files[train]!, {
+      source: train,
       maxLength: typeof maxLength === "number" ? maxLength : undefined,
       valSplit: data.valSplit,
       testSplit: data.testSplit,
-      test: data.test
-        ? { input: files[data.test]!, source: data.test }
-        : undefined,
+      test: test ? { input: files[test]!, source: test } : undefined,
       skipBadRows: data.skipBadRows,
       optionNames: PAGE_OPTION_NAMES,
     });
@@ -255,7 +261,7 @@ export class DemoApp {
     this.dataChoice = choice;
     this.dataFiles = files;
     this.dataJob = data;
-    showDataSummary(data.train!, summary);
+    showDataSummary(train, summary);
     showMetrics(undefined, undefined, summary.format);
     byId<HTMLTextAreaElement>("compare-prompt").value =
       prompt ??
@@ -339,12 +345,13 @@ export class DemoApp {
     saveRun(this.run);
     const total = this.totalSteps(job);
     this.metrics.tuned = undefined;
+    this.metrics.forgetting = undefined;
     this.clearAnswers();
     const onEvent = Comlink.proxy((event: JobEvent) =>
       this.onEvent(event, total),
     );
     const outcome = await this.api
-      .runJob(job, this.dataFiles, onEvent, {
+      .runJob(job, await this.jobFiles(job), onEvent, {
         resumeFrom: resume?.checkpoint.name,
         names: PAGE_FIELD_NAMES,
         trainerNames: PAGE_TRAINER_NAMES,
@@ -383,6 +390,17 @@ export class DemoApp {
     if (!stopped) await this.compare();
   }
 
+  /** The loaded data's files, and the demo's general text when the job replays it or checks forgetting on it. */
+  private async jobFiles(
+    job: FineTuneJobSpec,
+  ): Promise<Record<string, string>> {
+    const files = { ...this.dataFiles };
+    for (const path of [job.replay.source, job.evaluation.reference])
+      if (path && files[path] === undefined)
+        files[path] = await fetchPresetFile(path);
+    return files;
+  }
+
   /** Optimizer steps the run will take, for the progress bar. */
   private totalSteps(job: FineTuneJobSpec): number {
     const t = job.training;
@@ -400,11 +418,26 @@ export class DemoApp {
       case "phase":
         return this.onPhase(event);
       case "test":
-        this.metrics[event.phase === "base" ? "base" : "tuned"] = event;
-        showMetrics(this.metrics.base, this.metrics.tuned, this.data?.format);
+        if (event.phase === "few-shot") return; // the few-shot panel scores its own
+        this.metrics[event.phase] = event;
+        showMetrics(
+          this.metrics.base,
+          this.metrics.tuned,
+          this.data?.format,
+          this.metrics.forgetting,
+        );
+        return;
+      case "forgetting":
+        this.metrics.forgetting = event;
+        showMetrics(
+          this.metrics.base,
+          this.metrics.tuned,
+          this.data?.format,
+          event,
+        );
         return;
       case "data":
-      case "forgetting":
+      case "retention":
         return;
     }
     this.events.push(event);
@@ -428,6 +461,8 @@ export class DemoApp {
       "scoring base": `Scoring the base model${rows} (Skip scoring to go straight to training)…`,
       training: "Training…",
       "scoring tuned": `Scoring the ${this.fullyTuned ? "tuned model" : "adapter"}${rows} (Skip scoring to leave it for later)…`,
+      "scoring few-shot": `Scoring the base model with training examples in each prompt${rows}…`,
+      "checking retention": "Scoring an earlier task again…",
       "checking forgetting": "Checking the reference text for forgetting…",
     };
     if (this.phase !== "paused")
@@ -490,7 +525,12 @@ export class DemoApp {
       );
       this.metrics.tuned = await this.api.evaluate("test", { maxRows });
     }
-    showMetrics(this.metrics.base, this.metrics.tuned, this.data?.format);
+    showMetrics(
+      this.metrics.base,
+      this.metrics.tuned,
+      this.data?.format,
+      this.metrics.forgetting,
+    );
     setStatus("Evaluated on the test split.");
   }
 

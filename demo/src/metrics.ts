@@ -1,7 +1,8 @@
 /** The test-metrics panel: base model and adapter side by side, and a confusion matrix for classification. */
-import type { EvaluationResult } from "@webtune/core";
+import type { EvaluationResult, ForgettingEvent } from "@webtune/core";
 import type { DataSummary } from "@webtune/worker";
 import { byId, tableRow } from "./dom.js";
+import { showTradeoff } from "./tradeoff.js";
 
 const percent = (v: number) => `${(v * 100).toFixed(1)} %`;
 
@@ -37,6 +38,7 @@ export function showMetrics(
   base?: EvaluationResult,
   tuned?: EvaluationResult,
   format?: DataSummary["format"],
+  forgetting?: ForgettingEvent,
 ): void {
   const body = byId("metrics").querySelector("tbody")!;
   body.replaceChildren(
@@ -46,8 +48,19 @@ export function showMetrics(
       if (!base && !tuned && only !== undefined && only !== format) return [];
       return [tableRow([name, ...cells.map((c) => c ?? "–")])];
     }),
+    // Beside the task's metrics: what tuning cost on general text (a rise in its loss is forgetting).
+    ...(forgetting
+      ? [
+          tableRow([
+            `general-text loss (${forgetting.loss_delta >= 0 ? "+" : ""}${forgetting.loss_delta.toFixed(2)})`,
+            forgetting.base_loss.toFixed(4),
+            forgetting.tuned_loss.toFixed(4),
+          ]),
+        ]
+      : []),
   );
   showConfusion(tuned ?? base, tuned ? "adapter's" : "base model's");
+  showTradeoff(base, tuned, forgetting, format);
 }
 
 function showConfusion(

@@ -16,7 +16,13 @@ export interface Preset {
 /** What all three tasks share: the embedded model takes a high rate, and every step is scored in seconds. */
 const shared = {
   adapter: { r: 16, alpha: 32, dropout: 0 },
-  evaluation: { valRows: 64, testRows: 100, scoreBase: true },
+  // Forgetting is checked on the held-out general text (demo/public/data/reference.jsonl).
+  evaluation: {
+    valRows: 64,
+    testRows: 100,
+    scoreBase: true,
+    reference: "data/reference.jsonl",
+  },
   checkpointEvery: 25,
 } satisfies FineTuneJobInput;
 

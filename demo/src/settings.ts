@@ -22,7 +22,11 @@ type Kind =
   | "checkbox"
   /** Comma-separated module names, or all-linear. */
   | "targets"
-  | "method";
+  | "method"
+  /** A share of every batch replayed from the demo's general text; 0: no replay. */
+  | "replay"
+  /** A checkbox: the forgetting check on the demo's reference text, or none. */
+  | "reference";
 
 interface Field {
   name: string;
@@ -126,6 +130,20 @@ const FIELDS: Field[] = [
     kind: "int-or-none",
   },
   {
+    name: "replay",
+    field: "replay.ratio",
+    label: "replay general text",
+    help: "Share of every batch drawn from general text (the model's own pretraining kind), against forgetting; 0: none.",
+    kind: "replay",
+  },
+  {
+    name: "checkForgetting",
+    field: "evaluation.reference",
+    label: "check forgetting",
+    help: "Score general text before and after training: a rise in its loss is what the task cost the model.",
+    kind: "reference",
+  },
+  {
     name: "gradientCheckpointing",
     field: "training.gradientCheckpointing",
     label: "gradient checkpointing",
@@ -162,16 +180,46 @@ const FIELDS: Field[] = [
   },
 ];
 
+/** The demo's general text: replayed against forgetting, and the held-out reference that measures it. */
+export const REPLAY_FILE = "data/replay.jsonl";
+export const REFERENCE_FILE = "data/reference.jsonl";
+
 /** The form's labels as job errors and the Trainer's advice should say them. */
-export const PAGE_FIELD_NAMES: JobFieldNames = Object.fromEntries(
-  FIELDS.map((f) => [f.field, `"${f.label}"`]),
-);
+export const PAGE_FIELD_NAMES: JobFieldNames = {
+  ...Object.fromEntries(FIELDS.map((f) => [f.field, `"${f.label}"`])),
+  "replay.source": '"replay general text"',
+};
 
 /** How the Trainer's advice (a diverging run's) names this page's controls. */
 export const PAGE_TRAINER_NAMES = {
   learningRate: '"learning rate" at',
   warmupSteps: '"warm-up steps" at',
 };
+
+/** A field's value in a job input, as the form holds it (replay: its ratio, 0 when off; the check: on or off). */
+function read(job: FineTuneJobInput, f: Field): unknown {
+  if (f.kind === "replay") {
+    if (job.replay?.source === undefined) return undefined;
+    return job.replay.source === null ? 0 : job.replay.ratio;
+  }
+  if (f.kind === "reference") {
+    const reference = job.evaluation?.reference;
+    return reference === undefined ? undefined : reference !== null;
+  }
+  return get(job, f.field);
+}
+
+/** A field's job value set in a job input (replay and the check name the demo's files). */
+function write(job: FineTuneJobInput, f: Field, value: unknown): void {
+  if (f.kind === "replay")
+    job.replay =
+      value === null
+        ? { source: null }
+        : { source: REPLAY_FILE, ratio: value as number };
+  else if (f.kind === "reference")
+    set(job, f.field, value === true ? REFERENCE_FILE : null);
+  else set(job, f.field, value);
+}
 
 /** A job field's value in a job input (section.key or a top-level field). */
 function get(job: FineTuneJobInput, field: JobField): unknown {
@@ -195,7 +243,8 @@ function set(job: FineTuneJobInput, field: JobField, value: unknown): void {
 
 /** The job's default for a field, as the form shows it. */
 function text(f: Field, value: unknown): string {
-  if (f.kind === "int-or-none" && value === null) return "0";
+  if ((f.kind === "int-or-none" || f.kind === "replay") && value === null)
+    return "0";
   if (f.kind === "targets" && Array.isArray(value)) return value.join(", ");
   return String(value);
 }
@@ -237,11 +286,12 @@ function control(f: Field): HTMLInputElement | HTMLSelectElement {
   const input = document.createElement("input");
   input.name = f.name;
   input.id = `setting-${f.name}`;
-  if (f.kind === "checkbox") input.type = "checkbox";
+  if (f.kind === "checkbox" || f.kind === "reference") input.type = "checkbox";
   else if (f.kind !== "targets") {
     input.type = "number";
-    input.step = f.kind === "number" ? "any" : "1";
+    input.step = f.kind === "number" || f.kind === "replay" ? "any" : "1";
     input.min = "0";
+    if (f.kind === "replay") input.max = "0.9";
   }
   return input;
 }
@@ -249,10 +299,11 @@ function control(f: Field): HTMLInputElement | HTMLSelectElement {
 /** Sets the fields a job (or a preset's partial job) gives; the others keep their values. */
 export function applyJob(job: FineTuneJobInput): void {
   for (const f of FIELDS) {
-    const value = get(job, f.field);
+    const value = read(job, f);
     if (value === undefined) continue;
     const input = byId<HTMLInputElement>(`setting-${f.name}`);
-    if (f.kind === "checkbox") input.checked = value === true;
+    if (f.kind === "checkbox" || f.kind === "reference")
+      input.checked = value === true;
     else input.value = text(f, value);
   }
 }
@@ -260,7 +311,10 @@ export function applyJob(job: FineTuneJobInput): void {
 /** Every field's text at the job defaults (what a fresh form shows). */
 export function defaultValues(): Record<string, string> {
   return Object.fromEntries(
-    FIELDS.map((f) => [f.name, text(f, get(DEFAULTS, f.field))]),
+    FIELDS.map((f) => {
+      const value = read(DEFAULTS, f);
+      return [f.name, f.kind === "reference" ? String(value) : text(f, value)];
+    }),
   );
 }
 
@@ -271,7 +325,9 @@ export function currentValues(): Record<string, string> {
       const input = byId<HTMLInputElement>(`setting-${f.name}`);
       return [
         f.name,
-        f.kind === "checkbox" ? String(input.checked) : input.value,
+        f.kind === "checkbox" || f.kind === "reference"
+          ? String(input.checked)
+          : input.value,
       ];
     }),
   );
@@ -283,7 +339,8 @@ export function restoreValues(values: Record<string, string>): void {
     const value = values[f.name];
     if (value === undefined) continue;
     const input = byId<HTMLInputElement>(`setting-${f.name}`);
-    if (f.kind === "checkbox") input.checked = value === "true";
+    if (f.kind === "checkbox" || f.kind === "reference")
+      input.checked = value === "true";
     else input.value = value;
   }
 }
@@ -294,7 +351,7 @@ export function restoreValues(values: Record<string, string>): void {
  */
 export function settingsJob(values = currentValues()): FineTuneJobInput {
   const job: FineTuneJobInput = {};
-  for (const f of FIELDS) set(job, f.field, parse(f, values[f.name] ?? ""));
+  for (const f of FIELDS) write(job, f, parse(f, values[f.name] ?? ""));
   return job;
 }
 
@@ -302,6 +359,7 @@ function parse(f: Field, raw: string): unknown {
   const value = raw.trim();
   switch (f.kind) {
     case "checkbox":
+    case "reference":
       return value === "true";
     case "method":
       return value;
@@ -315,7 +373,9 @@ function parse(f: Field, raw: string): unknown {
     default: {
       const n = value === "" ? NaN : Number(value);
       if (!Number.isFinite(n)) return value;
-      return f.kind === "int-or-none" && n === 0 ? null : n;
+      return (f.kind === "int-or-none" || f.kind === "replay") && n === 0
+        ? null
+        : n;
     }
   }
 }

@@ -152,10 +152,22 @@ describe("the demo's job", () => {
     expect(after.train.steps).toBe(2);
     expect(after.metrics.base).toBeUndefined();
     expect(after.metrics.tuned!.rows).toBe(16);
+    // The preset checks forgetting: the general text's loss beside the task's metric, and both on one chart.
+    const forgetting = after.metrics.forgetting!;
+    expect(forgetting.tuned_loss - forgetting.base_loss).toBeCloseTo(
+      forgetting.loss_delta,
+      9,
+    );
+    expect(await page.locator("#metrics").innerText()).toContain(
+      `general-text loss (${forgetting.loss_delta >= 0 ? "+" : ""}${forgetting.loss_delta.toFixed(2)})\t${forgetting.base_loss.toFixed(4)}\t${forgetting.tuned_loss.toFixed(4)}`,
+    );
+    await expect(page.locator("#tradeoff").isVisible()).resolves.toBe(true);
+    expect(await page.locator("#tradeoff canvas").count()).toBe(1);
   });
 
   it("downloads the page's job, and loading it back restores the settings and the data", async () => {
     await page.fill("#setting-lr", "0.005");
+    await page.fill("#setting-replay", "0.2");
     const [file] = await Promise.all([
       page.waitForEvent("download"),
       page.click("#download-job"),
@@ -172,6 +184,9 @@ describe("the demo's job", () => {
       promptTemplate: "Date: {input}\nWritten out:",
     });
     expect(job.training).toMatchObject({ learningRate: 0.005, maxSteps: 2 });
+    // Replay names the demo's general text; the forgetting check its held-out reference.
+    expect(job.replay).toEqual({ source: "data/replay.jsonl", ratio: 0.2 });
+    expect(job.evaluation.reference).toBe("data/reference.jsonl");
 
     await page.selectOption("#preset", "fortunes");
     await settle();
@@ -182,6 +197,9 @@ describe("the demo's job", () => {
     expect(await state((app) => app.data!.format)).toBe("instruction");
     expect(await page.inputValue("#setting-lr")).toBe("0.005");
     expect(await page.inputValue("#setting-maxSteps")).toBe("2");
+    expect(await page.inputValue("#setting-replay")).toBe("0.2");
+    expect(await page.isChecked("#setting-checkForgetting")).toBe(true);
+    await page.fill("#setting-replay", "0");
 
     // A job file with a bad field is named in the banner, and the form is left as it was.
     const bad = join(scratch, "bad-job.json");
