@@ -3,10 +3,13 @@ import { ConfigError } from "../errors.js";
 import type { PretrainedModel } from "../models/pretrained.js";
 import { buildDataset, type Dataset } from "../train/data/build.js";
 import { splitDataset } from "../train/data/split.js";
-import type { Example } from "../train/data/types.js";
+import type {
+  DatasetInput,
+  Example,
+  OptionNames,
+} from "../train/data/types.js";
 import type { FineTuneJobSpec, JobField } from "./job.js";
-import type { JobRunOptions } from "./run.js";
-import { fieldName } from "./validate.js";
+import { fieldName, type JobFieldNames } from "./validate.js";
 
 /** One task's data, read and split. */
 export interface TaskSplits {
@@ -57,6 +60,14 @@ export type JobFileField =
   | "evaluation.retention"
   | "replay.source";
 
+/** Where a run gets the files a job names, and how its messages name the job's fields and the reader's options. */
+export interface JobDataOptions {
+  /** The bytes or text of a file the job names: its training, test, reference, retention or replay file. */
+  readFile: (source: string, field: JobFileField) => Promise<DatasetInput>;
+  names?: JobFieldNames;
+  dataNames?: Partial<OptionNames>;
+}
+
 /** A list field's files: one file, several, or none. */
 export const filesOf = (v: string | string[] | null): string[] =>
   v === null ? [] : Array.isArray(v) ? v : [v];
@@ -84,7 +95,7 @@ export function taskNames(sources: readonly string[]): string[] {
 export async function readJobData(
   job: FineTuneJobSpec,
   model: Pick<PretrainedModel, "tokenizer" | "dims" | "source">,
-  o: Pick<JobRunOptions, "readFile" | "names" | "dataNames">,
+  o: JobDataOptions,
 ): Promise<JobSplits> {
   const tokenizer = model.tokenizer;
   const trainFiles = filesOf(job.data.train);

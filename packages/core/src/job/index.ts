@@ -18,6 +18,7 @@ export { JOB_ADAPTER } from "./run.js";
 export { readJobData } from "./data.js";
 export { taskNames } from "./data.js";
 export type {
+  JobDataOptions,
   JobFileField,
   JobSplits,
   RetentionSet,

@@ -16,11 +16,7 @@ import {
   type MixSource,
 } from "../train/data/mix.js";
 import { findOverlap } from "../train/data/overlap.js";
-import type {
-  DatasetInput,
-  Example,
-  OptionNames,
-} from "../train/data/types.js";
+import type { Example } from "../train/data/types.js";
 import { evaluate, type EvaluationResult } from "../train/evaluate.js";
 import { fewShotEvaluate, type FewShotReport } from "../train/few_shot.js";
 import { FullFineTune } from "../train/trainable.js";
@@ -33,22 +29,20 @@ import {
 import type { JobControl } from "./control.js";
 import {
   readJobData,
-  type JobFileField,
+  type JobDataOptions,
   type JobSplits,
   type TaskSplits,
 } from "./data.js";
 import type { ForgettingEvent, JobEvent, RetentionEvent } from "./events.js";
 import type { FineTuneJobSpec, JobField } from "./job.js";
 import { derivePromptTemplate } from "./prompt_template.js";
-import { adapterConfig, fieldName, type JobFieldNames } from "./validate.js";
+import { adapterConfig, fieldName } from "./validate.js";
 
 /** The adapter a job trains, in a LoraModel's adapters. */
 export const JOB_ADAPTER = "default";
 
 /** Where a run gets what the job only names, and where it reports. */
-export interface JobRunOptions {
-  /** The bytes or text of a file the job names: its data.train, data.test or evaluation.reference. */
-  readFile: (source: string, field: JobFileField) => Promise<DatasetInput>;
+export interface JobRunOptions extends JobDataOptions {
   /**
    * The files of the adapter that `adapter.continueFrom` names (where it is not a folder, URL or hub id this side
    * can open, e.g. files a page was handed). Default: loaded from that source.
@@ -68,10 +62,8 @@ export interface JobRunOptions {
   checkpoints?: CheckpointStore;
   /** A checkpoint to continue from (its files). */
   resume?: Record<string, Uint8Array>;
-  /** How messages name the job's fields, and the Trainer's and dataset reader's options, on this surface. */
-  names?: JobFieldNames;
+  /** How messages name the Trainer's options on this surface (the job's fields and the reader's: see above). */
   trainerNames?: Partial<TrainerOptionNames>;
-  dataNames?: Partial<OptionNames>;
   /**
    * Called once everything is read and checked, before the first scoring or step (a CLI starts --out here), with
    * PEFT's trainable-parameters line (or the full fine-tune's count) and the optimizer steps the run will take.
