@@ -563,6 +563,11 @@ export class DemoApp {
       });
     }
     const job = await this.api.checkJob(input as FineTuneJobInput);
+    // The page trains one data file into a new adapter; these jobs run in the CLI (webtune train --job).
+    if (Array.isArray(job.data.train) || job.adapter.continueFrom !== null)
+      throw new Error(
+        `${file.name} ${Array.isArray(job.data.train) ? `trains on several files at once (${job.data.train.join(", ")})` : `continues the adapter ${job.adapter.continueFrom}`}: this page trains one file into a new adapter. Run it with webtune train --job ${file.name}.`,
+      );
     applyJob(job);
     const preset = presetOf(job);
     const notes: string[] = [];

@@ -221,6 +221,23 @@ describe("the demo's job", () => {
       /job\.training\.lerningRate is not a field of job\.training: did you mean learningRate\?/,
     );
     expect(await page.inputValue("#setting-lr")).toBe("0.005");
+
+    // A multitask job is the CLI's: refused by name, the form left as it was.
+    const multitask = join(scratch, "multitask-job.json");
+    writeFileSync(
+      multitask,
+      JSON.stringify({
+        ...job,
+        data: { ...job.data, train: ["a.jsonl", "b.jsonl"], test: null },
+        training: { ...job.training, learningRate: 0.02 },
+      }),
+    );
+    await page.setInputFiles("#load-job", multitask);
+    await settle();
+    expect(await bannerText()).toMatch(
+      /multitask-job\.json trains on several files at once \(a\.jsonl, b\.jsonl\): this page trains one file into a new adapter\. Run it with webtune train --job/,
+    );
+    expect(await page.inputValue("#setting-lr")).toBe("0.005");
   });
 
   it("fine-tunes every weight when the form says so, and offers the tuned model", async () => {
