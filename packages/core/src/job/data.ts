@@ -38,13 +38,7 @@ export interface RetentionSet {
  * A job's data, read and split: what {@link readJobData} gives. Its own fields are the first task's (the only
  * one, unless the job trains several); `tasks` holds each.
  */
-export interface JobSplits {
-  format: Dataset["format"];
-  report: Dataset["report"];
-  labels?: string[];
-  train: Example[];
-  val: Example[];
-  test: Example[];
+export interface JobSplits extends Omit<TaskSplits, "name" | "source"> {
   tasks: TaskSplits[];
   reference?: Example[];
   /** The rows replayed into every batch. */
