@@ -11,6 +11,9 @@ import {
 } from "@webtune/core";
 import { EMBEDDED_MODEL } from "./embedded.js";
 
+/** The job file a run leaves beside its adapter: `webtune train --job` reruns it, `generate` reads its prompt template. */
+export const JOB_FILE = "webtune_job.json";
+
 /** The recipe flags as commander gives them: undefined when not on the command line. */
 export interface RecipeFlags {
   model?: string;
@@ -275,7 +278,7 @@ async function earlierTests(
   const from = input.adapter?.continueFrom;
   if (typeof from !== "string" || input.evaluation?.retention !== undefined)
     return undefined;
-  const path = `${from}/${EARLIER_JOB_FILE}`;
+  const path = `${from}/${JOB_FILE}`;
   const text = await readFile(path, "utf8").catch(() => undefined);
   if (text === undefined) return undefined;
   try {
@@ -285,6 +288,3 @@ async function earlierTests(
     return undefined; // not ours to judge here: the adapter's own files are checked when it loads
   }
 }
-
-/** What `webtune train` leaves beside an adapter (train.ts's JOB_FILE; named here to keep the import one-way). */
-const EARLIER_JOB_FILE = "webtune_job.json";

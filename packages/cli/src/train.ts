@@ -17,7 +17,12 @@ import {
   type JobEvent,
 } from "@webtune/core";
 import { DATA_FLAG_NAMES } from "./common.js";
-import { FLAG_NAMES, buildJob, type RecipeFlags } from "./job_flags.js";
+import {
+  FLAG_NAMES,
+  JOB_FILE,
+  buildJob,
+  type RecipeFlags,
+} from "./job_flags.js";
 import {
   abandonRun,
   checkApartFromModel,
@@ -27,8 +32,7 @@ import {
 } from "./out_folder.js";
 import { progress } from "./progress.js";
 
-/** The job file a run leaves beside its adapter: `webtune train --job` reruns it, `generate` reads its prompt template. */
-export const JOB_FILE = "webtune_job.json";
+export { JOB_FILE };
 
 export interface TrainFlags extends RecipeFlags {
   out?: string;
