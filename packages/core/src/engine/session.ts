@@ -76,8 +76,14 @@ export interface SessionOptions {
   tokenBucket?: number;
   /** The most tokens a row may have (the model's positions). */
   maxTokens: number;
-  /** Token ids and labels must be below this (labels may also be -100). */
+  /** Token ids must be below this. */
   vocabSize: number;
+  /**
+   * What a label is: a next token (count = the vocabulary, shifted left by one as HF shifts them), or a
+   * classification head's label id at the position it scores (count = the labels, not shifted). Default: next
+   * tokens.
+   */
+  labels?: { count: number; shift: boolean };
   betas: [number, number];
   eps: number;
   /** One entry per parameter group; `entries` name a group by index. */
@@ -334,8 +340,12 @@ export class TrainingSession {
     plan: Plan,
     batch: SessionBatch,
   ): [CompiledGraph, GraphTensor, Int32Array][] {
-    checkTokens(batch, this.options.vocabSize);
-    const { ids, targets } = stepInputs(batch, plan.B, plan.T);
+    const labels = this.options.labels ?? {
+      count: this.options.vocabSize,
+      shift: true,
+    };
+    checkTokens(batch, this.options.vocabSize, labels.count);
+    const { ids, targets } = stepInputs(batch, plan.B, plan.T, labels.shift);
     const { layout, tokens } = plan.io;
     const values = new Int32Array(layout.size);
     values.set(ids, layout.ids);
@@ -359,7 +369,7 @@ export class TrainingSession {
  * Refuses ids outside the vocabulary and labels that are neither -100 nor a token id, naming the position: on the
  * GPU such a value would read a wrong row, or none, and give a silently wrong loss.
  */
-function checkTokens(batch: SessionBatch, V: number): void {
+function checkTokens(batch: SessionBatch, V: number, L: number): void {
   batch.inputIds.forEach((row, b) => {
     const labels = batch.labels[b];
     if (!labels || labels.length !== row.length)
@@ -374,10 +384,10 @@ function checkTokens(batch: SessionBatch, V: number): void {
       const label = labels[t]!;
       if (
         label !== -100 &&
-        !(Number.isInteger(label) && label >= 0 && label < V)
+        !(Number.isInteger(label) && label >= 0 && label < L)
       )
         throw new ShapeError(
-          `label ${label} at [${b}, ${t}] is neither -100 (ignored) nor a token id in [0, ${V}).`,
+          `label ${label} at [${b}, ${t}] is neither -100 (ignored) nor a ${L === V ? "token" : "label"} id in [0, ${L}).`,
         );
     });
   });
@@ -385,20 +395,23 @@ function checkTokens(batch: SessionBatch, V: number): void {
 
 /**
  * The host side of a batch padded to [B, T]: ids (padding 0) and the label each position predicts (labels
- * shifted left by one, as Hugging Face shifts them; -100 at padding and at each row's last position).
+ * shifted left by one, as Hugging Face shifts them; -100 at padding and at each row's last position). Unshifted,
+ * for a classification head, each position's own label.
  */
 export function stepInputs(
   batch: SessionBatch,
   B: number,
   T: number,
+  shift = true,
 ): { ids: Int32Array; targets: Int32Array } {
   const ids = new Int32Array(B * T);
   const targets = new Int32Array(B * T).fill(-100);
+  const by = shift ? 1 : 0;
   batch.inputIds.forEach((row, b) => {
     ids.set(row, b * T);
     const labels = batch.labels[b]!;
-    for (let t = 0; t + 1 < row.length; t++)
-      targets[b * T + t] = labels[t + 1]!;
+    for (let t = 0; t + by < row.length; t++)
+      targets[b * T + t] = labels[t + by]!;
   });
   return { ids, targets };
 }

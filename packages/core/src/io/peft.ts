@@ -75,10 +75,40 @@ export function parseAdapterKey(
   return { module: m[1]!, part: m[2] as AdapterPart };
 }
 
+/** A tensor of a module trained in full beside the adapter (PEFT's modules_to_save), by its saved key. */
+export interface SavedModuleTensor {
+  /** e.g. "score.weight": saved as "base_model.model.score.weight", as PEFT saves modules_to_save. */
+  key: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+/**
+ * The module and parameter of a modules_to_save tensor, in any spelling PEFT has used: current PEFT saves
+ * `base_model.model.score.weight` (the wrapper's `modules_to_save.<adapter>` is dropped on save), older files may
+ * keep `score.modules_to_save.default.weight`. Undefined for a key that names none of `modulesToSave`.
+ */
+export function parseSavedModuleKey(
+  key: string,
+  modulesToSave: readonly string[],
+): { module: string; param: "weight" | "bias" } | undefined {
+  const m =
+    /^(?:base_model\.model\.)?(.+?)(?:\.modules_to_save(?:\.[^.]+)?)?\.(weight|bias)$/.exec(
+      key,
+    );
+  if (!m) return undefined;
+  const module = m[1]!;
+  const last = module.split(".").at(-1)!;
+  return modulesToSave.includes(module) || modulesToSave.includes(last)
+    ? { module, param: m[2] as "weight" | "bias" }
+    : undefined;
+}
+
 /** Writes adapter_model.safetensors (F32) and adapter_config.json (2-space JSON, as PEFT writes it). */
 export function writeAdapterFiles(
   config: Record<string, unknown>,
   modules: Map<string, ModuleToWrite>,
+  saved: SavedModuleTensor[] = [],
 ): AdapterFiles {
   const tensors: Record<
     string,
@@ -103,6 +133,12 @@ export function writeAdapterFiles(
       };
     }
   }
+  for (const t of saved)
+    tensors[`base_model.model.${t.key}`] = {
+      dtype: "F32",
+      shape: t.shape,
+      data: t.data,
+    };
   // What loading refuses is never written: an adapter with a NaN or Inf is one that diverged.
   for (const [name, t] of Object.entries(tensors))
     checkFinite({ name, ...t }, `the adapter to save (${ADAPTER_WEIGHTS})`);
@@ -116,6 +152,8 @@ export function writeAdapterFiles(
 export async function readAdapterFiles(files: ModelFiles): Promise<{
   config: Record<string, unknown>;
   modules: Map<string, AdapterTensors>;
+  /** modules_to_save tensors by "<module>.<weight|bias>". */
+  saved: Map<string, CpuTensor>;
 }> {
   const config = await files.json<Record<string, unknown>>(ADAPTER_CONFIG);
   if (typeof config !== "object" || config === null || Array.isArray(config)) {
@@ -131,7 +169,24 @@ export async function readAdapterFiles(files: ModelFiles): Promise<{
   const file = `${files.source}/${ADAPTER_WEIGHTS}`;
   const reader = await openSafetensors(await files.bytes(ADAPTER_WEIGHTS));
   const modules = new Map<string, AdapterTensors>();
+  const saved = new Map<string, CpuTensor>();
+  const modulesToSave = Array.isArray(config["modules_to_save"])
+    ? (config["modules_to_save"] as unknown[]).filter(
+        (m): m is string => typeof m === "string",
+      )
+    : [];
   for (const key of reader.names) {
+    const whole = parseSavedModuleKey(key, modulesToSave);
+    if (whole) {
+      const tensor = await reader.read(key);
+      if (!(tensor.data instanceof Float32Array))
+        throw new FormatError(
+          `${file}: "${key}" is ${tensor.dtype}; a saved module's weights must be floating point.`,
+        );
+      checkFinite(tensor, file);
+      saved.set(`${whole.module}.${whole.param}`, tensor);
+      continue;
+    }
     const { module, part } = parseAdapterKey(key, file);
     const tensor = await reader.read(key);
     if (!(tensor.data instanceof Float32Array)) {
@@ -149,7 +204,7 @@ export async function readAdapterFiles(files: ModelFiles): Promise<{
     entry[part] = tensor;
     modules.set(module, entry);
   }
-  return { config, modules };
+  return { config, modules, saved };
 }
 
 /**

@@ -2,6 +2,7 @@
  * LoraConfig with Hugging Face PEFT's field names and semantics. Files always use these (snake_case) names;
  * TypeScript callers may also use the camelCase aliases. Parsed once at the edge, with `loraConfig()`.
  */
+import { HEAD_MODULES_TO_SAVE } from "../models/head_names.js";
 import { ConfigError } from "../errors.js";
 import { checkPattern, checkPatternKeys } from "./patterns.js";
 
@@ -36,11 +37,11 @@ export interface LoraConfig {
   layers_to_transform: number[] | null;
   /** The name of the layer list in module names ("layers", "h"); null: any "<name>.<index>." segment. */
   layers_pattern: string[] | null;
-  /** Modules trained in full and saved with the adapter (not supported yet: must be null). */
+  /** Modules trained in full and saved with the adapter: a classification head ("classifier", "score"). */
   modules_to_save: string[] | null;
   /** True when the targets store weights [in, out] (GPT-2's Conv1D). Set by injection. */
   fan_in_fan_out: boolean;
-  /** PEFT's task type; webtune trains causal LMs. */
+  /** PEFT's task type: "CAUSAL_LM", or "SEQ_CLS" / "TOKEN_CLS" with a classification head. */
   task_type: string;
   /** The base model's id or path, for the adapter card and PEFT's loader. */
   base_model_name_or_path: string | null;
@@ -236,9 +237,13 @@ function validate(c: LoraConfig): void {
     throw new ConfigError(
       `LoraConfig: base_model_name_or_path must be a string or null, got ${describe(c.base_model_name_or_path)}.`,
     );
-  if (c.modules_to_save && c.modules_to_save.length > 0) {
+  const other = (c.modules_to_save ?? []).filter(
+    (m) => !HEAD_MODULES_TO_SAVE.includes(m.split(".").at(-1)!),
+  );
+  if (other.length > 0) {
     throw new ConfigError(
-      `LoraConfig: modules_to_save (${c.modules_to_save.join(", ")}) is not supported yet; webtune trains adapters on Linear layers only.`,
+      `LoraConfig: modules_to_save (${other.join(", ")}) is not supported; webtune trains in full only a ` +
+        `classification head (${HEAD_MODULES_TO_SAVE.join(", ")}), which a SEQ_CLS or TOKEN_CLS adapter adds itself.`,
     );
   }
 }

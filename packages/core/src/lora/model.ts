@@ -39,6 +39,15 @@ import { peftConfigJson, configFromPeftJson } from "./peft_config.js";
 import { rankAndAlpha, selectTargets } from "./target.js";
 import { initWeights, unionTargets } from "./init.js";
 import { adapterWeightsFromFile, combineAdapters } from "./weights.js";
+import type { ClassificationHead } from "../models/heads.js";
+import {
+  HEAD_CONFIG_FIELDS,
+  headFiles,
+  headFromAdapter,
+  newHead,
+  withHead,
+  type AdapterHead,
+} from "./heads.js";
 
 export interface ParameterCounts {
   trainable: number;
@@ -49,6 +58,11 @@ export interface ParameterCounts {
 export interface AdapterInit {
   /** Seed of A's (and, with init_lora_weights false, B's) random values. Default 0. */
   seed?: number;
+  /**
+   * A classification head trained in full beside the adapter (PEFT's SEQ_CLS / TOKEN_CLS with modules_to_save):
+   * the model's logits and loss use it while this adapter is active.
+   */
+  head?: AdapterHead;
 }
 
 /** The PEFT config fields that change what an adapter learns: what a resumed run must share. */
@@ -77,6 +91,8 @@ export class LoraModel {
   };
   private readonly configs = new Map<string, LoraConfig>();
   private readonly layers = new Map<string, LoraLinear>();
+  /** Each adapter's classification head, if it has one. */
+  private readonly heads = new Map<string, ClassificationHead>();
 
   constructor(readonly base: PretrainedModel) {}
 
@@ -139,10 +155,28 @@ export class LoraModel {
       );
     });
     this.initDora(name, config);
+    if (init.head) {
+      withHead(config, init.head.task);
+      this.heads.set(
+        name,
+        newHead(this.base, init.head, (init.seed ?? 0) + planned.length),
+      );
+    }
     this.configs.set(name, config);
     this.tagMemory(name);
     this.state.active ??= name;
+    this.syncHead();
     return config;
+  }
+
+  /** The classification head of an adapter (default: the active one), if it has one. */
+  head(name = this.state.active): ClassificationHead | undefined {
+    return name === undefined ? undefined : this.heads.get(name);
+  }
+
+  /** The model's logits and loss use the active adapter's head, or the LM head. */
+  private syncHead(): void {
+    this.base.lm.taskHead = this.head();
   }
 
   private checkNewName(name: string): void {
@@ -197,6 +231,7 @@ export class LoraModel {
   setAdapter(name: string): void {
     this.config(name);
     this.state.active = name;
+    this.syncHead();
   }
 
   deleteAdapter(name: string): void {
@@ -209,8 +244,11 @@ export class LoraModel {
       );
     }
     for (const lora of this.layers.values()) lora.deleteAdapter(name);
+    this.heads.get(name)?.dispose();
+    this.heads.delete(name);
     this.configs.delete(name);
     if (this.state.active === name) this.state.active = this.adapterNames[0];
+    this.syncHead();
   }
 
   disableAdapters(): void {
@@ -238,11 +276,17 @@ export class LoraModel {
   }
 
   /** The same tensors with their PEFT names, e.g. "model.layers.0.self_attn.q_proj.lora_B": stable across runs. */
-  namedTrainableVariables(
-    name = this.requireActive(),
-  ): { key: string; part: AdapterPart; variable: tf.Variable }[] {
+  namedTrainableVariables(name = this.requireActive()): {
+    key: string;
+    part: AdapterPart | "modules_to_save";
+    variable: tf.Variable;
+  }[] {
     this.config(name);
-    const out: { key: string; part: AdapterPart; variable: tf.Variable }[] = [];
+    const out: {
+      key: string;
+      part: AdapterPart | "modules_to_save";
+      variable: tf.Variable;
+    }[] = [];
     for (const [module, lora] of this.layers) {
       const w = lora.adapters.get(name);
       if (!w) continue;
@@ -254,6 +298,9 @@ export class LoraModel {
       for (const [part, variable] of parts)
         if (variable) out.push({ key: `${module}.${part}`, part, variable });
     }
+    for (const { key, variable } of this.heads.get(name)?.namedVariables() ??
+      [])
+      out.push({ key, part: "modules_to_save", variable });
     return out;
   }
 
@@ -322,7 +369,10 @@ export class LoraModel {
     return [...names];
   }
 
-  /** Merges the active adapter for good, removes every adapter, and returns the plain base model. */
+  /**
+   * Merges the active adapter for good, removes every adapter, and returns the plain base model; the adapter's
+   * classification head, if any, stays on it (HF's merge_and_unload keeps modules_to_save).
+   */
   mergeAndUnload(name = this.requireActive()): PretrainedModel {
     this.merge(name);
     for (const [module, lora] of this.layers) {
@@ -330,9 +380,13 @@ export class LoraModel {
       lora.dispose();
       this.base.linears().find((l) => l.name === module)!.adapter = undefined;
     }
+    const kept = this.heads.get(name);
+    for (const [other, head] of this.heads) if (other !== name) head.dispose();
+    this.heads.clear();
     this.layers.clear();
     this.configs.clear();
     this.state.active = undefined;
+    this.base.lm.taskHead = kept;
     return this.base;
   }
 
@@ -428,7 +482,11 @@ export class LoraModel {
           : undefined,
       });
     }
-    return writeAdapterFiles(peftConfigJson(config), modules);
+    const head = this.heads.get(name);
+    if (!head) return writeAdapterFiles(peftConfigJson(config), modules);
+    const { fields, tensors } = await headFiles(head);
+    const json = { ...peftConfigJson(config), ...fields };
+    return writeAdapterFiles(sortedKeys(json), modules, tensors);
   }
 
   /**
@@ -446,8 +504,10 @@ export class LoraModel {
       options,
       "adapter",
     );
-    const { config: raw, modules } = await readAdapterFiles(files);
-    const config = this.completeConfig(configFromPeftJson(raw, files.source));
+    const { config: raw, modules, saved } = await readAdapterFiles(files);
+    const config = this.completeConfig(
+      configFromPeftJson(withoutHeadFields(raw), files.source),
+    );
     const linears = new Map(this.base.linears().map((l) => [l.name, l]));
     const loaded = adapterWeightsFromFile(
       modules,
@@ -455,11 +515,22 @@ export class LoraModel {
       config,
       files.source,
     );
+    // Made last: the LoRA weights above are checked first, so a refused adapter leaves no head behind.
+    let head: ClassificationHead | undefined;
+    try {
+      head = headFromAdapter(this.base, raw, saved, files.source);
+    } catch (error) {
+      for (const w of loaded.values())
+        tf.dispose([w.A, w.B, ...(w.magnitude ? [w.magnitude] : [])]);
+      throw error;
+    }
     for (const [module, weights] of loaded)
       this.layerOf(linears.get(module)!).adapters.set(name, weights);
+    if (head) this.heads.set(name, head);
     this.configs.set(name, config);
     this.tagMemory(name);
     this.state.active ??= name;
+    this.syncHead();
     return config;
   }
 
@@ -518,7 +589,10 @@ export class LoraModel {
     }
     this.layers.clear();
     this.configs.clear();
+    for (const head of this.heads.values()) head.dispose();
+    this.heads.clear();
     this.state.active = undefined;
+    this.syncHead();
   }
 }
 
@@ -545,6 +619,23 @@ function checkRank(
       `its update B·A has rank at most min(${IN}, ${OUT}) = ${limit}, so a larger r only adds memory (A [r, ${IN}], ` +
       `B [${OUT}, r]) and no expressiveness. Use r <= ${limit} for this module (rank_pattern sets one per module), ` +
       `or, for a full-rank update, load the model with trainable: true and train every weight.`,
+  );
+}
+
+/** The config without the head fields webtune adds (LoraConfig does not hold them; the head does). */
+function withoutHeadFields(
+  raw: Record<string, unknown>,
+): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(raw).filter(([k]) => !HEAD_CONFIG_FIELDS.includes(k)),
+  );
+}
+
+function sortedKeys(json: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.keys(json)
+      .sort()
+      .map((k) => [k, json[k]]),
   );
 }
 

@@ -13,6 +13,7 @@ import {
   type PackedMatrix,
 } from "../kernels/quant/packed.js";
 import type { Embedding } from "./embedding.js";
+import type { ClassificationHead } from "./heads.js";
 import type { Linear } from "./layers.js";
 import type { ParameterEntry } from "./weights.js";
 import type { StepArchitecture } from "./step.js";
@@ -90,6 +91,11 @@ export abstract class CausalLM {
    * ```
    */
   gradientCheckpointing = false;
+  /**
+   * A classification head in place of the LM head for `logits` and `loss` (see models/heads.ts): logits [B, T, L],
+   * and a loss whose labels are label ids at the positions they score, not shifted. Generation keeps the LM head.
+   */
+  taskHead: ClassificationHead | undefined = undefined;
 
   /** Every projection, by its Hugging Face module name. */
   abstract linears(): Linear[];
@@ -163,7 +169,7 @@ export abstract class CausalLM {
     return new KVCache(this.dims.numLayers);
   }
 
-  /** ids [B, T] -> logits [B, T, V]. */
+  /** ids [B, T] -> logits [B, T, V] (or [B, T, L] with a task head). */
   logits(ids: number[][], cache?: KVCache): tf.Tensor3D {
     return tf.tidy(() => {
       const idsT = this.idsTensor(ids);
@@ -172,6 +178,9 @@ export abstract class CausalLM {
         B * T,
         this.dims.hiddenSize,
       ]) as tf.Tensor2D;
+      const task = this.taskHead;
+      if (task)
+        return task.project(h).reshape([B, T, task.numLabels]) as tf.Tensor3D;
       const chunks = this.head.projectChunks(h).map((c) => this.softcap(c));
       const logits = chunks.length === 1 ? chunks[0]! : tf.concat(chunks, 1);
       return logits.reshape([B, T, this.dims.vocabSize]) as tf.Tensor3D;
@@ -208,6 +217,7 @@ export abstract class CausalLM {
    * one block of one vocabulary chunk of logits at a time (see {@link chunkedCrossEntropy}).
    */
   loss(ids: number[][], labels?: number[][]): tf.Scalar {
+    if (this.taskHead) return this.headLoss(ids, labels);
     return tf.tidy(() => {
       const idsT = this.idsTensor(ids);
       const [B, T] = idsT.shape;
@@ -218,6 +228,26 @@ export abstract class CausalLM {
       );
       const h2d = h.reshape([B * (T - 1), this.dims.hiddenSize]) as tf.Tensor2D;
       return chunkedCrossEntropy(h2d, this.head, targets, this.logitSoftcap);
+    });
+  }
+
+  /** The task head's loss: labels [B, T] are label ids (or -100) at the positions they score, not shifted. */
+  private headLoss(ids: number[][], labels: number[][] | undefined): tf.Scalar {
+    const head = this.taskHead!;
+    if (!labels)
+      throw new ShapeError(
+        `loss: a ${head.task} head needs labels (label ids at the positions they score, -100 elsewhere).`,
+      );
+    return tf.tidy(() => {
+      const idsT = this.idsTensor(ids);
+      const [B, T] = idsT.shape;
+      if (labels.length !== B || labels.some((row) => row.length !== T))
+        throw new ShapeError(`loss: labels must be [${B}, ${T}] like the ids.`);
+      const h = this.hiddenStates(idsT).reshape([
+        B * T,
+        this.dims.hiddenSize,
+      ]) as tf.Tensor2D;
+      return head.loss(h, labels.flat());
     });
   }
 

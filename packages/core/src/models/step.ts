@@ -23,6 +23,7 @@ import {
 import { gpuDevice, isSoftwareGpu } from "../runtime/runtime.js";
 import type { CausalLM } from "./causal_lm.js";
 import type { Embedding } from "./embedding.js";
+import type { ClassificationHead } from "./heads.js";
 
 /** One block of a compiled step: a forward that keeps what its backward needs, and that backward. */
 export interface StepBlock<Saved = unknown> {
@@ -82,6 +83,8 @@ export function recordStep(
     checkpointing: boolean;
     /** Bytes of logits the loss may hold at once (see `crossEntropy`). */
     logitBudget?: number;
+    /** A classification head in place of the LM head: its weight (and bias) train in the step's state. */
+    taskHead?: ClassificationHead;
   },
 ): StepIO {
   const N = B * T;
@@ -112,10 +115,23 @@ export function recordStep(
     x = out.y;
   }
   const final = norm.forward(s, x);
-  const { loss, dh } = crossEntropy(s, "lm_head", final.y, arch.head, targets, {
-    softcap: arch.logitSoftcap,
-    logitBudget: options.logitBudget,
-  });
+  const task = options.taskHead;
+  const { loss, dh } = task
+    ? crossEntropy(
+        s,
+        task.name,
+        final.y,
+        { name: task.name, chunks: [task.weight] },
+        targets,
+        {
+          softcap: undefined,
+          bias: task.bias && s.vector(task.bias, `${task.name}.bias`),
+        },
+      )
+    : crossEntropy(s, "lm_head", final.y, arch.head, targets, {
+        softcap: arch.logitSoftcap,
+        logitBudget: options.logitBudget,
+      });
   s.g.readback(loss);
   if (!s.training) return { tokens, layout, loss };
   let dx = norm.backward(s, final.saved, dh!, true)!;
@@ -145,7 +161,7 @@ export function recordStep(
           T,
         },
         // A tied LM head has written this step's first part of the table's gradient already.
-        tied: arch.head === embedding.table,
+        tied: !task && arch.head === embedding.table,
       },
     );
   return { tokens, layout, loss };
@@ -163,8 +179,9 @@ export function compileTrainingSession(
   const arch = lm.stepArchitecture();
   if (!arch || tf.getBackend() !== "webgpu") return undefined;
   const { checkpointing, logitBudget } = options;
+  const taskHead = lm.taskHead;
   const record = (s: StepBuilder, B: number, T: number) =>
-    recordStep(s, arch, B, T, { checkpointing, logitBudget });
+    recordStep(s, arch, B, T, { checkpointing, logitBudget, taskHead });
   return new TrainingSession(
     gpuDevice(),
     options.groups.flatMap((g, group) =>
@@ -175,6 +192,10 @@ export function compileTrainingSession(
       batchSize: options.batchSize,
       maxTokens: lm.dims.maxPositions,
       vocabSize: lm.dims.vocabSize,
+      // A head's labels are label ids at the positions they score; the LM's are next tokens.
+      labels: taskHead
+        ? { count: taskHead.numLabels, shift: false }
+        : { count: lm.dims.vocabSize, shift: true },
       betas: options.betas,
       eps: options.eps,
       groups: options.groups.map(({ lrScale, weightDecay }) => ({

@@ -22,9 +22,12 @@ import {
   STATS_WIDTH,
 } from "../../kernels/cross_entropy/program.js";
 import { matmulCall } from "../../kernels/lora_linear/program.js";
-import type { StepBuilder } from "../builder.js";
+import { biasGrad } from "../../kernels/grads/column_grads.js";
+import type { BoundVector, StepBuilder } from "../builder.js";
 import { subRange, type GraphTensor, type TensorRange } from "../graph.js";
 import type { Matrix } from "../../kernels/quant/packed.js";
+import { ShapeError } from "../../errors.js";
+import { recordParamGrads } from "./norm.js";
 
 /** What the loss reads of the LM head: its vocabulary chunks, in vocabulary order. */
 export interface ChunkedTable {
@@ -74,7 +77,12 @@ export function crossEntropy(
   h: GraphTensor,
   head: ChunkedTable,
   targets: TensorRange,
-  options: { softcap: number | undefined; logitBudget?: number },
+  options: {
+    softcap: number | undefined;
+    logitBudget?: number;
+    /** A classification head's bias [V] (one chunk, one row block): added to the logits, its gradient Σ dz. */
+    bias?: BoundVector;
+  },
 ): { loss: GraphTensor; dh: GraphTensor | undefined } {
   const chunks = head.chunks.map((c, k) =>
     s.matrix(c, `${head.name} chunk ${k}`),
@@ -92,6 +100,11 @@ export function crossEntropy(
     s.g.limits.maxStorageBufferBindingSize,
     options.logitBudget,
   );
+  const { bias } = options;
+  if (bias && (K > 1 || block < N))
+    throw new ShapeError(
+      `${label}: a head bias needs one chunk and one row block, got ${K} chunks and blocks of ${block} of ${N} rows.`,
+    );
   const recompute =
     s.training &&
     4 * V * Math.min(block, N) > (options.logitBudget ?? LOGIT_BUDGET);
@@ -117,11 +130,12 @@ export function crossEntropy(
             wLayout: "nk",
             wFormat: w.attrs.wFormat,
             doubleQuant: w.attrs.doubleQuant,
+            bias: bias !== undefined,
           },
           s.software,
           { wOffset: w.attrs.wOffset },
         ),
-        [z, rows, w.data, ...w.scales],
+        [z, rows, w.data, ...(bias ? [bias.value] : []), ...w.scales],
       );
       return z;
     };
@@ -158,6 +172,8 @@ export function crossEntropy(
         chunkGradCall({ n, Vc, v0: starts[k]! }, options.softcap),
         [z, lse, t],
       );
+      if (bias?.grad)
+        recordParamGrads(s, `${at} dbias`, biasGrad(n, Vc), [bias.grad], [z]);
       // The head's own gradient when it trains: dE_k (+)= dzᵀ·h over this block's rows.
       if (w.grad)
         s.g.dispatch(
