@@ -3,6 +3,8 @@ import { ConfigError } from "../errors.js";
 import type { PretrainedModel } from "../models/pretrained.js";
 import { buildDataset, type Dataset } from "../train/data/build.js";
 import { splitDataset } from "../train/data/split.js";
+import { sequenceExample, taggedDataset } from "../train/data/head_examples.js";
+import { modelPadTokenId } from "../lora/heads.js";
 import type {
   DatasetInput,
   Example,
@@ -17,7 +19,8 @@ export interface TaskSplits {
   name: string;
   /** The training file, as the job names it. */
   source: string;
-  format: Dataset["format"];
+  /** The file's format; "tagged" for token classification's words and tags. */
+  format: Dataset["format"] | "tagged";
   report: Dataset["report"];
   labels?: string[];
   train: Example[];
@@ -88,7 +91,7 @@ export function taskNames(sources: readonly string[]): string[] {
  */
 export async function readJobData(
   job: FineTuneJobSpec,
-  model: Pick<PretrainedModel, "tokenizer" | "dims" | "source">,
+  model: Pick<PretrainedModel, "tokenizer" | "dims" | "source" | "config">,
   o: JobDataOptions,
 ): Promise<JobSplits> {
   const tokenizer = model.tokenizer;
@@ -118,7 +121,40 @@ export async function readJobData(
   const testFiles = filesOf(job.data.test);
   const names = taskNames(trainFiles);
   const tasks: TaskSplits[] = [];
-  for (const [i, source] of trainFiles.entries()) {
+  if (job.adapter.task === "token-cls") {
+    const readTagged = async (
+      field: JobFileField,
+      source: string,
+      labels?: string[],
+    ) =>
+      taggedDataset(textOf(await o.readFile(source, field)), tokenizer, {
+        source,
+        maxLength: job.data.maxLength,
+        labelSubwords: job.data.labelSubwords,
+        labels,
+      });
+    const source = trainFiles[0]!;
+    const main = await readTagged("data.train", source);
+    const split = splitDataset(main.examples, {
+      val: job.data.valSplit,
+      test: testFiles.length > 0 ? 0 : job.data.testSplit,
+      seed: job.training.seed,
+      stratify: false,
+    });
+    if (testFiles[0])
+      split.test = (
+        await readTagged("data.test", testFiles[0], main.labels)
+      ).examples;
+    tasks.push({
+      name: names[0]!,
+      source,
+      format: "tagged",
+      report: main.report,
+      labels: main.labels,
+      ...split,
+    });
+  }
+  for (const [i, source] of (tasks.length > 0 ? [] : trainFiles).entries()) {
     const main = await read("data.train", source, job.data.format, false);
     const split = splitDataset(main.examples, {
       val: job.data.valSplit,
@@ -137,6 +173,17 @@ export async function readJobData(
           `${name("data.test")} ${testFile} has labels that ${name("data.train")} ${source} never uses: ${unknown.join(", ")}.`,
         );
       split.test = test.examples;
+    }
+    if (job.adapter.task === "seq-cls") {
+      const labels = main.labels ?? [];
+      const options = {
+        maxLength: job.data.maxLength,
+        padId: modelPadTokenId(model),
+      };
+      for (const part of ["train", "val", "test"] as const)
+        split[part] = split[part].map((e) =>
+          sequenceExample(e, tokenizer, labels, options),
+        );
     }
     tasks.push({
       name: names[i]!,
@@ -186,4 +233,9 @@ export async function readJobData(
     replay,
     retention: retention.length > 0 ? retention : undefined,
   };
+}
+
+/** A file's text, whatever form the reader handed it in. */
+function textOf(input: DatasetInput): string {
+  return typeof input === "string" ? input : new TextDecoder().decode(input);
 }

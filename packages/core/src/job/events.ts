@@ -25,7 +25,7 @@ export interface PhaseEvent {
 /** The data as read: its cleaning report, split sizes, and test rows the training data also holds. */
 export interface DataEvent {
   type: "data";
-  format: Dataset["format"];
+  format: Dataset["format"] | "tagged";
   report: Dataset["report"];
   labels?: string[];
   sizes: { train: number; val: number; test: number };
@@ -34,7 +34,7 @@ export interface DataEvent {
   /** Multitask: each task's data (the fields above are the first task's). */
   tasks?: {
     name: string;
-    format: Dataset["format"];
+    format: Dataset["format"] | "tagged";
     labels?: string[];
     sizes: { train: number; val: number; test: number };
     overlap: { rows: number; lines: number[] };

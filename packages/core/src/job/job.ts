@@ -58,6 +58,11 @@ export interface JobData {
    * with the adapter, so that `generate` can apply it.
    */
   promptTemplate: string | null;
+  /**
+   * Token classification: which subwords of a word carry its tag. "first": the first (HF's default; the rest are
+   * out of the loss); "all": every one (continuations of a B-X word get I-X, HF's label_all_tokens).
+   */
+  labelSubwords: "first" | "all";
 }
 
 /** The LoRA adapter (PEFT's LoraConfig, in camelCase). Ignored when `method` is `"full"`. */
@@ -75,6 +80,13 @@ export interface JobAdapter {
    * null: a new adapter.
    */
   continueFrom: string | null;
+  /**
+   * What the model answers (PEFT's task_type): "causal-lm", the next token (classification by label likelihood);
+   * "seq-cls", a label per row from a sequence-classification head on `{"text","label"}` rows; "token-cls", a tag
+   * per word from a token-classification head on `{"tokens","tags"}` rows or CoNLL files. A head trains in full
+   * beside the adapter and is saved with it (modules_to_save).
+   */
+  task: "causal-lm" | "seq-cls" | "token-cls";
 }
 
 /**
@@ -187,6 +199,7 @@ export const JOB_DEFAULTS = {
     testSplit: 0,
     skipBadRows: false,
     promptTemplate: null,
+    labelSubwords: "first",
   },
   method: "lora",
   adapter: {
@@ -197,6 +210,7 @@ export const JOB_DEFAULTS = {
     rslora: false,
     dora: false,
     continueFrom: null,
+    task: "causal-lm",
   },
   training: {
     learningRate: 2e-4,

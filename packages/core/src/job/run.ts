@@ -16,7 +16,7 @@ import {
   type MixSource,
 } from "../train/data/mix.js";
 import { findOverlap } from "../train/data/overlap.js";
-import type { Example } from "../train/data/types.js";
+import type { DatasetFormat, Example } from "../train/data/types.js";
 import { evaluate, type EvaluationResult } from "../train/evaluate.js";
 import { fewShotEvaluate, type FewShotReport } from "../train/few_shot.js";
 import { FullFineTune } from "../train/trainable.js";
@@ -201,7 +201,7 @@ async function runOn(
     ...(data.replay ? { replayRows: data.replay.length } : {}),
   });
 
-  const trained = await addTrainable(job, model, peft, o);
+  const trained = await addTrainable(job, model, peft, o, data.labels ?? []);
   const { trainer, train, val, steps } = makeTrainer(
     job,
     model,
@@ -256,7 +256,8 @@ async function runOn(
             test: rows,
             k: job.evaluation.fewShot!,
             seed: job.training.seed,
-            format: how.format,
+            // A job with a head has no few-shot baseline (checkJob refuses it): the format is a file format here.
+            format: how.format as DatasetFormat,
             labels: how.labels,
             signal,
           }).then(({ result, report }) => ({ result, fewShot: report }))
@@ -264,6 +265,7 @@ async function runOn(
             format: how.format,
             labels: how.labels,
             signal,
+            head: trained === peft ? peft.head() : undefined,
           }).then((result) => ({ result }));
     try {
       return phase === "base" || phase === "few-shot"
@@ -318,8 +320,11 @@ async function runOn(
   for (const set of data.retention ?? [])
     retained.push((await score("retention", set.rows, set))?.result);
   const reference = data.reference;
+  // General text is read by the LM head, whatever head the task trains (its blocks are what tuning changes).
   const scoreReference = () =>
-    evaluate(scorer, tok, reference!, { format: "completion" });
+    withLmHead(model, () =>
+      evaluate(scorer, tok, reference!, { format: "completion" }),
+    );
   // The base model's own loss: the new adapter is switched off, not trusted to be a no-op at its init.
   const referenceBase =
     reference && !o.control?.stopRequested
@@ -378,6 +383,20 @@ async function runOn(
   };
 }
 
+/** Runs `fn` with the model's LM head in place of its task head, if it has one. */
+async function withLmHead<T>(
+  model: PretrainedModel,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const head = model.lm.taskHead;
+  model.lm.taskHead = undefined;
+  try {
+    return await fn();
+  } finally {
+    model.lm.taskHead = head;
+  }
+}
+
 /**
  * The job's adapter added to `peft` (replacing an earlier one of its name): a new one, or the adapter it continues
  * from; or every weight, for a full fine-tune.
@@ -387,7 +406,9 @@ async function addTrainable(
   model: PretrainedModel,
   peft: LoraModel,
   o: JobRunOptions,
+  labels: string[],
 ): Promise<LoraModel | FullFineTune> {
+  const task = job.adapter.task;
   if (job.method === "full") return new FullFineTune(model);
   if (peft.adapterNames.includes(JOB_ADAPTER)) {
     peft.unmerge();
@@ -403,8 +424,15 @@ async function addTrainable(
   else
     peft.addAdapter(JOB_ADAPTER, adapterConfig(job.adapter), {
       seed: job.training.seed,
+      ...(task === "causal-lm" ? {} : { head: { task, labels } }),
     });
   peft.setAdapter(JOB_ADAPTER);
+  const head = peft.head()?.task ?? "causal-lm";
+  if (head !== task)
+    throw new ConfigError(
+      `${fieldName(o.names, "adapter.continueFrom")} ${from} is a ${head} adapter, but ${fieldName(o.names, "adapter.task")} is ${task}: ` +
+        `set the task to ${head}, or start a new adapter.`,
+    );
   return peft;
 }
 
@@ -527,10 +555,17 @@ function majorityBaseline(train: Example[], test: Example[]): number {
 
 /** A run's numbers as one flat record: the keys the CLI has always printed, and each task's and earlier task's. */
 function summarize(r: Omit<JobResult, "summary">): Record<string, unknown> {
+  // NER's entity scores flatten to one F1 per entity type (test_f1_PER), beside the micro ones.
   const prefixed = (prefix: string, m: EvaluationResult | undefined) =>
-    Object.fromEntries(
-      Object.entries(m ?? {}).map(([k, v]) => [`${prefix}${k}`, v]),
-    );
+    Object.fromEntries([
+      ...Object.entries(m ?? {})
+        .filter(([k]) => k !== "entities")
+        .map(([k, v]) => [`${prefix}${k}`, v]),
+      ...Object.entries(m?.entities?.perType ?? {}).map(([type, s]) => [
+        `${prefix}f1_${type}`,
+        s.f1,
+      ]),
+    ]);
   const summary: Record<string, unknown> = {
     steps: r.train.steps,
     stopped_early: r.train.stoppedEarly,

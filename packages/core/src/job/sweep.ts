@@ -256,7 +256,7 @@ export function checkHalving(o: HalvingOptions): void {
 
 /** What the sweep selects on: the task metric on the validation rows. */
 export interface SweepMetric {
-  name: "accuracy" | "exactMatch" | "loss";
+  name: "accuracy" | "exactMatch" | "f1" | "loss";
   higherIsBetter: boolean;
 }
 
@@ -264,12 +264,17 @@ export interface SweepMetric {
 export const SWEEP_METRICS = {
   accuracy: { name: "accuracy", higherIsBetter: true },
   exactMatch: { name: "exactMatch", higherIsBetter: true },
+  f1: { name: "f1", higherIsBetter: true },
   loss: { name: "loss", higherIsBetter: false },
 } as const satisfies Record<string, SweepMetric>;
 
-/** Classification: accuracy; instruction: exact match; otherwise the validation loss (lower is better). */
-export function sweepMetric(format: DatasetFormat): SweepMetric {
+/**
+ * Classification: accuracy; token classification: entity F1; instruction: exact match; otherwise the validation
+ * loss (lower is better).
+ */
+export function sweepMetric(format: DatasetFormat | "tagged"): SweepMetric {
   if (format === "classification") return SWEEP_METRICS.accuracy;
+  if (format === "tagged") return SWEEP_METRICS.f1;
   if (format === "instruction") return SWEEP_METRICS.exactMatch;
   return SWEEP_METRICS.loss;
 }

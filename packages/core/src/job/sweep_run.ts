@@ -217,6 +217,7 @@ function scoreValidation(run: JobResult): Promise<EvaluationResult> {
   return evaluate(run.peft, run.model.tokenizer!, rows, {
     format: run.splits.format,
     labels: run.splits.labels,
+    head: run.peft.head(),
   });
 }
 

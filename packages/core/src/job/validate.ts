@@ -259,6 +259,12 @@ export function jobProblems(
   need("adapter.rslora", bool, "true or false");
   need("adapter.dora", bool, "true or false");
   need(
+    "adapter.task",
+    oneOf("causal-lm", "seq-cls", "token-cls"),
+    "causal-lm, seq-cls or token-cls",
+  );
+  need("data.labelSubwords", oneOf("first", "all"), "first or all");
+  need(
     "adapter.continueFrom",
     orNull(text),
     "an adapter folder, URL or hub id, or none",
@@ -367,6 +373,7 @@ function combinations(
       field: "adapter.continueFrom",
       message: `${name("adapter.continueFrom")} continues a LoRA adapter: leave it out for full fine-tuning.`,
     });
+  out.push(...headProblems(job, name));
   if (
     typeof data.valSplit === "number" &&
     typeof data.testSplit === "number" &&
@@ -400,6 +407,51 @@ function combinations(
       field: "evaluation.earlyStopPatience",
       message: `${name("evaluation.earlyStopPatience")} watches the validation loss: give ${name("data.valSplit")} above 0.`,
     });
+  return out;
+}
+
+/** What a classification head's job cannot also ask for: one head, one task, no language-model text. */
+function headProblems(
+  job: FineTuneJobSpec,
+  name: (f: JobField) => string,
+): JobProblem[] {
+  const task = job.adapter.task;
+  if (task === "causal-lm") return [];
+  const out: JobProblem[] = [];
+  const refuse = (field: JobField, why: string) =>
+    out.push({
+      field,
+      message: `${name(field)}: ${why} (${name("adapter.task")} ${task} trains a classification head).`,
+    });
+  if (job.method === "full")
+    refuse("method", "a head trains beside a LoRA adapter; use lora");
+  if (Array.isArray(job.data.train))
+    refuse("data.train", "a head learns one task; name one training file");
+  if (job.replay.source !== null)
+    refuse(
+      "replay.source",
+      "a head's loss is over labels, so replayed text has nothing to train; leave replay out",
+    );
+  if (job.evaluation.fewShot !== null)
+    refuse(
+      "evaluation.fewShot",
+      "prompting is no baseline for a head; leave the few-shot baseline out",
+    );
+  if (job.evaluation.retention !== null)
+    refuse(
+      "evaluation.retention",
+      "an earlier task's test is scored by the LM head, not this one; leave retention out",
+    );
+  if (task === "seq-cls" && ![null, "classification"].includes(job.data.format))
+    refuse(
+      "data.format",
+      `sequence classification reads {"text","label"} rows (classification), not ${job.data.format}`,
+    );
+  if (task === "token-cls" && job.data.format !== null)
+    refuse(
+      "data.format",
+      'token classification reads {"tokens","tags"} rows or CoNLL files; leave the format out',
+    );
   return out;
 }
 

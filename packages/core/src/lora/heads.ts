@@ -24,7 +24,9 @@ export type AdapterHead = Omit<HeadInit, "padTokenId" | "seed"> & {
 };
 
 /** HF's config.pad_token_id, else the tokenizer's pad (or EOS) token: what sequence pooling skips. */
-export function modelPadTokenId(model: PretrainedModel): number | undefined {
+export function modelPadTokenId(
+  model: Pick<PretrainedModel, "config" | "tokenizer" | "dims">,
+): number | undefined {
   const fromConfig = model.config["pad_token_id"];
   if (typeof fromConfig === "number") return fromConfig;
   return model.tokenizer?.padTokenId ?? model.dims.eosTokenIds[0];

@@ -551,6 +551,11 @@ export class LoraModel {
     return this.base.logits(ids);
   }
 
+  /** False while the active adapter has a classification head: labels are then its targets, unshifted. */
+  get labelsShifted(): boolean {
+    return this.base.lm.taskHead === undefined;
+  }
+
   /** The base model's activation checkpointing (see `CausalLM.gradientCheckpointing`). */
   get gradientCheckpointing(): boolean {
     return this.base.lm.gradientCheckpointing;

@@ -11,3 +11,13 @@ export type { GenerateOptions, GenerateResult } from "./generate.js";
 export type { SamplingOptions } from "./sampling.js";
 export type { WeightOptions, WeightSource } from "./weights.js";
 export { savePretrained, savePretrainedToDirectory } from "./save.js";
+export {
+  ClassificationHead,
+  HEAD_MODULES_TO_SAVE,
+  PEFT_TASK_TYPE,
+  headHasBias,
+  headModuleName,
+  pooledPositions,
+  sequenceTargets,
+} from "./heads.js";
+export type { HeadInit, HeadTask } from "./heads.js";

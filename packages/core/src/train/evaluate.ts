@@ -20,6 +20,9 @@ import {
 import * as tf from "@tensorflow/tfjs";
 import { trimBufferPool } from "../backend/buffers.js";
 import { lossTokens } from "./trainer.js";
+import type { ClassificationHead } from "../models/heads.js";
+import type { NerMetrics } from "./ner_metrics.js";
+import { evaluateHead } from "./head_evaluate.js";
 
 /** What evaluation needs of a model: logits, a loss over labelled ids, and generation. */
 export interface Scorer {
@@ -51,6 +54,11 @@ export interface EvaluationResult {
   confusionMatrix?: number[][];
   /** Instruction data: the share of greedy generations equal to the reference completion. */
   exactMatch?: number;
+  /**
+   * Token classification: entity-level scores (strict IOB2 spans), per type and micro-averaged; `precision`,
+   * `recall` and `f1` are then the micro entity scores and `accuracy` the share of words tagged right.
+   */
+  entities?: NerMetrics;
 }
 
 /** The summed NLL of one row's loss tokens and their count (label t is predicted at t − 1; -100 is skipped). */
@@ -202,13 +210,20 @@ export async function evaluate(
   tokenizer: Tokenizer,
   examples: Example[],
   options: {
-    format: DatasetFormat;
+    /** "tagged": token classification's words and tags (with `head`). */
+    format: DatasetFormat | "tagged";
     labels?: string[];
     exactMatchTokens?: number;
     /** Checked between row batches and decode steps: an abort rejects with its reason. */
     signal?: AbortSignal;
+    /** The model's active classification head: the rows are scored through it (see head_evaluate.ts). */
+    head?: ClassificationHead;
   },
 ): Promise<EvaluationResult> {
+  if (options.head)
+    return evaluateHead(model, options.head, examples, {
+      signal: options.signal,
+    });
   let nll = 0;
   let tokens = 0;
   for (const row of await rowNlls(model, examples, options.signal)) {

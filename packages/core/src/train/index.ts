@@ -47,3 +47,12 @@ export type {
 } from "./few_shot.js";
 export { FullFineTune } from "./trainable.js";
 export type { TrainableModel, NamedVariable } from "./trainable.js";
+export { evaluateHead } from "./head_evaluate.js";
+export type { HeadEvaluation, HeadScorer } from "./head_evaluate.js";
+export { entitySpans, nerMetrics } from "./ner_metrics.js";
+export type {
+  EntityScores,
+  EntitySpan,
+  NerMetrics,
+  NerMode,
+} from "./ner_metrics.js";

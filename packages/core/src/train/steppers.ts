@@ -95,7 +95,7 @@ export class TapeStepper implements Stepper {
     let nll = 0;
     let tokens = 0;
     for (const b of batches) {
-      const n = lossTokens(b.labels);
+      const n = lossTokens(b.labels, this.model.labelsShifted ?? true);
       if (n === 0) continue;
       const loss = this.model.loss(b.inputIds, b.labels);
       nll += (await loss.data())[0]! * n;
@@ -123,7 +123,11 @@ export class CompiledStepper implements Stepper {
     return this.session.memoryPlan(batch);
   }
 
+  /** Next-token labels, or a classification head's (see TrainableModel.labelsShifted). */
+  private readonly shifted: boolean;
+
   constructor(private readonly session: TrainingSession) {
+    this.shifted = session.options.labels?.shift ?? true;
     const entries = session.state.entries;
     this.optimizer = {
       exportState: async (): Promise<AdamWState> => {
@@ -152,7 +156,8 @@ export class CompiledStepper implements Stepper {
     const result = this.session.step(group, {
       lr: scalars.lr,
       lossScales: group.map(
-        (b, i) => scalars.weights[i]! / Math.max(1, lossTokens(b.labels)),
+        (b, i) =>
+          scalars.weights[i]! / Math.max(1, lossTokens(b.labels, this.shifted)),
       ),
       dropoutSeeds: scalars.dropoutSeeds,
     });
@@ -162,11 +167,16 @@ export class CompiledStepper implements Stepper {
   async evaluate(
     batches: TrainBatch[],
   ): Promise<{ nll: number; tokens: number }> {
-    const scored = batches.filter((b) => lossTokens(b.labels) > 0);
+    const scored = batches.filter(
+      (b) => lossTokens(b.labels, this.shifted) > 0,
+    );
     const sums = await Promise.all(scored.map((b) => this.session.lossSum(b)));
     return {
       nll: sums.reduce((a, b) => a + b, 0),
-      tokens: scored.reduce((n, b) => n + lossTokens(b.labels), 0),
+      tokens: scored.reduce(
+        (n, b) => n + lossTokens(b.labels, this.shifted),
+        0,
+      ),
     };
   }
 

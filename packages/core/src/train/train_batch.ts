@@ -33,11 +33,14 @@ export function microBatches(batch: TrainBatch): TrainBatch[] {
  * Trainer takes it; a mixed batch's weight is split among its parts by their shares, and each part's loss is the
  * mean over its own tokens, so that a source's weight does not depend on how long its rows are.
  */
-export function stepMicroBatches(group: readonly TrainBatch[]): {
+export function stepMicroBatches(
+  group: readonly TrainBatch[],
+  shifted = true,
+): {
   batches: TrainBatch[];
   weights: number[];
 } {
-  const tokens = group.map((b) => lossTokens(b.labels));
+  const tokens = group.map((b) => lossTokens(b.labels, shifted));
   const total = Math.max(
     1,
     tokens.reduce((a, b) => a + b, 0),
@@ -52,7 +55,7 @@ export function stepMicroBatches(group: readonly TrainBatch[]): {
       return;
     }
     // A part without loss tokens (every row truncated away) carries none of the weight.
-    const scored = batch.parts.filter((p) => lossTokens(p.labels) > 0);
+    const scored = batch.parts.filter((p) => lossTokens(p.labels, shifted) > 0);
     const shares = scored.reduce((a, p) => a + p.share, 0);
     for (const part of scored) {
       batches.push(part);
@@ -76,10 +79,13 @@ export interface BatchSequence {
   readonly epochLength?: number;
 }
 
-/** Tokens that carry a loss: labels[t] for t ≥ 1 that are not -100 (label t is predicted at t − 1). */
-export function lossTokens(labels: number[][]): number {
+/**
+ * Tokens that carry a loss: labels[t] for t ≥ 1 that are not -100 (label t is predicted at t − 1); unshifted (a
+ * classification head's targets, each position's own), every label that is not -100.
+ */
+export function lossTokens(labels: number[][], shifted = true): number {
   let n = 0;
   for (const row of labels)
-    for (let t = 1; t < row.length; t++) if (row[t] !== -100) n++;
+    for (let t = shifted ? 1 : 0; t < row.length; t++) if (row[t] !== -100) n++;
   return n;
 }

@@ -29,6 +29,11 @@ export interface TrainableModel {
   /** The model's activation checkpointing switch (`CausalLM.gradientCheckpointing`); absent where it has none. */
   gradientCheckpointing?: boolean;
   loss(ids: number[][], labels?: number[][]): tf.Scalar;
+  /**
+   * Whether labels are next tokens (shifted: label t is predicted at t − 1; the default) or a classification
+   * head's targets (false: each position's own), which decides which labels count as loss tokens.
+   */
+  readonly labelsShifted?: boolean;
   namedTrainableVariables(): NamedVariable[];
   /** What is being trained (the base model, the adapter's config), stored in checkpoints to recognise the run. */
   runIdentity?(): Record<string, string | number | boolean | null>;

@@ -408,7 +408,10 @@ export class Trainer {
         const group = Array.from({ length: o.gradAccum }, (_, i) =>
           data.train.at((step * o.gradAccum + i) % data.train.length)!,
         );
-        const { batches: micro, weights } = stepMicroBatches(group);
+        const { batches: micro, weights } = stepMicroBatches(
+          group,
+          this.model.labelsShifted ?? true,
+        );
         const pending = await stepper.step(micro, {
           lr: schedule.lrAt(step),
           weights,

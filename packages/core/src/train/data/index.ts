@@ -65,3 +65,20 @@ export {
   type MixOptions,
   type MixSource,
 } from "./mix.js";
+export {
+  alignTags,
+  checkKnownTags,
+  checkTagScheme,
+  parseConll,
+  parseTaggedJsonl,
+  tagVocabulary,
+  wordPredictions,
+  type AlignedTags,
+  type AlignOptions,
+  type TaggedRow,
+} from "./token_tags.js";
+export {
+  sequenceExample,
+  taggedDataset,
+  type TaggedDataset,
+} from "./head_examples.js";

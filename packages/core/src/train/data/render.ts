@@ -58,6 +58,8 @@ export interface Rendered {
   prompt?: string;
   completion?: string;
   label?: string;
+  /** Classification: the row's text, which a classification head reads alone (see head_examples.ts). */
+  text?: string;
 }
 
 const ALPACA_WITH_INPUT =
@@ -150,6 +152,7 @@ export function renderRecord(
         prompt: pair.prompt,
         completion: pair.completion,
         label: record.label,
+        text: record.text,
       };
     }
     case "tokens":

@@ -70,6 +70,12 @@ export interface Example {
   labels: number[];
   /** The class, for classification. */
   label?: string;
+  /** Classification: the row's text alone (what a classification head reads). */
+  text?: string;
+  /** Token classification: each word's tag (IOB2). */
+  tags?: string[];
+  /** Token classification: the word of each token (HF's `word_ids()`), null for special tokens. */
+  wordIds?: (number | null)[];
   /** The rendered prompt text, for instruction and classification (what generation or evaluation starts from). */
   prompt?: string;
   /** The text that the loss is on, for instruction and classification. */
