@@ -102,7 +102,8 @@ export interface PreviewRow {
 }
 
 export interface DataSummary {
-  format: DatasetFormat;
+  /** "tagged": token classification's words and tags. */
+  format: DatasetFormat | "tagged";
   report: CleaningReport;
   labels?: string[];
   sizes: { train: number; val: number; test: number };

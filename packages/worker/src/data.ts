@@ -3,9 +3,9 @@ import {
   FineTuneJob,
   findOverlap,
   readJobData,
-  type DatasetFormat,
   type Example,
   type FineTuneJobInput,
+  type JobSplits,
   type PretrainedModel,
   type Tokenizer,
 } from "@webtune/core";
@@ -13,7 +13,8 @@ import type { DataOptions, DataSummary, PreviewRow } from "./api.js";
 
 /** The splits the worker trains and evaluates on. */
 export interface LoadedData {
-  format: DatasetFormat;
+  /** "tagged": token classification's words and tags. */
+  format: JobSplits["format"];
   labels?: string[];
   train: Example[];
   val: Example[];
@@ -55,7 +56,7 @@ export function dataJobInput(o: DataOptions): FineTuneJobInput {
 export async function readData(
   input: string | ArrayBuffer,
   o: DataOptions,
-  model: Pick<PretrainedModel, "tokenizer" | "dims" | "source">,
+  model: Pick<PretrainedModel, "tokenizer" | "dims" | "source" | "config">,
 ): Promise<{ data: LoadedData; summary: DataSummary }> {
   const job = FineTuneJob.from({
     ...dataJobInput(o),

@@ -268,6 +268,7 @@ export class TrainerService implements TrainerApi {
         format: data.format,
         labels: data.labels,
         signal: scoring.signal,
+        head: peft.head(),
       });
     try {
       return await (options.useAdapter === false
@@ -290,6 +291,11 @@ export class TrainerService implements TrainerApi {
         "The model's own weights were trained (a full fine-tune), so there is no base model to prompt: load the model again first.",
       );
     const peft = this.requirePeft();
+    if (data.format === "tagged" || peft.head())
+      throw new ConfigError(
+        "A classification head answers with labels, not text: a few-shot prompt is no baseline for it.",
+      );
+    const format = data.format;
     const scoring = (this.scoring = new AbortController());
     try {
       return await peft.withAdaptersDisabled(() =>
@@ -298,7 +304,7 @@ export class TrainerService implements TrainerApi {
           test,
           k,
           seed,
-          format: data.format,
+          format,
           labels: data.labels,
           names: { k: "k", train: "the train split", ...options.names },
           signal: scoring.signal,
