@@ -85,6 +85,29 @@ export const PRESETS: Record<string, Preset> = {
     },
     prompt: "And he said unto them,",
   },
+  ner: {
+    name: "ner",
+    job: {
+      ...shared,
+      data: {
+        train: "data/ner/train.jsonl",
+        test: "data/ner/test.jsonl",
+        maxLength: 96,
+      },
+      // A token-classification head (PER, LOC tags per word) trained in full beside the adapter.
+      adapter: { ...shared.adapter, task: "token-cls" },
+      training: {
+        learningRate: 3e-3,
+        batchSize: 16,
+        maxSteps: null,
+        epochs: 2,
+        warmupSteps: 10,
+      },
+      evaluation: { ...shared.evaluation, evalEvery: 40 },
+    },
+    prompt:
+      "And Moses went up from the plains of Moab unto the mountain of Nebo.",
+  },
 };
 
 /** The preset whose data files a job names, if any (a downloaded preset job, loaded again). */

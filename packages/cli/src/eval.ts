@@ -3,9 +3,22 @@
  * (classification: accuracy, macro precision/recall/F1, confusion matrix; instruction: exact match). Prints a
  * table, then one JSON line. With `--few-shot k --train file`, the few-shot baseline: each row scored with k
  * seeded examples of the training file in front (see core's fewShotRows), the prompt length and the examples'
- * lines printed too, and the JSON line's `fewShot` holding the report.
+ * lines printed too, and the JSON line's `fewShot` holding the report. An adapter with a classification head
+ * (SEQ_CLS / TOKEN_CLS) is scored through its head: `{"text","label"}` rows by the pooled argmax, tagged rows by
+ * entity-level precision, recall and F1 per type.
  */
-import { ConfigError, evaluate, fewShotEvaluate } from "@webtune/core";
+import { readFile } from "node:fs/promises";
+import {
+  ConfigError,
+  evaluate,
+  fewShotEvaluate,
+  sequenceExample,
+  taggedDataset,
+  type ClassificationHead,
+  type EvaluationResult,
+  type Example,
+  type PretrainedModel,
+} from "@webtune/core";
 import { loadForCommand, readDataset } from "./common.js";
 
 export async function evalCommand(o: {
@@ -28,6 +41,24 @@ export async function evalCommand(o: {
       "--train is read only with --few-shot: pass --few-shot <k> to score with k of its rows in each prompt.",
     );
   const { model, peft } = await loadForCommand(o.model, o.adapter);
+  const head = peft.head();
+  if (head) {
+    if (o.fewShot !== undefined)
+      throw new ConfigError(
+        `--adapter ${o.adapter} answers with a ${head.task} head: a few-shot prompt is no baseline for it; leave --few-shot out.`,
+      );
+    const rows = await headRows(o.data, model, head, o.seqLen);
+    const result = await evaluate(peft, model.tokenizer!, rows, {
+      format: head.task === "seq-cls" ? "classification" : "tagged",
+      head,
+    });
+    process.stdout.write(
+      `${[...numberRows(result), ...entityRows(result)].join("\n")}\n${JSON.stringify(result)}\n`,
+    );
+    peft.dispose();
+    model.dispose();
+    return;
+  }
   // Every row is scored, repeated ones too: evaluation files are not deduplicated.
   const data = await readDataset(o.data, model, {
     format: o.format,
@@ -71,16 +102,70 @@ export async function evalCommand(o: {
         : []),
     ];
   }
-  const table = Object.entries(result)
-    .filter(([, v]) => typeof v === "number")
-    .map(
-      ([k, v]) =>
-        `${k.padEnd(12)} ${Number.isInteger(v) ? v : (v as number).toFixed(6)}`,
-    );
+  const table = numberRows(result);
   const json = fewShot === undefined ? result : { ...result, fewShot };
   process.stdout.write(
     `${[...table, ...lines].join("\n")}\n${JSON.stringify(json)}\n`,
   );
   peft.dispose();
   model.dispose();
+}
+
+/** Each number of a result, one a line. */
+function numberRows(result: EvaluationResult): string[] {
+  return Object.entries(result)
+    .filter(([, v]) => typeof v === "number")
+    .map(
+      ([k, v]) =>
+        `${k.padEnd(12)} ${Number.isInteger(v) ? v : (v as number).toFixed(6)}`,
+    );
+}
+
+/** NER: precision, recall, F1 and support of each entity type. */
+export function entityRows(result: EvaluationResult): string[] {
+  const types = result.entities?.perType;
+  if (!types) return [];
+  const f = (v: number) => v.toFixed(4).padStart(10);
+  return [
+    `${"entity".padEnd(12)}${"precision".padStart(10)}${"recall".padStart(10)}${"f1".padStart(10)}${"support".padStart(10)}`,
+    ...Object.entries(types).map(
+      ([type, s]) =>
+        `${type.padEnd(12)}${f(s.precision)}${f(s.recall)}${f(s.f1)}${String(s.support).padStart(10)}`,
+    ),
+  ];
+}
+
+/** The rows of `file` as the adapter's head reads them: labels (or tags) from the head's own id2label. */
+async function headRows(
+  file: string,
+  model: PretrainedModel,
+  head: ClassificationHead,
+  seqLen: number,
+): Promise<Example[]> {
+  if (head.task === "seq-cls")
+    return (
+      await readDataset(file, model, {
+        format: "classification",
+        seqLen,
+        evaluation: true,
+      })
+    ).examples.map((e) =>
+      sequenceExample(e, model.tokenizer!, head.labels, {
+        maxLength: seqLen,
+        padId: head.padTokenId,
+      }),
+    );
+  const text = await readFile(file, "utf8").catch(
+    (e: NodeJS.ErrnoException) => {
+      throw new ConfigError(
+        `cannot read --data ${file}: ${e.code === "ENOENT" ? "no such file" : e.message}.`,
+      );
+    },
+  );
+  return taggedDataset(text, model.tokenizer!, {
+    source: file,
+    maxLength: seqLen,
+    labelSubwords: "first",
+    labels: head.labels,
+  }).examples;
 }

@@ -34,6 +34,8 @@ export interface RecipeFlags {
   replayRatio?: number;
   continueFrom?: string;
   retention?: string;
+  task?: string;
+  labelSubwords?: string;
   mode?: string;
   r?: number;
   alpha?: number;
@@ -80,6 +82,8 @@ export const FLAG_NAMES = {
   "replay.source": "--replay",
   "replay.ratio": "--replay-ratio",
   "adapter.continueFrom": "--continue-from",
+  "adapter.task": "--task",
+  "data.labelSubwords": "--label-subwords",
   "evaluation.retention": "--retention",
   method: "--mode",
   "adapter.r": "--r",
@@ -153,6 +157,7 @@ export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
       skipBadRows: f.skipBadRows,
       // A shell passes "\\n" as two characters; a template means a line break.
       promptTemplate: f.promptTemplate?.replaceAll("\\n", "\n"),
+      labelSubwords: f.labelSubwords as "first",
     },
     method: f.mode as "lora",
     adapter: {
@@ -163,6 +168,7 @@ export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
       rslora: f.rslora,
       dora: f.dora,
       continueFrom: f.continueFrom,
+      task: f.task as "seq-cls",
     },
     training: {
       learningRate: f.lr,

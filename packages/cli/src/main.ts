@@ -145,6 +145,16 @@ program
     "drop rows that cannot be read (counted as malformed) instead of stopping at the first",
   )
   .option(
+    "--task <task>",
+    `causal-lm (next token; classes by label likelihood) | seq-cls (a sequence-classification head on {"text","label"} rows) | ` +
+      `token-cls (a token-classification head on {"tokens","tags"} rows or CoNLL files); a head trains in full beside the adapter ` +
+      `(default: ${D.adapter.task})`,
+  )
+  .option(
+    "--label-subwords <which>",
+    `token-cls: first (a word's first subword carries its tag) | all (every subword) (default: ${D.data.labelSubwords})`,
+  )
+  .option(
     "--mode <mode>",
     `lora (an adapter) or full (every weight; writes a full model folder) (default: ${D.method})`,
   )

@@ -250,6 +250,11 @@ function testTable(
         `${k.padEnd(12)}${fmt(b)}${extra ? fmt(extra.result[k]) : ""}${fmt(t)}`,
       );
   }
+  const types = Object.keys(tuned.entities?.perType ?? {});
+  for (const type of types)
+    lines.push(
+      `${`f1 ${type}`.padEnd(12)}${fmt(base.entities?.perType[type]?.f1)}${extra ? "–".padStart(10) : ""}${fmt(tuned.entities!.perType[type]!.f1)}`,
+    );
   if (majority !== undefined)
     lines.push(
       `${"majority".padEnd(12)}${fmt(majority)}${extra ? fmt(majority) : ""}${fmt(majority)}`,
