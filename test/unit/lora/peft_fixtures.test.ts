@@ -18,8 +18,12 @@ import { GOLDEN_DIR, readGolden } from "../../helpers/golden.js";
 import { expectClose } from "../../helpers/tensors.js";
 
 const PEFT_DIR = new URL("../../fixtures/peft/", import.meta.url).pathname;
-const fixtures = readdirSync(PEFT_DIR).filter((d) =>
-  existsSync(`${PEFT_DIR}${d}/adapter_config.json`),
+// Language-model adapters; a classification head's (SEQ_CLS) is checked in golden_heads.test.ts.
+const fixtures = readdirSync(PEFT_DIR).filter(
+  (d) =>
+    existsSync(`${PEFT_DIR}${d}/adapter_config.json`) &&
+    JSON.parse(readFileSync(`${PEFT_DIR}${d}/adapter_config.json`, "utf8"))
+      .task_type === "CAUSAL_LM",
 );
 const bases = new Map<string, PretrainedModel>();
 
