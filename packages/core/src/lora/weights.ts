@@ -27,9 +27,10 @@ export function adapterWeightsFromFile(
   for (const [module, t] of modules)
     checkModule(module, t, linears, config, source);
   const out = new Map<string, LoraWeights>();
+  // In a tidy: the tensors the variables are made from are released (a variable outlives its tidy).
   for (const [module, t] of modules) {
     const { r, alpha } = rankAndAlpha(config, module);
-    out.set(module, {
+    const weights = tf.tidy(() => ({
       A: tf.variable(
         tf.tensor2d(
           t.lora_A!.data as Float32Array,
@@ -54,7 +55,8 @@ export function adapterWeightsFromFile(
             true,
           )
         : undefined,
-    });
+    }));
+    out.set(module, weights);
   }
   return out;
 }

@@ -24,3 +24,24 @@ export function headModuleName(modelType: string, task: HeadTask): string {
 export function headHasBias(task: HeadTask): boolean {
   return task === "token-cls";
 }
+
+const CLASS_PREFIX: Record<string, string> = {
+  gpt2: "GPT2",
+  llama: "Llama",
+  qwen2: "Qwen2",
+  gemma3_text: "Gemma3Text",
+};
+
+/**
+ * The transformers class of a model with this head, for config.json's `architectures`; undefined where
+ * transformers has none (Gemma 3 has no token-classification class).
+ */
+export function headArchitecture(
+  modelType: string,
+  task: HeadTask,
+): string | undefined {
+  const prefix = CLASS_PREFIX[modelType];
+  if (!prefix || (modelType === "gemma3_text" && task === "token-cls"))
+    return undefined;
+  return `${prefix}For${task === "seq-cls" ? "Sequence" : "Token"}Classification`;
+}

@@ -103,13 +103,16 @@ export class ClassificationHead {
     checkLabels(init.labels);
     const name = headModuleName(modelType, init.task);
     const L = init.labels.length;
-    const weight = tf.variable<tf.Rank.R2>(
-      tf.randomNormal([L, hiddenSize], 0, 0.02, "float32", init.seed ?? 0),
-      true,
-      `${name}.weight`,
+    // In a tidy: the tensors the variables are made from are released (a variable outlives its tidy). Unnamed:
+    // tfjs names are global, and two adapters may each have a head.
+    const weight = tf.tidy(() =>
+      tf.variable<tf.Rank.R2>(
+        tf.randomNormal([L, hiddenSize], 0, 0.02, "float32", init.seed ?? 0),
+        true,
+      ),
     );
     const bias = headHasBias(init.task)
-      ? tf.variable(tf.zeros([L]), true, `${name}.bias`)
+      ? tf.tidy(() => tf.variable(tf.zeros([L]), true))
       : undefined;
     return new ClassificationHead(
       init.task,
@@ -152,13 +155,11 @@ export class ClassificationHead {
       throw new ShapeError(
         `${source}: ${name}.bias has ${values.bias.length} values for ${L} labels.`,
       );
-    const weight = tf.variable(
-      tf.tensor2d(values.weight, [L, hiddenSize]),
-      true,
-      `${name}.weight`,
+    const weight = tf.tidy(() =>
+      tf.variable(tf.tensor2d(values.weight, [L, hiddenSize]), true),
     );
     const bias = values.bias
-      ? tf.variable(tf.tensor1d(values.bias), true, `${name}.bias`)
+      ? tf.tidy(() => tf.variable(tf.tensor1d(values.bias!), true))
       : undefined;
     return new ClassificationHead(
       init.task,

@@ -23,6 +23,7 @@ import {
 } from "./generate.js";
 import type { Linear } from "./layers.js";
 import { resolveConfig } from "./registry.js";
+import { ClassificationHead, headModuleName, type HeadTask } from "./heads.js";
 import { Tokenizer } from "./tokenizer.js";
 import {
   checkWeightOptions,
@@ -172,12 +173,35 @@ export async function loadModel(
     : {};
   const tokenizer = await loadTokenizer(files, generationConfig);
   const reader = await openModelWeights(files);
-  const lm = await resolved.load(weightSourceOf(reader), maxBindingBytes(), {
-    trainable: options.trainable,
-    dtype: options.dtype,
-    quantize: options.quantize,
-    doubleQuant: options.doubleQuant,
-  });
+  const task = headTaskOf(config);
+  const headName = task && headModuleName(resolved.modelType, task);
+  const headKeys = headName
+    ? reader.names.filter((n) => n.startsWith(`${headName}.`))
+    : [];
+  // The decoder is loaded as ever; a classification checkpoint's head (saved by savePretrained, or by
+  // transformers' *ForSequenceClassification) is read apart, and its tensors are not "unused".
+  const weights = weightSourceOf(reader);
+  const lm = await resolved.load(
+    {
+      ...weights,
+      names: () => weights.names().filter((n) => !headKeys.includes(n)),
+    },
+    maxBindingBytes(),
+    {
+      trainable: options.trainable,
+      dtype: options.dtype,
+      quantize: options.quantize,
+      doubleQuant: options.doubleQuant,
+    },
+  );
+  if (task && headKeys.length > 0) {
+    try {
+      lm.taskHead = await readHead(lm, task, config, reader, files.source);
+    } catch (error) {
+      lm.dispose();
+      throw error;
+    }
+  }
   return new PretrainedModel(
     lm,
     tokenizer,
@@ -229,4 +253,52 @@ export function weightSourceOf(reader: SafetensorsReader): WeightSource {
 function maxBindingBytes(): number {
   const info = gpuInfo();
   return info.limits["maxStorageBufferBindingSize"] ?? 2 ** 31 - 1;
+}
+
+/** The head a config.json names in `architectures` (transformers' *ForSequenceClassification or ...Token...). */
+function headTaskOf(config: HfConfig): HeadTask | undefined {
+  const arch = Array.isArray(config["architectures"])
+    ? String(config["architectures"][0])
+    : "";
+  if (arch.endsWith("ForSequenceClassification")) return "seq-cls";
+  if (arch.endsWith("ForTokenClassification")) return "token-cls";
+  return undefined;
+}
+
+/** A classification checkpoint's head, its labels from config.json's id2label (LABEL_i where it has none). */
+async function readHead(
+  lm: CausalLM,
+  task: HeadTask,
+  config: HfConfig,
+  reader: SafetensorsReader,
+  source: string,
+): Promise<ClassificationHead> {
+  const name = headModuleName(lm.dims.modelType, task);
+  const weight = await reader.read(`${name}.weight`);
+  const bias = reader.has(`${name}.bias`)
+    ? await reader.read(`${name}.bias`)
+    : undefined;
+  const L = weight.shape[0]!;
+  const id2label = (config["id2label"] ?? {}) as Record<string, unknown>;
+  const labels = Array.from({ length: L }, (_, i) =>
+    typeof id2label[String(i)] === "string"
+      ? (id2label[String(i)] as string)
+      : `LABEL_${i}`,
+  );
+  const pad = config["pad_token_id"];
+  return ClassificationHead.fromValues(
+    lm.dims.modelType,
+    lm.dims.hiddenSize,
+    {
+      task,
+      labels,
+      padTokenId: typeof pad === "number" ? pad : undefined,
+    },
+    {
+      weight: weight.data as Float32Array,
+      weightShape: weight.shape,
+      bias: bias?.data as Float32Array | undefined,
+    },
+    `${source}/model.safetensors`,
+  );
 }

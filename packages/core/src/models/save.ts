@@ -8,6 +8,8 @@ import { writeSafetensors } from "../io/safetensors.js";
 import { dequantizeMatrix } from "../kernels/gather/op.js";
 import { isPacked } from "../kernels/quant/packed.js";
 import type { PretrainedModel } from "./pretrained.js";
+import type { ClassificationHead } from "./heads.js";
+import { headArchitecture } from "./head_names.js";
 
 const COPIED = [
   "tokenizer.json",
@@ -49,9 +51,20 @@ export async function savePretrained(
     if (entry.unmap) data = data.map(entry.unmap);
     tensors[entry.name] = { dtype: "F32", shape: whole.shape, data };
   }
+  const head = model.lm.taskHead;
+  for (const { key, variable } of head?.namedVariables() ?? [])
+    tensors[key] = {
+      dtype: "F32",
+      shape: [...variable.shape],
+      data: (await variable.data()) as Float32Array,
+    };
   const files: Record<string, Uint8Array | string> = {
     "config.json": JSON.stringify(
-      { ...model.config, torch_dtype: "float32" },
+      {
+        ...model.config,
+        ...(head ? headConfig(model, head) : {}),
+        torch_dtype: "float32",
+      },
       null,
       2,
     ),
@@ -86,4 +99,21 @@ export async function savePretrainedToDirectory(
   );
   await writeFilesAtomically(dir, files, "the model");
   return files.map(([name]) => name);
+}
+
+/**
+ * What config.json says of a classification head, so that AutoModelFor*Classification loads the folder: the class,
+ * the labels, and the pad token its pooling skips.
+ */
+function headConfig(
+  model: PretrainedModel,
+  head: ClassificationHead,
+): Record<string, unknown> {
+  const architecture = headArchitecture(model.dims.modelType, head.task);
+  return {
+    ...(architecture ? { architectures: [architecture] } : {}),
+    id2label: head.id2label,
+    label2id: head.label2id,
+    pad_token_id: head.padTokenId ?? null,
+  };
 }

@@ -5,7 +5,23 @@
  */
 import { FormatError, ShapeError } from "../../errors.js";
 import { splitLines } from "./text_input.js";
-import { IGNORE_INDEX, rowError } from "./types.js";
+import { IGNORE_INDEX, RowFormatError, type RowProblem } from "./types.js";
+
+/**
+ * A tagged row at fault, named by file and line. Unlike rowError's, the message offers no skipping: a tagged
+ * file is read whole or not at all.
+ */
+function rowError(
+  source: string,
+  line: number,
+  problem: RowProblem,
+  cause?: unknown,
+): RowFormatError {
+  return new RowFormatError(
+    `${source}, line ${line}: ${problem.message.replace(/\.\s*$/, "")}. Fix the row.`,
+    { source, line, field: problem.field, cause },
+  );
+}
 
 /** One sentence: its words and one tag per word. */
 export interface TaggedRow {
