@@ -1,10 +1,16 @@
-/** `webtune generate`: stream a continuation of --prompt (or of --input in the adapter's prompt template) to stdout. */
+/**
+ * `webtune generate`: stream a continuation of --prompt (or of --input in the adapter's prompt template) to stdout.
+ * An adapter with a classification head answers instead: each label's probability (SEQ_CLS), or the prompt's
+ * words with their tags and the entities they spell (TOKEN_CLS), then the same as one JSON line.
+ */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   applyPromptTemplate,
   ConfigError,
   fitsPromptTemplate,
+  predictWithHead,
+  type HeadPrediction,
 } from "@webtune/core";
 import { loadForCommand } from "./common.js";
 import { JOB_FILE } from "./train.js";
@@ -67,6 +73,14 @@ export async function generateCommand(o: {
 }): Promise<void> {
   const prompt = promptOf(o, await adapterTemplate(o.adapter));
   const { model, peft } = await loadForCommand(o.model, o.adapter);
+  const head = peft.head();
+  if (head) {
+    const p = await predictWithHead(peft, model.tokenizer!, head, prompt);
+    process.stdout.write(`${describePrediction(p)}\n${JSON.stringify(p)}\n`);
+    peft.dispose();
+    model.dispose();
+    return;
+  }
   let printed = "";
   const result = await peft.generate(prompt, {
     maxNewTokens: o.maxNewTokens,
@@ -87,4 +101,17 @@ export async function generateCommand(o: {
   );
   peft.dispose();
   model.dispose();
+}
+
+/** A head's answer for the terminal: labels by probability, or tagged words and their entities. */
+function describePrediction(p: HeadPrediction): string {
+  if (p.scores)
+    return p.scores
+      .map((s) => `${s.label.padEnd(16)} ${s.score.toFixed(4)}`)
+      .join("\n");
+  const tagged = p
+    .words!.map((w, i) => (p.tags![i] === "O" ? w : `${w}/${p.tags![i]}`))
+    .join(" ");
+  const entities = p.entities!.map((e) => `${e.type}: ${e.text}`).join("; ");
+  return `${tagged}\nentities: ${entities || "none"}`;
 }

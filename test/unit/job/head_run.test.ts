@@ -14,7 +14,9 @@ import {
   FineTuneJob,
   JobError,
   LoraModel,
+  predictWithHead,
   saveAdapterToDirectory,
+  splitWords,
   type FineTuneJobInput,
   type JobEvent,
 } from "@webtune/core";
@@ -96,6 +98,15 @@ describe("jobs with a classification head", () => {
       result.test.tuned!.confusionMatrix!.flat().reduce((a, b) => a + b),
     ).toBe(2);
     expect(result.summary).toHaveProperty("test_accuracy");
+    const p = await predictWithHead(
+      result.peft,
+      result.model.tokenizer!,
+      head,
+      "the fox ran.",
+    );
+    expect(p.scores!.map((s) => s.label).sort()).toEqual(["beast", "bird"]);
+    expect(p.scores![0]!.score).toBeGreaterThanOrEqual(p.scores![1]!.score);
+    expect(p.scores!.reduce((a, s) => a + s.score, 0)).toBeCloseTo(1, 5);
 
     const files = await result.peft.saveAdapter();
     const config = JSON.parse(files["adapter_config.json"]) as Record<
@@ -171,6 +182,29 @@ describe("jobs with a classification head", () => {
     expect(JSON.parse(files["adapter_config.json"])).toMatchObject({
       task_type: "TOKEN_CLS",
     });
+    // One text, tagged word by word: the tags spell the entities it reports.
+    const text = "the dog went to rome city.";
+    expect(splitWords(text)).toEqual([
+      "the",
+      "dog",
+      "went",
+      "to",
+      "rome",
+      "city",
+      ".",
+    ]);
+    const p = await predictWithHead(
+      result.peft,
+      result.model.tokenizer!,
+      head,
+      text,
+    );
+    expect(p.words).toEqual(splitWords(text));
+    expect(p.tags).toHaveLength(7);
+    for (const tag of p.tags!) expect(head.labels).toContain(tag);
+    expect(p.entities!.map((e) => e.text)).toEqual(
+      p.entities!.map((e) => p.words!.slice(e.start, e.end).join(" ")),
+    );
     result.peft.dispose();
     result.model.dispose();
   });

@@ -109,7 +109,10 @@ describe("classification heads", () => {
         await import("../../../packages/core/src/io/safetensors.js").then(
           async (m) => m.openSafetensors(files["adapter_model.safetensors"]),
         );
-      const tensors: Parameters<typeof writeSafetensors>[0] = {};
+      const tensors: Record<
+        string,
+        { dtype: "F32"; shape: number[]; data: Float32Array }
+      > = {};
       for (const name of lora.names.filter((n) => n.includes("lora_"))) {
         const t = await lora.read(name);
         tensors[name] = {

@@ -56,3 +56,5 @@ export type {
   NerMetrics,
   NerMode,
 } from "./ner_metrics.js";
+export { predictWithHead, splitWords } from "./head_predict.js";
+export type { HeadPrediction } from "./head_predict.js";
