@@ -18,6 +18,7 @@ import type {
   FewShotReport,
   FineTuneJobInput,
   FineTuneJobSpec,
+  HeadPrediction,
   JobEvent,
   JobFieldNames,
   JobResult,
@@ -163,6 +164,15 @@ export interface TrainerApi {
     options?: WorkerGenerateOptions,
     onToken?: (token: { id: number; text: string }) => void,
   ): Promise<GenerateResult>;
+  /**
+   * What the adapter's classification head answers for `text`: each label's probability (seq-cls), or the words'
+   * tags and the entities they spell (token-cls). `useAdapter: false` asks the base model with the same head.
+   * Rejects when the adapter has no head.
+   */
+  predict(
+    text: string,
+    options?: { useAdapter?: boolean },
+  ): Promise<HeadPrediction>;
   /** Mean next-token cross-entropy of token ids [batch, tokens]. */
   loss(ids: number[][]): Promise<number>;
   /** Reads, cleans, tokenizes and splits a dataset (text or bytes) with the model's tokenizer. */

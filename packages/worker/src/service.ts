@@ -23,7 +23,9 @@ import {
   gpuInfo,
   initRuntime,
   loadModel,
+  predictWithHead,
   verifyLoraKernels,
+  type HeadPrediction,
   type DownloadProgress,
   type GenerateResult,
   type GpuInfo,
@@ -135,6 +137,23 @@ export class TrainerService implements TrainerApi {
     const peft = this.requirePeft();
     const run = () => peft.generate(prompt, { ...generateOptions, onToken });
     return useAdapter ? run() : peft.withAdaptersDisabled(run);
+  }
+
+  async predict(
+    text: string,
+    options: { useAdapter?: boolean } = {},
+  ): Promise<HeadPrediction> {
+    const peft = this.requirePeft();
+    const head = peft.head();
+    if (!head)
+      throw new ConfigError(
+        "The adapter has no classification head to predict with: train with the task seq-cls or token-cls, or generate text instead.",
+      );
+    const run = () =>
+      predictWithHead(peft, this.requireModel().tokenizer!, head, text);
+    return options.useAdapter === false
+      ? peft.withAdaptersDisabled(run)
+      : run();
   }
 
   async loss(ids: number[][]): Promise<number> {
