@@ -4,6 +4,7 @@
  */
 import * as Comlink from "comlink";
 import type {
+  DataEvent,
   EvaluationResult,
   FineTuneJobInput,
   ForgettingEvent,
@@ -19,6 +20,8 @@ import type {
   ModelInfo,
   WorkerTrainer,
 } from "@webtune/worker";
+// The defaults alone: "@webtune/core" itself would put tfjs in the page's bundle.
+import { JOB_DEFAULTS } from "@webtune/core/job";
 import { TrainingCharts } from "./charts.js";
 import {
   byId,
@@ -34,6 +37,8 @@ import { showMetrics } from "./metrics.js";
 import { finishedRun, recordRun, showHistory } from "./history.js";
 import { showFewShot } from "./few_shot.js";
 import { fetchPresetFile, presetOf, PRESETS } from "./presets.js";
+import { HEAD_WORDS, showHeadNotes, taskOfAdapter } from "./heads.js";
+import { taggedSummary } from "./tagged_data.js";
 import { readAdapterUpload, zipFolder } from "./adapter_files.js";
 import {
   forgetRun,
@@ -44,11 +49,14 @@ import {
 } from "./run_store.js";
 import {
   applyJob,
+  applyPreset,
   currentValues,
+  formTask,
   PAGE_FIELD_NAMES,
   PAGE_TRAINER_NAMES,
   settingsJob,
   weightStorage,
+  type Task,
 } from "./settings.js";
 import { showDataSummary } from "./data_view.js";
 
@@ -74,6 +82,15 @@ export class DemoApp {
   hasAdapter = false;
   /** The model's own weights were trained (full fine-tuning): the base is gone until the model is loaded again. */
   fullyTuned = false;
+  /** What the adapter in the worker answers with: its head's task, or the language model's. */
+  adapterTask: Task = "causal-lm";
+  /**
+   * The worker holds the page's data (its splits scored by Evaluate): read by loadData, or by the last job. Tagged
+   * data is read by its job alone.
+   */
+  private workerHasData = false;
+  /** The task the base model's scores were made for (a head scores through a fresh head). */
+  private baseTask?: Task;
   events: TrainEvent[] = [];
   /** The last job run, as it ran (its prompt template filled in). */
   lastJob?: FineTuneJobSpec;
@@ -142,11 +159,27 @@ export class DemoApp {
     enable("skip-scoring", phase === "scoring");
     byId<HTMLSelectElement>("preset").disabled = !idle;
     byId<HTMLInputElement>("load-job").disabled = !idle;
-    enable("compare", ready && this.model!.hasTokenizer);
-    enable("evaluate", trainable && this.data!.sizes.test > 0);
+    const head = this.headTask();
+    showHeadNotes(head);
+    enable(
+      "compare",
+      ready && this.model!.hasTokenizer && head === "causal-lm",
+    );
+    enable(
+      "evaluate",
+      trainable && this.data!.sizes.test > 0 && this.workerHasData,
+    );
+    byId("evaluate").title =
+      trainable && !this.workerHasData
+        ? "Token-classification data is read when its job runs: train first."
+        : "";
     enable(
       "few-shot",
-      trainable && this.data!.sizes.test > 0 && !this.fullyTuned,
+      trainable &&
+        this.data!.sizes.test > 0 &&
+        !this.fullyTuned &&
+        this.workerHasData &&
+        head === "causal-lm",
     );
     enable("export-adapter", ready && this.hasAdapter);
     enable("export-merged", ready && (this.hasAdapter || this.fullyTuned));
@@ -156,6 +189,22 @@ export class DemoApp {
     enable("download-job", trainable);
     byId<HTMLInputElement>("import-adapter").disabled = !ready;
     byId("pause").textContent = phase === "paused" ? "Resume" : "Pause";
+  }
+
+  /**
+   * The head the page's model answers with, if any: the adapter's in the worker (whose answers are labels,
+   * whatever the form says next), else the form's, which the next job trains.
+   */
+  headTask(): Task {
+    return this.hasAdapter && this.adapterTask !== "causal-lm"
+      ? this.adapterTask
+      : formTask();
+  }
+
+  /** Brings the buttons, the notes and the job line up to date with the form. */
+  refresh(): void {
+    this.setPhase(this.phase);
+    this.showJobLine();
   }
 
   async loadModel(choice: ModelChoice, files?: File[]): Promise<void> {
@@ -177,6 +226,8 @@ export class DemoApp {
     this.data = undefined;
     this.dataJob = undefined;
     this.hasAdapter = false;
+    this.adapterTask = "causal-lm";
+    this.workerHasData = false;
     this.fullyTuned = false;
     this.metrics = {};
     showMetrics();
@@ -227,7 +278,7 @@ export class DemoApp {
       files = { [train]: trainText, [test]: testText };
       data = { ...preset.job.data, testSplit: 0 };
       // One choice: the preset's data, its settings and its prompt together.
-      applyJob(preset.job);
+      applyPreset(preset.job);
       prompt = preset.prompt;
     } else {
       files = { [choice.source]: choice.text };
@@ -248,15 +299,27 @@ export class DemoApp {
     // The page trains on one file (a multitask job runs in the CLI): loadJob refuses a list.
     const train = data.train as string;
     const test = data.test as string | null | undefined;
-    const summary = await this.api.loadData(files[train]!, {
-      source: train,
-      maxLength: typeof maxLength === "number" ? maxLength : undefined,
-      valSplit: data.valSplit,
-      testSplit: data.testSplit,
-      test: test ? { input: files[test]!, source: test } : undefined,
-      skipBadRows: data.skipBadRows,
-      optionNames: PAGE_OPTION_NAMES,
-    });
+    // The worker reads data for the language model: tagged words wait for their job, which reads them itself.
+    const tagged = formTask() === "token-cls";
+    const summary = tagged
+      ? taggedSummary(
+          { source: train, text: files[train]! },
+          test ? { source: test, text: files[test]! } : undefined,
+          {
+            val: data.valSplit ?? JOB_DEFAULTS.data.valSplit,
+            test: data.testSplit ?? 0,
+          },
+        )
+      : await this.api.loadData(files[train]!, {
+          source: train,
+          maxLength: typeof maxLength === "number" ? maxLength : undefined,
+          valSplit: data.valSplit,
+          testSplit: data.testSplit,
+          test: test ? { input: files[test]!, source: test } : undefined,
+          skipBadRows: data.skipBadRows,
+          optionNames: PAGE_OPTION_NAMES,
+        });
+    this.workerHasData = !tagged;
     this.data = summary;
     this.dataChoice = choice;
     this.dataFiles = files;
@@ -283,6 +346,7 @@ export class DemoApp {
     const storage = weightStorage(
       byId<HTMLSelectElement>("weight-storage").value,
     );
+    // The loaded data's files and split, with the form's reading options (max tokens, label subwords).
     return {
       ...settings,
       model: {
@@ -291,7 +355,7 @@ export class DemoApp {
         quantize: storage.quantize ?? null,
         doubleQuant: storage.doubleQuant ?? false,
       },
-      data: { ...this.dataJob, maxLength: settings.data?.maxLength },
+      data: { ...this.dataJob, ...settings.data },
     };
   }
 
@@ -307,7 +371,7 @@ export class DemoApp {
     const method =
       job.method === "full"
         ? "full fine-tuning"
-        : `LoRA r ${String(job.adapter!.r)}`;
+        : `LoRA r ${String(job.adapter!.r)}${HEAD_WORDS[formTask()]}`;
     const steps =
       t.maxSteps !== null && t.maxSteps !== undefined
         ? `${String(t.maxSteps)} steps`
@@ -330,8 +394,12 @@ export class DemoApp {
       job.evaluation.testRows ?? Infinity,
       this.data!.sizes.test,
     );
-    // The base model's scores stay valid while the model, the data and the rows scored are the same.
-    if (this.metrics.base && this.metrics.base.rows === testRows)
+    // The base model's scores stay valid while the model, the data, the task and the rows scored are the same.
+    if (
+      this.metrics.base &&
+      this.metrics.base.rows === testRows &&
+      this.baseTask === job.adapter.task
+    )
       job.evaluation.scoreBase = false;
     if (resume) this.events = resume.run.events;
     this.startCharts(resume?.checkpoint.step ?? 0);
@@ -343,13 +411,20 @@ export class DemoApp {
       events: this.events,
     };
     saveRun(this.run);
-    const total = this.totalSteps(job);
+    let total = this.totalSteps(job);
     this.metrics.tuned = undefined;
     this.metrics.forgetting = undefined;
     this.clearAnswers();
-    const onEvent = Comlink.proxy((event: JobEvent) =>
-      this.onEvent(event, total),
-    );
+    const onEvent = Comlink.proxy((event: JobEvent) => {
+      if (event.type === "data" && this.data?.format === "tagged") {
+        // Tagged data was first shown as the page read it; the job's reading has the true splits.
+        this.takeDataEvent(event);
+        total = this.totalSteps(job);
+      }
+      if (event.type === "test" && event.phase === "base")
+        this.baseTask = job.adapter.task;
+      this.onEvent(event, total);
+    });
     const outcome = await this.api
       .runJob(job, await this.jobFiles(job), onEvent, {
         resumeFrom: resume?.checkpoint.name,
@@ -365,11 +440,14 @@ export class DemoApp {
           `Stopped after step ${last?.step ?? 0}: ${name}, explained in the banner above.`;
         throw error;
       });
-    this.setPhase("busy");
     this.lastJob = outcome.job;
     this.lastTrain = outcome.train;
     this.fullyTuned = job.method === "full";
     this.hasAdapter = !this.fullyTuned;
+    this.adapterTask = this.fullyTuned ? "causal-lm" : job.adapter.task;
+    // The worker keeps the job's splits, read as its task reads them.
+    this.workerHasData = true;
+    this.setPhase("busy");
     const r = outcome.train;
     const stopped = r.aborted;
     byId("eta").textContent = stopped
@@ -388,6 +466,23 @@ export class DemoApp {
         ),
       );
     if (!stopped) await this.compare();
+  }
+
+  /**
+   * Takes the job's reading of tagged data (its report, labels, splits and overlap) in place of the page's; the test
+   * file's size stays the file's (the job reports the rows it scores).
+   */
+  private takeDataEvent(event: DataEvent): void {
+    const { format, report, labels, sizes, overlap } = event;
+    this.data = {
+      ...this.data!,
+      format,
+      report,
+      labels,
+      overlap,
+      sizes: { ...sizes, test: this.data!.sizes.test },
+    };
+    showDataSummary(String(this.dataJob!.train), this.data);
   }
 
   /** The loaded data's files, and the demo's general text when the job replays it or checks forgetting on it. */
@@ -517,6 +612,7 @@ export class DemoApp {
         maxRows,
         useAdapter: false,
       });
+      this.baseTask = this.hasAdapter ? this.adapterTask : "causal-lm";
       showMetrics(this.metrics.base, undefined, this.data?.format);
     }
     if (this.hasAdapter || this.fullyTuned) {
@@ -589,8 +685,15 @@ export class DemoApp {
     );
   }
 
-  /** The same prompt, greedy, from the base model and from the adapter, streamed side by side. */
+  /**
+   * The same prompt, greedy, from the base model and from the adapter, streamed side by side. A head answers
+   * with labels, not text: its panel shows a note instead (see heads.ts).
+   */
   async compare(): Promise<void> {
+    if (this.headTask() !== "causal-lm") {
+      this.clearAnswers();
+      return;
+    }
     const prompt = byId<HTMLTextAreaElement>("compare-prompt").value;
     const sides = { base: byId("base-output"), tuned: byId("tuned-output") };
     const result = { base: "", tuned: "" };
@@ -662,6 +765,7 @@ export class DemoApp {
       adapter,
     );
     this.hasAdapter = true;
+    this.adapterTask = taskOfAdapter(config);
     this.metrics.tuned = undefined;
     showMetrics(this.metrics.base, undefined, this.data?.format);
     setStatus(

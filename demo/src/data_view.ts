@@ -3,7 +3,7 @@
  * rows, and a preview of rows as the model sees them.
  */
 import type { DataSummary } from "@webtune/worker";
-import { byId, tableRow } from "./dom.js";
+import { byId, headerRow, tableRow } from "./dom.js";
 
 export function showDataSummary(source: string, s: DataSummary): void {
   const r = s.report;
@@ -20,11 +20,26 @@ export function showDataSummary(source: string, s: DataSummary): void {
     `Splits: ${s.sizes.train} train, ${s.sizes.val} validation, ${s.sizes.test} test.`;
   showOverlap(s);
   const table = byId("data-preview");
+  // Tagged rows are sentences of words, each tagged: no prompt, and words where other rows count tokens.
+  const tagged = s.format === "tagged";
+  table
+    .querySelector("thead")!
+    .replaceChildren(
+      headerRow(
+        tagged
+          ? ["sentence, entities marked (what the head learns)", "words"]
+          : ["prompt", "target (what the loss is on)", "tokens"],
+      ),
+    );
   table
     .querySelector("tbody")!
     .replaceChildren(
       ...s.preview.train.map((row) =>
-        tableRow([row.prompt ?? "", row.target, String(row.tokens)]),
+        tableRow(
+          tagged
+            ? [row.target, String(row.tokens)]
+            : [row.prompt ?? "", row.target, String(row.tokens)],
+        ),
       ),
     );
   table.hidden = s.preview.train.length === 0;

@@ -41,6 +41,16 @@ export function tableRow(cells: string[], className?: string) {
   return tr;
 }
 
+/** A table row of header cells. */
+export function headerRow(cells: string[]): HTMLTableRowElement {
+  const tr = document.createElement("tr");
+  for (const text of cells)
+    tr.append(
+      Object.assign(document.createElement("th"), { textContent: text }),
+    );
+  return tr;
+}
+
 export function setStatus(text: string): void {
   byId("status").textContent = text;
 }

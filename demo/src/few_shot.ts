@@ -4,9 +4,10 @@
  * adapter can be read against prompting alone.
  */
 import type { EvaluationResult, FewShotReport } from "@webtune/core";
+import type { DataSummary } from "@webtune/worker";
 import type { DemoApp } from "./app.js";
 import { byId, setStatus, tableRow } from "./dom.js";
-import { ROWS } from "./metrics.js";
+import { ROWS, rowFits } from "./metrics.js";
 import { settingsJob } from "./settings.js";
 
 /** How the worker's messages name this page's controls. */
@@ -34,7 +35,7 @@ export async function scoreFewShot(app: DemoApp): Promise<void> {
 export function showFewShot(
   result?: EvaluationResult,
   report?: FewShotReport,
-  format?: string,
+  format?: DataSummary["format"],
 ): void {
   const box = byId("few-shot-result");
   box.replaceChildren();
@@ -45,9 +46,9 @@ export function showFewShot(
     head.append(
       Object.assign(document.createElement("th"), { textContent: text }),
     );
-  for (const [name, read, only] of ROWS) {
+  for (const [name, read, fits] of ROWS) {
     const value = read(result);
-    if (value !== undefined && (only === undefined || only === format))
+    if (value !== undefined && rowFits(fits, format, true))
       table.append(tableRow([name, value]));
   }
   const { mean, max } = report.promptTokens;

@@ -1,6 +1,6 @@
 /**
- * The run history: every finished run of the page side by side, newest first: its key settings (method, rank,
- * rate, batch, steps, replay), its test metric base → tuned, its validation loss, the forgetting check's change in
+ * The run history: every finished run of the page side by side, newest first: its key settings (method, what the
+ * model answers with, rank, rate, batch, steps, replay), its test metric base → tuned (entity F1 for a tagging head), its validation loss, the forgetting check's change in
  * reference loss, and its wall time. Kept in the run store (localStorage), so it survives a reload.
  */
 import type {
@@ -22,6 +22,7 @@ export const HISTORY_COLUMNS = [
   "finished",
   "data",
   "method",
+  "task",
   "r",
   "lr",
   "batch",
@@ -57,7 +58,9 @@ export function finishedRun(
       ? "accuracy"
       : format === "instruction"
         ? "exactMatch"
-        : "loss";
+        : format === "tagged"
+          ? "f1"
+          : "loss";
   const baseResult = outcome.test.base ?? base;
   const tuned = outcome.test.tuned;
   const evals = outcome.train.history.filter((e) => e.type === "eval");
@@ -92,7 +95,12 @@ export function withRun(
 
 const NONE = "–";
 const percent = (v: number) => `${(v * 100).toFixed(1)} %`;
-const WORDS = { accuracy: "accuracy", exactMatch: "exact match", loss: "loss" };
+const WORDS = {
+  accuracy: "accuracy",
+  exactMatch: "exact match",
+  f1: "entity F1",
+  loss: "loss",
+};
 
 /** The table's cells, one row per run, newest first. */
 export function historyRows(runs: readonly FinishedRun[]): string[][] {
@@ -119,6 +127,8 @@ export function historyRows(runs: readonly FinishedRun[]): string[][] {
         // A preset's folder names its task (data/fortunes/train.jsonl); a page's own file is its name.
         train.split("/").at(-2) ?? train,
         job.method === "full" ? "full" : "LoRA",
+        // A job from before heads existed answers with the language model.
+        (job.adapter as { task?: string }).task ?? "causal-lm",
         job.method === "full" ? NONE : String(job.adapter.r),
         String(t.learningRate),
         String(t.batchSize),

@@ -6,7 +6,7 @@ import { byId, hideError, setStatus, showError } from "./dom.js";
 import { scoreFewShot } from "./few_shot.js";
 import { PRESETS } from "./presets.js";
 import { loadRun, type DataChoice, type ModelChoice } from "./run_store.js";
-import { applyJob, renderSettings, restoreValues } from "./settings.js";
+import { applyPreset, renderSettings, restoreValues } from "./settings.js";
 
 declare global {
   interface Window {
@@ -65,7 +65,7 @@ async function dataChoice(): Promise<DataChoice> {
 function choosePreset(name: string): void {
   byId("custom-data").hidden = name !== "custom";
   const preset = PRESETS[name];
-  if (preset) applyJob(preset.job);
+  if (preset) applyPreset(preset.job);
 }
 
 function wire(app: DemoApp): void {
@@ -101,8 +101,8 @@ function wire(app: DemoApp): void {
     input("load-job").value = "";
     if (file) void app.act("Reading the job…", () => app.loadJob(file));
   });
-  // Train's line says what it will run: the loaded data and the settings as they are now.
-  byId("settings").addEventListener("input", () => app.showJobLine());
+  // Train's line says what it will run, and a head's notes show: the data and the settings as they are now.
+  byId("settings").addEventListener("input", () => app.refresh());
   input("import-adapter").addEventListener("change", () => {
     const files = Array.from(input("import-adapter").files ?? []);
     input("import-adapter").value = "";
@@ -116,7 +116,7 @@ function wire(app: DemoApp): void {
       void app.act("Reading the data…", () =>
         app.loadData({ kind: "preset", name }),
       );
-    else app.showJobLine();
+    else app.refresh();
   });
   byId("banner-close").addEventListener("click", hideError);
   // An answer shown under a prompt it was not generated for would mislead.

@@ -69,9 +69,12 @@ export interface FinishedRun {
   job: FineTuneJobSpec;
   /** Optimizer steps taken. */
   steps: number;
-  /** The task's metric on the test rows (accuracy, exact match, or loss), base and tuned; null: not scored. */
+  /**
+   * The task's metric on the test rows (accuracy, exact match, micro entity F1 for token classification, or loss),
+   * base and tuned; null: not scored.
+   */
   test: {
-    metric: "accuracy" | "exactMatch" | "loss";
+    metric: "accuracy" | "exactMatch" | "f1" | "loss";
     base: number | null;
     tuned: number | null;
   } | null;

@@ -7,6 +7,7 @@ import type { JobFieldNames } from "@webtune/core";
 import {
   JOB_DEFAULTS,
   type FineTuneJobInput,
+  type JobAdapter,
   type JobField,
 } from "@webtune/core/job";
 import type { WorkerLoadOptions } from "@webtune/worker";
@@ -22,7 +23,8 @@ type Kind =
   | "checkbox"
   /** Comma-separated module names, or all-linear. */
   | "targets"
-  | "method"
+  /** A choice among the options of CHOICES[name]. */
+  | "choice"
   /** A share of every batch replayed from the demo's general text; 0: no replay. */
   | "replay"
   /** A checkbox: the forgetting check on the demo's reference text, or none. */
@@ -43,7 +45,21 @@ const FIELDS: Field[] = [
     field: "method",
     label: "method",
     help: "LoRA trains a small adapter beside frozen weights; full fine-tuning trains every weight (small models only).",
-    kind: "method",
+    kind: "choice",
+  },
+  {
+    name: "task",
+    field: "adapter.task",
+    label: "answers with",
+    help: "What the tuned model answers: text from its language-model head, or labels from a small head trained in full beside the adapter (PEFT's task_type).",
+    kind: "choice",
+  },
+  {
+    name: "labelSubwords",
+    field: "data.labelSubwords",
+    label: "label subwords",
+    help: "Which subwords of a word carry its tag; the first is Hugging Face's default (the rest are left out of the loss).",
+    kind: "choice",
   },
   {
     name: "r",
@@ -180,6 +196,26 @@ const FIELDS: Field[] = [
   },
 ];
 
+/** The options of each "choice" field: its job values and their words. */
+const CHOICES: Record<string, [value: string, words: string][]> = {
+  method: [
+    ["lora", "LoRA adapter"],
+    ["full", "full fine-tuning"],
+  ],
+  task: [
+    ["causal-lm", "language model (next token)"],
+    ["seq-cls", "sequence classification head (a label per text)"],
+    ["token-cls", "token classification head (a tag per word)"],
+  ],
+  labelSubwords: [
+    ["first", "first subword of each word"],
+    ["all", "every subword"],
+  ],
+};
+
+/** What a job's model answers with (its adapter.task). */
+export type Task = JobAdapter["task"];
+
 /** The demo's general text: replayed against forgetting, and the held-out reference that measures it. */
 export const REPLAY_FILE = "data/replay.jsonl";
 export const REFERENCE_FILE = "data/reference.jsonl";
@@ -261,24 +297,33 @@ export function renderSettings(): void {
       const help = document.createElement("small");
       help.textContent = f.help;
       label.append(f.label, input, help);
+      label.id = `field-${f.name}`;
       return label;
     }),
   );
+  // Subwords are a token-classification choice: shown for that task alone.
+  form.addEventListener("change", showTaskFields);
   applyJob(DEFAULTS);
 }
 
+/** The task the form names (the job's adapter.task). */
+export function formTask(): Task {
+  return byId<HTMLSelectElement>("setting-task").value as Task;
+}
+
+function showTaskFields(): void {
+  byId("field-labelSubwords").hidden = formTask() !== "token-cls";
+}
+
 function control(f: Field): HTMLInputElement | HTMLSelectElement {
-  if (f.kind === "method") {
+  if (f.kind === "choice") {
     const select = document.createElement("select");
     select.id = `setting-${f.name}`;
     select.name = f.name;
-    for (const [value, label] of [
-      ["lora", "LoRA adapter"],
-      ["full", "full fine-tuning"],
-    ]) {
+    for (const [value, words] of CHOICES[f.name]!) {
       const option = document.createElement("option");
-      option.value = value!;
-      option.textContent = label!;
+      option.value = value;
+      option.textContent = words;
       select.append(option);
     }
     return select;
@@ -306,6 +351,19 @@ export function applyJob(job: FineTuneJobInput): void {
       input.checked = value === true;
     else input.value = text(f, value);
   }
+  showTaskFields();
+}
+
+/**
+ * Sets a preset's fields. A preset is a task: one that names no head answers with the language model, whatever
+ * the preset before it trained.
+ */
+export function applyPreset(job: FineTuneJobInput): void {
+  applyJob({
+    ...job,
+    adapter: { task: JOB_DEFAULTS.adapter.task, ...job.adapter },
+    data: { labelSubwords: JOB_DEFAULTS.data.labelSubwords, ...job.data },
+  });
 }
 
 /** Every field's text at the job defaults (what a fresh form shows). */
@@ -343,6 +401,7 @@ export function restoreValues(values: Record<string, string>): void {
       input.checked = value === "true";
     else input.value = value;
   }
+  showTaskFields();
 }
 
 /**
@@ -361,7 +420,7 @@ function parse(f: Field, raw: string): unknown {
     case "checkbox":
     case "reference":
       return value === "true";
-    case "method":
+    case "choice":
       return value;
     case "targets":
       return value === "all-linear" || value === ""

@@ -1,6 +1,6 @@
 /**
  * What the task gained against what the model forgot, base → tuned, on one chart: the task's headline metric
- * (exact match or accuracy in %, or the test loss for text) beside the loss on the held-out general text, whose
+ * (exact match, accuracy or entity F1 in %, or the test loss for text) beside the loss on the held-out general text, whose
  * rise is forgetting. Bars on two scales (uPlot), drawn when a run has checked forgetting.
  */
 import uPlot from "uplot";
@@ -20,6 +20,11 @@ export function headline(format: DataSummary["format"] | undefined): {
       label: "exact match (%)",
       read: (r) =>
         r.exactMatch === undefined ? undefined : 100 * r.exactMatch,
+    };
+  if (format === "tagged")
+    return {
+      label: "entity F1 (%)",
+      read: (r) => (r.f1 === undefined ? undefined : 100 * r.f1),
     };
   if (format === "classification")
     return {

@@ -164,6 +164,39 @@ describe("run history", () => {
     expect(historyRows([own])[0]![1]).toBe("pasted.jsonl");
   });
 
+  it("names a head's task, and scores token classification by its entity F1", () => {
+    const ner = finishedRun(
+      outcome({
+        job: job({
+          data: { train: "data/ner/train.jsonl", test: "data/ner/test.jsonl" },
+          adapter: { r: 16, task: "token-cls" },
+        }),
+        test: {
+          base: { ...scores(0.25, 1.6), f1: 0.041 },
+          tuned: { ...scores(0.467, 1.4), f1: 0.124 },
+        },
+      }),
+      "tagged",
+      1,
+    );
+    expect(ner.test).toEqual({ metric: "f1", base: 0.041, tuned: 0.124 });
+    const cells = Object.fromEntries(
+      HISTORY_COLUMNS.map((c, i) => [c, historyRows([ner])[0]![i]]),
+    );
+    expect(cells).toMatchObject({
+      data: "ner",
+      method: "LoRA",
+      task: "token-cls",
+      "test: base → tuned": "entity F1 4.1 % → 12.4 %",
+    });
+    // A run from before heads has no task in its job: the language model's.
+    const old = finishedRun(outcome(), "classification", 1);
+    delete (old.job.adapter as { task?: string }).task;
+    expect(historyRows([old])[0]![HISTORY_COLUMNS.indexOf("task")]).toBe(
+      "causal-lm",
+    );
+  });
+
   it("keeps the newest MAX_HISTORY runs", () => {
     let runs = [finishedRun(outcome(), "classification", 1)];
     for (let i = 0; i < MAX_HISTORY + 5; i++)

@@ -1,0 +1,172 @@
+/**
+ * The demo's classification heads, in headless Chromium on the embedded model: the ner preset trains a
+ * token-classification head (the form says so, the before/after panel and the few-shot button say why they do not
+ * prompt, the test metrics show an entity table per type), its job file keeps the head's task and loads back, and a
+ * sequence-classification head on fortunes shows accuracy and the confusion matrix. Runs are a few steps long.
+ * Screenshots go to $WEBTUNE_DEMO_SHOTS when it is set.
+ */
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { FineTuneJobSpec } from "@webtune/core";
+import { demoSettled, launchChromium, serveDemo } from "../helpers/browser.js";
+import { bannerText as pageBanner, demoState } from "../helpers/demo_page.js";
+
+let browser: Browser;
+let site: { url: string; close: () => Promise<void> };
+let page: Page;
+const logs: string[] = [];
+const scratch = mkdtempSync(join(tmpdir(), "webtune-demo-heads-"));
+const shots = process.env["WEBTUNE_DEMO_SHOTS"] ?? scratch;
+const settle = (timeout = 240_000) => demoSettled(page, timeout);
+const bannerText = () => pageBanner(page);
+const state = <T>(read: (app: NonNullable<Window["webtuneDemo"]>) => T) =>
+  demoState(page, read);
+
+/** A run of a few steps: few rows scored, short rows, no checkpoints and no forgetting check. */
+async function shortRun(): Promise<void> {
+  for (const [name, value] of Object.entries({
+    maxSteps: 3,
+    testRows: 16,
+    valRows: 8,
+    evalEvery: 0,
+    checkpointEvery: 0,
+    maxLength: 48,
+  }))
+    await page.fill(`#setting-${name}`, String(value));
+  await page.uncheck("#setting-checkForgetting");
+}
+
+const shoot = (name: string, selector?: string) =>
+  selector
+    ? page.locator(selector).screenshot({ path: join(shots, name) })
+    : page.screenshot({ path: join(shots, name), fullPage: true });
+
+beforeAll(async () => {
+  mkdirSync(shots, { recursive: true });
+  site = await serveDemo();
+  browser = await launchChromium();
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
+  await page.goto(site.url);
+  await settle();
+  await page.selectOption("#preset", "ner");
+  await page.click("#load-model");
+  await settle();
+  expect(await bannerText(), logs.join("\n")).toBe("");
+});
+afterAll(async () => {
+  await browser?.close();
+  await site?.close();
+});
+
+describe("the demo's classification heads", () => {
+  it("trains the ner preset's token-classification head and scores each entity type", async () => {
+    expect(await page.inputValue("#setting-task")).toBe("token-cls");
+    await expect(
+      page.locator("#setting-labelSubwords").isVisible(),
+    ).resolves.toBe(true);
+    expect(await page.locator("#data-report").innerText()).toMatch(
+      /^data\/ner\/train\.jsonl: tagged data with labels O, B-LOC, I-LOC, B-PER, I-PER\. Kept 1500 of 1500 rows\./,
+    );
+    expect(await page.locator("#job-line").innerText()).toMatch(
+      /^Train runs LoRA r 16 with a token-classification head on data\/ner\/train\.jsonl/,
+    );
+    // A head answers with tags: no generation, no few-shot prompt, and each says why.
+    expect(await page.locator("#compare-note").innerText()).toMatch(
+      /answers with a tag for each word .* entity table/,
+    );
+    await expect(page.locator("#compare").isDisabled()).resolves.toBe(true);
+    await expect(page.locator("#few-shot").isDisabled()).resolves.toBe(true);
+    expect(await page.getAttribute("#few-shot", "title")).toMatch(
+      /answers with labels, not text/,
+    );
+    await shortRun();
+    await shoot("settings-head.png", "#settings-panel");
+
+    await page.click("#train");
+    await settle(300_000);
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    const metrics = await state((app) => app.metrics);
+    expect(metrics.base!.rows).toBe(16);
+    expect(Object.keys(metrics.tuned!.entities!.perType)).toEqual(
+      expect.arrayContaining(["LOC", "PER"]),
+    );
+    const rows = await page.locator("#entity-table tbody tr").allInnerTexts();
+    const score = "\\d\\.\\d{3} → \\d\\.\\d{3}";
+    for (const [i, type] of ["LOC", "PER", "all \\(micro\\)"].entries())
+      expect(rows[i]).toMatch(
+        new RegExp(`^${type}\\t\\d+\\t${score}\\t${score}\\t${score}$`),
+      );
+    expect(await page.locator("#metrics").innerText()).toMatch(
+      /word accuracy\t\d+\.\d %\t\d+\.\d %/,
+    );
+    // The history keeps the head's task and its entity F1.
+    expect(await page.locator("#history tbody tr").first().innerText()).toMatch(
+      /\ttoken-cls\t.*\tentity F1 \d+\.\d % → \d+\.\d %\t/,
+    );
+    await expect(page.locator("#compare-note").isVisible()).resolves.toBe(true);
+    await shoot("entity-table.png", "#metrics-panel");
+    await shoot("compare-note.png", "#compare-panel");
+    await shoot("ner-after-run.png");
+  });
+
+  it("downloads the head's task in the job, and loading it back restores it", async () => {
+    await page.selectOption("#setting-labelSubwords", "all");
+    const [file] = await Promise.all([
+      page.waitForEvent("download"),
+      page.click("#download-job"),
+    ]);
+    const path = join(scratch, file.suggestedFilename());
+    await file.saveAs(path);
+    const job = JSON.parse(await readFile(path, "utf8")) as FineTuneJobSpec;
+    expect(job.adapter.task).toBe("token-cls");
+    expect(job.data).toMatchObject({
+      train: "data/ner/train.jsonl",
+      labelSubwords: "all",
+    });
+
+    // Another preset is another task: fortunes answers with the language model.
+    await page.selectOption("#preset", "fortunes");
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    expect(await page.inputValue("#setting-task")).toBe("causal-lm");
+    await expect(
+      page.locator("#setting-labelSubwords").isVisible(),
+    ).resolves.toBe(false);
+    await expect(page.locator("#compare-note").isVisible()).resolves.toBe(true); // the adapter is still ner's
+
+    await page.setInputFiles("#load-job", path);
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    expect(await page.inputValue("#preset")).toBe("ner");
+    expect(await page.inputValue("#setting-task")).toBe("token-cls");
+    expect(await page.inputValue("#setting-labelSubwords")).toBe("all");
+  });
+
+  it("trains a sequence-classification head on fortunes, scored by accuracy and a confusion matrix", async () => {
+    await page.selectOption("#preset", "fortunes");
+    await settle();
+    await page.selectOption("#setting-task", "seq-cls");
+    await shortRun();
+    await page.click("#train");
+    await settle(300_000);
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    const tuned = await state((app) => app.metrics.tuned!);
+    expect(tuned.entities).toBeUndefined();
+    expect(tuned.labels).toHaveLength(4);
+    const table = await page.locator("#metrics").innerText();
+    for (const row of ["accuracy", "F1 \\(macro\\)"])
+      expect(table).toMatch(new RegExp(`\\n${row}\\t[\\d.]+( %)?\\t[\\d.]+`));
+    expect(await page.locator("#confusion table tr").count()).toBe(5);
+    expect(await page.locator("#entities").innerText()).toBe("");
+    expect(await page.locator("#compare-note").innerText()).toMatch(
+      /answers with a label for each text .* confusion matrix/,
+    );
+    await shoot("seq-cls-metrics.png", "#metrics-panel");
+  });
+});
