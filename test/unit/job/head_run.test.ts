@@ -18,14 +18,13 @@ import {
   saveAdapterToDirectory,
   splitWords,
   type FineTuneJobInput,
-  type JobEvent,
 } from "@webtune/core";
 import { openSafetensors } from "../../../packages/core/src/io/safetensors.js";
 import { chatModelFolder } from "../../helpers/chat_model.js";
+import { ANIMALS, jsonl, runOnFiles } from "../../helpers/job_files.js";
 import { needGpu } from "../../helpers/gpu.js";
 
-const jsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join("\n");
-const animals = ["cat", "dog", "bird", "fox", "cow", "pig", "owl", "hen"];
+const animals = ANIMALS;
 const places = ["rome", "paris", "oslo"];
 const FILES: Record<string, string> = {
   "kinds.jsonl": jsonl(
@@ -57,24 +56,7 @@ const FILES: Record<string, string> = {
 };
 const model = chatModelFolder();
 
-async function run(input: FineTuneJobInput) {
-  const events: JobEvent[] = [];
-  const job = FineTuneJob.from({
-    ...input,
-    model: { source: model },
-    training: { learningRate: 1e-2, batchSize: 4, seed: 2, ...input.training },
-    evaluation: { evalEvery: 3, ...input.evaluation },
-  });
-  const result = await job.run({
-    readFile: async (source, field) => {
-      const text = FILES[source];
-      if (text === undefined) throw new Error(`${field}: no file ${source}`);
-      return text;
-    },
-    onEvent: (e) => events.push(e),
-  });
-  return { result, events };
-}
+const run = (input: FineTuneJobInput) => runOnFiles(FILES, model, input);
 
 describe("jobs with a classification head", () => {
   it("seq-cls: trains the score head beside LoRA, scores by its argmax, and saves PEFT's SEQ_CLS layout", async (ctx) => {

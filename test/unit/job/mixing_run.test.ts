@@ -9,16 +9,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
-  FineTuneJob,
   saveAdapterToDirectory,
   type FineTuneJobInput,
-  type JobEvent,
 } from "@webtune/core";
 import { chatModelFolder } from "../../helpers/chat_model.js";
+import { ANIMALS, jsonl, runOnFiles } from "../../helpers/job_files.js";
 import { needGpu } from "../../helpers/gpu.js";
 
-const jsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join("\n");
-const animals = ["cat", "dog", "bird", "fox", "cow", "pig", "owl", "hen"];
+const animals = ANIMALS;
 const FILES: Record<string, string> = {
   "colours.jsonl": jsonl(
     animals.flatMap((a, i) =>
@@ -52,29 +50,7 @@ const FILES: Record<string, string> = {
 };
 const model = chatModelFolder();
 
-async function run(input: FineTuneJobInput) {
-  const events: JobEvent[] = [];
-  const job = FineTuneJob.from({
-    ...input,
-    model: { source: model },
-    training: {
-      learningRate: 1e-2,
-      batchSize: 4,
-      seed: 2,
-      ...input.training,
-    },
-    evaluation: { evalEvery: 3, ...input.evaluation },
-  });
-  const result = await job.run({
-    readFile: async (source, field) => {
-      const text = FILES[source];
-      if (text === undefined) throw new Error(`${field}: no file ${source}`);
-      return text;
-    },
-    onEvent: (e) => events.push(e),
-  });
-  return { result, events };
-}
+const run = (input: FineTuneJobInput) => runOnFiles(FILES, model, input);
 
 describe("replay, multitask and sequential jobs", () => {
   it("replays a file at its share of every batch, and names a missing one by its field", async (ctx) => {

@@ -8,26 +8,12 @@ import { ConfigError } from "@webtune/core";
 import { TrainerService } from "../../../packages/worker/src/service.js";
 import { chatModelFolder } from "../../helpers/chat_model.js";
 import { allowNoGpu } from "../../helpers/gpu.js";
+import { PETS_FILES } from "../../helpers/job_files.js";
 
 const service = new TrainerService();
 afterAll(() => service.dispose());
 
-const jsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join("\n");
-const animals = ["cat", "dog", "bird", "fox", "cow", "pig", "owl", "hen"];
-const files = {
-  "pets.jsonl": jsonl(
-    animals.flatMap((a, i) =>
-      ["mat", "rug"].map((p) => ({
-        text: `the ${a} sat on the ${p}`,
-        label: i % 2 === 0 ? "calm" : "busy",
-      })),
-    ),
-  ),
-  "pets_test.jsonl": jsonl([
-    { text: "the rat sat on the bed", label: "calm" },
-    { text: "the ant sat on the box", label: "busy" },
-  ]),
-};
+const files = PETS_FILES;
 
 describe("TrainerService with a classification head", () => {
   it("trains, evaluates and predicts through the head", async (ctx) => {

@@ -101,26 +101,13 @@ export class ClassificationHead {
     init: HeadInit,
   ): ClassificationHead {
     checkLabels(init.labels);
-    const name = headModuleName(modelType, init.task);
     const L = init.labels.length;
-    // In a tidy: the tensors the variables are made from are released (a variable outlives its tidy). Unnamed:
-    // tfjs names are global, and two adapters may each have a head.
-    const weight = tf.tidy(() =>
-      tf.variable<tf.Rank.R2>(
+    return ClassificationHead.of(
+      modelType,
+      init,
+      () =>
         tf.randomNormal([L, hiddenSize], 0, 0.02, "float32", init.seed ?? 0),
-        true,
-      ),
-    );
-    const bias = headHasBias(init.task)
-      ? tf.tidy(() => tf.variable(tf.zeros([L]), true))
-      : undefined;
-    return new ClassificationHead(
-      init.task,
-      name,
-      [...init.labels],
-      init.padTokenId,
-      weight,
-      bias,
+      headHasBias(init.task) ? () => tf.zeros([L]) : undefined,
     );
   }
 
@@ -155,19 +142,32 @@ export class ClassificationHead {
       throw new ShapeError(
         `${source}: ${name}.bias has ${values.bias.length} values for ${L} labels.`,
       );
-    const weight = tf.tidy(() =>
-      tf.variable(tf.tensor2d(values.weight, [L, hiddenSize]), true),
+    const bias = values.bias;
+    return ClassificationHead.of(
+      modelType,
+      init,
+      () => tf.tensor2d(values.weight, [L, hiddenSize]),
+      bias ? () => tf.tensor1d(bias) : undefined,
     );
-    const bias = values.bias
-      ? tf.tidy(() => tf.variable(tf.tensor1d(values.bias!), true))
-      : undefined;
+  }
+
+  /**
+   * The head's variables from their first values, each made in a tidy: the tensors a variable is made from are
+   * released (a variable outlives its tidy). Unnamed: tfjs names are global, and two adapters may each have a head.
+   */
+  private static of(
+    modelType: string,
+    init: HeadInit,
+    weight: () => tf.Tensor2D,
+    bias: (() => tf.Tensor1D) | undefined,
+  ): ClassificationHead {
     return new ClassificationHead(
       init.task,
-      name,
+      headModuleName(modelType, init.task),
       [...init.labels],
       init.padTokenId,
-      weight,
-      bias,
+      tf.tidy(() => tf.variable(weight(), true)),
+      bias && tf.tidy(() => tf.variable(bias(), true)),
     );
   }
 
