@@ -37,7 +37,12 @@ import { showMetrics } from "./metrics.js";
 import { finishedRun, recordRun, showHistory } from "./history.js";
 import { showFewShot } from "./few_shot.js";
 import { fetchPresetFile, presetOf, PRESETS } from "./presets.js";
-import { HEAD_WORDS, showHeadNotes, taskOfAdapter } from "./heads.js";
+import {
+  describePrediction,
+  HEAD_WORDS,
+  showHeadNotes,
+  taskOfAdapter,
+} from "./heads.js";
 import { taggedSummary } from "./tagged_data.js";
 import { readAdapterUpload, zipFolder } from "./adapter_files.js";
 import {
@@ -160,10 +165,12 @@ export class DemoApp {
     byId<HTMLSelectElement>("preset").disabled = !idle;
     byId<HTMLInputElement>("load-job").disabled = !idle;
     const head = this.headTask();
-    showHeadNotes(head);
+    const trained = this.hasAdapter && this.adapterTask === head;
+    showHeadNotes(head, trained);
+    // A head answers once trained; the language model, at once.
     enable(
       "compare",
-      ready && this.model!.hasTokenizer && head === "causal-lm",
+      ready && this.model!.hasTokenizer && (head === "causal-lm" || trained),
     );
     enable(
       "evaluate",
@@ -686,12 +693,15 @@ export class DemoApp {
   }
 
   /**
-   * The same prompt, greedy, from the base model and from the adapter, streamed side by side. A head answers
-   * with labels, not text: its panel shows a note instead (see heads.ts).
+   * The same prompt, greedy, from the base model and from the adapter, streamed side by side. An adapter with a
+   * head answers through it instead: labels or tagged words (see heads.ts); a head not yet trained, not at all.
    */
   async compare(): Promise<void> {
-    if (this.headTask() !== "causal-lm") {
+    const head = this.headTask();
+    if (head !== "causal-lm") {
       this.clearAnswers();
+      if (this.hasAdapter && this.adapterTask === head)
+        await this.comparePredictions();
       return;
     }
     const prompt = byId<HTMLTextAreaElement>("compare-prompt").value;
@@ -722,6 +732,20 @@ export class DemoApp {
         onToken,
       );
       out.textContent = result[side] = generated.text;
+    }
+    this.compared = result;
+  }
+
+  /** The adapter's head on the prompt, through the base model's weights and through the adapter's. */
+  private async comparePredictions(): Promise<void> {
+    const prompt = byId<HTMLTextAreaElement>("compare-prompt").value;
+    const result = { base: "", tuned: "" };
+    for (const side of ["base", "tuned"] as const) {
+      const prediction = await this.api.predict(prompt, {
+        useAdapter: side === "tuned",
+      });
+      byId(`${side}-output`).textContent = result[side] =
+        describePrediction(prediction);
     }
     this.compared = result;
   }

@@ -1,18 +1,33 @@
 /**
- * A classification head on the page: a job whose model answers with labels (a sequence-classification head) or a
- * tag per word (a token-classification head) instead of text. Its answers are read in the test metrics, so the
- * before/after panel and the few-shot baseline, which prompt for text, say so instead of running.
+ * A classification head on the page: a job whose model answers with a label per text (a sequence-classification
+ * head) or a tag per word (a token-classification head) instead of text. The before/after panel asks the head
+ * (the worker's predict), not the language model, and says so; the few-shot baseline, a prompt for text, is off.
  */
-import type { LoraConfig } from "@webtune/core";
+import type { HeadPrediction, LoraConfig } from "@webtune/core";
 import { byId } from "./dom.js";
 import type { Task } from "./settings.js";
+import { markEntities } from "./tagged_data.js";
 
-/** How each head answers, and where the page scores its answers. */
-const ANSWERS: Record<Exclude<Task, "causal-lm">, string> = {
-  "seq-cls":
-    "a label for each text (a sequence-classification head), not with text: its answers are scored in the accuracy and the confusion matrix under 7 · Test metrics.",
-  "token-cls":
-    "a tag for each word (a token-classification head), not with text: its answers are scored in the entity table under 7 · Test metrics.",
+type Head = Exclude<Task, "causal-lm">;
+
+/** How each head answers, what the panel does with the prompt, and where the test rows score it. */
+const HEADS: Record<
+  Head,
+  { answers: string; panel: string; scored: string; button: string }
+> = {
+  "seq-cls": {
+    answers:
+      "a label for each text (a sequence-classification head), not with text",
+    panel: "classify the prompt",
+    scored: "the metrics table and the confusion matrix",
+    button: "Classify with both",
+  },
+  "token-cls": {
+    answers: "a tag for each word (a token-classification head), not with text",
+    panel: "tag the prompt's words",
+    scored: "the entity table",
+    button: "Tag with both",
+  },
 };
 
 const FEW_SHOT_NOTE =
@@ -33,19 +48,37 @@ export function taskOfAdapter(config: Pick<LoraConfig, "task_type">): Task {
 }
 
 /**
- * Shows or hides the notes of a head: in the before/after panel (whose answers are hidden, not generated) and on
- * the few-shot button.
+ * Sets the before/after panel and the few-shot button for what the model answers with: `task`, from the adapter
+ * in the worker when `trained`, else from the form (a head the next job trains, which cannot answer yet).
  */
-export function showHeadNotes(task: Task): void {
-  const head = task !== "causal-lm";
+export function showHeadNotes(task: Task, trained: boolean): void {
+  const head = task === "causal-lm" ? undefined : HEADS[task];
   const note = byId("compare-note");
   note.hidden = !head;
-  note.textContent = head ? `This model answers with ${ANSWERS[task]}` : "";
-  byId("compare-sides").hidden = head;
+  note.textContent = !head
+    ? ""
+    : trained
+      ? `This adapter answers with ${head.answers}: both sides ${head.panel} with its head, the base model through the same head on its own weights. Its scores on the test rows are in ${head.scored} under 7 · Test metrics.`
+      : `The job in the form trains a head that answers with ${head.answers}: once trained, this panel will ${head.panel} with it, and its scores on the test rows will be in ${head.scored} under 7 · Test metrics.`;
+  byId("compare-sides").hidden = head !== undefined && !trained;
+  byId("compare").textContent = head?.button ?? "Generate with both";
   // The button's tooltip, and a line under it (a disabled button's tooltip is easily missed).
   const why = head ? FEW_SHOT_NOTE : "";
   byId("few-shot").title = why;
   const fewShotNote = byId("few-shot-note");
   fewShotNote.hidden = !head;
   fewShotNote.textContent = why;
+}
+
+/**
+ * A head's answer as the panel shows it: the words with their entities marked and the entities listed, or each
+ * label with its probability, most likely first.
+ */
+export function describePrediction(p: HeadPrediction): string {
+  if (p.task === "seq-cls")
+    return (p.scores ?? [])
+      .map((s) => `${s.label} ${(100 * s.score).toFixed(1)} %`)
+      .join("\n");
+  const entities = (p.entities ?? []).map((e) => `${e.type} ${e.text}`);
+  return `${markEntities(p.words ?? [], p.tags ?? [])}\nentities: ${entities.length > 0 ? entities.join(" · ") : "none"}`;
 }

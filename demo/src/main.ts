@@ -85,7 +85,7 @@ function wire(app: DemoApp): void {
   on("download-job", "Saving the job…", () => app.downloadJob());
   on("evaluate", "Evaluating…", () => app.evaluate());
   on("few-shot", "Scoring the few-shot baseline…", () => scoreFewShot(app));
-  on("compare", "Generating…", () => app.compare());
+  on("compare", "Asking the base model and the adapter…", () => app.compare());
   on("export-adapter", "Saving the adapter…", () => app.exportAdapter());
   on("export-merged", "Saving the merged model…", () => app.exportMerged());
   // Pause and Stop act during training, when other actions are locked.

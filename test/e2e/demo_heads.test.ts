@@ -1,8 +1,9 @@
 /**
  * The demo's classification heads, in headless Chromium on the embedded model: the ner preset trains a
- * token-classification head (the form says so, the before/after panel and the few-shot button say why they do not
- * prompt, the test metrics show an entity table per type), its job file keeps the head's task and loads back, and a
- * sequence-classification head on fortunes shows accuracy and the confusion matrix. Runs are a few steps long.
+ * token-classification head (the form says so; the before/after panel tags the prompt's words with the head once
+ * trained, and the few-shot button says why it does not prompt; the test metrics show an entity table per type),
+ * its job file keeps the head's task and loads back, and a sequence-classification head on fortunes shows accuracy,
+ * the confusion matrix and each label's probability for the prompt. Runs are a few steps long.
  * Screenshots go to $WEBTUNE_DEMO_SHOTS when it is set.
  */
 import { mkdirSync, mkdtempSync } from "node:fs";
@@ -76,17 +77,21 @@ describe("the demo's classification heads", () => {
     expect(await page.locator("#job-line").innerText()).toMatch(
       /^Train runs LoRA r 16 with a token-classification head on data\/ner\/train\.jsonl/,
     );
-    // A head answers with tags: no generation, no few-shot prompt, and each says why.
+    // A head answers with tags: nothing to ask before it is trained, no few-shot prompt, and each says why.
     expect(await page.locator("#compare-note").innerText()).toMatch(
-      /answers with a tag for each word .* entity table/,
+      /trains a head that answers with a tag for each word .* once trained, this panel will tag the prompt's words/,
     );
     await expect(page.locator("#compare").isDisabled()).resolves.toBe(true);
+    await expect(page.locator("#compare-sides").isVisible()).resolves.toBe(
+      false,
+    );
     await expect(page.locator("#few-shot").isDisabled()).resolves.toBe(true);
     expect(await page.getAttribute("#few-shot", "title")).toMatch(
       /answers with labels, not text/,
     );
     await shortRun();
     await shoot("settings-head.png", "#settings-panel");
+    await shoot("compare-before-training.png", "#compare-panel");
 
     await page.click("#train");
     await settle(300_000);
@@ -109,9 +114,27 @@ describe("the demo's classification heads", () => {
     expect(await page.locator("#history tbody tr").first().innerText()).toMatch(
       /\ttoken-cls\t.*\tentity F1 \d+\.\d % → \d+\.\d %\t/,
     );
-    await expect(page.locator("#compare-note").isVisible()).resolves.toBe(true);
+    // The panel tags the prompt's words through the head: the base model's weights, then the adapter's.
+    expect(await page.locator("#compare-note").innerText()).toMatch(
+      /^This adapter answers with a tag for each word .* both sides tag the prompt's words with its head/,
+    );
+    expect(await page.locator("#compare").innerText()).toBe("Tag with both");
+    const compared = await state((app) => app.compared!);
+    for (const side of ["base", "tuned"] as const) {
+      // The prompt's words, each entity in brackets with its type after; then the entities listed.
+      const [marked, listed] = compared[side].split("\n");
+      expect(marked!.replace(/\[|\](PER|LOC)/g, "")).toBe(
+        "And Moses went up from the plains of Moab unto the mountain of Nebo .",
+      );
+      expect(listed).toMatch(
+        /^entities: (none|(PER|LOC) [^·]+( · (PER|LOC) [^·]+)*)$/,
+      );
+      expect(await page.locator(`#${side}-output`).innerText()).toBe(
+        compared[side],
+      );
+    }
     await shoot("entity-table.png", "#metrics-panel");
-    await shoot("compare-note.png", "#compare-panel");
+    await shoot("compare-tags.png", "#compare-panel");
     await shoot("ner-after-run.png");
   });
 
@@ -165,8 +188,20 @@ describe("the demo's classification heads", () => {
     expect(await page.locator("#confusion table tr").count()).toBe(5);
     expect(await page.locator("#entities").innerText()).toBe("");
     expect(await page.locator("#compare-note").innerText()).toMatch(
-      /answers with a label for each text .* confusion matrix/,
+      /answers with a label for each text .* both sides classify the prompt .* the confusion matrix/,
     );
+    // Each label's probability, most likely first, from each side.
+    const compared = await state((app) => app.compared!);
+    for (const side of ["base", "tuned"] as const) {
+      const lines = compared[side].split("\n");
+      expect(lines.map((l) => l.split(" ")[0]).sort()).toEqual(
+        [...tuned.labels!].sort(),
+      );
+      const p = lines.map((l) => Number(/ ([\d.]+) %$/.exec(l)![1]));
+      expect(p).toEqual([...p].sort((a, b) => b - a));
+      expect(p.reduce((a, b) => a + b)).toBeCloseTo(100, 0);
+    }
     await shoot("seq-cls-metrics.png", "#metrics-panel");
+    await shoot("seq-cls-compare.png", "#compare-panel");
   });
 });
