@@ -90,6 +90,13 @@ export interface DataOptions {
   skipBadRows?: boolean;
   /** How messages name the page's controls for these options (see buildDataset's optionNames). */
   optionNames?: Partial<OptionNames>;
+  /**
+   * What the model will answer (the job's adapter.task): "seq-cls" reads rows for a sequence-classification head
+   * (the text alone), "token-cls" reads `{"tokens","tags"}` rows or CoNLL text. Default "causal-lm".
+   */
+  task?: FineTuneJobSpec["adapter"]["task"];
+  /** Token classification: which subwords carry a word's tag (the job's data.labelSubwords). Default "first". */
+  labelSubwords?: FineTuneJobSpec["data"]["labelSubwords"];
 }
 
 /** A training row as the model will see it, for a preview. */
@@ -100,6 +107,9 @@ export interface PreviewRow {
   target: string;
   label?: string;
   tokens: number;
+  /** Token classification: the row's words and their tags. */
+  words?: string[];
+  tags?: string[];
 }
 
 export interface DataSummary {

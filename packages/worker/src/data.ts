@@ -30,6 +30,7 @@ function preview(examples: Example[], tokenizer: Tokenizer): PreviewRow[] {
       e.completion ?? tokenizer.decode(e.inputIds, { skipSpecialTokens: true }),
     label: e.label,
     tokens: e.inputIds.length,
+    ...(e.tags ? { words: wordsOf(e, tokenizer), tags: e.tags } : {}),
   }));
 }
 
@@ -44,7 +45,9 @@ export function dataJobInput(o: DataOptions): FineTuneJobInput {
       valSplit: o.valSplit,
       testSplit: o.test ? 0 : o.testSplit,
       skipBadRows: o.skipBadRows,
+      labelSubwords: o.labelSubwords,
     },
+    adapter: { task: o.task },
     training: { seed: o.seed },
   };
 }
@@ -98,3 +101,12 @@ export async function readData(
 
 const bytesOrText = (input: string | ArrayBuffer) =>
   typeof input === "string" ? input : new Uint8Array(input);
+
+/** A tagged row's words, decoded from its tokens word by word (HF's word_ids). */
+function wordsOf(e: Example, tokenizer: Tokenizer): string[] {
+  const words: number[][] = [];
+  e.wordIds?.forEach((w, t) => {
+    if (w !== null) (words[w] ??= []).push(e.inputIds[t]!);
+  });
+  return words.map((ids) => tokenizer.decode(ids).trim());
+}

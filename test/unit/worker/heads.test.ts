@@ -8,7 +8,7 @@ import { ConfigError } from "@webtune/core";
 import { TrainerService } from "../../../packages/worker/src/service.js";
 import { chatModelFolder } from "../../helpers/chat_model.js";
 import { allowNoGpu } from "../../helpers/gpu.js";
-import { PETS_FILES } from "../../helpers/job_files.js";
+import { jsonl, PETS_FILES } from "../../helpers/job_files.js";
 
 const service = new TrainerService();
 afterAll(() => service.dispose());
@@ -58,5 +58,34 @@ describe("TrainerService with a classification head", () => {
       files,
     );
     await expect(service.predict("the cat")).rejects.toThrow(ConfigError);
+
+    // Data for a token-classification head, read as its job reads it, with its words and tags to preview.
+    const ner = jsonl(
+      ["rome", "oslo", "paris", "lima"].map((p) => ({
+        tokens: ["the", "cat", "went", "to", p],
+        tags: ["O", "B-PER", "O", "O", "B-LOC"],
+      })),
+    );
+    const summary = await service.loadData(ner, {
+      source: "ner.jsonl",
+      task: "token-cls",
+      valSplit: 0.25,
+    });
+    expect(summary).toMatchObject({
+      format: "tagged",
+      labels: ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"],
+      sizes: { train: 3, val: 1, test: 0 },
+    });
+    expect(summary.preview.train[0]!.words).toHaveLength(5);
+    expect(summary.preview.train[0]!.tags).toEqual([
+      "O",
+      "B-PER",
+      "O",
+      "O",
+      "B-LOC",
+    ]);
+    await expect(
+      service.loadData(ner, { source: "ner.jsonl" }),
+    ).rejects.toThrow(/ner\.jsonl/);
   });
 });

@@ -43,7 +43,14 @@ export function sequenceExample(
     );
   const inputIds = tokenizer.encode(example.text).slice(0, options.maxLength);
   const [targets] = sequenceTargets([inputIds], [id], options.padId);
-  return { ...example, inputIds, labels: targets! };
+  // The head reads the text alone, and its answer is the label: no prompt template around either.
+  return {
+    ...example,
+    inputIds,
+    labels: targets!,
+    prompt: example.text,
+    completion: example.label,
+  };
 }
 
 /** A token-classification file read: its rows as examples, the tag list, and what was kept. */
