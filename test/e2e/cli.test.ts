@@ -761,3 +761,102 @@ describe("webtune CLI keeps earlier results and reads data as it will be used", 
     expect(readFileSync(join(base, "model.safetensors"))).toEqual(weights);
   });
 });
+
+describe("webtune CLI with a classification head", () => {
+  it("trains a token-classification head, tags a prompt with it, and merges it into a *ForTokenClassification folder that tags alike", async () => {
+    const ner = join(work, "ner.jsonl");
+    const rows = ["cat", "dog", "fox", "owl"].flatMap((a) =>
+      ["rome", "oslo", "lima"].map((p) =>
+        JSON.stringify({
+          tokens: ["the", a, "went", "to", p],
+          tags: ["O", "B-PER", "O", "O", "B-LOC"],
+        }),
+      ),
+    );
+    writeFileSync(ner, `${rows.join("\n")}\n`);
+    const out = join(work, "ner-adapter");
+    const train = await webtune(
+      "train",
+      "--model",
+      model,
+      "--data",
+      ner,
+      "--task",
+      "token-cls",
+      "--max-steps",
+      "4",
+      "--lr",
+      "1e-2",
+      "--batch",
+      "4",
+      "--val-split",
+      "0",
+      "--out",
+      out,
+    );
+    expect(train.code, train.stderr).toBe(0);
+    const config = JSON.parse(
+      readFileSync(join(out, "adapter_config.json"), "utf8"),
+    ) as Record<string, unknown>;
+    expect(config).toMatchObject({
+      task_type: "TOKEN_CLS",
+      modules_to_save: ["classifier", "score"],
+      id2label: {
+        "0": "O",
+        "1": "B-LOC",
+        "2": "I-LOC",
+        "3": "B-PER",
+        "4": "I-PER",
+      },
+    });
+    const prompt = "the cow went to rome";
+    const tagged = await webtune(
+      "generate",
+      "--model",
+      model,
+      "--adapter",
+      out,
+      "--prompt",
+      prompt,
+    );
+    expect(tagged.code, tagged.stderr).toBe(0);
+    const answer = JSON.parse(tagged.stdout.trim().split("\n").at(-1)!) as {
+      words: string[];
+      tags: string[];
+    };
+    expect(answer.words).toEqual(["the", "cow", "went", "to", "rome"]);
+    expect(answer.tags).toHaveLength(5);
+    expect(tagged.stdout).toMatch(/^entities: /m);
+
+    const merged = join(work, "ner-merged");
+    const merge = await webtune(
+      "merge",
+      "--model",
+      model,
+      "--adapter",
+      out,
+      "--out",
+      merged,
+    );
+    expect(merge.code, merge.stderr).toBe(0);
+    expect(
+      JSON.parse(readFileSync(join(merged, "config.json"), "utf8")),
+    ).toMatchObject({ architectures: ["LlamaForTokenClassification"] });
+    const again = await webtune(
+      "generate",
+      "--model",
+      merged,
+      "--prompt",
+      prompt,
+    );
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/not used/);
+    expect(JSON.parse(again.stdout.trim().split("\n").at(-1)!)).toEqual(answer);
+
+    // eval scores a tagged file through the head, with a line per entity type.
+    const scored = await webtune("eval", "--model", merged, "--data", ner);
+    expect(scored.code, scored.stderr).toBe(0);
+    expect(scored.stdout).toMatch(/^PER\s/m);
+    expect(lastJson(scored.stdout)).toHaveProperty("f1");
+  });
+});

@@ -41,7 +41,8 @@ export async function evalCommand(o: {
       "--train is read only with --few-shot: pass --few-shot <k> to score with k of its rows in each prompt.",
     );
   const { model, peft } = await loadForCommand(o.model, o.adapter);
-  const head = peft.head();
+  // The adapter's head, or the head a merged classification model was saved with.
+  const head = model.lm.taskHead;
   if (head) {
     if (o.fewShot !== undefined)
       throw new ConfigError(

@@ -73,7 +73,8 @@ export async function generateCommand(o: {
 }): Promise<void> {
   const prompt = promptOf(o, await adapterTemplate(o.adapter));
   const { model, peft } = await loadForCommand(o.model, o.adapter);
-  const head = peft.head();
+  // The adapter's head, or the head a merged classification model was saved with.
+  const head = model.lm.taskHead;
   if (head) {
     const p = await predictWithHead(peft, model.tokenizer!, head, prompt);
     process.stdout.write(`${describePrediction(p)}\n${JSON.stringify(p)}\n`);
