@@ -127,6 +127,65 @@ describe("resuming a checkpoint of another run", () => {
     expect(result.steps).toBe(4);
   });
 
+  it("is refused for a classification head the checkpoint had not, or other labels; a head's own checkpoint resumes", async (ctx) => {
+    await needGpu(ctx);
+    const store = await checkpointed();
+    const withHead = (labels: string[]) => {
+      const peft = peftOf("llama_untied");
+      peft.addAdapter(
+        "default",
+        {
+          r: 4,
+          loraAlpha: 8,
+          targetModules: ["q_proj", "v_proj"],
+          initLoraWeights: false,
+        },
+        { seed: 1, head: { task: "token-cls", labels } },
+      );
+      return peft;
+    };
+    // Token-classification targets: label ids at the positions they score.
+    const tagged = data(0).map((b) => ({
+      ...b,
+      labels: b.inputIds.map((row) => row.map((id) => id % 2)),
+    }));
+    const peft = withHead(["O", "B-X"]);
+    await expect(
+      new Trainer(peft, base).train(
+        { train: tagged },
+        await store.load("step-000004"),
+      ),
+    ).rejects.toThrow(
+      /its task_type is "CAUSAL_LM", this run's is "TOKEN_CLS"/,
+    );
+    peft.dispose();
+
+    const headStore = directoryStore(
+      mkdtempSync(join(tmpdir(), "webtune-id-")),
+    );
+    const first = withHead(["O", "B-X"]);
+    await new Trainer(first, {
+      ...base,
+      checkpoint: { store: headStore, every: 2 },
+    }).train({
+      train: tagged,
+    });
+    first.dispose();
+    const files = await headStore.load("step-000002");
+    const other = withHead(["O", "B-Y"]);
+    await expect(
+      new Trainer(other, base).train({ train: tagged }, files),
+    ).rejects.toThrow(/its labels is "\[\\"O\\",\\"B-X\\"\]"/);
+    other.dispose();
+    const same = withHead(["O", "B-X"]);
+    const result = await new Trainer(same, base).train(
+      { train: tagged },
+      files,
+    );
+    expect(result.steps).toBe(4);
+    same.dispose();
+  });
+
   it("checks an identity-less checkpoint tensor by tensor, naming the shapes", async (ctx) => {
     await needGpu(ctx);
     const store = await checkpointed();

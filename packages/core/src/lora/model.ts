@@ -80,6 +80,9 @@ const IDENTITY_FIELDS = [
   "use_dora",
   "init_lora_weights",
   "bias",
+  // A head's task and labels: a checkpoint of one head does not resume another.
+  "task_type",
+  "modules_to_save",
 ];
 
 export class LoraModel {
@@ -462,6 +465,8 @@ export class LoraModel {
           ? JSON.stringify(v)
           : (v as string | number | boolean | null);
     }
+    const head = this.head();
+    if (head) fields["labels"] = JSON.stringify(head.labels);
     return fields;
   }
 
