@@ -8,10 +8,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import {
-  saveAdapterToDirectory,
-  type FineTuneJobInput,
-} from "@webtune/core";
+import { saveAdapterToDirectory, type FineTuneJobInput } from "@webtune/core";
 import { chatModelFolder } from "../../helpers/chat_model.js";
 import { ANIMALS, jsonl, runOnFiles } from "../../helpers/job_files.js";
 import { needGpu } from "../../helpers/gpu.js";
