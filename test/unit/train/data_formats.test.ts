@@ -267,6 +267,8 @@ describe("classification", () => {
       prompt: "Hello\nLabel:",
       completion: " pos",
       label: "pos",
+      // The text alone, which a sequence-classification head reads.
+      text: "Hello",
       line: 1,
       key: expect.any(String),
     });
