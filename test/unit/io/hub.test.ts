@@ -133,8 +133,9 @@ describe("sources", () => {
       `There is no adapter folder a/b/c (nothing at ${resolve("a/b/c")}). Check the path. It is not an http(s) ` +
         `URL or a hub id ("org/name") either.`,
     );
-    await expect(openModelFiles("runs/kjv/")).rejects.toThrow(
-      /^There is no model folder runs\/kjv\/ /,
+    // A run folder that does not exist (runs/kjv/ would, after `npm run task:kjv`).
+    await expect(openModelFiles("runs/no-such-run/")).rejects.toThrow(
+      /^There is no model folder runs\/no-such-run\/ /,
     );
   });
 });
