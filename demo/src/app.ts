@@ -4,7 +4,6 @@
  */
 import * as Comlink from "comlink";
 import type {
-  DataEvent,
   EvaluationResult,
   FineTuneJobInput,
   ForgettingEvent,
@@ -20,8 +19,6 @@ import type {
   ModelInfo,
   WorkerTrainer,
 } from "@webtune/worker";
-// The defaults alone: "@webtune/core" itself would put tfjs in the page's bundle.
-import { JOB_DEFAULTS } from "@webtune/core/job";
 import { TrainingCharts } from "./charts.js";
 import {
   byId,
@@ -41,9 +38,9 @@ import {
   describePrediction,
   HEAD_WORDS,
   showHeadNotes,
+  TASK_NAMES,
   taskOfAdapter,
 } from "./heads.js";
-import { taggedSummary } from "./tagged_data.js";
 import { readAdapterUpload, zipFolder } from "./adapter_files.js";
 import {
   forgetRun,
@@ -56,14 +53,17 @@ import {
   applyJob,
   applyPreset,
   currentValues,
+  formReading,
   formTask,
   PAGE_FIELD_NAMES,
   PAGE_TRAINER_NAMES,
+  sameReading,
   settingsJob,
   weightStorage,
+  type DataReading,
   type Task,
 } from "./settings.js";
-import { showDataSummary } from "./data_view.js";
+import { showDataSummary, showReadingNote } from "./data_view.js";
 
 /** idle; busy (an action with every button locked); a job's or Evaluate's scoring; training; paused. */
 export type Phase = "idle" | "busy" | "scoring" | "training" | "paused";
@@ -90,10 +90,12 @@ export class DemoApp {
   /** What the adapter in the worker answers with: its head's task, or the language model's. */
   adapterTask: Task = "causal-lm";
   /**
-   * The worker holds the page's data (its splits scored by Evaluate): read by loadData, or by the last job. Tagged
-   * data is read by its job alone.
+   * What the worker's data (the splits Evaluate scores) was read for, by loadData or by the last job: a head's
+   * rows are scored through that head alone.
    */
-  private workerHasData = false;
+  private dataRead?: DataReading;
+  /** The prompt the page last filled in, which reading the data again may replace (a typed one stays). */
+  private pagePrompt?: string;
   /** The task the base model's scores were made for (a head scores through a fresh head). */
   private baseTask?: Task;
   events: TrainEvent[] = [];
@@ -172,22 +174,28 @@ export class DemoApp {
       "compare",
       ready && this.model!.hasTokenizer && (head === "causal-lm" || trained),
     );
+    // The worker scores its rows with what the model answers with: rows read for a head need that head.
+    const answers = this.hasAdapter ? this.adapterTask : "causal-lm";
+    const readFor = this.dataRead?.task;
     enable(
       "evaluate",
-      trainable && this.data!.sizes.test > 0 && this.workerHasData,
+      trainable && this.data!.sizes.test > 0 && readFor === answers,
     );
     byId("evaluate").title =
-      trainable && !this.workerHasData
-        ? "Token-classification data is read when its job runs: train first."
-        : "";
+      !trainable || readFor === answers
+        ? ""
+        : answers === "causal-lm"
+          ? `These rows are read for ${TASK_NAMES[readFor!]}, which a job trains: train first.`
+          : `The model answers with ${TASK_NAMES[answers]} and these rows are read for ${TASK_NAMES[readFor!]}: load data for the adapter's task to score it.`;
     enable(
       "few-shot",
       trainable &&
         this.data!.sizes.test > 0 &&
         !this.fullyTuned &&
-        this.workerHasData &&
+        readFor === "causal-lm" &&
         head === "causal-lm",
     );
+    showReadingNote(this.data && this.dataRead, formReading());
     enable("export-adapter", ready && this.hasAdapter);
     enable("export-merged", ready && (this.hasAdapter || this.fullyTuned));
     byId("export-merged").textContent = this.fullyTuned
@@ -234,7 +242,7 @@ export class DemoApp {
     this.dataJob = undefined;
     this.hasAdapter = false;
     this.adapterTask = "causal-lm";
-    this.workerHasData = false;
+    this.dataRead = undefined;
     this.fullyTuned = false;
     this.metrics = {};
     showMetrics();
@@ -270,8 +278,15 @@ export class DemoApp {
     setStatus(`Loaded ${info.source}.`);
   }
 
-  /** Reads a preset's or the user's data in the worker (its preview and report), as the job will read it. */
-  async loadData(choice: DataChoice): Promise<void> {
+  /**
+   * Reads a preset's or the user's data in the worker (its preview and report), as the job will read it: for the
+   * form's task. A preset sets the form first, unless `keepForm` (a job file's or a saved run's settings, set
+   * already). `again`: the same data for the task the form names now; the rows read before stay if it fails.
+   */
+  async loadData(
+    choice: DataChoice,
+    { keepForm = false, again = false } = {},
+  ): Promise<void> {
     let files: Record<string, string>;
     let data: NonNullable<FineTuneJobInput["data"]>;
     let prompt: string | undefined;
@@ -285,7 +300,7 @@ export class DemoApp {
       files = { [train]: trainText, [test]: testText };
       data = { ...preset.job.data, testSplit: 0 };
       // One choice: the preset's data, its settings and its prompt together.
-      applyPreset(preset.job);
+      if (!keepForm && !again) applyPreset(preset.job);
       prompt = preset.prompt;
     } else {
       files = { [choice.source]: choice.text };
@@ -297,52 +312,66 @@ export class DemoApp {
         skipBadRows: choice.skipBadRows ?? false,
       };
     }
-    this.data = undefined;
-    this.dataJob = undefined;
-    this.metrics = {};
-    showMetrics();
-    showFewShot();
+    if (!again) {
+      this.data = undefined;
+      this.dataJob = undefined;
+      this.metrics = {};
+      showMetrics();
+      showFewShot();
+    }
     const maxLength = settingsJob().data?.maxLength;
     // The page trains on one file (a multitask job runs in the CLI): loadJob refuses a list.
     const train = data.train as string;
     const test = data.test as string | null | undefined;
-    // The worker reads data for the language model: tagged words wait for their job, which reads them itself.
-    const tagged = formTask() === "token-cls";
-    const summary = tagged
-      ? taggedSummary(
-          { source: train, text: files[train]! },
-          test ? { source: test, text: files[test]! } : undefined,
-          {
-            val: data.valSplit ?? JOB_DEFAULTS.data.valSplit,
-            test: data.testSplit ?? 0,
-          },
-        )
-      : await this.api.loadData(files[train]!, {
-          source: train,
-          maxLength: typeof maxLength === "number" ? maxLength : undefined,
-          valSplit: data.valSplit,
-          testSplit: data.testSplit,
-          test: test ? { input: files[test]!, source: test } : undefined,
-          skipBadRows: data.skipBadRows,
-          optionNames: PAGE_OPTION_NAMES,
-        });
-    this.workerHasData = !tagged;
+    // Rows differ per task (a head reads the text alone, or words and their tags): read them as the job will.
+    const reading = formReading();
+    const summary = await this.api.loadData(files[train]!, {
+      source: train,
+      maxLength: typeof maxLength === "number" ? maxLength : undefined,
+      valSplit: data.valSplit,
+      testSplit: data.testSplit,
+      test: test ? { input: files[test]!, source: test } : undefined,
+      skipBadRows: data.skipBadRows,
+      optionNames: PAGE_OPTION_NAMES,
+      task: reading.task,
+      labelSubwords: reading.labelSubwords,
+    });
+    // Scores of other rows are no scores of these.
+    this.metrics = {};
+    showFewShot();
+    this.dataRead = reading;
     this.data = summary;
     this.dataChoice = choice;
     this.dataFiles = files;
     this.dataJob = data;
-    showDataSummary(train, summary);
+    showDataSummary(train, summary, reading.task);
     showMetrics(undefined, undefined, summary.format);
-    byId<HTMLTextAreaElement>("compare-prompt").value =
-      prompt ??
-      summary.preview.test[0]?.prompt ??
-      summary.preview.train[0]?.prompt ??
-      summary.preview.train[0]?.target.slice(0, 40) ??
-      "";
+    const promptBox = byId<HTMLTextAreaElement>("compare-prompt");
+    if (!again || promptBox.value === this.pagePrompt)
+      promptBox.value = this.pagePrompt =
+        prompt ??
+        summary.preview.test[0]?.prompt ??
+        summary.preview.train[0]?.prompt ??
+        summary.preview.train[0]?.target.slice(0, 40) ??
+        "";
     this.clearAnswers();
     setStatus(
-      `Loaded ${summary.sizes.train} training, ${summary.sizes.val} validation and ${summary.sizes.test} test rows.`,
+      `${again ? `Read the data again for ${TASK_NAMES[reading.task]}: ` : "Loaded "}${summary.sizes.train} training, ${summary.sizes.val} validation and ${summary.sizes.test} test rows.`,
     );
+  }
+
+  /** Whether the loaded rows were read for another task than the form's (or other subwords tagged). */
+  dataStale(): boolean {
+    return (
+      this.data !== undefined &&
+      this.dataRead !== undefined &&
+      !sameReading(this.dataRead, formReading())
+    );
+  }
+
+  /** Reads the loaded data again for the form's task. */
+  async rereadData(): Promise<void> {
+    if (this.dataChoice) await this.loadData(this.dataChoice, { again: true });
   }
 
   /** The job the page describes: the loaded model, the loaded data and the settings form. */
@@ -418,16 +447,11 @@ export class DemoApp {
       events: this.events,
     };
     saveRun(this.run);
-    let total = this.totalSteps(job);
+    const total = this.totalSteps(job);
     this.metrics.tuned = undefined;
     this.metrics.forgetting = undefined;
     this.clearAnswers();
     const onEvent = Comlink.proxy((event: JobEvent) => {
-      if (event.type === "data" && this.data?.format === "tagged") {
-        // Tagged data was first shown as the page read it; the job's reading has the true splits.
-        this.takeDataEvent(event);
-        total = this.totalSteps(job);
-      }
       if (event.type === "test" && event.phase === "base")
         this.baseTask = job.adapter.task;
       this.onEvent(event, total);
@@ -452,8 +476,11 @@ export class DemoApp {
     this.fullyTuned = job.method === "full";
     this.hasAdapter = !this.fullyTuned;
     this.adapterTask = this.fullyTuned ? "causal-lm" : job.adapter.task;
-    // The worker keeps the job's splits, read as its task reads them.
-    this.workerHasData = true;
+    // The worker keeps the job's splits, read for its task.
+    this.dataRead = {
+      task: job.adapter.task,
+      labelSubwords: job.data.labelSubwords,
+    };
     this.setPhase("busy");
     const r = outcome.train;
     const stopped = r.aborted;
@@ -473,23 +500,6 @@ export class DemoApp {
         ),
       );
     if (!stopped) await this.compare();
-  }
-
-  /**
-   * Takes the job's reading of tagged data (its report, labels, splits and overlap) in place of the page's; the test
-   * file's size stays the file's (the job reports the rows it scores).
-   */
-  private takeDataEvent(event: DataEvent): void {
-    const { format, report, labels, sizes, overlap } = event;
-    this.data = {
-      ...this.data!,
-      format,
-      report,
-      labels,
-      overlap,
-      sizes: { ...sizes, test: this.data!.sizes.test },
-    };
-    showDataSummary(String(this.dataJob!.train), this.data);
   }
 
   /** The loaded data's files, and the demo's general text when the job replays it or checks forgetting on it. */
@@ -676,8 +686,11 @@ export class DemoApp {
     const notes: string[] = [];
     if (preset && this.model) {
       byId<HTMLSelectElement>("preset").value = preset.name;
-      await this.loadData({ kind: "preset", name: preset.name });
-      applyJob(job);
+      // The preset's data, read for the job's task (its settings are the job's, not the preset's).
+      await this.loadData(
+        { kind: "preset", name: preset.name },
+        { keepForm: true },
+      );
     } else if (!preset)
       notes.push(
         `it trains on ${job.data.train}${job.data.test ? ` and tests on ${job.data.test}` : ""}: pick ${job.data.test ? "them" : "it"} under "your own file" and press Load data`,

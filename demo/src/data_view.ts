@@ -1,11 +1,18 @@
 /**
  * The data panel's report: what cleaning kept and dropped, the splits, a warning when test rows are also training
- * rows, and a preview of rows as the model sees them.
+ * rows, a note when the form's task reads them differently, and a preview of rows as the model sees them.
  */
 import type { DataSummary } from "@webtune/worker";
 import { byId, headerRow, tableRow } from "./dom.js";
+import { markEntities, TASK_NAMES } from "./heads.js";
+import { sameReading, type DataReading, type Task } from "./settings.js";
 
-export function showDataSummary(source: string, s: DataSummary): void {
+/** `s`, the rows of `source` as the worker read them for `task`. */
+export function showDataSummary(
+  source: string,
+  s: DataSummary,
+  task: Task,
+): void {
   const r = s.report;
   const dropped = Object.entries(r.dropped)
     .filter(([, n]) => n > 0)
@@ -20,15 +27,21 @@ export function showDataSummary(source: string, s: DataSummary): void {
     `Splits: ${s.sizes.train} train, ${s.sizes.val} validation, ${s.sizes.test} test.`;
   showOverlap(s);
   const table = byId("data-preview");
-  // Tagged rows are sentences of words, each tagged: no prompt, and words where other rows count tokens.
+  // Tagged rows are sentences of words, each tagged: no prompt, and the words beside the tokens they make.
   const tagged = s.format === "tagged";
   table
     .querySelector("thead")!
     .replaceChildren(
       headerRow(
         tagged
-          ? ["sentence, entities marked (what the head learns)", "words"]
-          : ["prompt", "target (what the loss is on)", "tokens"],
+          ? [
+              "sentence, entities marked (what the head learns)",
+              "words",
+              "tokens",
+            ]
+          : task === "seq-cls"
+            ? ["text", "label (what the head learns)", "tokens"]
+            : ["prompt", "target (what the loss is on)", "tokens"],
       ),
     );
   table
@@ -37,7 +50,11 @@ export function showDataSummary(source: string, s: DataSummary): void {
       ...s.preview.train.map((row) =>
         tableRow(
           tagged
-            ? [row.target, String(row.tokens)]
+            ? [
+                markEntities(row.words ?? [], row.tags ?? []),
+                String(row.words?.length ?? 0),
+                String(row.tokens),
+              ]
             : [row.prompt ?? "", row.target, String(row.tokens)],
         ),
       ),
@@ -57,3 +74,25 @@ function showOverlap(s: DataSummary): void {
     `${lines.join(", ")}${more}). The test scores will overstate how well the adapter generalizes; remove ` +
     "those rows from one of the files.";
 }
+
+/**
+ * Rows are read for a task (a head's rows are not the language model's): while the form names another, says that
+ * Load data reads them again. Train reads its own rows either way.
+ */
+export function showReadingNote(
+  read: DataReading | undefined,
+  form: DataReading,
+): void {
+  const note = byId("data-stale");
+  const stale = read !== undefined && !sameReading(read, form);
+  note.hidden = !stale;
+  note.textContent = stale
+    ? `These rows were read for ${readingWords(read)}; the form now trains ${readingWords(form)}. ` +
+      "Press Load data to read them for it (Train reads its own rows either way)."
+    : "";
+}
+
+const readingWords = (r: DataReading) =>
+  r.task === "token-cls"
+    ? `${TASK_NAMES[r.task]} (${r.labelSubwords === "all" ? "every subword" : "the first subword"} of a word tagged)`
+    : TASK_NAMES[r.task];

@@ -2,11 +2,11 @@
  * A classification head on the page: a job whose model answers with a label per text (a sequence-classification
  * head) or a tag per word (a token-classification head) instead of text. The before/after panel asks the head
  * (the worker's predict), not the language model, and says so; the few-shot baseline, a prompt for text, is off.
+ * Tagged words, a head's answer or a data row, are shown with their entities marked.
  */
 import type { HeadPrediction, LoraConfig } from "@webtune/core";
 import { byId } from "./dom.js";
 import type { Task } from "./settings.js";
-import { markEntities } from "./tagged_data.js";
 
 type Head = Exclude<Task, "causal-lm">;
 
@@ -33,11 +33,18 @@ const HEADS: Record<
 const FEW_SHOT_NOTE =
   "No few-shot baseline for a classification head: it answers with labels, not text, so a prompt of examples is no baseline for it.";
 
+/** What answers for each task, in the page's words. */
+export const TASK_NAMES: Record<Task, string> = {
+  "causal-lm": "the language model",
+  "seq-cls": "a sequence-classification head",
+  "token-cls": "a token-classification head",
+};
+
 /** What a job's adapter in the page's words, for the job line (nothing for a language model). */
 export const HEAD_WORDS: Record<Task, string> = {
   "causal-lm": "",
-  "seq-cls": " with a sequence-classification head",
-  "token-cls": " with a token-classification head",
+  "seq-cls": ` with ${TASK_NAMES["seq-cls"]}`,
+  "token-cls": ` with ${TASK_NAMES["token-cls"]}`,
 };
 
 /** The task of a loaded adapter, from PEFT's task_type. */
@@ -81,4 +88,24 @@ export function describePrediction(p: HeadPrediction): string {
       .join("\n");
   const entities = (p.entities ?? []).map((e) => `${e.type} ${e.text}`);
   return `${markEntities(p.words ?? [], p.tags ?? [])}\nentities: ${entities.length > 0 ? entities.join(" · ") : "none"}`;
+}
+
+/** A sentence with its entities marked, e.g. "So [Absalom]PER fled , and went to [Geshur]LOC". */
+export function markEntities(
+  words: readonly string[],
+  tags: readonly string[],
+): string {
+  const out: string[] = [];
+  let open: string | undefined;
+  words.forEach((word, i) => {
+    const tag = tags[i] ?? "O";
+    const type = tag === "O" ? undefined : tag.slice(2);
+    const continues = tag.startsWith("I-") && type === open;
+    if (open && !continues) out[out.length - 1] += `]${open}`;
+    if (type && !continues) out.push(`[${word}`);
+    else out.push(word);
+    open = type;
+  });
+  if (open) out[out.length - 1] += `]${open}`;
+  return out.join(" ");
 }

@@ -103,6 +103,16 @@ function wire(app: DemoApp): void {
   });
   // Train's line says what it will run, and a head's notes show: the data and the settings as they are now.
   byId("settings").addEventListener("input", () => app.refresh());
+  // Rows differ per task: a new task (or other subwords tagged) reads the loaded data again. While a job runs,
+  // the data panel says to press Load data instead.
+  byId("settings").addEventListener("change", (event) => {
+    const id = (event.target as HTMLElement).id;
+    const reads = ["setting-task", "setting-labelSubwords"].includes(id);
+    if (reads && app.phase === "idle" && app.dataStale())
+      void app.act("Reading the data again for the new task…", () =>
+        app.rereadData(),
+      );
+  });
   input("import-adapter").addEventListener("change", () => {
     const files = Array.from(input("import-adapter").files ?? []);
     input("import-adapter").value = "";
@@ -148,8 +158,8 @@ async function offerResume(app: DemoApp): Promise<void> {
         run.model,
         Array.from(input("model-folder").files ?? []),
       );
-      await app.loadData(run.data);
-      restoreValues(run.settings);
+      // The run's data, read for the run's task: its settings, not its preset's.
+      await app.loadData(run.data, { keepForm: true });
       await app.train({ checkpoint: last, run });
     });
   });

@@ -8,6 +8,7 @@ import {
   JOB_DEFAULTS,
   type FineTuneJobInput,
   type JobAdapter,
+  type JobData,
   type JobField,
 } from "@webtune/core/job";
 import type { WorkerLoadOptions } from "@webtune/worker";
@@ -309,6 +310,29 @@ export function renderSettings(): void {
 /** The task the form names (the job's adapter.task). */
 export function formTask(): Task {
   return byId<HTMLSelectElement>("setting-task").value as Task;
+}
+
+/** What data rows are read for: the task, and for a token-classification head which subwords carry a tag. */
+export interface DataReading {
+  task: Task;
+  labelSubwords: JobData["labelSubwords"];
+}
+
+/** The reading the form names (the job's adapter.task and data.labelSubwords). */
+export function formReading(): DataReading {
+  return {
+    task: formTask(),
+    labelSubwords: byId<HTMLSelectElement>("setting-labelSubwords")
+      .value as DataReading["labelSubwords"],
+  };
+}
+
+/** Whether rows read one way are the rows read the other (subwords matter to tagged rows alone). */
+export function sameReading(a: DataReading, b: DataReading): boolean {
+  return (
+    a.task === b.task &&
+    (a.task !== "token-cls" || a.labelSubwords === b.labelSubwords)
+  );
 }
 
 function showTaskFields(): void {

@@ -1,9 +1,11 @@
 /**
- * The demo's classification heads, in headless Chromium on the embedded model: the ner preset trains a
- * token-classification head (the form says so; the before/after panel tags the prompt's words with the head once
- * trained, and the few-shot button says why it does not prompt; the test metrics show an entity table per type),
- * its job file keeps the head's task and loads back, and a sequence-classification head on fortunes shows accuracy,
- * the confusion matrix and each label's probability for the prompt. Runs are a few steps long.
+ * The demo's classification heads, in headless Chromium on the embedded model: the ner preset's data is read by the
+ * worker for a token-classification head (its rows previewed with their entities marked), and its job trains that
+ * head (the form says so; the before/after panel tags the prompt's words with the head once trained, and the
+ * few-shot button says why it does not prompt; the test metrics show an entity table per type); a change of task
+ * or of the subwords tagged reads the data again, which Evaluate then scores through the head; its job file keeps
+ * the head's task and loads back, and a sequence-classification head on fortunes shows accuracy, the confusion
+ * matrix and each label's probability for the prompt. Runs are a few steps long.
  * Screenshots go to $WEBTUNE_DEMO_SHOTS when it is set.
  */
 import { mkdirSync, mkdtempSync } from "node:fs";
@@ -72,11 +74,40 @@ describe("the demo's classification heads", () => {
       page.locator("#setting-labelSubwords").isVisible(),
     ).resolves.toBe(true);
     expect(await page.locator("#data-report").innerText()).toMatch(
-      /^data\/ner\/train\.jsonl: tagged data with labels O, B-LOC, I-LOC, B-PER, I-PER\. Kept 1500 of 1500 rows\./,
+      // The worker's reading: 4 rows are longer than the preset's 96 tokens; the test file is the preset's.
+      /^data\/ner\/train\.jsonl: tagged data with labels O, B-LOC, I-LOC, B-PER, I-PER\. Kept 1500 of 1500 rows, 4 truncated\. Splits: 1350 train, 150 validation, 300 test\.$/,
     );
     expect(await page.locator("#job-line").innerText()).toMatch(
       /^Train runs LoRA r 16 with a token-classification head on data\/ner\/train\.jsonl/,
     );
+    // The worker's reading: each previewed row is its words, each entity in brackets with its type after.
+    const preview = await state((app) => app.data!.preview.train);
+    expect(preview).toHaveLength(5);
+    const cells = await page
+      .locator("#data-preview tbody tr td:first-child")
+      .allInnerTexts();
+    expect(
+      (await page.locator("#data-preview thead").innerText()).trim(),
+    ).toMatch(
+      /^sentence, entities marked \(what the head learns\)\twords\ttokens$/,
+    );
+    for (const [i, row] of preview.entries()) {
+      expect(row.tags).toHaveLength(row.words!.length);
+      expect(cells[i]!.replace(/\[|\](PER|LOC)/g, "")).toBe(
+        row.words!.join(" "),
+      );
+      expect(cells[i]!.match(/\](PER|LOC)/g) ?? []).toHaveLength(
+        row.tags!.filter((t) => t.startsWith("B-")).length,
+      );
+    }
+    expect(cells.join(" ")).toMatch(/\[[^\]]+\](PER|LOC)/);
+    await expect(page.locator("#data-stale").isVisible()).resolves.toBe(false);
+    // The rows are read for a head no job has trained yet: nothing to score them with.
+    await expect(page.locator("#evaluate").isDisabled()).resolves.toBe(true);
+    expect(await page.getAttribute("#evaluate", "title")).toMatch(
+      /read for a token-classification head, which a job trains: train first/,
+    );
+    await shoot("ner-data.png", "#data-panel");
     // A head answers with tags: nothing to ask before it is trained, no few-shot prompt, and each says why.
     expect(await page.locator("#compare-note").innerText()).toMatch(
       /trains a head that answers with a tag for each word .* once trained, this panel will tag the prompt's words/,
@@ -138,8 +169,30 @@ describe("the demo's classification heads", () => {
     await shoot("ner-after-run.png");
   });
 
-  it("downloads the head's task in the job, and loading it back restores it", async () => {
+  it("reads the data again for every subword tagged, and Evaluate scores it through the trained head", async () => {
     await page.selectOption("#setting-labelSubwords", "all");
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    expect(await page.locator("#status").innerText()).toMatch(
+      /^Read the data again for a token-classification head: \d+ training, \d+ validation and 300 test rows\.$/,
+    );
+    await expect(page.locator("#data-stale").isVisible()).resolves.toBe(false);
+    // Scores of other rows are cleared; Evaluate scores these through the head, base weights and adapter.
+    expect(await state((app) => app.metrics)).toEqual({});
+    await page.click("#evaluate");
+    await settle();
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    const metrics = await state((app) => app.metrics);
+    for (const side of [metrics.base!, metrics.tuned!]) {
+      expect(side.rows).toBe(16);
+      expect(Object.keys(side.entities!.perType)).toEqual(
+        expect.arrayContaining(["LOC", "PER"]),
+      );
+    }
+    expect(await page.locator("#entity-table tbody tr").count()).toBe(3);
+  });
+
+  it("downloads the head's task in the job, and loading it back restores it", async () => {
     const [file] = await Promise.all([
       page.waitForEvent("download"),
       page.click("#download-job"),
@@ -175,6 +228,17 @@ describe("the demo's classification heads", () => {
     await page.selectOption("#preset", "fortunes");
     await settle();
     await page.selectOption("#setting-task", "seq-cls");
+    await settle();
+    // Read again for the head: the text alone, and its label.
+    expect(await bannerText(), logs.join("\n")).toBe("");
+    expect((await page.locator("#data-preview thead").innerText()).trim()).toBe(
+      "text\tlabel (what the head learns)\ttokens",
+    );
+    const prompt = await page.inputValue("#compare-prompt");
+    expect(prompt).not.toMatch(/Label:/);
+    expect(prompt).toBe(
+      await state((app) => app.data!.preview.test[0]!.prompt),
+    );
     await shortRun();
     await page.click("#train");
     await settle(300_000);

@@ -1,8 +1,42 @@
-/** The demo's before/after panel for a head: a head's answer as the panel writes it, and an adapter's task. */
+/**
+ * The demo's heads: tagged words with their entities marked (a head's answer, a data row), a head's answer as the
+ * before/after panel writes it, and an adapter's task.
+ */
 import { describe, expect, it } from "vitest";
-import { describePrediction, taskOfAdapter } from "../../../demo/src/heads.js";
+import {
+  describePrediction,
+  markEntities,
+  taskOfAdapter,
+} from "../../../demo/src/heads.js";
 
 describe("the demo's heads", () => {
+  it("marks each entity, its words in brackets and its type after", () => {
+    expect(
+      markEntities(
+        [
+          "So",
+          "Absalom",
+          "fled",
+          "to",
+          "the",
+          "land",
+          "of",
+          "Ur",
+          "Kasdim",
+          ".",
+        ],
+        ["O", "B-PER", "O", "O", "O", "O", "O", "B-LOC", "I-LOC", "O"],
+      ),
+    ).toBe("So [Absalom]PER fled to the land of [Ur Kasdim]LOC .");
+    // Two entities side by side, one that ends the sentence, and an I- tag that starts one (as a model may tag).
+    expect(
+      markEntities(["Esau", "Edom", "Seir"], ["B-PER", "B-LOC", "I-LOC"]),
+    ).toBe("[Esau]PER [Edom Seir]LOC");
+    expect(markEntities(["in", "Goshen"], ["O", "I-LOC"])).toBe(
+      "in [Goshen]LOC",
+    );
+  });
+
   it("writes tagged words with their entities marked and listed, and labels most likely first", () => {
     expect(
       describePrediction({
