@@ -147,7 +147,9 @@ async function headRows(
     return (
       await readDataset(file, model, {
         format: "classification",
-        seqLen,
+        // Read whole: the head's row is the text alone, cut to seqLen by sequenceExample (the language model's
+        // rendering, text and label, must not decide which rows are too long).
+        seqLen: Infinity,
         evaluation: true,
       })
     ).examples.map((e) =>

@@ -133,6 +133,26 @@ describe("jobs with a classification head", () => {
     result.model.dispose();
   });
 
+  it("seq-cls: a text longer than maxLength is cut to it, not dropped, and counted as truncated", async (ctx) => {
+    await needGpu(ctx);
+    const { result, events } = await run({
+      data: { train: "kinds.jsonl", valSplit: 0, maxLength: 4 },
+      adapter: { task: "seq-cls", r: 2, alpha: 4 },
+      training: { maxSteps: 1 },
+      evaluation: { scoreBase: false },
+    });
+    const data = events.find((e) => e.type === "data");
+    // 24 rows, every one kept; "the cat sat." is more than 4 tokens with BOS.
+    expect(data).toMatchObject({ sizes: { train: 24 } });
+    expect(data?.type === "data" && data.report.truncated).toBe(24);
+    for (const e of result.splits.train) {
+      expect(e.inputIds).toHaveLength(4);
+      expect(e.labels[3]).not.toBe(-100);
+    }
+    result.peft.dispose();
+    result.model.dispose();
+  });
+
   it("token-cls: reads tagged rows, scores entities per type, and keeps the head's bias", async (ctx) => {
     await needGpu(ctx);
     const { result, events } = await run({

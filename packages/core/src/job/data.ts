@@ -110,8 +110,11 @@ export async function readJobData(
     buildDataset(await o.readFile(source, field), tokenizer, {
       source,
       format: format ?? undefined,
-      maxLength: job.data.maxLength,
-      truncate: true,
+      // A sequence-classification head reads the text alone, cut to maxLength below (sequenceExample): the
+      // language model's rendering, text and label, must not decide which rows are too long.
+      ...(job.adapter.task === "seq-cls"
+        ? {}
+        : { maxLength: job.data.maxLength, truncate: true }),
       // Training data is deduplicated; evaluation files keep every row, so their scores count rows as other tools do.
       dedupe: !evaluation,
       onError: job.data.skipBadRows ? "skip" : "throw",
@@ -184,6 +187,10 @@ export async function readJobData(
         split[part] = split[part].map((e) =>
           sequenceExample(e, tokenizer, labels, options),
         );
+      const cut = (e: Example) =>
+        e.text !== undefined &&
+        tokenizer.encode(e.text).length > job.data.maxLength;
+      main.report.truncated = main.examples.filter(cut).length;
     }
     tasks.push({
       name: names[i]!,
