@@ -153,6 +153,7 @@ describe("classification heads", () => {
 
   it("a merged classification model saves as a Hugging Face folder and loads back with its head", async (ctx) => {
     await needGpu(ctx);
+    const before = tf.memory().numTensors;
     const model = await loadModel(TINY, { cache: false });
     const peft = new LoraModel(model);
     peft.addAdapter(
@@ -162,10 +163,11 @@ describe("classification heads", () => {
     );
     const expected = await pooledLogits(peft, 2);
     const merged: PretrainedModel = peft.mergeAndUnload();
+    // The head is the model's now: letting go of the LoraModel keeps it.
+    peft.dispose();
     expect(merged.lm.taskHead?.labels).toEqual(["neg", "pos"]);
     const dir = mkdtempSync(join(tmpdir(), "webtune-merged-cls-"));
     await savePretrainedToDirectory(merged, dir);
-    merged.lm.taskHead!.dispose();
     merged.dispose();
     const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
     expect(config).toMatchObject({
@@ -187,8 +189,9 @@ describe("classification heads", () => {
       const got = await pooledLogits(again, 2);
       got.forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 5));
     } finally {
-      again.lm.taskHead?.dispose();
       again.dispose();
     }
+    // Both models freed their heads with their weights.
+    expect(tf.memory().numTensors).toBe(before);
   });
 });

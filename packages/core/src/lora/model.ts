@@ -599,10 +599,14 @@ export class LoraModel {
     }
     this.layers.clear();
     this.configs.clear();
-    for (const head of this.heads.values()) head.dispose();
+    // Only its own heads: a head left on the model by mergeAndUnload is the model's now.
+    const lm = this.base.lm;
+    for (const head of this.heads.values()) {
+      if (lm.taskHead === head) lm.taskHead = undefined;
+      head.dispose();
+    }
     this.heads.clear();
     this.state.active = undefined;
-    this.syncHead();
   }
 }
 

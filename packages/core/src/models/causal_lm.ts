@@ -134,9 +134,11 @@ export abstract class CausalLM {
     return Math.max(...this.head.chunks.map((c) => c.shape[0]));
   }
 
-  /** Frees every weight. */
+  /** Frees every weight, and the task head the model holds (one it was loaded or merged with). */
   dispose(): void {
     for (const m of this.weights()) m.dispose();
+    this.taskHead?.dispose();
+    this.taskHead = undefined;
   }
 
   private modules: string[] = [];

@@ -231,8 +231,10 @@ export class ClassificationHead {
     });
   }
 
+  /** Frees the head's tensors; a second call does nothing (a model and its LoraModel may both let go of it). */
   dispose(): void {
-    tf.dispose([this.weight, ...(this.bias ? [this.bias] : [])]);
+    for (const v of [this.weight, this.bias])
+      if (v && !v.isDisposed) v.dispose();
   }
 }
 
