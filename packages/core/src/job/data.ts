@@ -183,14 +183,18 @@ export async function readJobData(
         maxLength: job.data.maxLength,
         padId: modelPadTokenId(model),
       };
-      for (const part of ["train", "val", "test"] as const)
+      // The report is the training file's: its rows cut to maxLength (a test file's are not counted).
+      const counts = { truncated: 0 };
+      for (const part of ["train", "val", "test"] as const) {
+        const ofTrainingFile = part !== "test" || !testFile;
         split[part] = split[part].map((e) =>
-          sequenceExample(e, tokenizer, labels, options),
+          sequenceExample(e, tokenizer, labels, {
+            ...options,
+            ...(ofTrainingFile ? { counts } : {}),
+          }),
         );
-      const cut = (e: Example) =>
-        e.text !== undefined &&
-        tokenizer.encode(e.text).length > job.data.maxLength;
-      main.report.truncated = main.examples.filter(cut).length;
+      }
+      main.report.truncated = counts.truncated;
     }
     tasks.push({
       name: names[i]!,

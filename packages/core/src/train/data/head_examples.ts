@@ -33,7 +33,12 @@ export function sequenceExample(
   example: Example,
   tokenizer: HeadTokenizer,
   labels: readonly string[],
-  options: { maxLength: number; padId: number | undefined },
+  options: {
+    maxLength: number;
+    padId: number | undefined;
+    /** Counts the rows cut to maxLength, when given (a cleaning report's `truncated`). */
+    counts?: { truncated: number };
+  },
 ): Example {
   const id = labels.indexOf(example.label ?? "");
   if (example.text === undefined || id < 0)
@@ -41,7 +46,10 @@ export function sequenceExample(
       `line ${example.line}: a sequence-classification row needs a text and one of the labels ${labels.join(", ")}` +
         `${example.label === undefined ? "" : `, got "${example.label}"`}.`,
     );
-  const inputIds = tokenizer.encode(example.text).slice(0, options.maxLength);
+  const all = tokenizer.encode(example.text);
+  if (all.length > options.maxLength && options.counts)
+    options.counts.truncated++;
+  const inputIds = all.slice(0, options.maxLength);
   const [targets] = sequenceTargets([inputIds], [id], options.padId);
   // The head reads the text alone, and its answer is the label: no prompt template around either.
   return {
