@@ -19,6 +19,22 @@ export const ANIMALS = [
   "hen",
 ];
 
+/** 24 classification rows (beast or bird) and two test rows. */
+export const KINDS_FILES = {
+  "kinds.jsonl": jsonl(
+    ANIMALS.flatMap((a, i) =>
+      ["sat", "ran", "slept"].map((v) => ({
+        text: `the ${a} ${v}.`,
+        label: i % 2 ? "bird" : "beast",
+      })),
+    ),
+  ),
+  "kinds_test.jsonl": jsonl([
+    { text: "the cat sat.", label: "beast" },
+    { text: "the owl ran.", label: "bird" },
+  ]),
+};
+
 /** 16 classification rows, calm or busy, and two test rows. */
 export const PETS_FILES = {
   "pets.jsonl": jsonl(

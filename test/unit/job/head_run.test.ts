@@ -21,24 +21,18 @@ import {
 } from "@webtune/core";
 import { openSafetensors } from "../../../packages/core/src/io/safetensors.js";
 import { chatModelFolder } from "../../helpers/chat_model.js";
-import { ANIMALS, jsonl, runOnFiles } from "../../helpers/job_files.js";
+import {
+  ANIMALS,
+  jsonl,
+  KINDS_FILES,
+  runOnFiles,
+} from "../../helpers/job_files.js";
 import { needGpu } from "../../helpers/gpu.js";
 
 const animals = ANIMALS;
 const places = ["rome", "paris", "oslo"];
 const FILES: Record<string, string> = {
-  "kinds.jsonl": jsonl(
-    animals.flatMap((a, i) =>
-      ["sat", "ran", "slept"].map((v) => ({
-        text: `the ${a} ${v}.`,
-        label: i % 2 ? "bird" : "beast",
-      })),
-    ),
-  ),
-  "kinds_test.jsonl": jsonl([
-    { text: "the cat sat.", label: "beast" },
-    { text: "the owl ran.", label: "bird" },
-  ]),
+  ...KINDS_FILES,
   "ner.jsonl": jsonl(
     animals.flatMap((a) =>
       places.map((p) => ({

@@ -10,7 +10,12 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { saveAdapterToDirectory, type FineTuneJobInput } from "@webtune/core";
 import { chatModelFolder } from "../../helpers/chat_model.js";
-import { ANIMALS, jsonl, runOnFiles } from "../../helpers/job_files.js";
+import {
+  ANIMALS,
+  jsonl,
+  KINDS_FILES,
+  runOnFiles,
+} from "../../helpers/job_files.js";
 import { needGpu } from "../../helpers/gpu.js";
 
 const animals = ANIMALS;
@@ -27,18 +32,7 @@ const FILES: Record<string, string> = {
     { prompt: "the red cat is", completion: " small" },
     { prompt: "the blue hen is", completion: " big" },
   ]),
-  "kinds.jsonl": jsonl(
-    animals.flatMap((a, i) =>
-      ["sat", "ran", "slept"].map((v) => ({
-        text: `the ${a} ${v}.`,
-        label: i % 2 ? "bird" : "beast",
-      })),
-    ),
-  ),
-  "kinds_test.jsonl": jsonl([
-    { text: "the cat sat.", label: "beast" },
-    { text: "the owl ran.", label: "bird" },
-  ]),
+  ...KINDS_FILES,
   "general.jsonl": jsonl(
     ["mat", "rug", "bed", "box", "hat"].map((p) => ({
       text: `a ${p} is a thing in a house.`,
