@@ -40,3 +40,4 @@ export * from "./lora/index.js";
 export * from "./train/index.js";
 export * from "./train/data/index.js";
 export * from "./job/index.js";
+export * from "./gguf/index.js";

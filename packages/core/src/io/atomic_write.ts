@@ -15,7 +15,8 @@
 import { WebtuneError } from "../errors.js";
 import { errorCode, nodeFs } from "./byte_source.js";
 
-export type FileData = Uint8Array | string;
+/** A file's contents: text, bytes, or bytes in parts written one after another (a GGUF file of a few hundred MB). */
+export type FileData = Uint8Array | string | readonly Uint8Array[];
 
 /** `.<name>.<pid>-<random>.tmp`: the temporary file of `name`, written by process `pid`. */
 const TEMP = /^\.(.+)\.(\d+)-[0-9a-z]+\.tmp$/;

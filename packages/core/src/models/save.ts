@@ -35,22 +35,8 @@ export async function savePretrained(
     string,
     { dtype: "F32"; shape: number[]; data: Float32Array }
   > = {};
-  for (const entry of model.lm.parameters()) {
-    // Packed (f16, int8, NF4) weights are saved dequantized, as F32 like every other tensor.
-    const dequantized: tf.Tensor[] = [];
-    const parts = entry.get().map((m) => {
-      if (!isPacked(m)) return m;
-      const values = dequantizeMatrix(m);
-      dequantized.push(values);
-      return values;
-    });
-    const whole = parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
-    let data = (await whole.data()) as Float32Array;
-    if (whole !== parts[0]) whole.dispose();
-    tf.dispose(dequantized);
-    if (entry.unmap) data = data.map(entry.unmap);
-    tensors[entry.name] = { dtype: "F32", shape: whole.shape, data };
-  }
+  for await (const { name, shape, values } of namedCheckpointTensors(model))
+    tensors[name] = { dtype: "F32", shape, data: values };
   const head = model.lm.taskHead;
   for (const { key, variable } of head?.namedVariables() ?? [])
     tensors[key] = {
@@ -75,6 +61,32 @@ export async function savePretrained(
       files[name] = await model.files.text(name);
   }
   return files;
+}
+
+/**
+ * Every checkpoint tensor of the model with its current values (merged adapters included), by its HF name, as f32
+ * (packed f16, int8 and NF4 weights dequantized; Gemma's norms as stored, w not 1 + w). One at a time, so that a
+ * converter holds one tensor's values beside its own output.
+ */
+export async function* namedCheckpointTensors(
+  model: PretrainedModel,
+): AsyncGenerator<{ name: string; shape: number[]; values: Float32Array }> {
+  for (const entry of model.lm.parameters()) {
+    const dequantized: tf.Tensor[] = [];
+    const parts = entry.get().map((m) => {
+      if (!isPacked(m)) return m;
+      const values = dequantizeMatrix(m);
+      dequantized.push(values);
+      return values;
+    });
+    const whole = parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+    let values = (await whole.data()) as Float32Array;
+    const shape = whole.shape;
+    if (whole !== parts[0]) whole.dispose();
+    tf.dispose(dequantized);
+    if (entry.unmap) values = values.map(entry.unmap);
+    yield { name: entry.name, shape, values };
+  }
 }
 
 /**

@@ -299,6 +299,11 @@ export class Tokenizer {
     return [...this.templates.keys()];
   }
 
+  /** The Jinja source of a chat template (default: the only or the "default" one), as tokenizer_config.json has it. */
+  chatTemplate(name = "default"): string | undefined {
+    return this.templates.get(name);
+  }
+
   /**
    * Renders a conversation with the tokenizer's chat template, as Hugging Face's `apply_chat_template` does: the
    * template writes any BOS itself, so tokenizing adds no special tokens. Throws a ConfigError when the tokenizer
