@@ -144,10 +144,6 @@ export async function adapterToGguf(
     scalingOf(reference.r, reference.alpha, config.use_rslora) * reference.r;
   const tensors: GgufTensor[] = [];
   for (const module of modules) {
-    if (module === "lm_head" && dims.tieWordEmbeddings)
-      throw new ConfigError(
-        `GGUF export: adapter "${name}" adapts lm_head, which this model ties to its embedding; llama.cpp has no separate lm_head to apply it to.`,
-      );
     const { A, B } = parts.get(module) as Record<
       "A" | "B",
       { values: Float32Array; shape: number[] }
