@@ -39,6 +39,11 @@ async function sequence(
 ): Promise<LlamaContextSequence> {
   const context = await model.createContext({
     contextSize: 128,
+    // ggml's CPU threads wait for each other by spinning, which crawls on shared cores; one thread does not wait.
+    threads: 1,
+    // llama.cpp keeps keys and values in f16 by default; the comparison is of f32 maths.
+    experimentalKvCacheKeyType: "F32",
+    experimentalKvCacheValueType: "F32",
     ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}),
   });
   return context.getSequence();
@@ -98,13 +103,9 @@ export async function llamaGreedy(
   }
 }
 
-/** webtune's log-softmax of logits [1, T, V], one row per position. */
-export async function logSoftmaxRows(
-  logits: tf.Tensor3D,
-): Promise<Float32Array[]> {
-  const lsm = tf.tidy(() => tf.logSoftmax(logits.squeeze([0])));
-  const values = (await lsm.data()) as Float32Array;
-  lsm.dispose();
+/** webtune's logits [1, T, V], one row per position. */
+export async function logitRows(logits: tf.Tensor3D): Promise<Float32Array[]> {
+  const values = (await logits.data()) as Float32Array;
   const V = logits.shape[2];
   return Array.from({ length: logits.shape[1] }, (_, t) =>
     values.slice(t * V, (t + 1) * V),
@@ -112,24 +113,29 @@ export async function logSoftmaxRows(
 }
 
 /**
- * The worst relative difference between llama.cpp's and webtune's log-probabilities over llama.cpp's top tokens
- * at every position: |a - b| / max(|b|, 1), so that a log-probability near 0 is held to 1e-3 absolute.
+ * The worst relative difference between llama.cpp's logits and webtune's over llama.cpp's top tokens at every
+ * position: |(logp + c) - z| / max|z|, where z is webtune's logit row and c the row's log-sum-exp, fitted as the mean
+ * of z - logp over those tokens (node-llama-cpp gives probabilities, which are the logits less that constant).
+ * Relative to the row's largest logit, because a logit near zero has no meaningful relative error of its own.
  */
-export function worstLogProbDifference(
+export function worstLogitDifference(
   llama: Map<number, number>[],
   mine: Float32Array[],
 ): number {
   let worst = 0;
   llama.forEach((top, t) => {
-    for (const [token, lp] of top) {
-      const b = mine[t]![token]!;
-      worst = Math.max(worst, Math.abs(lp - b) / Math.max(Math.abs(b), 1));
-    }
+    const z = mine[t]!;
+    let scale = 0;
+    for (const v of z) scale = Math.max(scale, Math.abs(v));
+    const pairs = [...top].map(([token, lp]) => [z[token]!, lp] as const);
+    const c = pairs.reduce((sum, [zi, lp]) => sum + zi - lp, 0) / pairs.length;
+    for (const [zi, lp] of pairs)
+      worst = Math.max(worst, Math.abs(lp + c - zi) / scale);
   });
   return worst;
 }
 
-/** The top token of each row. */
+/** The top token of each row (the same for logits and log-probabilities). */
 export function argmaxRows(rows: Float32Array[]): number[] {
   return rows.map((r) => r.indexOf(Math.max(...r)));
 }

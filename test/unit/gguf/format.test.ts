@@ -71,14 +71,15 @@ describe("writeGguf", () => {
     const parsed = await gguf(saved(file, "all.gguf"), {
       allowLocalFile: true,
     });
+    const metadata = parsed.metadata as unknown as Record<string, unknown>;
     expect(parsed.metadata.version).toBe(3);
-    expect(parsed.metadata["general.architecture"]).toBe("llama");
-    expect(parsed.metadata["llama.block_count"]).toBe(6);
-    expect(parsed.metadata["llama.rope.freq_base"]).toBe(10000.5);
-    expect(parsed.metadata["tokenizer.ggml.add_bos_token"]).toBe(true);
-    expect(parsed.metadata["tokenizer.ggml.tokens"]).toEqual(["a", "Ġb", "é"]);
-    expect(parsed.metadata["tokenizer.ggml.token_type"]).toEqual([1, 3, -1]);
-    expect(parsed.metadata["tokenizer.ggml.scores"]).toEqual([0, -1.5]);
+    expect(metadata["general.architecture"]).toBe("llama");
+    expect(metadata["llama.block_count"]).toBe(6);
+    expect(metadata["llama.rope.freq_base"]).toBe(10000.5);
+    expect(metadata["tokenizer.ggml.add_bos_token"]).toBe(true);
+    expect(metadata["tokenizer.ggml.tokens"]).toEqual(["a", "Ġb", "é"]);
+    expect(metadata["tokenizer.ggml.token_type"]).toEqual([1, 3, -1]);
+    expect(metadata["tokenizer.ggml.scores"]).toEqual([0, -1.5]);
     expect(Number(parsed.tensorDataOffset) % 32).toBe(0);
     // ggml order: ne[0] is the row (the last torch axis); types F32 0, F16 1, Q8_0 8.
     expect(
@@ -109,6 +110,32 @@ describe("writeGguf", () => {
     expect([
       ...new Float32Array(bytes.buffer.slice(at(3), at(3) + 28)),
     ]).toEqual([...tensors[3]!.values]);
+  });
+
+  test("a header far larger than the writer's first buffer (a real vocabulary) is written whole", async () => {
+    const tokens = Array.from({ length: 50_000 }, (_, i) => `token-${i}`);
+    const file = writeGguf(
+      {
+        "tokenizer.ggml.tokens": { type: "array", of: "string", value: tokens },
+        "tokenizer.chat_template": {
+          type: "string",
+          value: "x".repeat(70_000),
+        },
+        "tokenizer.ggml.token_type": {
+          type: "array",
+          of: "int32",
+          value: new Int32Array(50_000).fill(1),
+        },
+      },
+      [{ name: "w", shape: [2], type: "F32", values: ramp(2) }],
+    );
+    const parsed = await gguf(saved(file, "big.gguf"), {
+      allowLocalFile: true,
+    });
+    const metadata = parsed.metadata as unknown as Record<string, unknown>;
+    expect(metadata["tokenizer.ggml.tokens"]).toEqual(tokens);
+    expect((metadata["tokenizer.chat_template"] as string).length).toBe(70_000);
+    expect(parsed.tensorInfos[0]!.name).toBe("w");
   });
 
   test("bad tensors and keys are refused by name", () => {
@@ -146,7 +173,7 @@ describe("Q8_0", () => {
     x[4] = 0.49;
     const block = quantizeQ8_0(x);
     expect(block.length).toBe(34);
-    expect(block[0] | (block[1]! << 8)).toBe(0x3c00); // 1.0 in f16
+    expect(block[0]! | (block[1]! << 8)).toBe(0x3c00); // 1.0 in f16
     expect([...new Int8Array(block.buffer, 2, 5)]).toEqual([
       127, 3, -3, -127, 0,
     ]);

@@ -1,8 +1,9 @@
 /**
  * GGUF export checked by llama.cpp itself (node-llama-cpp 3.21.1's prebuilt CPU build, no download): the same
- * tokens, the same greedy continuation, and next-token log-probabilities within 1e-3 relative (f32; |Δ| /
- * max(|logp|, 1) over llama.cpp's top 20 at every position) of webtune's own, for the embedded demo model and
- * the tiny golden models of every architecture, base and tuned, LoRA unmerged and merged.
+ * tokens, the same greedy continuation and top token at every position, and logits within 1e-3 relative of
+ * webtune's in f32 (over llama.cpp's top 20 tokens at every position of the prompt, relative to the row's largest
+ * logit; see worstLogitDifference), for the embedded demo model and the tiny golden models of every architecture,
+ * base and tuned, LoRA unmerged and merged. llama.cpp runs on one thread with an f32 KV cache.
  */
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -26,9 +27,9 @@ import {
   llamaGreedy,
   llamaLogProbs,
   loadGguf,
-  logSoftmaxRows,
+  logitRows,
   tinyModelWithTokenizer,
-  worstLogProbDifference,
+  worstLogitDifference,
 } from "../../helpers/llama_cpp.js";
 
 const DEMO = "demo/public/models/webtune-demo-base";
@@ -50,10 +51,10 @@ async function writeAdapter(peft: LoraModel) {
   return path;
 }
 
-/** webtune's log-softmax rows for ids, through the adapter when `peft` is given. */
+/** webtune's logit rows for ids (through the adapter when given a LoraModel). */
 async function webtuneRows(model: PretrainedModel | LoraModel, ids: number[]) {
   const logits = model.logits([ids]);
-  const rows = await logSoftmaxRows(logits);
+  const rows = await logitRows(logits);
   logits.dispose();
   return rows;
 }
@@ -68,6 +69,29 @@ async function webtuneGreedy(
     .ids;
 }
 
+/**
+ * The same greedy continuation, token for token; the two may part only where webtune's own top two logits are
+ * within the tolerance of each other (a tie at this precision), and then nothing after that step is compared.
+ */
+async function expectSameGreedy(
+  webtune: PretrainedModel,
+  ids: number[],
+  theirs: number[],
+  mine: number[],
+  tolerance: number,
+) {
+  const step = mine.findIndex((t, i) => theirs[i] !== t);
+  if (step < 0) return expect(theirs).toEqual(mine);
+  expect(theirs.slice(0, step)).toEqual(mine.slice(0, step));
+  const logits = webtune.logits([[...ids, ...mine.slice(0, step)]]);
+  const rows = await logitRows(logits);
+  logits.dispose();
+  const z = rows.at(-1)!;
+  const scale = Math.max(...z.map(Math.abs));
+  const margin = (z[mine[step]!]! - z[theirs[step]!]!) / scale;
+  expect(margin, `greedy parts at step ${step}`).toBeLessThan(tolerance);
+}
+
 /** Both sides agree on a model (and adapter): log-probs at every position, and the greedy continuation. */
 async function expectAgreement(
   gguf: string,
@@ -79,12 +103,18 @@ async function expectAgreement(
   try {
     const theirs = await llamaLogProbs(llama, ids, { lora: options.lora });
     const mine = await webtuneRows(options.peft ?? webtune, ids);
-    const worst = worstLogProbDifference(theirs, mine);
+    const worst = worstLogitDifference(theirs, mine);
     expect(worst).toBeLessThan(options.tolerance ?? 1e-3);
     // Each position's top token is the same, not only close.
     expect(theirs.map((m) => [...m.keys()][0])).toEqual(argmaxRows(mine));
     const greedy = await llamaGreedy(llama, ids, 8, options.lora);
-    expect(greedy).toEqual(await webtuneGreedy(webtune, ids, 8));
+    await expectSameGreedy(
+      webtune,
+      ids,
+      greedy,
+      await webtuneGreedy(webtune, ids, 8),
+      options.tolerance ?? 1e-3,
+    );
     return worst;
   } finally {
     await llama.dispose();
@@ -99,8 +129,8 @@ const ALL_LINEAR: LoraConfigInput = {
 };
 
 /**
- * Random B (init_lora_weights false) moves the trained demo model much further than training does, to logits
- * where f32 rounding alone exceeds 1e-3; a tenth of it is still a different model (the test checks that).
+ * Random B (init_lora_weights false) moves a model much further than training does (B about 1/√r, where a trained
+ * B is a small correction); a tenth of it is still a different model (the demo test checks that).
  */
 function scaleB(peft: LoraModel, factor: number) {
   for (const { part, variable } of peft.namedTrainableVariables())
@@ -124,7 +154,7 @@ describe("the embedded demo model (llama) through llama.cpp", () => {
   });
   afterAll(() => model.dispose());
 
-  test("f32: the same tokens, log-probs within 1e-3, the same greedy continuation", async () => {
+  test("f32: the same tokens, logits within 1e-3, the same greedy continuation", async () => {
     const path = await writeModel(model);
     const llama = await loadGguf(path);
     try {
@@ -143,7 +173,7 @@ describe("the embedded demo model (llama) through llama.cpp", () => {
     await expectAgreement(path, model, ids);
   });
 
-  test("f16 and q8_0 store the weights at their precision: log-probs within 1e-2 and 5e-2, the same top tokens", async () => {
+  test("f16 and q8_0 store the weights at their precision: logits within 1e-2 and 5e-2", async () => {
     const ids = model.tokenizer!.encode(prompt);
     const f32Bytes = (await modelToGguf(model, { dtype: "f32" })).byteLength;
     const f16 = await modelToGguf(model, { dtype: "f16" });
@@ -157,7 +187,7 @@ describe("the embedded demo model (llama) through llama.cpp", () => {
       const path = await writeModel(model, dtype);
       const llama = await loadGguf(path);
       try {
-        const worst = worstLogProbDifference(
+        const worst = worstLogitDifference(
           await llamaLogProbs(llama, ids),
           await webtuneRows(model, ids),
         );
@@ -197,35 +227,40 @@ async function expectLoraAgreement(
   peft: LoraModel,
   ids: number[],
   tuned: Float32Array[],
+  tolerance = 1e-3,
 ) {
   const lora = await writeAdapter(peft);
   const llama = await loadGguf(base);
   try {
-    const worst = worstLogProbDifference(
+    const worst = worstLogitDifference(
       await llamaLogProbs(llama, ids, { lora }),
       tuned,
     );
-    expect(worst).toBeLessThan(1e-3);
+    expect(worst).toBeLessThan(tolerance);
   } finally {
     await llama.dispose();
   }
   const merged = peft.mergeAndUnload();
-  await expectAgreement(await writeModel(merged), merged, ids);
+  await expectAgreement(await writeModel(merged), merged, ids, { tolerance });
 }
 
-/** Each tiny golden model with a tokenizer in one of the styles llama.cpp must split alike. */
-const TINY: [string, Parameters<typeof tinyModelWithTokenizer>[1]][] = [
-  ["llama_untied", "smollm"],
-  ["llama_tied", "gpt-2"],
-  ["llama3_rope", "gpt-2"],
-  ["qwen2", "qwen2"],
-  ["gpt2", "gpt-2"],
-  ["gemma3_text_pattern", "sentencepiece"],
+/**
+ * Each tiny golden model with a tokenizer in one of the styles llama.cpp must split alike, and the tolerance.
+ * Gemma 3's is 2e-3: llama.cpp's CPU GELU rounds its input and output to f16 (ggml-cpu/vec.h, GGML_GELU_FP16), so
+ * its f32 is not quite f32 there; GPT-2's GELU stays within 1e-3 on this model.
+ */
+const TINY: [string, Parameters<typeof tinyModelWithTokenizer>[1], number][] = [
+  ["llama_untied", "smollm", 1e-3],
+  ["llama_tied", "gpt-2", 1e-3],
+  ["llama3_rope", "gpt-2", 1e-3],
+  ["qwen2", "qwen2", 1e-3],
+  ["gpt2", "gpt-2", 1e-3],
+  ["gemma3_text_pattern", "sentencepiece", 2e-3],
 ];
 
 describe.each(TINY)(
   "tiny %s (%s tokenizer) through llama.cpp",
-  (name, style) => {
+  (name, style, tolerance) => {
     let model: PretrainedModel;
     let base: string;
     const dir = tinyModelWithTokenizer(name, style);
@@ -236,7 +271,7 @@ describe.each(TINY)(
     });
     afterAll(() => model?.dispose());
 
-    test("the same tokens, log-probs and greedy continuation", async () => {
+    test("the same tokens, logits and greedy continuation", async () => {
       const llama = await loadGguf(base);
       const ids = model.tokenizer!.encode(text);
       try {
@@ -250,7 +285,7 @@ describe.each(TINY)(
       } finally {
         await llama.dispose();
       }
-      await expectAgreement(base, model, ids);
+      await expectAgreement(base, model, ids, { tolerance });
     });
 
     test("LoRA, unmerged and merged, with rsLoRA and per-module ranks and alphas", async () => {
@@ -259,11 +294,13 @@ describe.each(TINY)(
         const ids = own.tokenizer!.encode(text);
         const peft = new LoraModel(own);
         peft.addAdapter("default", PATTERNED);
+        scaleB(peft, 0.1);
         await expectLoraAgreement(
           base,
           peft,
           ids,
           await webtuneRows(peft, ids),
+          tolerance,
         );
       } finally {
         own.dispose();

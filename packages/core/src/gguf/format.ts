@@ -187,23 +187,30 @@ class ByteWriter {
     return at;
   }
 
+  // Each offset is reserved before the buffer is read: reserve() may replace the buffer.
   u8(v: number): void {
-    this.view.setUint8(this.reserve(1), v);
+    const at = this.reserve(1);
+    this.view.setUint8(at, v);
   }
   u32(v: number): void {
-    this.view.setUint32(this.reserve(4), v, true);
+    const at = this.reserve(4);
+    this.view.setUint32(at, v, true);
   }
   i32(v: number): void {
-    this.view.setInt32(this.reserve(4), v, true);
+    const at = this.reserve(4);
+    this.view.setInt32(at, v, true);
   }
   f32(v: number): void {
-    this.view.setFloat32(this.reserve(4), v, true);
+    const at = this.reserve(4);
+    this.view.setFloat32(at, v, true);
   }
   u64(v: number): void {
-    this.view.setBigUint64(this.reserve(8), BigInt(v), true);
+    const at = this.reserve(8);
+    this.view.setBigUint64(at, BigInt(v), true);
   }
   bytes(b: Uint8Array): void {
-    this.buffer.set(b, this.reserve(b.length));
+    const at = this.reserve(b.length);
+    this.buffer.set(b, at);
   }
   string(s: string): void {
     const b = ByteWriter.encoder.encode(s);
