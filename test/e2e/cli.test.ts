@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { gguf } from "@huggingface/gguf";
 import { beforeAll, describe, expect, it } from "vitest";
 import { openSafetensors } from "../../packages/core/src/io/safetensors.js";
 import { JOB_DEFAULTS } from "../../packages/core/src/job/job.js";
@@ -360,6 +361,90 @@ describe("webtune CLI", () => {
       (await webtune("eval", "--model", fullOut, "--data", data)).stdout,
     );
     expect(tuned["loss"]).toBeLessThan(base["loss"]! - 0.3);
+  });
+
+  it("exports the model, the adapter and the merged model as GGUF, and refuses what it cannot write", async () => {
+    // The adapter the merge test trained.
+    const adapter = join(work, "small-adapter");
+    const file = (name: string) => join(work, name);
+    const exported = async (name: string, ...args: string[]) => {
+      const r = await webtune(
+        "export",
+        "--model",
+        model,
+        "--format",
+        "gguf",
+        "--out",
+        file(name),
+        ...args,
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const parsed = await gguf(file(name), { allowLocalFile: true });
+      const metadata = parsed.metadata as unknown as Record<string, unknown>;
+      return { line: lastJson(r.stdout), parsed, metadata };
+    };
+    const base = await exported("base.gguf", "--dtype", "f32");
+    expect(base.metadata["general.type"]).toBe("model");
+    expect(base.metadata["general.file_type"]).toBe(0);
+    expect(base.metadata["tokenizer.ggml.model"]).toBe("gpt2");
+    const lora = await exported("adapter.gguf", "--adapter", adapter);
+    expect(lora.metadata["general.type"]).toBe("adapter");
+    expect(lora.metadata["adapter.lora.alpha"]).toBeGreaterThan(0);
+    expect(lora.parsed.tensorInfos.map((t) => t.name)).toContain(
+      "blk.0.attn_q.weight.lora_a",
+    );
+    const merged = await exported(
+      "merged.gguf",
+      "--adapter",
+      adapter,
+      "--merged",
+      "--dtype",
+      "q8_0",
+    );
+    expect(merged.metadata["general.file_type"]).toBe(7);
+    expect(merged.line["tensors"]).toBe(base.line["tensors"]);
+    expect(merged.line["bytes"]).toBeLessThan(base.line["bytes"]! / 2);
+
+    const refused = async (pattern: RegExp, ...args: string[]) => {
+      const r = await webtune("export", "--model", model, ...args);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(pattern);
+    };
+    const before = readFileSync(file("base.gguf"));
+    await refused(
+      /already exists; pass --overwrite/,
+      "--format",
+      "gguf",
+      "--out",
+      file("base.gguf"),
+    );
+    expect(readFileSync(file("base.gguf")).equals(before)).toBe(true);
+    await refused(
+      /--merged needs --adapter/,
+      "--format",
+      "gguf",
+      "--merged",
+      "--out",
+      file("x.gguf"),
+    );
+    await refused(
+      /--format onnx is not one webtune exports/,
+      "--format",
+      "onnx",
+      "--out",
+      file("x.gguf"),
+    );
+    await refused(/must name a \.gguf file/, "--format", "gguf", "--out", work);
+    await refused(
+      /Allowed choices are f32, f16, q8_0/,
+      "--format",
+      "gguf",
+      "--dtype",
+      "q4_0",
+      "--out",
+      file("x.gguf"),
+    );
+    expect(existsSync(file("x.gguf"))).toBe(false);
   });
 
   it("resumes from a checkpoint folder to the same adapter as an uninterrupted run", async () => {

@@ -2,12 +2,14 @@
  * The `webtune` command: webtune's core on Dawn (WebGPU in Node). Flags are parsed once here, by commander,
  * and each command lives in its own file. Any failure exits non-zero with one line saying why.
  */
-import { Command, InvalidArgumentError } from "commander";
-import { disposeRuntime, JOB_DEFAULTS } from "@webtune/core";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { disposeRuntime, GGUF_DTYPES, JOB_DEFAULTS } from "@webtune/core";
 import { evalCommand } from "./eval.js";
+import { exportCommand } from "./export.js";
 import { generateCommand } from "./generate.js";
 import { infoCommand } from "./info.js";
 import { mergeCommand } from "./merge.js";
+import { collectAdapter, serveCommand } from "./serve/index.js";
 import { EMBEDDED_MODEL } from "./embedded.js";
 import { sweepCommand } from "./sweep.js";
 import { trainCommand } from "./train.js";
@@ -77,6 +79,35 @@ program
   .option("--top-p <p>", "nucleus sampling mass", num("--top-p"), 1)
   .option("--seed <n>", "sampling seed", int("--seed"), 0)
   .action((o) => run(() => generateCommand(o)));
+
+program
+  .command("serve")
+  .description(
+    "serve a model and its LoRA adapters over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models) with Prometheus /metrics",
+  )
+  .option(
+    "--model <src>",
+    "hub id, URL or local folder (default: the embedded demo base model)",
+    EMBEDDED_MODEL,
+  )
+  .option(
+    "--adapter <name=dir>",
+    "a PEFT LoRA adapter, served as model <name> (dir alone: named after its folder); repeat for several",
+    collectAdapter,
+    [],
+  )
+  .option(
+    "--host <host>",
+    "address to listen on; anything but loopback exposes the model without authentication",
+    "127.0.0.1",
+  )
+  .option(
+    "--port <n>",
+    "port to listen on (0: any free port)",
+    int("--port"),
+    8000,
+  )
+  .action((o) => run(() => serveCommand(o)));
 
 const D = JOB_DEFAULTS;
 const none = (v: unknown) => (v === null ? "none" : String(v));
@@ -346,6 +377,35 @@ program
   .requiredOption("--adapter <dir>", "a PEFT LoRA adapter folder")
   .requiredOption("--out <dir>", "output folder")
   .action((o) => run(() => mergeCommand(o)));
+
+program
+  .command("export")
+  .description(
+    "write a model, a merged model or a LoRA adapter as a GGUF file for llama.cpp (Ollama, LM Studio, node-llama-cpp)",
+  )
+  .option(
+    "--model <src>",
+    "hub id, URL or local folder (default: the embedded demo base model)",
+    EMBEDDED_MODEL,
+  )
+  .option(
+    "--adapter <dir>",
+    "a PEFT LoRA adapter folder: exported alone as a llama.cpp LoRA adapter (use it with the base model's GGUF), or merged with --merged",
+  )
+  .option(
+    "--merged",
+    "fold --adapter into the weights and export the tuned model",
+  )
+  .requiredOption("--format <format>", "gguf")
+  .addOption(
+    new Option(
+      "--dtype <type>",
+      "storage of the 2-D weights (norms and biases stay f32) (default: f16 for a model, f32 for an adapter)",
+    ).choices(GGUF_DTYPES),
+  )
+  .requiredOption("--out <file>", "the .gguf file to write")
+  .option("--overwrite", "replace --out if it exists")
+  .action((o) => run(() => exportCommand(o)));
 
 program
   .command("eval")
