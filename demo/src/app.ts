@@ -42,6 +42,7 @@ import {
   taskOfAdapter,
 } from "./heads.js";
 import { readAdapterUpload, zipFolder } from "./adapter_files.js";
+import { adapterGgufBlocker } from "./gguf.js";
 import {
   forgetRun,
   saveRun,
@@ -89,6 +90,8 @@ export class DemoApp {
   fullyTuned = false;
   /** What the adapter in the worker answers with: its head's task, or the language model's. */
   adapterTask: Task = "causal-lm";
+  /** The adapter in the worker is DoRA, which has no GGUF adapter form (its merged model has). */
+  adapterDora = false;
   /**
    * What the worker's data (the splits Evaluate scores) was read for, by loadData or by the last job: a head's
    * rows are scored through that head alone.
@@ -197,7 +200,14 @@ export class DemoApp {
     );
     showReadingNote(this.data && this.dataRead, formReading());
     enable("export-adapter", ready && this.hasAdapter);
-    enable("export-merged", ready && (this.hasAdapter || this.fullyTuned));
+    const merged = ready && (this.hasAdapter || this.fullyTuned);
+    enable("export-merged", merged);
+    enable("export-gguf", merged);
+    byId<HTMLSelectElement>("gguf-dtype").disabled = !merged;
+    // The adapter alone, when llama.cpp's LoRA format can hold it; the tooltip says why not.
+    const blocker = this.hasAdapter ? adapterGgufBlocker(this) : undefined;
+    enable("export-adapter-gguf", ready && this.hasAdapter && !blocker);
+    byId("export-adapter-gguf").title = blocker ?? "";
     byId("export-merged").textContent = this.fullyTuned
       ? "Download tuned model"
       : "Download merged model";
@@ -242,6 +252,7 @@ export class DemoApp {
     this.dataJob = undefined;
     this.hasAdapter = false;
     this.adapterTask = "causal-lm";
+    this.adapterDora = false;
     this.dataRead = undefined;
     this.fullyTuned = false;
     this.metrics = {};
@@ -476,6 +487,7 @@ export class DemoApp {
     this.fullyTuned = job.method === "full";
     this.hasAdapter = !this.fullyTuned;
     this.adapterTask = this.fullyTuned ? "causal-lm" : job.adapter.task;
+    this.adapterDora = this.hasAdapter && job.adapter.dora;
     // The worker keeps the job's splits, read for its task.
     this.dataRead = {
       task: job.adapter.task,
@@ -803,6 +815,7 @@ export class DemoApp {
     );
     this.hasAdapter = true;
     this.adapterTask = taskOfAdapter(config);
+    this.adapterDora = config.use_dora;
     this.metrics.tuned = undefined;
     showMetrics(this.metrics.base, undefined, this.data?.format);
     setStatus(

@@ -4,6 +4,7 @@ import { DemoApp } from "./app.js";
 import { showDevice, checkKernels } from "./device.js";
 import { byId, hideError, setStatus, showError } from "./dom.js";
 import { scoreFewShot } from "./few_shot.js";
+import { downloadAdapterGguf, downloadModelGguf } from "./gguf.js";
 import { PRESETS } from "./presets.js";
 import { loadRun, type DataChoice, type ModelChoice } from "./run_store.js";
 import { applyPreset, renderSettings, restoreValues } from "./settings.js";
@@ -88,6 +89,10 @@ function wire(app: DemoApp): void {
   on("compare", "Asking the base model and the adapter…", () => app.compare());
   on("export-adapter", "Saving the adapter…", () => app.exportAdapter());
   on("export-merged", "Saving the merged model…", () => app.exportMerged());
+  on("export-gguf", "Writing the GGUF…", () => downloadModelGguf(app));
+  on("export-adapter-gguf", "Writing the adapter GGUF…", () =>
+    downloadAdapterGguf(app),
+  );
   // Pause and Stop act during training, when other actions are locked.
   byId("pause").addEventListener("click", () =>
     app.pauseOrResume().catch(showError),

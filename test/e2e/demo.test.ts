@@ -2,8 +2,9 @@
  * The demo page in headless Chromium (WebGPU on SwiftShader), driven through its controls as a person would, on a
  * micro Llama (2 layers, hidden 32) picked as a local folder: upload data, train with live charts, pause and resume,
  * see metrics and the before/after panel, export the adapter (checked against PEFT's key names and shapes) and the
- * merged model, import the adapter back (same test loss), stop a run, resume it from its OPFS checkpoint after a
- * reload, and show a bad file in the error banner. Long tasks on the main thread are watched while training.
+ * merged model, both also as GGUF files for llama.cpp, import the adapter back (same test loss), stop a run, resume
+ * it from its OPFS checkpoint after a reload, and show a bad file in the error banner. Long tasks on the main thread
+ * are watched while training.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
@@ -11,6 +12,7 @@ import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { strFromU8, unzipSync } from "fflate";
+import { gguf } from "@huggingface/gguf";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EvaluationResult } from "@webtune/core";
@@ -97,14 +99,33 @@ async function setSettings(values: Record<string, number>): Promise<void> {
     await page.fill(`#setting-${name}`, String(value));
 }
 
-async function download(button: string): Promise<Record<string, Uint8Array>> {
+/** Clicks a download button and saves what it downloads; the file's name and where it was saved. */
+async function downloadFile(
+  button: string,
+): Promise<{ name: string; path: string }> {
   const [file] = await Promise.all([
     page.waitForEvent("download"),
     page.click(button),
   ]);
   const path = join(scratch, file.suggestedFilename());
   await file.saveAs(path);
+  return { name: file.suggestedFilename(), path };
+}
+
+async function download(button: string): Promise<Record<string, Uint8Array>> {
+  const { path } = await downloadFile(button);
   return unzipSync(new Uint8Array(await readFile(path)));
+}
+
+/** A downloaded GGUF: "GGUF", version 3, and its metadata as @huggingface/gguf reads it. */
+async function ggufMetadata(path: string): Promise<Record<string, unknown>> {
+  const head = new Uint8Array(await readFile(path)).subarray(0, 8);
+  expect(new TextDecoder().decode(head.subarray(0, 4))).toBe("GGUF");
+  expect(new DataView(head.buffer, head.byteOffset).getUint32(4, true)).toBe(3);
+  return (await gguf(path, { allowLocalFile: true })).metadata as Record<
+    string,
+    unknown
+  >;
 }
 
 beforeAll(async () => {
@@ -169,6 +190,13 @@ describe("the demo page", () => {
     expect(text).not.toMatch(/onError/);
     expect(await state((app) => app.data)).toBeUndefined();
     await expect(page.locator("#train").isDisabled()).resolves.toBe(true);
+    // Nothing trained, nothing to export.
+    for (const button of [
+      "#export-merged",
+      "#export-gguf",
+      "#export-adapter-gguf",
+    ])
+      await expect(page.locator(button).isDisabled()).resolves.toBe(true);
   });
 
   it("reads an uploaded file with a cleaning report and a preview", async () => {
@@ -345,7 +373,7 @@ describe("the demo page", () => {
   let adapterZip: Record<string, Uint8Array>;
   let tunedLoss: number;
 
-  it("exports the adapter with PEFT's file names, keys and shapes, and a merged model folder", async () => {
+  it("exports the adapter with PEFT's file names, keys and shapes, a merged model folder, and both as GGUF", async () => {
     tunedLoss = (await state((app) => app.metrics.tuned!)).loss;
     adapterZip = await download("#export-adapter");
     expect(Object.keys(adapterZip).sort()).toEqual([
@@ -393,6 +421,33 @@ describe("the demo page", () => {
     expect(mergedWeights.has("model.layers.0.self_attn.q_proj.weight")).toBe(
       true,
     );
+
+    // GGUF for llama.cpp: the merged model (f16 unless chosen otherwise) and the adapter alone.
+    await settle();
+    await page.selectOption("#gguf-dtype", "q8_0");
+    const model = await downloadFile("#export-gguf");
+    await settle();
+    expect(model.name).toBe("webtune-merged-q8_0.gguf");
+    expect(await ggufMetadata(model.path)).toMatchObject({
+      "general.architecture": "llama",
+      "general.type": "model",
+      "general.file_type": 7,
+    });
+    expect(await page.locator("#status").innerText()).toMatch(
+      /^Saved webtune-merged-q8_0\.gguf .*llama-cli -m webtune-merged-q8_0\.gguf/,
+    );
+    const adapter = await downloadFile("#export-adapter-gguf");
+    await settle();
+    expect(adapter.name).toBe("webtune-adapter.gguf");
+    expect(await ggufMetadata(adapter.path)).toMatchObject({
+      "general.type": "adapter",
+      "adapter.type": "lora",
+      "adapter.lora.alpha": 2 * R,
+    });
+    expect(await page.locator("#status").innerText()).toMatch(
+      /--lora webtune-adapter\.gguf/,
+    );
+    expect(await bannerText()).toBe("");
   });
 
   it("refuses an incomplete upload and an adapter of another model in the banner, naming the file or module", async () => {

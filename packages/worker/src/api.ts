@@ -18,6 +18,8 @@ import type {
   FewShotReport,
   FineTuneJobInput,
   FineTuneJobSpec,
+  GgufDtype,
+  GgufFile,
   HeadPrediction,
   JobEvent,
   JobFieldNames,
@@ -149,6 +151,18 @@ export interface RunJobOptions {
   onProgress?: (event: DownloadProgress) => void;
 }
 
+/** Which GGUF file `exportGguf` writes, for llama.cpp and the tools built on it (Ollama, LM Studio, wllama). */
+export interface GgufExportRequest {
+  /**
+   * "merged": the model with the active adapter folded in (after a full fine-tune, its own weights), which
+   * `llama-cli -m` runs alone; "adapter": the active LoRA adapter alone, for `llama-cli -m base.gguf --lora`;
+   * "base": the model without its adapters, that base.gguf.
+   */
+  what: "merged" | "adapter" | "base";
+  /** How 2-D weights are stored. Default "f16" for a model and "f32" for an adapter, as llama.cpp's converters. */
+  dtype?: GgufDtype;
+}
+
 /** What a job run reports back: everything of its JobResult but the model itself. */
 export type JobOutcome = Omit<JobResult, "model" | "peft" | "splits">;
 
@@ -234,6 +248,13 @@ export interface TrainerApi {
    * tokenizer files); buffers are transferred. The adapter stays separate in the worker.
    */
   saveMerged(): Promise<Record<string, Uint8Array | string>>;
+  /**
+   * A GGUF file for llama.cpp, as byte parts to join (`new Blob(file.parts)`); their buffers are transferred.
+   * Merging is temporary, as in saveMerged: the adapters stay as they were. Rejects with a ConfigError saying why
+   * for what llama.cpp cannot run: a classification head, a DoRA adapter on its own (export it merged), a tokenizer
+   * GGUF cannot express.
+   */
+  exportGguf(request: GgufExportRequest): Promise<GgufFile>;
   /** Complete checkpoints in the worker's store, oldest first. */
   listCheckpoints(): Promise<CheckpointInfo[]>;
   /** Deletes every checkpoint in the worker's store. */

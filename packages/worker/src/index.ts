@@ -20,6 +20,7 @@ export type {
   CheckpointInfo,
   DataOptions,
   DataSummary,
+  GgufExportRequest,
   JobOutcome,
   ModelInfo,
   PreviewRow,

@@ -1,12 +1,14 @@
 /** TrainerApi implemented with @webtune/core; runs in the worker, and in-thread for tests. */
 import * as Comlink from "comlink";
 import {
+  adapterToGguf,
   evaluate,
   fewShotEvaluate,
   FineTuneJob,
   JOB_DEFAULTS,
   JobControl,
   LoraModel,
+  modelToGguf,
   savePretrained,
   defaultCheckpointStore,
   type AdapterFiles,
@@ -15,6 +17,7 @@ import {
   type FewShotReport,
   type FineTuneJobInput,
   type FineTuneJobSpec,
+  type GgufFile,
   type JobEvent,
   type JobFieldNames,
   type LoraConfig,
@@ -39,6 +42,7 @@ import type {
   CheckpointInfo,
   DataOptions,
   DataSummary,
+  GgufExportRequest,
   JobOutcome,
   ModelInfo,
   RunJobOptions,
@@ -340,21 +344,31 @@ export class TrainerService implements TrainerApi {
   }
 
   async saveMerged(): Promise<Record<string, Uint8Array | string>> {
-    const peft = this.requirePeft();
-    // Leave the adapters as they were found: what was merged stays merged, what was separate stays separate.
-    const before = peft.mergedAdapters;
-    const merge =
-      !this.fullyTuned && !before.includes(peft.activeAdapter ?? "");
-    if (merge) peft.merge();
-    try {
-      const files = await savePretrained(this.requireModel());
-      return Comlink.transfer(files, weightBuffers(files));
-    } finally {
-      if (merge) {
-        peft.unmerge();
-        for (const name of before) peft.merge(name);
-      }
-    }
+    const files = await this.withWeights("merged", savePretrained);
+    return Comlink.transfer(files, weightBuffers(files));
+  }
+
+  async exportGguf(request: GgufExportRequest): Promise<GgufFile> {
+    const { what, dtype } = request;
+    if (!["merged", "adapter", "base"].includes(what))
+      throw new ConfigError(
+        `exportGguf: what must be "merged", "adapter" or "base", got ${JSON.stringify(what)}.`,
+      );
+    let file: GgufFile;
+    if (what === "adapter") {
+      if (this.fullyTuned)
+        throw new ConfigError(
+          'The model\'s own weights were trained (a full fine-tune), so there is no adapter to export: export "merged", the tuned model.',
+        );
+      file = await adapterToGguf(this.requirePeft(), undefined, { dtype });
+    } else
+      file = await this.withWeights(what, (model) =>
+        modelToGguf(model, { dtype }),
+      );
+    // Each part is its own buffer (see writeGguf); a set guards against transferring one twice.
+    return Comlink.transfer(file, [
+      ...new Set(file.parts.map((p) => p.buffer)),
+    ]);
   }
 
   async listCheckpoints(): Promise<CheckpointInfo[]> {
@@ -389,6 +403,42 @@ export class TrainerService implements TrainerApi {
     this.control?.stop();
     this.releaseModel();
     disposeRuntime();
+  }
+
+  /**
+   * Runs `read` on the model with the weights `what` names: "merged", the active adapter folded in (a full
+   * fine-tune's own weights as they are); "base", no adapter folded in. The adapters are left as they were found,
+   * what was merged merged and what was separate separate, also when `read` throws.
+   */
+  private async withWeights<T>(
+    what: "merged" | "base",
+    read: (model: PretrainedModel) => Promise<T>,
+  ): Promise<T> {
+    const model = this.requireModel();
+    const peft = this.requirePeft();
+    if (this.control)
+      throw new ConfigError(
+        "A job is running in this worker, and its weights change with every step: save or export after it ends, or stop() it.",
+      );
+    if (what === "base" && this.fullyTuned)
+      throw new ConfigError(
+        "The model's own weights were trained (a full fine-tune), so there is no base model to export: load the model again first.",
+      );
+    const before = peft.mergedAdapters;
+    const change =
+      what === "merged"
+        ? !this.fullyTuned && !before.includes(peft.activeAdapter ?? "")
+        : before.length > 0;
+    if (change && what === "merged") peft.merge();
+    if (change && what === "base") peft.unmerge();
+    try {
+      return await read(model);
+    } finally {
+      if (change) {
+        peft.unmerge();
+        for (const name of before) peft.merge(name);
+      }
+    }
   }
 
   private releaseModel(): void {
