@@ -1,6 +1,6 @@
 /**
  * Generation on a small random model: greedy is the argmax chain of full forward passes, seeded sampling is
- * reproducible, and generation stops at EOS, at a stop string, or at maxNewTokens.
+ * reproducible, and generation stops at EOS, at a stop string, at maxNewTokens, or when its signal is aborted.
  */
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -118,6 +118,30 @@ describe("generate", () => {
     expect(a.ids).toHaveLength(12);
     expect(b.ids).toEqual(a.ids);
     expect(c.ids).not.toEqual(a.ids);
+  });
+
+  it("stops before the next step when its signal is aborted, with the reason, leaking nothing", async (ctx) => {
+    await needGpu(ctx);
+    const before = tf.memory().numTensors;
+    const controller = new AbortController();
+    const seen: number[] = [];
+    const run = generate(model, prompt, undefined, {
+      maxNewTokens: 20,
+      eosTokenIds: [],
+      signal: controller.signal,
+      onToken: ({ id }) => {
+        seen.push(id);
+        if (seen.length === 3) controller.abort(new Error("client left"));
+      },
+    });
+    await expect(run).rejects.toThrow("client left");
+    expect(seen).toHaveLength(3);
+    const already = new AbortController();
+    already.abort(new Error("never started"));
+    await expect(
+      generate(model, prompt, undefined, { signal: already.signal }),
+    ).rejects.toThrow("never started");
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it("stops at EOS without emitting it", async (ctx) => {

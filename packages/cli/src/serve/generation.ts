@@ -1,6 +1,6 @@
 /**
- * One generation on the served model: choose the request's adapter (or none), run core's generate, and stop at
- * the next token once the request's signal is aborted (its client left, or the server is closing). Runs inside
+ * One generation on the served model: choose the request's adapter (or none), run core's generate, and stop
+ * before its next step once the request's signal is aborted (its client left, or the server is closing). Runs inside
  * the GenerationQueue, so it owns the model while it runs.
  */
 import type { LoraModel } from "@webtune/core";
@@ -45,14 +45,14 @@ export async function runGeneration(
       topP: job.topP,
       seed: job.seed,
       stop: job.stop,
+      signal: job.signal,
       onToken: ({ text }) => {
         const now = performance.now();
         trace.firstTokenAt ??= now;
         trace.lastTokenAt = now;
         trace.completionTokens = (trace.completionTokens ?? 0) + 1;
-        // core's generate takes no AbortSignal: throwing here stops it, and it frees its KV cache on the way out.
-        job.signal.throwIfAborted();
-        job.onText?.(text);
+        // A client that left gets no more text; generate stops before its next step.
+        if (!job.signal.aborted) job.onText?.(text);
       },
     }),
   );

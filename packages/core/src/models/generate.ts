@@ -30,6 +30,8 @@ export interface GenerateOptions extends SamplingOptions {
   eosTokenIds?: number[];
   /** Called after each new token, with the continuation decoded so far. */
   onToken?: (token: { id: number; text: string }) => void;
+  /** Checked before each step (the prompt's prefill included): an abort rejects with its reason, cache freed. */
+  signal?: AbortSignal;
 }
 
 export interface GenerateResult {
@@ -70,6 +72,7 @@ export async function generate(
   try {
     let input = promptIds;
     for (let step = 0; step < maxNewTokens; step++) {
+      options.signal?.throwIfAborted();
       const logits = model.nextTokenLogits([input], cache);
       // The one GPU -> CPU sync of each step: the sampler runs on the CPU.
       const row = (await logits.data()) as Float32Array;
