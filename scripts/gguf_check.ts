@@ -34,7 +34,7 @@ const { values: args } = parseArgs({
     adapter: { type: "string" },
     data: { type: "string" },
     rows: { type: "string", default: "50" },
-    tokens: { type: "string", default: "12" },
+    tokens: { type: "string", default: "16" },
   },
 });
 if (!args.adapter || !args.data) throw new Error("give --adapter and --data");
@@ -58,72 +58,61 @@ await saveGgufFile(await adapterToGguf(peft), lora);
 
 const prompts = rows.map((r) => model.tokenizer!.encode(r.prompt));
 const mine: number[][] = [];
-let worst = 0;
-const llamaBase = await loadGguf(base);
-const unmerged: number[][] = [];
 for (const [i, ids] of prompts.entries()) {
-  process.stderr.write(
-    `row ${i + 1}/${prompts.length} ${(performance.now() / 1000).toFixed(0)} s\n`,
-  );
+  process.stderr.write(`webtune ${i + 1}/${prompts.length}\r`);
   mine.push(
     (await model.generate(ids, { maxNewTokens: count, temperature: 0 })).ids,
   );
-  unmerged.push(await llamaGreedy(llamaBase, ids, count, lora));
-  const logits = peft.logits([ids]);
-  worst = Math.max(
-    worst,
-    worstLogitDifference(
-      await llamaLogProbs(llamaBase, ids, { lora }),
-      await logitRows(logits),
-    ),
-  );
-  logits.dispose();
 }
-await llamaBase.dispose();
-
+const report = [await compare("base f32 + LoRA GGUF (f32)", base, peft, lora)];
 const merged = peft.mergeAndUnload();
-const report: Record<string, unknown>[] = [
-  summary("base f32 + LoRA GGUF (f32)", unmerged, worst),
-];
-for (const dtype of ["f32", "f16", "q8_0"] as GgufDtype[])
-  report.push(await mergedRow(merged, dtype));
+for (const dtype of ["f32", "f16", "q8_0"] as GgufDtype[]) {
+  const path = join(out, `merged-${dtype}.gguf`);
+  await saveGgufFile(await modelToGguf(merged, { dtype }), path);
+  report.push(await compare(`merged ${dtype}`, path, merged));
+}
 console.table(report);
 console.log(JSON.stringify({ rows: rows.length, tokens: count, report }));
 disposeRuntime();
 
-async function mergedRow(m: PretrainedModel, dtype: GgufDtype) {
-  const path = join(out, `merged-${dtype}.gguf`);
-  await saveGgufFile(await modelToGguf(m, { dtype }), path);
-  const llama = await loadGguf(path);
+/**
+ * llama.cpp on a GGUF (with the LoRA GGUF) against webtune's model on every prompt: greedy answers, and the worst
+ * logit difference at the prompt's last position (the first answer token's logits) and at any position.
+ */
+async function compare(
+  name: string,
+  gguf: string,
+  webtune: PretrainedModel | LoraModel,
+  loraPath?: string,
+) {
+  const llama = await loadGguf(gguf);
   const answers: number[][] = [];
-  let w = 0;
+  let first = 0;
+  let any = 0;
   for (const ids of prompts) {
-    answers.push(await llamaGreedy(llama, ids, count));
-    const logits = m.logits([ids]);
-    w = Math.max(
-      w,
-      worstLogitDifference(
-        await llamaLogProbs(llama, ids),
-        await logitRows(logits),
-      ),
-    );
+    answers.push(await llamaGreedy(llama, ids, count, loraPath));
+    const logits = webtune.logits([ids]);
+    const ours = await logitRows(logits);
     logits.dispose();
+    const theirs = await llamaLogProbs(llama, ids, { lora: loraPath });
+    first = Math.max(
+      first,
+      worstLogitDifference(theirs.slice(-1), ours.slice(-1)),
+    );
+    any = Math.max(any, worstLogitDifference(theirs, ours));
   }
   await llama.dispose();
-  return summary(`merged ${dtype}`, answers, w);
-}
-
-function summary(name: string, answers: number[][], w: number) {
   const same = answers.filter(
     (a, i) => JSON.stringify(a) === JSON.stringify(mine[i]),
   ).length;
   const exact = answers.filter((a, i) =>
-    model.tokenizer!.decode(a).startsWith(rows[i]!.completion),
+    model.tokenizer!.decode(a).trim().startsWith(rows[i]!.completion.trim()),
   ).length;
   return {
     gguf: name,
     greedy_equal: `${same}/${answers.length}`,
     task_exact_match: `${exact}/${answers.length}`,
-    worst_logit_rel_diff: Number(w.toExponential(2)),
+    worst_logit_rel_diff_first_token: Number(first.toExponential(2)),
+    worst_logit_rel_diff_any_position: Number(any.toExponential(2)),
   };
 }
