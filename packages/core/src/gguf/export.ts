@@ -2,6 +2,7 @@
  * Models and LoRA adapters as GGUF files for llama.cpp (and Ollama, LM Studio, node-llama-cpp, wllama): what
  * convert_hf_to_gguf.py and convert_lora_to_gguf.py write, from the weights webtune holds.
  */
+import type * as tf from "@tensorflow/tfjs";
 import { ConfigError } from "../errors.js";
 import { writeFilesAtomically } from "../io/atomic_write.js";
 import { ConfigReader } from "../models/config.js";
@@ -122,43 +123,39 @@ export async function adapterToGguf(
     throw new ConfigError(
       `GGUF export: adapter "${name}" trains a classification head (modules_to_save), which llama.cpp cannot run.`,
     );
-  const parts = new Map<
-    string,
-    Partial<Record<"A" | "B", { values: Float32Array; shape: number[] }>>
-  >();
+  // Each module's A and B, by module name ("model.layers.0.self_attn.q_proj").
+  const factors = new Map<string, Partial<Record<string, tf.Variable>>>();
   for (const { key, part, variable } of peft.namedTrainableVariables(name)) {
     const module = key.slice(0, key.lastIndexOf("."));
-    const entry = parts.get(module) ?? {};
-    const tensor = {
-      values: (await variable.data()) as Float32Array,
-      shape: [...variable.shape],
-    };
-    if (part === "lora_A") entry.A = tensor;
-    if (part === "lora_B") entry.B = tensor;
-    parts.set(module, entry);
+    factors.set(module, { ...factors.get(module), [part]: variable });
   }
-  const modules = [...parts.keys()];
-  const reference = rankAndAlpha(config, modules[0]!);
+  const reference = rankAndAlpha(config, [...factors.keys()][0]!);
   // The one alpha: the first module's scale times its rank (for rsLoRA, lora_alpha·√r).
   const alpha =
     scalingOf(reference.r, reference.alpha, config.use_rslora) * reference.r;
   const tensors: GgufTensor[] = [];
-  for (const module of modules) {
-    const { A, B } = parts.get(module) as Record<
-      "A" | "B",
-      { values: Float32Array; shape: number[] }
-    >;
+  for (const [module, { lora_A, lora_B }] of factors) {
     const { r, alpha: moduleAlpha } = rankAndAlpha(config, module);
     const ratio = scalingOf(r, moduleAlpha, config.use_rslora) / (alpha / r);
     const base = `${arch.moduleName(module)}.weight`;
-    const b = arch.loraB(module, B.values, B.shape, dims);
+    const A = (await lora_A!.data()) as Float32Array;
+    const bShape = [...lora_B!.shape];
+    const B = arch.loraB(
+      module,
+      (await lora_B!.data()) as Float32Array,
+      bShape,
+      dims,
+    );
     tensors.push(
-      stored({ name: `${base}.lora_a`, ...A }, dtype),
+      stored(
+        { name: `${base}.lora_a`, shape: [...lora_A!.shape], values: A },
+        dtype,
+      ),
       stored(
         {
           name: `${base}.lora_b`,
-          shape: B.shape,
-          values: ratio === 1 ? b : b.map((v) => v * ratio),
+          shape: bShape,
+          values: ratio === 1 ? B : B.map((v) => v * ratio),
         },
         dtype,
       ),

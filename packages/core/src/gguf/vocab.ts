@@ -88,42 +88,27 @@ export function vocabularyMetadata(
     tokens[id] = `[PAD${id}]`;
     types[id] = TOKEN_TYPE.unused;
   }
+  // SentencePiece merges by token score; byte-level BPE by its merge list and the pre-tokenizer's split.
+  const modelKeys: Record<string, GgufValue> = sentencePiece
+    ? {
+        "tokenizer.ggml.model": str("llama"),
+        "tokenizer.ggml.pre": str("default"),
+        "tokenizer.ggml.scores": {
+          type: "array",
+          of: "float32",
+          value: mergeScores(tokens, merges),
+        },
+        "tokenizer.ggml.add_space_prefix": bool(false),
+      }
+    : {
+        "tokenizer.ggml.model": str("gpt2"),
+        "tokenizer.ggml.pre": str(preTokenizerName(tokenizer, json)),
+        "tokenizer.ggml.merges": { type: "array", of: "string", value: merges },
+      };
   return {
-    ...(sentencePiece
-      ? {
-          "tokenizer.ggml.model": str("llama"),
-          "tokenizer.ggml.pre": str("default"),
-          "tokenizer.ggml.tokens": {
-            type: "array",
-            of: "string",
-            value: tokens,
-          },
-          "tokenizer.ggml.scores": {
-            type: "array",
-            of: "float32",
-            value: mergeScores(tokens, merges),
-          },
-          "tokenizer.ggml.add_space_prefix": bool(false),
-        }
-      : {
-          "tokenizer.ggml.model": str("gpt2"),
-          "tokenizer.ggml.pre": str(preTokenizerName(tokenizer, json)),
-          "tokenizer.ggml.tokens": {
-            type: "array",
-            of: "string",
-            value: tokens,
-          },
-        }),
+    ...modelKeys,
+    "tokenizer.ggml.tokens": { type: "array", of: "string", value: tokens },
     "tokenizer.ggml.token_type": { type: "array", of: "int32", value: types },
-    ...(sentencePiece
-      ? {}
-      : {
-          "tokenizer.ggml.merges": {
-            type: "array",
-            of: "string",
-            value: merges,
-          },
-        }),
     ...specialTokenKeys(tokenizer),
   };
 }
