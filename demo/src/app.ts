@@ -42,7 +42,7 @@ import {
   taskOfAdapter,
 } from "./heads.js";
 import { readAdapterUpload, zipFolder } from "./adapter_files.js";
-import { adapterGgufBlocker } from "./gguf.js";
+import { adapterGgufBlocker, modelGgufBlocker } from "./gguf.js";
 import {
   forgetRun,
   saveRun,
@@ -202,8 +202,10 @@ export class DemoApp {
     enable("export-adapter", ready && this.hasAdapter);
     const merged = ready && (this.hasAdapter || this.fullyTuned);
     enable("export-merged", merged);
-    enable("export-gguf", merged);
-    byId<HTMLSelectElement>("gguf-dtype").disabled = !merged;
+    const modelBlocker = modelGgufBlocker(this);
+    enable("export-gguf", merged && !modelBlocker);
+    byId("export-gguf").title = modelBlocker ?? "";
+    byId<HTMLSelectElement>("gguf-dtype").disabled = !merged || !!modelBlocker;
     // The adapter alone, when llama.cpp's LoRA format can hold it; the tooltip says why not.
     const blocker = this.hasAdapter ? adapterGgufBlocker(this) : undefined;
     enable("export-adapter-gguf", ready && this.hasAdapter && !blocker);

@@ -21,6 +21,15 @@ export function adapterGgufBlocker(
   return undefined;
 }
 
+/** Why the merged model has no GGUF (the button's tooltip), or undefined when it has one. */
+export function modelGgufBlocker(
+  app: Pick<DemoApp, "hasAdapter" | "adapterTask">,
+): string | undefined {
+  if (app.hasAdapter && app.adapterTask !== "causal-lm")
+    return "The adapter answers through a classification head, which llama.cpp cannot run.";
+  return undefined;
+}
+
 /** Saves the merged model (the tuned one, after full fine-tuning) as webtune-merged-<dtype>.gguf. */
 export async function downloadModelGguf(app: DemoApp): Promise<void> {
   const dtype = byId<HTMLSelectElement>("gguf-dtype").value as GgufDtype;
