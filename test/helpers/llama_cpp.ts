@@ -240,7 +240,7 @@ export function tinyModelWithTokenizer(
   const dir = mkdtempSync(join(tmpdir(), `webtune-gguf-${name}-`));
   cpSync(`${GOLDEN_DIR}tiny/${name}`, dir, { recursive: true });
   const config = JSON.parse(
-    readText(`${GOLDEN_DIR}tiny/${name}/config.json`),
+    readFileSync(`${GOLDEN_DIR}tiny/${name}/config.json`, "utf8"),
   ) as Record<string, number>;
   const V = config["vocab_size"]!;
   const spm = style === "sentencepiece";
@@ -382,8 +382,4 @@ function preTokenizer(style: "gpt-2" | "smollm" | "qwen2"): object {
       byteLevel(false),
     ],
   };
-}
-
-function readText(path: string): string {
-  return readFileSync(path, "utf8");
 }

@@ -5,6 +5,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   adapterToGguf,
@@ -136,4 +137,19 @@ describe("models without a GGUF form", () => {
       peft.dispose();
     }
   });
+});
+
+test("exporting a model and an adapter leaves no tensor behind", async () => {
+  const peft = new LoraModel(model);
+  try {
+    peft.addAdapter("default", { r: 2, targetModules: ["q_proj", "v_proj"] });
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      await modelToGguf(model, { dtype: "q8_0" });
+      await adapterToGguf(peft);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  } finally {
+    peft.dispose();
+  }
 });
