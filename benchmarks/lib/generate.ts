@@ -1,6 +1,8 @@
 /**
  * Greedy generation with webtune's KV cache against a loop that recomputes the whole prefix for every new token
- * (what a model without a cache does), same model, same prompt, same number of tokens.
+ * (what a model without a cache does), same model, same prompt, same number of tokens. The cached generation runs
+ * on either decoding path: the compiled engine's (the default on WebGPU) or the tfjs tape's, as before the engine
+ * decoded.
  */
 import { type PretrainedModel } from "@webtune/core";
 
@@ -28,8 +30,10 @@ export async function generateWithCache(
   model: PretrainedModel,
   prompt: number[],
   newTokens: number,
+  decodePath?: "engine" | "tape",
 ): Promise<number[]> {
   const result = await model.generate(prompt, {
+    decodePath,
     maxNewTokens: newTokens,
     temperature: 0,
     eosTokenIds: [], // no early stop: both contenders make exactly newTokens tokens

@@ -120,6 +120,8 @@ export const COLUMNS: Record<Scenario, Column[]> = {
       (r) => `${r.case}, ${c("prompt_tokens")(r)}+${c("new_tokens")(r)} tokens`,
     ],
     ["KV cache tokens/s", m("cached_tokens_per_s")],
+    ["tape cache tokens/s", m("tape_cached_tokens_per_s")],
+    ["vs tape", times("engine_vs_tape")],
     ["no cache tokens/s", m("uncached_tokens_per_s")],
     ["speedup", times("speedup")],
     [

@@ -523,18 +523,23 @@ async function generateScenario(
       { length: size.promptTokens },
       (_, i) => (i * 37 + 11) % model.lm.dims.vocabSize,
     );
-    await generateWithCache(model, prompt, 4); // compiles the pipelines of both paths
+    await generateWithCache(model, prompt, 4); // compiles the pipelines of every path
+    await generateWithCache(model, prompt, 4, "tape");
     await generateWithoutCache(model, prompt, 4);
     const cached = await timed(() =>
       generateWithCache(model, prompt, size.newTokens),
+    );
+    const tape = await timed(() =>
+      generateWithCache(model, prompt, size.newTokens, "tape"),
     );
     const uncached = await timed(() =>
       generateWithoutCache(model, prompt, size.newTokens),
     );
     const cachedRate = size.newTokens / (cached.ms / 1000);
     const uncachedRate = size.newTokens / (uncached.ms / 1000);
+    const tapeRate = size.newTokens / (tape.ms / 1000);
     host.log(
-      `  KV cache ${cachedRate.toFixed(1)} tokens/s, no cache ${uncachedRate.toFixed(1)} tokens/s`,
+      `  KV cache ${cachedRate.toFixed(1)} tokens/s (tape path ${tapeRate.toFixed(1)}), no cache ${uncachedRate.toFixed(1)} tokens/s`,
     );
     records.push({
       scenario: "generate",
@@ -545,6 +550,9 @@ async function generateScenario(
         uncached_tokens_per_s: uncachedRate,
         speedup: cachedRate / uncachedRate,
         same_tokens: sharedPrefix(cached.value, uncached.value),
+        tape_cached_tokens_per_s: tapeRate,
+        engine_vs_tape: cachedRate / tapeRate,
+        tape_same_tokens: sharedPrefix(cached.value, tape.value),
       },
     });
   } finally {

@@ -15,6 +15,7 @@ import {
   flatGrid,
   type ProgramCall,
 } from "../../../packages/core/src/kernels/program.js";
+import type { StepParams } from "../../../packages/core/src/kernels/step_params.js";
 
 /** dst[i] = src[i] for i < size: how an output gets its starting values. */
 function copyCall(size: number): ProgramCall {
@@ -76,14 +77,15 @@ export class ProgramCase {
     this.g.dispatch(label, call, bindings);
   }
 
-  /** Compiles, runs once and returns every output, in the order they were made. */
-  async run(): Promise<Float32Array[]> {
+  /** Compiles, runs once (with `params` as the step parameters) and returns every output, in order. */
+  async run(params?: StepParams): Promise<Float32Array[]> {
     const engine = new Engine(gpuDevice());
     try {
       const compiled = engine.compile(this.g);
       const values = await engine.run({
         graphs: [compiled],
         inputs: this.feeds.map(([t, data]) => [compiled, t, data]),
+        params,
         readback: this.outputs.map((t) => [compiled, t]),
       });
       return values.map((v) => v.slice());

@@ -19,9 +19,13 @@ struct StepParams {
   maxGradNorm : f32,
   // AdamW, per parameter group: (lr·lrScale / (1 − β1^t), √(1 − β2^t), 1 − lr·lrScale·weightDecay, unused).
   adam : array<vec4<f32>, ${MAX_PARAM_GROUPS}>,
+  // Decoding: the position of this run's first token; the KV cache holds positions before it.
+  position : u32,
 }`;
 
-export const STEP_PARAMS_BYTES = 16 + 16 * MAX_PARAM_GROUPS;
+/** The struct's bytes: position after the AdamW groups, the whole rounded up to 16 (WGSL uniform layout). */
+export const STEP_PARAMS_BYTES = 16 + 16 * MAX_PARAM_GROUPS + 16;
+const POSITION_OFFSET = 16 + 16 * MAX_PARAM_GROUPS;
 
 /** What a step's parameters hold, before they are laid out. */
 export interface StepParams {
@@ -31,6 +35,20 @@ export interface StepParams {
   maxGradNorm: number;
   /** One entry per parameter group, in group order. */
   adam: { stepSize: number; bias2Sqrt: number; decay: number }[];
+  /** Decoding: the absolute position of the run's first token (0 for training steps). */
+  position?: number;
+}
+
+/** The step parameters of a forward-only decoding run whose first token is at `position`. */
+export function decodeStepParams(position: number): StepParams {
+  return {
+    dropoutSeed: 0,
+    accumulate: false,
+    lossScale: 1,
+    maxGradNorm: 0,
+    adam: [],
+    position,
+  };
 }
 
 /** The bytes of `StepParams` as WGSL lays them out (uniform address space). */
@@ -50,5 +68,6 @@ export function encodeStepParams(p: StepParams): ArrayBuffer {
     view.setFloat32(20 + 16 * i, g.bias2Sqrt, true);
     view.setFloat32(24 + 16 * i, g.decay, true);
   });
+  view.setUint32(POSITION_OFFSET, p.position ?? 0, true);
   return buffer;
 }

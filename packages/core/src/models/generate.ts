@@ -5,6 +5,7 @@
 import { ConfigError } from "../errors.js";
 import { trimBufferPool } from "../backend/buffers.js";
 import type { CausalLM } from "./causal_lm.js";
+import { tokenDecoder, type TokenDecoder } from "./decoder.js";
 import {
   argmax,
   sampleNext,
@@ -32,6 +33,20 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (token: { id: number; text: string }) => void;
   /** Checked before each step (the prompt's prefill included): an abort rejects with its reason, cache freed. */
   signal?: AbortSignal;
+  /**
+   * Which path decodes (see models/decoder.ts): by default the compiled engine path wherever it is available
+   * (WebGPU), else tfjs ops ("tape"). Both give the same tokens; forcing "tape" is for comparisons.
+   */
+  decodePath?: "engine" | "tape";
+}
+
+/** Positions a generation of `newTokens` after `prompt` tokens reaches (its last token is not fed back). */
+function positionsFor(
+  model: CausalLM,
+  prompt: number,
+  newTokens: number,
+): number {
+  return Math.min(model.dims.maxPositions, prompt + newTokens);
 }
 
 export interface GenerateResult {
@@ -67,16 +82,19 @@ export async function generate(
   const random = seededRandom(options.seed ?? 0);
   const seen = [...promptIds];
   const ids: number[] = [];
-  const cache = model.newCache();
+  const decoder = tokenDecoder(
+    model,
+    1,
+    positionsFor(model, promptIds.length, maxNewTokens),
+    options.decodePath,
+  );
   let text = "";
   try {
     let input = promptIds;
     for (let step = 0; step < maxNewTokens; step++) {
       options.signal?.throwIfAborted();
-      const logits = model.nextTokenLogits([input], cache);
       // The one GPU -> CPU sync of each step: the sampler runs on the CPU.
-      const row = (await logits.data()) as Float32Array;
-      logits.dispose();
+      const row = await decoder.next([input]);
       const next = sampleNext(row, seen, sampling, random);
       if (eos.has(next)) return { ids, text, stopReason: "eos" };
       ids.push(next);
@@ -95,7 +113,7 @@ export async function generate(
     }
     return { ids, text, stopReason: "length" };
   } finally {
-    cache.dispose();
+    decoder.dispose();
     trimBufferPool();
   }
 }
@@ -126,6 +144,7 @@ const GREEDY_ROWS = 64;
  * @param maxNewTokens one budget per prompt.
  * @param batchSize rows per batch at most; by default as many as fit {@link BATCH_TOKENS}.
  * @param signal checked before each decode step: an abort rejects with its reason.
+ * @param decodePath as {@link GenerateOptions.decodePath}.
  */
 export async function greedyBatch(
   model: CausalLM,
@@ -134,6 +153,7 @@ export async function greedyBatch(
   eosTokenIds: number[],
   batchSize?: number,
   signal?: AbortSignal,
+  decodePath?: "engine" | "tape",
 ): Promise<{ ids: number[]; stopReason: "eos" | "length" }[]> {
   if (maxNewTokens.length !== prompts.length)
     throw new ConfigError(
@@ -163,22 +183,38 @@ export async function greedyBatch(
       );
     for (let at = 0; at < rows.length; at += size) {
       const batch = rows.slice(at, at + size);
-      await greedyRows(
+      const decoder = tokenDecoder(
         model,
-        batch,
-        prompts,
-        maxNewTokens,
-        eos,
-        results,
-        signal,
+        batch.length,
+        positionsFor(
+          model,
+          prompts[batch[0]!]!.length,
+          Math.max(...batch.map((r) => maxNewTokens[r]!)),
+        ),
+        decodePath,
       );
-      trimBufferPool(); // the KV cache grew by a token a step: buffers of every size
+      try {
+        await greedyRows(
+          decoder,
+          model,
+          batch,
+          prompts,
+          maxNewTokens,
+          eos,
+          results,
+          signal,
+        );
+      } finally {
+        decoder.dispose();
+      }
+      trimBufferPool(); // the tape path's KV cache grew by a token a step: buffers of every size
     }
   }
   return results;
 }
 
 async function greedyRows(
+  decoder: TokenDecoder,
   model: CausalLM,
   rows: number[],
   prompts: number[][],
@@ -190,28 +226,21 @@ async function greedyRows(
   const V = model.dims.vocabSize;
   const budget = Math.max(...rows.map((r) => maxNewTokens[r]!));
   const done = rows.map((r) => maxNewTokens[r]! < 1);
-  const cache = model.newCache();
-  try {
-    let input = rows.map((r) => prompts[r]!);
-    for (let step = 0; step < budget && done.includes(false); step++) {
-      signal?.throwIfAborted();
-      const logits = model.nextTokenLogits(input, cache);
-      const all = (await logits.data()) as Float32Array;
-      logits.dispose();
-      input = rows.map((r, b) => {
-        const next = argmax(all.subarray(b * V, (b + 1) * V));
-        if (done[b]) return [next];
-        if (eos.has(next)) {
-          results[r]!.stopReason = "eos";
-          done[b] = true;
-        } else {
-          results[r]!.ids.push(next);
-          if (results[r]!.ids.length >= maxNewTokens[r]!) done[b] = true;
-        }
-        return [next];
-      });
-    }
-  } finally {
-    cache.dispose();
+  let input = rows.map((r) => prompts[r]!);
+  for (let step = 0; step < budget && done.includes(false); step++) {
+    signal?.throwIfAborted();
+    const all = await decoder.next(input);
+    input = rows.map((r, b) => {
+      const next = argmax(all.subarray(b * V, (b + 1) * V));
+      if (done[b]) return [next];
+      if (eos.has(next)) {
+        results[r]!.stopReason = "eos";
+        done[b] = true;
+      } else {
+        results[r]!.ids.push(next);
+        if (results[r]!.ids.length >= maxNewTokens[r]!) done[b] = true;
+      }
+      return [next];
+    });
   }
 }

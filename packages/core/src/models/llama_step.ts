@@ -30,7 +30,13 @@ import {
   type AttentionDims,
 } from "../engine/ops/attention.js";
 import {
+  attendCache,
+  writeCache,
+  type LayerCache,
+} from "../engine/ops/kv_cache.js";
+import {
   ropeHeads,
+  ropeHeadsAt,
   ropeHeadsBackward,
   type RopeTables,
 } from "../engine/ops/rope.js";
@@ -42,7 +48,12 @@ import {
   withRecomputedRmsNorm,
   type LinearSaved,
 } from "./layers.js";
-import type { StepArchitecture, StepBlock, StepLayers } from "./step.js";
+import type {
+  DecodeBlock,
+  StepArchitecture,
+  StepBlock,
+  StepLayers,
+} from "./step.js";
 
 /** The parts of a Llama decoder layer the step reads. */
 export interface LlamaStepLayer {
@@ -89,7 +100,7 @@ interface Saved {
   down: LinearSaved;
 }
 
-class LlamaBlockStep implements StepBlock<Saved> {
+class LlamaBlockStep implements StepBlock<Saved>, DecodeBlock {
   constructor(
     private readonly layer: LlamaStepLayer,
     private readonly name: string,
@@ -147,21 +158,7 @@ class LlamaBlockStep implements StepBlock<Saved> {
       { scale: 1 / Math.sqrt(D) },
     );
     const x1 = a.o_proj.stepForward(s, o, { residual: x });
-    // SwiGLU MLP
-    const n2 = rmsNorm(
-      s,
-      `${name}.post_attention_layernorm`,
-      x1.y,
-      s.vector(
-        layer.post_attention_layernorm,
-        `${name}.post_attention_layernorm.weight`,
-      ),
-      eps,
-    );
-    const gate = layer.mlp.gate_proj.stepForward(s, n2.y);
-    const up = layer.mlp.up_proj.stepForward(s, n2.y);
-    const act = activate(s, `${name}.mlp.act_fn`, gate.y, "silu", up.y);
-    const y = layer.mlp.down_proj.stepForward(s, act, { residual: x1.y });
+    const { n2, gate, up, y } = this.mlp(s, x1.y);
     return {
       y: y.y,
       saved: {
@@ -181,6 +178,62 @@ class LlamaBlockStep implements StepBlock<Saved> {
         down: y.saved,
       },
     };
+  }
+
+  /** The SwiGLU MLP with its norm and residual: x1 -> y. */
+  private mlp(s: StepBuilder, x1: GraphTensor) {
+    const { layer, name, eps } = this;
+    const n2 = rmsNorm(
+      s,
+      `${name}.post_attention_layernorm`,
+      x1,
+      s.vector(
+        layer.post_attention_layernorm,
+        `${name}.post_attention_layernorm.weight`,
+      ),
+      eps,
+    );
+    const gate = layer.mlp.gate_proj.stepForward(s, n2.y);
+    const up = layer.mlp.up_proj.stepForward(s, n2.y);
+    const act = activate(s, `${name}.mlp.act_fn`, gate.y, "silu", up.y);
+    const y = layer.mlp.down_proj.stepForward(s, act, { residual: x1 });
+    return { n2, gate, up, y };
+  }
+
+  /**
+   * Decoding: the forward of T new tokens at the step's position, keys (after RoPE) and values written into the
+   * layer's cache, queries attending over it. Nothing is kept for a backward.
+   */
+  decode(s: StepBuilder, x: GraphTensor, cache: LayerCache): GraphTensor {
+    const { layer, name, eps, dims, rope } = this;
+    const { B, T, H, G, D } = dims;
+    const a = layer.self_attn;
+    const n1 = rmsNorm(
+      s,
+      `${name}.input_layernorm`,
+      x,
+      s.vector(layer.input_layernorm, `${name}.input_layernorm.weight`),
+      eps,
+    );
+    const q = a.q_proj.stepForward(s, n1.y).y;
+    const k = a.k_proj.stepForward(s, n1.y).y;
+    const v = a.v_proj.stepForward(s, n1.y).y;
+    const qr = ropeHeadsAt(s, `${name}.q`, rowHeads(q, B, T, H, D), rope);
+    ropeHeadsAt(s, `${name}.k`, rowHeads(k, B, T, G, D), rope, {
+      cache: { tensor: cache.k, S: cache.S },
+    });
+    writeCache(s, `${name}.v`, rowHeads(v, B, T, G, D), cache.v, cache.S);
+    const o = s.g.activation(`${name}.attn_out`, [B * T, H * D]);
+    attendCache(
+      s,
+      `${name}.self_attn`,
+      { q: contiguousHeads(qr, B, H, T, D), o: rowHeads(o, B, T, H, D) },
+      cache,
+      G,
+      { scale: 1 / Math.sqrt(D) },
+    );
+    const x1 = a.o_proj.stepForward(s, o, { residual: x });
+    return this.mlp(s, x1.y).y.y;
   }
 
   backward(
@@ -314,6 +367,27 @@ export function llamaStep(m: LlamaStepModel): StepArchitecture {
         ),
         norm: rmsNormBlock(m.norm, "model.norm", eps),
       };
+    },
+    decoding: {
+      kvHeads: G,
+      headDim: D,
+      layers(s, B, T, S) {
+        // Tables of every position the cache holds, read at the step's position.
+        const { cos, sin } = ropeTableValues(m.invFreq, 0, S);
+        const rope = {
+          cos: s.g.constant("rope.cos", [S, D], cos),
+          sin: s.g.constant("rope.sin", [S, D], sin),
+        };
+        const dims = { B, T, H, G, D };
+        return {
+          embedding: { table: m.embed_tokens },
+          blocks: m.layers.map(
+            (layer, i) =>
+              new LlamaBlockStep(layer, `model.layers.${i}`, eps, dims, rope),
+          ),
+          norm: rmsNormBlock(m.norm, "model.norm", eps),
+        };
+      },
     },
   };
 }

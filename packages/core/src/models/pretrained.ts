@@ -104,7 +104,7 @@ export class PretrainedModel {
   async greedyBatch(
     prompts: number[][],
     maxNewTokens: number[],
-    options: { signal?: AbortSignal } = {},
+    options: Pick<GenerateOptions, "signal" | "decodePath"> = {},
   ): Promise<GenerateResult[]> {
     const rows = await greedyBatch(
       this.lm,
@@ -113,6 +113,7 @@ export class PretrainedModel {
       this.eosTokenIds(),
       undefined,
       options.signal,
+      options.decodePath,
     );
     return rows.map((r) => ({
       ...r,

@@ -12,6 +12,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { StepBuilder } from "../engine/builder.js";
 import type { GraphTensor } from "../engine/graph.js";
+import type { LayerCache } from "../engine/ops/kv_cache.js";
 import { embed, embedBackward } from "../engine/ops/embedding.js";
 import { crossEntropy } from "../engine/ops/loss.js";
 import {
@@ -59,9 +60,32 @@ export interface StepLayers {
   norm: StepBlock;
 }
 
+/** A block of a decoding graph: x [B·T, C] -> y [B·T, C], its keys and values written into its layer's cache. */
+export interface DecodeBlock {
+  decode(s: StepBuilder, x: GraphTensor, cache: LayerCache): GraphTensor;
+}
+
+/** What an architecture gives a decoding graph of [B, T] new tokens over a cache of S positions. */
+export interface DecodeLayers {
+  /** With positions, the table's rows are read at the step's position (`fromStep`). */
+  embedding: StepEmbedding;
+  blocks: DecodeBlock[];
+  norm: StepBlock;
+}
+
+/** An architecture's decoding (see models/decode_step.ts). */
+export interface StepDecoding {
+  /** The cache's per-layer shape: kv heads and head dim. */
+  kvHeads: number;
+  headDim: number;
+  layers(s: StepBuilder, B: number, T: number, S: number): DecodeLayers;
+}
+
 export interface StepArchitecture {
   /** The layers for batches of [B, T] (recording any per-shape constants, such as RoPE tables). */
   layers(s: StepBuilder, B: number, T: number): StepLayers;
+  /** Decoding with a KV cache written in place, where the architecture has it. */
+  decoding?: StepDecoding;
   /** The LM head's vocabulary chunks (the tied embedding, or lm_head). */
   head: Embedding;
   /** Gemma-style final logit softcapping. */

@@ -55,6 +55,11 @@ export function untrackEngineBuffer(buffer: GPUBuffer): void {
   engineBuffers.delete(buffer);
 }
 
+/** Buffers the engine holds now (tests check that a finished run leaves none behind). */
+export function liveEngineBuffers(): number {
+  return engineBuffers.size;
+}
+
 function engineBytes(category?: MemoryCategory | "all"): number {
   let n = 0;
   for (const [b, c] of engineBuffers)

@@ -24,8 +24,15 @@ export function embed(
     rows: number;
     C: number;
     scale?: number;
-    /** A positional table [≥ T, C]: row n gets positions[n % T] added (GPT-2's wpe for [B, T] batches). */
-    positions?: { table: GraphTensor | TensorRange; T: number };
+    /**
+     * A positional table [≥ T, C]: row n gets positions[n % T] added (GPT-2's wpe for [B, T] batches), or with
+     * `fromStep` (decoding) positions[p + n % T], p the step's position.
+     */
+    positions?: {
+      table: GraphTensor | TensorRange;
+      T: number;
+      fromStep?: boolean;
+    };
   },
 ): GraphTensor {
   const { rows: N, C } = options;
@@ -45,6 +52,7 @@ export function embed(
         wOffset: w.attrs.wOffset,
         scale: options.scale,
         positions: options.positions?.T,
+        positionFromStep: options.positions?.fromStep,
       }),
       [
         x,

@@ -23,7 +23,7 @@ import {
 } from "../../kernels/cross_entropy/program.js";
 import { matmulCall } from "../../kernels/lora_linear/program.js";
 import { biasGrad } from "../../kernels/grads/column_grads.js";
-import type { BoundVector, StepBuilder } from "../builder.js";
+import type { BoundMatrix, BoundVector, StepBuilder } from "../builder.js";
 import { subRange, type GraphTensor, type TensorRange } from "../graph.js";
 import type { Matrix } from "../../kernels/quant/packed.js";
 import { ShapeError } from "../../errors.js";
@@ -65,6 +65,37 @@ export function rowsPerBlock(
   const byBinding = Math.floor(maxBindingBytes / (4 * widestChunk));
   const rows = Math.min(byBudget, byBinding);
   return rows >= N ? N : Math.max(64, Math.floor(rows / 64) * 64);
+}
+
+/** z [n, Vc] = h·E_kᵀ (+ bias): one vocabulary chunk's logits of n rows of h [n, C]. */
+export function headLogits(
+  s: StepBuilder,
+  label: string,
+  h: GraphTensor | TensorRange,
+  w: BoundMatrix,
+  n: number,
+  bias?: BoundVector,
+): GraphTensor {
+  const [Vc, C] = w.shape;
+  const z = s.g.activation(label, [n, Vc]);
+  s.g.dispatch(
+    label,
+    matmulCall(
+      { M: n, N: Vc, K: C },
+      {
+        ...PLAIN,
+        xLayout: "mk",
+        wLayout: "nk",
+        wFormat: w.attrs.wFormat,
+        doubleQuant: w.attrs.doubleQuant,
+        bias: bias !== undefined,
+      },
+      s.software,
+      { wOffset: w.attrs.wOffset },
+    ),
+    [z, h, w.data, ...(bias ? [bias.value] : []), ...w.scales],
+  );
+  return z;
 }
 
 /**
@@ -116,29 +147,8 @@ export function crossEntropy(
     const t = subRange(targets, r0, n);
     const at = `${label} rows ${r0}..${r0 + n}`;
     const stats = s.g.activation(`${at}.stats`, [K, n, STATS_WIDTH]);
-    const chunkLogits = (k: number, name: string): GraphTensor => {
-      const w = chunks[k]!;
-      const Vc = w.shape[0];
-      const z = s.g.activation(`${at}.${name}`, [n, Vc]);
-      s.g.dispatch(
-        `${at} ${name}`,
-        matmulCall(
-          { M: n, N: Vc, K: C },
-          {
-            ...PLAIN,
-            xLayout: "mk",
-            wLayout: "nk",
-            wFormat: w.attrs.wFormat,
-            doubleQuant: w.attrs.doubleQuant,
-            bias: bias !== undefined,
-          },
-          s.software,
-          { wOffset: w.attrs.wOffset },
-        ),
-        [z, rows, w.data, ...(bias ? [bias.value] : []), ...w.scales],
-      );
-      return z;
-    };
+    const chunkLogits = (k: number, name: string): GraphTensor =>
+      headLogits(s, `${at}.${name}`, rows, chunks[k]!, n, bias);
     const logits = chunks.map((w, k) => {
       const z = chunkLogits(k, `logits_${k}`);
       s.g.dispatch(

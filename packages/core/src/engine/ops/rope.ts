@@ -9,6 +9,7 @@ import {
   qkRopeForward,
   type HeadView,
 } from "../../kernels/rope/program.js";
+import { cacheLayout } from "../../kernels/kv_cache/program.js";
 import { ShapeError } from "../../errors.js";
 import { headRmsNormScaleGrad } from "../../kernels/grads/column_grads.js";
 import type { StepBuilder } from "../builder.js";
@@ -53,6 +54,45 @@ export function ropeHeads(
     ],
   );
   return { out, rstd };
+}
+
+/**
+ * Decoding: a run whose first token is at the step's position p. Queries come back as [B, heads, T, D], rotated
+ * by rows p + t of tables that cover every position ([S, D]); with `cache` (keys), they are written into the
+ * cache [B, heads, S, D] at rows p..p+T−1 instead, and nothing else is made.
+ */
+export function ropeHeadsAt(
+  s: StepBuilder,
+  label: string,
+  src: Heads,
+  tables: RopeTables,
+  options: {
+    norm?: { weight: GraphTensor | TensorRange; eps: number };
+    cache?: { tensor: GraphTensor; S: number };
+  } = {},
+): GraphTensor {
+  const { B, heads, T, D } = src;
+  const { norm, cache } = options;
+  const out =
+    cache?.tensor ?? s.g.activation(`${label}_rope`, [B, heads, T, D]);
+  // The norm's rstd only serves a backward; a decoding run keeps it in a scratch.
+  const rstd = norm && s.g.activation(`${label}_norm.rstd`, [B, heads, T]);
+  s.g.dispatch(
+    `${label} rope`,
+    qkRopeForward(view(src), norm && { eps: norm.eps }, {
+      positioning: cache ? "tables+out" : "tables",
+      out: cache && cacheLayout(heads, cache.S, D),
+    }),
+    [
+      out,
+      ...(rstd ? [rstd] : []),
+      src.tensor,
+      tables.cos,
+      tables.sin,
+      ...(norm ? [norm.weight] : []),
+    ],
+  );
+  return out;
 }
 
 /**

@@ -37,6 +37,8 @@ export interface EmbeddingLookup {
   scale?: number;
   /** Adds pos[n % T] (a bound [≥ T, C] table); omitted: no positional table. */
   positions?: number;
+  /** Decoding: adds pos[p + n % T] instead, p the step parameters' position (the table covers every position). */
+  positionFromStep?: boolean;
 }
 
 const UNIFORMS: Program["uniforms"] = [
@@ -76,11 +78,14 @@ function storage(l: EmbeddingLookup, vec4: boolean): StorageBinding[] {
 
 function body(l: EmbeddingLookup, vec4: boolean): string {
   const pos = l.positions !== undefined;
+  const row = l.positionFromStep
+    ? "(i32(step.position) + n % uniforms.T)"
+    : "(n % uniforms.T)";
   const value = vec4
     ? `var v = wAt4(s * uniforms.cols + c) * uniforms.scale;${
         pos
           ? `
-    let p = (n % uniforms.T) * uniforms.cols + c;
+    let p = ${row} * uniforms.cols + c;
     v = v + vec4<f32>(pos[p], pos[p + 1], pos[p + 2], pos[p + 3]);`
           : ""
       }
@@ -88,7 +93,7 @@ function body(l: EmbeddingLookup, vec4: boolean): string {
     : `var v = wAt(s * uniforms.cols + c) * uniforms.scale;${
         pos
           ? `
-    v = v + pos[(n % uniforms.T) * uniforms.cols + c];`
+    v = v + pos[${row} * uniforms.cols + c];`
           : ""
       }
     Y[n * uniforms.cols + c] = v;`;
@@ -119,13 +124,14 @@ export function embeddingLookup(l: EmbeddingLookup): ProgramCall {
     l.doubleQuant ? "dq" : "",
     vec4 ? "v4" : "v1",
     l.positions !== undefined ? "pos" : "",
+    l.positionFromStep ? "at" : "",
   ].join("_");
   return {
     program: {
       key,
       storage: storage(l, vec4),
       uniforms: UNIFORMS,
-      stepParams: false,
+      stepParams: l.positionFromStep === true,
       workgroupSize: [WORKGROUP_X, 1, 1],
       body: body(l, vec4),
       flat: false,

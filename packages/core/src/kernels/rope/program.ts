@@ -11,6 +11,10 @@
  *   dx = rstd·g − x·rstd³·mean(g·x),  g = dn·w
  * written into the view.
  *
+ * Decoding (forward only): the run's first token sits at the step parameters' `position` p, so token t reads
+ * row p + t of tables that cover every position of the cache; a key's output goes straight into the KV cache,
+ * a strided [B, G, S, D] view, at row p + t (`ropeIntoCache`), a query's into a contiguous [B, H, T, D].
+ *
  * Layout: L lanes per row (a power of two ≥ D/2, at most 64), 64 / L rows per 64-invocation workgroup, so short
  * heads (D = 12: 8 rows per group) keep the invocations busy; lane l handles the pairs d = l, l + L, ... The
  * norm's sums reduce over each row's L lanes (`segmentSum`). Rows: B·H·T, groups wrapped into y past 65535.
@@ -83,14 +87,35 @@ const UNIFORMS: Program["uniforms"] = [
   { name: "sH", type: "i32" },
   { name: "sT", type: "i32" },
   { name: "eps", type: "f32" },
+  // The output view (contiguous [B, H, T, D] unless written into a cache).
+  { name: "oOff", type: "i32" },
+  { name: "oB", type: "i32" },
+  { name: "oH", type: "i32" },
+  { name: "oT", type: "i32" },
 ];
+
+/**
+ * Where a decoding run's rows are: "none" (training: token t is position t), "tables" (token t reads table row
+ * p + t, p the step's position), "tables+out" (and is written at row p + t of the output view: the KV cache).
+ */
+export type RopePositioning = "none" | "tables" | "tables+out";
+
+/** Where the forward writes: element (b, h, t, d) at offset + b·sB + h·sH + t·sT + d. */
+export interface OutView {
+  offset: number;
+  sB: number;
+  sH: number;
+  sT: number;
+}
 
 /**
  * This invocation's head row and lane. An invocation past the last row takes row rows − 1, so that every one
  * reaches the barriers, and writes nothing (`live`). `src`: the row in the view, `dst`: in [B, H, T, D],
  * `tab`: in the [T, D] tables.
  */
-function rowWGSL(lanes: number): string {
+function rowWGSL(lanes: number, positioning: RopePositioning): string {
+  const p = positioning === "none" ? "0" : "i32(step.position)";
+  const outRow = positioning === "tables+out" ? "t + p" : "t";
   return `
   let tid = i32(localId.x);
   let lane = tid & ${lanes - 1};
@@ -103,11 +128,16 @@ function rowWGSL(lanes: number): string {
   let h = (row / uniforms.T) % uniforms.H;
   let b = row / (uniforms.T * uniforms.H);
   let src = uniforms.offset + b * uniforms.sB + h * uniforms.sH + t * uniforms.sT;
-  let dst = row * D;
-  let tab = t * D;`;
+  let p = ${p};
+  let dst = uniforms.oOff + b * uniforms.oB + h * uniforms.oH + (${outRow}) * uniforms.oT;
+  let tab = (t + p) * D;`;
 }
 
-function forwardBody(norm: boolean, lanes: number): string {
+function forwardBody(
+  norm: boolean,
+  lanes: number,
+  positioning: RopePositioning,
+): string {
   const stats = norm
     ? `
   var sumSq = 0.0;
@@ -123,7 +153,7 @@ function forwardBody(norm: boolean, lanes: number): string {
   const scaled = (i: string) =>
     norm ? `X[src + ${i}] * r * weight[${i}]` : `X[src + ${i}]`;
   return `
-fn main() {${rowWGSL(lanes)}${stats}
+fn main() {${rowWGSL(lanes, positioning)}${stats}
   for (var d = lane; d < half; d = d + ${lanes}) {
     let x1 = ${scaled("d")};
     let x2 = ${scaled("d + half")};
@@ -142,7 +172,7 @@ function backwardBody(norm: boolean, lanes: number): string {
     let g2 = (dy2 * cosT[tab + d + half] - dy1 * sinT[tab + d])${norm ? " * weight[d + half]" : ""};`;
   if (!norm)
     return `
-fn main() {${rowWGSL(lanes)}
+fn main() {${rowWGSL(lanes, "none")}
   if (!live) { return; }
   for (var d = lane; d < half; d = d + ${lanes}) {${unrotate}
     dX[src + d] = g1;
@@ -150,7 +180,7 @@ fn main() {${rowWGSL(lanes)}
   }
 }`;
   return `
-fn main() {${rowWGSL(lanes)}
+fn main() {${rowWGSL(lanes, "none")}
   let r = rstd[row];
   var sumGX = 0.0;
   for (var d = lane; d < half; d = d + ${lanes}) {${unrotate}
@@ -179,6 +209,7 @@ function program(
   direction: "forward" | "backward",
   norm: boolean,
   lanes: number,
+  positioning: RopePositioning,
 ): Program {
   const names =
     direction === "forward"
@@ -200,13 +231,14 @@ function program(
         );
   const body =
     direction === "forward"
-      ? forwardBody(norm, lanes)
+      ? forwardBody(norm, lanes, positioning)
       : backwardBody(norm, lanes);
+  const at = positioning === "none" ? "" : `_at_${positioning}`;
   return {
-    key: `webtuneEngine_qkRope_${direction}_${norm ? "norm" : "plain"}_l${lanes}`,
+    key: `webtuneEngine_qkRope_${direction}_${norm ? "norm" : "plain"}_l${lanes}${at}`,
     storage: names,
     uniforms: UNIFORMS,
-    stepParams: false,
+    stepParams: positioning !== "none",
     workgroupSize: [WORKGROUP, 1, 1],
     body: norm ? `${segmentSumWGSL(WORKGROUP, lanes)}\n${body}` : body,
     flat: false,
@@ -218,14 +250,25 @@ function call(
   view: HeadView,
   norm: boolean,
   eps: number,
+  positioning: RopePositioning = "none",
+  out?: OutView,
 ): ProgramCall {
   checkView(view);
   const lanes = ropeLanes(view.D);
   const rows = view.B * view.H * view.T;
   const v = view;
+  const o = out ?? {
+    offset: 0,
+    sB: v.H * v.T * v.D,
+    sH: v.T * v.D,
+    sT: v.D,
+  };
   return {
-    program: program(direction, norm, lanes),
-    uniforms: [rows, v.H, v.T, v.D, v.offset, v.sB, v.sH, v.sT, eps],
+    program: program(direction, norm, lanes, positioning),
+    uniforms: [
+      ...[rows, v.H, v.T, v.D, v.offset, v.sB, v.sH, v.sT, eps],
+      ...[o.offset, o.sB, o.sH, o.sT],
+    ],
     workgroups: flatGrid(Math.ceil(rows / (WORKGROUP / lanes))),
   };
 }
@@ -233,13 +276,27 @@ function call(
 /**
  * Forward: the view's heads, RMS-normalised over D when `norm` is given, rotated. Bindings: Y [B, H, T, D],
  * rstd [B, H, T] (with norm), X (the view's array), cosT [T, D], sinT [T, D], weight [D] (with norm).
- * Uniforms: rows (B·H·T), H, T, D, offset, sB, sH, sT, eps.
+ * Uniforms: rows (B·H·T), H, T, D, offset, sB, sH, sT, eps, then the output view's offset and strides.
+ * With `decoding`, the tables cover every position ([S, D]) and are read at row p + t; with "tables+out" Y is
+ * the cache array and `out` its view.
  */
 export function qkRopeForward(
   view: HeadView,
   norm?: { eps: number },
+  decoding?: { positioning: RopePositioning; out?: OutView },
 ): ProgramCall {
-  return call("forward", view, norm !== undefined, norm?.eps ?? 0);
+  if (decoding?.positioning === "tables+out" && !decoding.out)
+    throw new ShapeError(
+      "RoPE into a cache needs the cache's view (`out`): its rows are written at the step's position.",
+    );
+  return call(
+    "forward",
+    view,
+    norm !== undefined,
+    norm?.eps ?? 0,
+    decoding?.positioning,
+    decoding?.out,
+  );
 }
 
 /**

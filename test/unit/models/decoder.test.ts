@@ -1,0 +1,124 @@
+/**
+ * The compiled decoding path against the tape path (tfjs ops, a cache grown by concatenation), on small random
+ * models of every architecture that decodes in a compiled graph: the prompt's prefill and then one token at a time,
+ * the same last-position logits (normwise 1e-4 relative to the row's largest logit: two implementations of the
+ * same f32 maths, summing in different orders) and the same greedy tokens; with a LoRA adapter too. Decoding
+ * leaves tfjs's tensor count and the engine's buffers where they were, and refuses a run past its cache.
+ *
+ * Letters: B rows, P prompt tokens, V vocabulary.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { disposeRuntime, ShapeError } from "@webtune/core";
+import { liveEngineBuffers } from "../../../packages/core/src/runtime/memory.js";
+import { tokenDecoder } from "../../../packages/core/src/models/decoder.js";
+import { greedyBatch } from "../../../packages/core/src/models/generate.js";
+import { resolveConfig } from "../../../packages/core/src/models/registry.js";
+import type { CausalLM } from "../../../packages/core/src/models/causal_lm.js";
+import { argmax } from "../../../packages/core/src/models/sampling.js";
+import { needGpu, startGpu } from "../../helpers/gpu.js";
+import { randomWeightSource } from "../../helpers/random_weights.js";
+import { expectNear } from "../../helpers/tensors.js";
+import { TINY_CONFIGS } from "./tiny_configs.js";
+
+const RTOL = 1e-4;
+const ARCHITECTURES = ["llama", "qwen2"];
+
+const models = new Map<string, CausalLM>();
+beforeAll(async () => {
+  const info = await startGpu();
+  if (!info) return;
+  for (const arch of ARCHITECTURES) {
+    const raw = TINY_CONFIGS[arch]!;
+    models.set(
+      arch,
+      await resolveConfig(raw, arch).load(
+        randomWeightSource(raw, `${arch} (random)`),
+        1 << 30,
+      ),
+    );
+  }
+});
+afterAll(() => {
+  for (const m of models.values()) m.dispose();
+  disposeRuntime();
+});
+
+/** Logits of both paths for `prompts` (equal lengths), then `steps` greedy tokens fed back. */
+async function bothPaths(lm: CausalLM, prompts: number[][], steps: number) {
+  const S = prompts[0]!.length + steps;
+  const engine = tokenDecoder(lm, prompts.length, S, "engine");
+  const tape = tokenDecoder(lm, prompts.length, S, "tape");
+  const V = lm.dims.vocabSize;
+  const tokens: number[][] = [];
+  try {
+    let input = prompts;
+    for (let step = 0; step < steps; step++) {
+      const [a, b] = [await engine.next(input), await tape.next(input)];
+      expectNear(a, b, RTOL, `step ${step} logits`);
+      const next = input.map((_, r) => argmax(b.subarray(r * V, (r + 1) * V)));
+      expect(
+        input.map((_, r) => argmax(a.subarray(r * V, (r + 1) * V))),
+      ).toEqual(next);
+      tokens.push(next);
+      input = next.map((id) => [id]);
+    }
+  } finally {
+    engine.dispose();
+    tape.dispose();
+  }
+  return tokens;
+}
+
+describe("compiled decoding", () => {
+  for (const arch of ARCHITECTURES)
+    it(`gives the tape path's logits and tokens, prefill then one token a step (${arch})`, async (ctx) => {
+      await needGpu(ctx);
+      const lm = models.get(arch)!;
+      await bothPaths(lm, [[5, 17, 33, 2, 61, 8, 40]], 12);
+      await bothPaths(
+        lm,
+        [
+          [1, 2, 3],
+          [50, 60, 70],
+          [9, 9, 9],
+        ],
+        10,
+      );
+    });
+
+  it("leaves tfjs's tensors and the engine's buffers where they were", async (ctx) => {
+    await needGpu(ctx);
+    const lm = models.get("llama")!;
+    await bothPaths(lm, [[4, 5, 6]], 3);
+    const tensors = tf.memory().numTensors;
+    const buffers = liveEngineBuffers();
+    await bothPaths(lm, [[4, 5, 6]], 8);
+    await greedyBatch(
+      lm,
+      [
+        [1, 2],
+        [3, 4],
+        [5, 6, 7],
+      ],
+      [5, 5, 5],
+      [],
+    );
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(liveEngineBuffers()).toBe(buffers);
+  });
+
+  it("refuses tokens past its cache, naming the positions", async (ctx) => {
+    await needGpu(ctx);
+    const d = tokenDecoder(models.get("llama")!, 1, 4, "engine");
+    try {
+      await d.next([[1, 2, 3]]);
+      await expect(d.next([[1, 2]])).rejects.toThrow(ShapeError);
+      await expect(d.next([[1, 2]])).rejects.toThrow(
+        /3 cached \+ 2 new tokens is over the cache's 4 positions/,
+      );
+    } finally {
+      d.dispose();
+    }
+  });
+});
