@@ -9,7 +9,13 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { disposeRuntime, ShapeError } from "@webtune/core";
+import {
+  disposeRuntime,
+  loadModel,
+  LoraModel,
+  ShapeError,
+  type LoraConfigInput,
+} from "@webtune/core";
 import { liveEngineBuffers } from "../../../packages/core/src/runtime/memory.js";
 import { tokenDecoder } from "../../../packages/core/src/models/decoder.js";
 import { greedyBatch } from "../../../packages/core/src/models/generate.js";
@@ -22,22 +28,40 @@ import { expectNear } from "../../helpers/tensors.js";
 import { TINY_CONFIGS } from "./tiny_configs.js";
 
 const RTOL = 1e-4;
-const ARCHITECTURES = ["llama", "qwen2"];
+const ARCHITECTURES = ["llama", "qwen2", "gpt2", "gemma3_text"];
+
+const DEMO = "demo/public/models/webtune-demo-base";
+/** Gemma 3 with both softcaps on (the tiny config has neither): attention scores and the final logits. */
+const SOFTCAPPED = "gemma3_text, softcapped";
 
 const models = new Map<string, CausalLM>();
 beforeAll(async () => {
   const info = await startGpu();
   if (!info) return;
-  for (const arch of ARCHITECTURES) {
-    const raw = TINY_CONFIGS[arch]!;
+  const configs: [string, string, Record<string, unknown>][] = [
+    ...ARCHITECTURES.map((a): [string, string, Record<string, unknown>] => [
+      a,
+      a,
+      TINY_CONFIGS[a]!,
+    ]),
+    [
+      SOFTCAPPED,
+      "gemma3_text",
+      {
+        ...TINY_CONFIGS["gemma3_text"]!,
+        attn_logit_softcapping: 2,
+        final_logit_softcapping: 3,
+      },
+    ],
+  ];
+  for (const [name, arch, raw] of configs)
     models.set(
-      arch,
+      name,
       await resolveConfig(raw, arch).load(
-        randomWeightSource(raw, `${arch} (random)`),
+        randomWeightSource(raw, `${name} (random)`),
         1 << 30,
       ),
     );
-  }
 });
 afterAll(() => {
   for (const m of models.values()) m.dispose();
@@ -71,7 +95,7 @@ async function bothPaths(lm: CausalLM, prompts: number[][], steps: number) {
 }
 
 describe("compiled decoding", () => {
-  for (const arch of ARCHITECTURES)
+  for (const arch of [...ARCHITECTURES, SOFTCAPPED])
     it(`gives the tape path's logits and tokens, prefill then one token a step (${arch})`, async (ctx) => {
       await needGpu(ctx);
       const lm = models.get(arch)!;
@@ -85,6 +109,32 @@ describe("compiled decoding", () => {
         ],
         10,
       );
+    });
+
+  for (const dora of [false, true])
+    it(`decodes with the ${dora ? "DoRA" : "LoRA"} adapter that applies now, as the tape path does (demo model)`, async (ctx) => {
+      await needGpu(ctx);
+      const model = await loadModel(DEMO, { cache: false });
+      try {
+        const peft = new LoraModel(model);
+        const config: LoraConfigInput = {
+          r: 4,
+          loraAlpha: 8,
+          targetModules: "all-linear",
+          initLoraWeights: false,
+          useDora: dora,
+        };
+        peft.addAdapter("default", config);
+        const prompt = [[11, 48, 85, 122, 159, 196, 233, 270]];
+        const tuned = await bothPaths(model.lm, prompt, 8);
+        // The adapter moves the tokens: agreeing with it is not agreeing with the base model.
+        const base = await peft.withAdaptersDisabled(() =>
+          bothPaths(model.lm, prompt, 8),
+        );
+        expect(tuned).not.toEqual(base);
+      } finally {
+        model.dispose();
+      }
     });
 
   it("leaves tfjs's tensors and the engine's buffers where they were", async (ctx) => {

@@ -28,9 +28,15 @@ import {
   rowHeads,
   type AttentionDims,
 } from "../engine/ops/attention.js";
+import {
+  attendCache,
+  writeCache,
+  type LayerCache,
+} from "../engine/ops/kv_cache.js";
 import { rmsNorm, rmsNormBackward } from "../engine/ops/norm.js";
 import {
   ropeHeads,
+  ropeHeadsAt,
   ropeHeadsBackward,
   type RopeTables,
 } from "../engine/ops/rope.js";
@@ -42,7 +48,7 @@ import {
   type LinearSaved,
 } from "./layers.js";
 import { rmsNormBlock } from "./llama_step.js";
-import type { StepArchitecture, StepBlock } from "./step.js";
+import type { DecodeBlock, StepArchitecture, StepBlock } from "./step.js";
 
 /** The parts of a Gemma 3 decoder layer the step reads (every norm weight already (1 + w)). */
 export interface Gemma3StepLayer {
@@ -109,7 +115,7 @@ interface Saved {
   y: Normed;
 }
 
-class Gemma3BlockStep implements StepBlock<Saved> {
+class Gemma3BlockStep implements StepBlock<Saved>, DecodeBlock {
   constructor(
     private readonly layer: Gemma3StepLayer,
     private readonly name: string,
@@ -208,7 +214,19 @@ class Gemma3BlockStep implements StepBlock<Saved> {
       dims,
       this.options(),
     );
-    const po = a.o_proj.stepForward(s, o);
+    const after = this.afterAttention(s, x, o);
+    return {
+      y: after.y.y,
+      saved: { x, n1, q, k, v, qr, kr, o, lse, ...after },
+    };
+  }
+
+  /** o_proj, its post-norm and residual, then the gelu-tanh gated MLP between its own pre and post norms. */
+  private afterAttention(s: StepBuilder, x: GraphTensor, o: GraphTensor) {
+    const { layer, name } = this;
+    const eps = this.m.dims.rmsNormEps;
+    const n = layer.norms;
+    const po = layer.self_attn.o_proj.stepForward(s, o);
     const x1 = rmsNorm(
       s,
       `${name}.post_attention_layernorm`,
@@ -241,10 +259,50 @@ class Gemma3BlockStep implements StepBlock<Saved> {
       eps,
       { residual: x1.y },
     );
-    return {
-      y: y.y,
-      saved: { x, n1, q, k, v, qr, kr, o, lse, po, x1, n2, gate, up, down, y },
-    };
+    return { po, x1, n2, gate, up, down, y };
+  }
+
+  /**
+   * Decoding: T new tokens at the step's position; q and k normalised per head and rotated at their positions,
+   * k written into the cache with v, q attending over it (this layer's window and softcap).
+   */
+  decode(s: StepBuilder, x: GraphTensor, cache: LayerCache): GraphTensor {
+    const { layer, name, dims, rope } = this;
+    const { B, T, H, G, D } = dims;
+    const eps = this.m.dims.rmsNormEps;
+    const a = layer.self_attn;
+    const n1 = rmsNorm(
+      s,
+      `${name}.input_layernorm`,
+      x,
+      this.weight(s, layer.norms.input_layernorm, "input_layernorm"),
+      eps,
+    );
+    const q = a.q_proj.stepForward(s, n1.y).y;
+    const k = a.k_proj.stepForward(s, n1.y).y;
+    const v = a.v_proj.stepForward(s, n1.y).y;
+    const norm = (t: tf.Tensor1D, what: string) => ({
+      weight: this.headNorm(s, t, what).value,
+      eps,
+    });
+    const qr = ropeHeadsAt(s, `${name}.q`, rowHeads(q, B, T, H, D), rope, {
+      norm: norm(a.q_norm, "self_attn.q_norm"),
+    });
+    ropeHeadsAt(s, `${name}.k`, rowHeads(k, B, T, G, D), rope, {
+      norm: norm(a.k_norm, "self_attn.k_norm"),
+      cache: { tensor: cache.k, S: cache.S },
+    });
+    writeCache(s, `${name}.v`, rowHeads(v, B, T, G, D), cache.v, cache.S);
+    const o = s.g.activation(`${name}.attn_out`, [B * T, H * D]);
+    attendCache(
+      s,
+      `${name}.self_attn`,
+      { q: contiguousHeads(qr, B, H, T, D), o: rowHeads(o, B, T, H, D) },
+      cache,
+      G,
+      this.options(),
+    );
+    return this.afterAttention(s, x, o).y.y;
   }
 
   backward(
@@ -376,36 +434,45 @@ export function gemma3Step(m: Gemma3StepModel): StepArchitecture {
   return {
     head: m.head,
     logitSoftcap: m.dims.finalLogitSoftcap,
-    layers(s, B, T) {
-      const tables = (invFreq: Float64Array, name: string): RopeTables => {
-        const { cos, sin } = ropeTableValues(invFreq, 0, T);
-        return {
-          cos: s.g.constant(`${name}.cos`, [T, D], cos),
-          sin: s.g.constant(`${name}.sin`, [T, D], sin),
-        };
-      };
-      const global = tables(m.globalInvFreq, "rope.global");
-      const local = tables(m.localInvFreq, "rope.local");
-      const dims = { B, T, H, G, D };
-      return {
-        // The √C normaliser is a float32 scalar in HF, applied after the lookup so the tied head stays unscaled.
-        embedding: {
-          table: m.embed_tokens,
-          scale: Math.fround(Math.sqrt(C)),
-        },
-        blocks: m.layers.map((layer, i) => {
-          const sliding = m.dims.sliding[i]!;
-          return new Gemma3BlockStep(
-            layer,
-            `model.layers.${i}`,
-            m,
-            dims,
-            sliding ? local : global,
-            sliding ? m.dims.slidingWindow : undefined,
-          );
-        }),
-        norm: rmsNormBlock(m.norm, "model.norm", eps),
-      };
+    layers: (s, B, T) => layers(s, B, T, T),
+    decoding: {
+      kvHeads: G,
+      headDim: D,
+      // Tables of every position the cache holds, read at the step's position.
+      layers: (s, B, T, S) => layers(s, B, T, S),
     },
   };
+
+  /** The layers of [B, T] tokens, with RoPE tables of `positions` rows. */
+  function layers(s: StepBuilder, B: number, T: number, positions: number) {
+    const tables = (invFreq: Float64Array, name: string): RopeTables => {
+      const { cos, sin } = ropeTableValues(invFreq, 0, positions);
+      return {
+        cos: s.g.constant(`${name}.cos`, [positions, D], cos),
+        sin: s.g.constant(`${name}.sin`, [positions, D], sin),
+      };
+    };
+    const global = tables(m.globalInvFreq, "rope.global");
+    const local = tables(m.localInvFreq, "rope.local");
+    const dims = { B, T, H, G, D };
+    return {
+      // The √C normaliser is a float32 scalar in HF, applied after the lookup so the tied head stays unscaled.
+      embedding: {
+        table: m.embed_tokens,
+        scale: Math.fround(Math.sqrt(C)),
+      },
+      blocks: m.layers.map((layer, i) => {
+        const sliding = m.dims.sliding[i]!;
+        return new Gemma3BlockStep(
+          layer,
+          `model.layers.${i}`,
+          m,
+          dims,
+          sliding ? local : global,
+          sliding ? m.dims.slidingWindow : undefined,
+        );
+      }),
+      norm: rmsNormBlock(m.norm, "model.norm", eps),
+    };
+  }
 }

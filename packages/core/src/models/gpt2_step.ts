@@ -26,6 +26,11 @@ import {
   rowHeads,
   type AttentionDims,
 } from "../engine/ops/attention.js";
+import {
+  attendCache,
+  writeCache,
+  type LayerCache,
+} from "../engine/ops/kv_cache.js";
 import { layerNorm, layerNormBackward } from "../engine/ops/norm.js";
 import type { Embedding } from "./embedding.js";
 import {
@@ -34,7 +39,7 @@ import {
   type Linear,
   type LinearSaved,
 } from "./layers.js";
-import type { StepArchitecture, StepBlock } from "./step.js";
+import type { DecodeBlock, StepArchitecture, StepBlock } from "./step.js";
 
 interface Norm {
   weight: tf.Tensor1D;
@@ -140,7 +145,7 @@ function normBackward(
   );
 }
 
-class Gpt2BlockStep implements StepBlock<Saved> {
+class Gpt2BlockStep implements StepBlock<Saved>, DecodeBlock {
   constructor(
     private readonly layer: Gpt2StepLayer,
     private readonly name: string,
@@ -174,12 +179,41 @@ class Gpt2BlockStep implements StepBlock<Saved> {
       },
     );
     const x1 = layer.c_proj.stepForward(s, o, { residual: x });
-    // MLP
-    const n2 = norm(s, `${name}.ln_2`, x1.y, layer.ln_2, eps);
+    const { n2, u, y } = this.mlp(s, x1.y);
+    return { y: y.y, saved: { x, n1, qkv, o, lse, x1, n2, u, mlp: y.saved } };
+  }
+
+  /** The MLP with its norm and residual: x1 -> y. */
+  private mlp(s: StepBuilder, x1: GraphTensor) {
+    const { layer, name, eps } = this;
+    const n2 = norm(s, `${name}.ln_2`, x1, layer.ln_2, eps);
     const u = layer.c_fc.stepForward(s, n2.y); // [N, 4C]
     const a = activate(s, `${name}.mlp.act`, u.y, "gelu_tanh");
-    const y = layer.mlp_c_proj.stepForward(s, a, { residual: x1.y });
-    return { y: y.y, saved: { x, n1, qkv, o, lse, x1, n2, u, mlp: y.saved } };
+    const y = layer.mlp_c_proj.stepForward(s, a, { residual: x1 });
+    return { n2, u, y };
+  }
+
+  /** Decoding: T new tokens at the step's position, k and v written into the cache, q attending over it. */
+  decode(s: StepBuilder, x: GraphTensor, cache: LayerCache): GraphTensor {
+    const { layer, name, eps, dims } = this;
+    const { B, T, H, D } = dims;
+    const n1 = norm(s, `${name}.ln_1`, x, layer.ln_1, eps);
+    const { q, k, v } = this.heads(layer.c_attn.stepForward(s, n1.y).y);
+    writeCache(s, `${name}.k`, k, cache.k, cache.S);
+    writeCache(s, `${name}.v`, v, cache.v, cache.S);
+    const o = s.g.activation(`${name}.attn_out`, [B * T, H * D]);
+    attendCache(
+      s,
+      `${name}.attn`,
+      { q, o: rowHeads(o, B, T, H, D) },
+      cache,
+      H,
+      {
+        scale: 1 / Math.sqrt(D),
+      },
+    );
+    const x1 = layer.c_proj.stepForward(s, o, { residual: x });
+    return this.mlp(s, x1.y).y.y;
   }
 
   backward(
@@ -239,6 +273,7 @@ class Gpt2BlockStep implements StepBlock<Saved> {
 /** GPT-2's layers for the compiled step of one batch shape. */
 export function gpt2Step(m: Gpt2StepModel): StepArchitecture {
   const { hiddenSize: C, numHeads: H, layerNormEps: eps } = m.dims;
+  const finalNorm = finalNormBlock(m.ln_f, eps) as StepBlock;
   return {
     head: m.wte,
     logitSoftcap: undefined,
@@ -250,23 +285,39 @@ export function gpt2Step(m: Gpt2StepModel): StepArchitecture {
           (layer, i) =>
             new Gpt2BlockStep(layer, `transformer.h.${i}`, eps, dims),
         ),
-        norm: {
-          forward(s2, x) {
-            const out = norm(s2, "transformer.ln_f", x, m.ln_f, eps);
-            return { y: out.y, saved: { x, out } };
-          },
-          backward(s2, saved: { x: GraphTensor; out: NormOut }, dy) {
-            return normBackward(
-              s2,
-              "transformer.ln_f",
-              dy,
-              saved.x,
-              saved.out,
-              m.ln_f,
-            );
-          },
-        } as StepBlock<{ x: GraphTensor; out: NormOut }>,
+        norm: finalNorm,
       };
+    },
+    decoding: {
+      kvHeads: H,
+      headDim: C / H,
+      layers(_s, B, T) {
+        const dims = { B, T, H, G: H, D: C / H };
+        return {
+          embedding: { table: m.wte, positions: m.wpe },
+          blocks: m.h.map(
+            (layer, i) =>
+              new Gpt2BlockStep(layer, `transformer.h.${i}`, eps, dims),
+          ),
+          norm: finalNorm,
+        };
+      },
+    },
+  };
+}
+
+/** GPT-2's final LayerNorm as a step block. */
+function finalNormBlock(
+  ln_f: Norm,
+  eps: number,
+): StepBlock<{ x: GraphTensor; out: NormOut }> {
+  return {
+    forward(s, x) {
+      const out = norm(s, "transformer.ln_f", x, ln_f, eps);
+      return { y: out.y, saved: { x, out } };
+    },
+    backward(s, saved, dy) {
+      return normBackward(s, "transformer.ln_f", dy, saved.x, saved.out, ln_f);
     },
   };
 }
