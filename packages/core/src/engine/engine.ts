@@ -31,6 +31,17 @@ export interface RunRequest {
   params?: StepParams;
   /** Tensors to copy back (each graph's readbacks), as [graph, tensor]. */
   readback?: [CompiledGraph, GraphTensor][];
+  /** Buffer copies to make before the pass (a KV cache's rows replicated for continuations). */
+  copies?: BufferCopy[];
+}
+
+/** `size` bytes from `from` at `fromOffset` to `to` at `toOffset` (two different buffers). */
+export interface BufferCopy {
+  from: GPUBuffer;
+  fromOffset: number;
+  to: GPUBuffer;
+  toOffset: number;
+  size: number;
 }
 
 export class Engine {
@@ -70,8 +81,8 @@ export class Engine {
   }
 
   /**
-   * One run: at most one writeBuffer per input and one for the step parameters, one command encoder, one compute
-   * pass, one submit. Resolves with the read-back values when the GPU has finished them; the host does not wait.
+   * One run: at most one writeBuffer per input and one for the step parameters, one command encoder (the copies
+   * asked for, then one compute pass), one submit. Resolves with the read-back values when the GPU has finished them; the host does not wait.
    */
   run(request: RunRequest): Readback {
     this.checkLive();
@@ -87,6 +98,14 @@ export class Engine {
       );
     this.device.pushErrorScope("validation");
     const encoder = this.device.createCommandEncoder({ label: "webtune step" });
+    for (const c of request.copies ?? [])
+      encoder.copyBufferToBuffer(
+        c.from,
+        c.fromOffset,
+        c.to,
+        c.toOffset,
+        c.size,
+      );
     const pass = encoder.beginComputePass();
     for (const g of request.graphs) g.encode(pass);
     pass.end();

@@ -6,6 +6,7 @@
  * Letters: L layers, B rows, G kv heads, S positions, D head dim.
  */
 import { ShapeError } from "../errors.js";
+import type { BufferCopy } from "./engine.js";
 import { destroyEngineBuffer, engineBuffer } from "./executor.js";
 import type { StepGraph } from "./graph.js";
 import type { LayerCache } from "./ops/kv_cache.js";
@@ -62,6 +63,33 @@ export class KvCache {
       v: g.external(`layers.${layer}.v cache`, dims, () => this.v[layer]!),
       S,
     };
+  }
+
+  /** The copies that give row `to` of `target` everything row `from` of this cache holds, every layer. */
+  copyRow(from: number, target: KvCache, to: number): BufferCopy[] {
+    const { G, S, D } = this.shape;
+    const t = target.shape;
+    if (t.layers !== this.shape.layers || t.G !== G || t.S !== S || t.D !== D)
+      throw new ShapeError(
+        `KV cache rows copy between caches of different shapes ([${G}, ${S}, ${D}] and [${t.G}, ${t.S}, ${t.D}]).`,
+      );
+    const size = 4 * G * S * D;
+    return this.k.flatMap((_, i) => [
+      {
+        from: this.k[i]!,
+        fromOffset: from * size,
+        to: target.k[i]!,
+        toOffset: to * size,
+        size,
+      },
+      {
+        from: this.v[i]!,
+        fromOffset: from * size,
+        to: target.v[i]!,
+        toOffset: to * size,
+        size,
+      },
+    ]);
   }
 
   dispose(): void {

@@ -28,6 +28,7 @@ import {
 } from "../models/footprint.js";
 import type { PretrainedModel } from "../models/pretrained.js";
 import type { GenerateOptions, GenerateResult } from "../models/generate.js";
+import type { LabelScores } from "../models/prefix_scoring.js";
 import {
   loraConfig,
   scalingOf,
@@ -588,6 +589,15 @@ export class LoraModel {
     options: { signal?: AbortSignal } = {},
   ): Promise<GenerateResult[]> {
     return this.base.greedyBatch(prompts, maxNewTokens, options);
+  }
+
+  /** Label scoring with the active adapter; see {@link PretrainedModel.labelNlls}. */
+  labelNlls(
+    prompts: number[][],
+    labels: number[][],
+    signal?: AbortSignal,
+  ): Promise<LabelScores | undefined> {
+    return this.base.labelNlls(prompts, labels, signal);
   }
 
   /** Frees every adapter and detaches them from the base model (which stays loaded). */

@@ -23,17 +23,21 @@ export interface DecodeIO {
   ids: GraphTensor;
   /** The row of [N] whose logits each batch row returns ([B], i32); absent when T = 1 (every row is last). */
   last: GraphTensor | undefined;
-  /** Logits of the last rows, one [B, Vc] per vocabulary chunk, read back. */
+  /** Logits of the last rows, one [B, Vc] per vocabulary chunk (with `allRows`, [B·T, Vc]), read back. */
   logits: GraphTensor[];
 }
 
-/** Records the decoding graph of [B, T] new tokens over `cache` (its layers bound as the graph's externals). */
+/**
+ * Records the decoding graph of [B, T] new tokens over `cache` (its layers bound as the graph's externals). With
+ * `allRows` every new token's logits are read back ([B·T, V]: scoring a continuation), else each row's last.
+ */
 export function recordDecode(
   s: StepBuilder,
   arch: StepArchitecture,
   B: number,
   T: number,
   cache: KvCache,
+  allRows = false,
 ): DecodeIO {
   const decoding = arch.decoding;
   if (!decoding)
@@ -59,9 +63,9 @@ export function recordDecode(
     x = block.decode(s, x, cache.bind(s.g, i));
   });
   let last: GraphTensor | undefined;
-  if (T > 1) {
+  if (T > 1 && !allRows) {
     last = s.g.input("last rows", [B]);
-    const rows = s.g.activation("last rows.h", [B, C]);
+    const lastH = s.g.activation("last rows.h", [B, C]);
     s.g.dispatch(
       "last rows",
       embeddingLookup({
@@ -73,9 +77,9 @@ export function recordDecode(
         doubleQuant: false,
         wOffset: 0,
       }),
-      [rows, last, x],
+      [lastH, last, x],
     );
-    x = rows;
+    x = lastH;
   }
   const h = norm.forward(s, x).y;
   const logits = arch.head.chunks.map((c, k) => {
@@ -84,7 +88,7 @@ export function recordDecode(
       `lm_head chunk ${k}`,
       h,
       s.matrix(c, `${arch.head.name} chunk ${k}`),
-      B,
+      allRows ? N : B,
     );
     s.g.readback(z);
     return z;

@@ -10,9 +10,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { CompiledGraph } from "../engine/executor.js";
-import { Engine } from "../engine/engine.js";
+import { Engine, type BufferCopy } from "../engine/engine.js";
 import { StepBuilder } from "../engine/builder.js";
-import { graphLimits, StepGraph } from "../engine/graph.js";
+import { graphLimits, StepGraph, type GraphTensor } from "../engine/graph.js";
 import { KvCache } from "../engine/kv_cache.js";
 import { ConfigError, ShapeError } from "../errors.js";
 import { decodeStepParams } from "../kernels/step_params.js";
@@ -75,58 +75,120 @@ class TapeDecoder implements TokenDecoder {
   }
 }
 
-class EngineDecoder implements TokenDecoder {
-  readonly path = "engine";
-  position = 0;
+/** The most compiled graphs a decode engine keeps (one per new-token count, cache shape and output). */
+const MAX_PLANS = 8;
+/** The most shared caches a decode engine keeps (see `shared`). */
+const MAX_SHARED = 4;
+
+/**
+ * Compiled decoding graphs on one engine, over the KV caches it makes: a graph per (cache, new-token count,
+ * whether every row's logits are read), compiled on first use and replayed.
+ */
+export class DecodeEngine {
   private readonly engine: Engine;
-  private readonly cache: KvCache;
+  private readonly caches = new Set<KvCache>();
   private readonly plans = new Map<
-    number,
+    string,
     { graph: CompiledGraph; io: DecodeIO }
   >();
+  private readonly ids = new WeakMap<KvCache, number>();
+  private nextId = 0;
 
   constructor(
     private readonly arch: StepArchitecture,
-    layers: number,
-    private readonly B: number,
-    private readonly S: number,
-    private readonly vocabSize: number,
+    private readonly layers: number,
+    readonly vocabSize: number,
   ) {
-    const device = gpuDevice();
-    const { kvHeads: G, headDim: D } = arch.decoding!;
-    this.engine = new Engine(device);
-    try {
-      this.cache = new KvCache(device, { layers, B, G, S, D });
-    } catch (error) {
-      this.engine.dispose();
-      throw error;
-    }
+    this.engine = new Engine(gpuDevice());
   }
 
-  /** The graph of T new tokens a row, recorded and compiled on first use. */
-  private plan(T: number) {
-    let plan = this.plans.get(T);
-    if (!plan) {
+  private readonly pool = new Map<string, KvCache>();
+
+  /**
+   * A cache of B rows and S positions kept for reuse (with its graphs) by later calls of the same shape; the
+   * least recently asked for is released past a few shapes.
+   */
+  shared(B: number, S: number): KvCache {
+    const key = `${B}x${S}`;
+    let cache = this.pool.get(key);
+    if (cache) this.pool.delete(key);
+    else cache = this.cache(B, S);
+    this.pool.set(key, cache);
+    if (this.pool.size > MAX_SHARED) {
+      const [oldest, evicted] = this.pool.entries().next().value!;
+      this.pool.delete(oldest);
+      this.release(evicted);
+    }
+    return cache;
+  }
+
+  /** A cache of B rows and S positions, freed with the engine (or by `release`). */
+  cache(B: number, S: number): KvCache {
+    const { kvHeads: G, headDim: D } = this.arch.decoding!;
+    const cache = new KvCache(this.engine.device, {
+      layers: this.layers,
+      B,
+      G,
+      S,
+      D,
+    });
+    this.caches.add(cache);
+    this.ids.set(cache, this.nextId++);
+    return cache;
+  }
+
+  /** Frees a cache and the graphs bound to it. */
+  release(cache: KvCache): void {
+    const prefix = `${this.ids.get(cache)}:`;
+    for (const [key, plan] of this.plans)
+      if (key.startsWith(prefix)) {
+        this.engine.release(plan.graph);
+        this.plans.delete(key);
+      }
+    cache.dispose();
+    this.caches.delete(cache);
+  }
+
+  private plan(cache: KvCache, T: number, allRows: boolean) {
+    const key = `${this.ids.get(cache)}:${T}:${allRows}`;
+    let plan = this.plans.get(key);
+    if (plan) {
+      this.plans.delete(key); // re-inserted below: most recently used last
+    } else {
       const g = new StepGraph(graphLimits(this.engine.device));
       const s = new StepBuilder(g, isSoftwareGpu(), "eval");
-      const io = recordDecode(s, this.arch, this.B, T, this.cache);
+      const io = recordDecode(s, this.arch, cache.shape.B, T, cache, allRows);
       plan = { graph: this.engine.compile(g), io };
-      this.plans.set(T, plan);
+    }
+    this.plans.set(key, plan);
+    if (this.plans.size > MAX_PLANS) {
+      const [oldest, evicted] = this.plans.entries().next().value!;
+      this.engine.release(evicted.graph);
+      this.plans.delete(oldest);
     }
     return plan;
   }
 
-  async next(ids: number[][]): Promise<Float32Array> {
-    const { B, S } = this;
+  /**
+   * Runs `ids` (B rows of T new tokens) at `position` over `cache`, after `copies`; resolves with each row's last
+   * logits [B·V], or with `allRows` every new token's [B·T·V].
+   */
+  async run(
+    cache: KvCache,
+    ids: number[][],
+    position: number,
+    options: { allRows?: boolean; copies?: BufferCopy[] } = {},
+  ): Promise<Float32Array> {
+    const { B, S } = cache.shape;
     const T = checkRows(ids, B);
-    if (this.position + T > S)
+    if (position + T > S)
       throw new ShapeError(
-        `decoder: ${this.position} cached + ${T} new tokens is over the cache's ${S} positions.`,
+        `decoder: ${position} cached + ${T} new tokens is over the cache's ${S} positions.`,
       );
-    const { graph, io } = this.plan(T);
-    const flat = Int32Array.from(ids.flat());
-    const inputs: [CompiledGraph, typeof io.ids, Int32Array][] = [
-      [graph, io.ids, flat],
+    const allRows = options.allRows ?? false;
+    const { graph, io } = this.plan(cache, T, allRows);
+    const inputs: [CompiledGraph, GraphTensor, Int32Array][] = [
+      [graph, io.ids, Int32Array.from(ids.flat())],
     ];
     if (io.last)
       inputs.push([
@@ -137,22 +199,22 @@ class EngineDecoder implements TokenDecoder {
     const values = await this.engine.run({
       graphs: [graph],
       inputs,
-      params: decodeStepParams(this.position),
+      params: decodeStepParams(position),
       readback: io.logits.map((z) => [graph, z]),
+      copies: options.copies,
     });
-    this.position += T;
-    return this.assemble(values);
+    return this.assemble(values, allRows ? B * T : B);
   }
 
-  /** [B, V] from the chunks' [B, Vc] blocks, softcapped as the LM head is. */
-  private assemble(chunks: Float32Array[]): Float32Array {
-    const { B, vocabSize: V } = this;
-    const out = new Float32Array(B * V);
+  /** [rows, V] from the chunks' [rows, Vc] blocks, softcapped as the LM head is. */
+  private assemble(chunks: Float32Array[], rows: number): Float32Array {
+    const V = this.vocabSize;
+    const out = new Float32Array(rows * V);
     let v0 = 0;
     for (const z of chunks) {
-      const Vc = z.length / B;
-      for (let b = 0; b < B; b++)
-        out.set(z.subarray(b * Vc, (b + 1) * Vc), b * V + v0);
+      const Vc = z.length / rows;
+      for (let r = 0; r < rows; r++)
+        out.set(z.subarray(r * Vc, (r + 1) * Vc), r * V + v0);
       v0 += Vc;
     }
     const cap = this.arch.logitSoftcap;
@@ -164,9 +226,48 @@ class EngineDecoder implements TokenDecoder {
 
   dispose(): void {
     this.engine.dispose();
-    this.cache.dispose();
+    for (const c of this.caches) c.dispose();
+    this.caches.clear();
     this.plans.clear();
+    this.pool.clear();
   }
+}
+
+class EngineDecoder implements TokenDecoder {
+  readonly path = "engine";
+  position = 0;
+  private readonly cache: KvCache;
+
+  constructor(
+    private readonly decode: DecodeEngine,
+    B: number,
+    S: number,
+  ) {
+    try {
+      this.cache = decode.cache(B, S);
+    } catch (error) {
+      decode.dispose();
+      throw error;
+    }
+  }
+
+  async next(ids: number[][]): Promise<Float32Array> {
+    const logits = await this.decode.run(this.cache, ids, this.position);
+    this.position += ids[0]!.length;
+    return logits;
+  }
+
+  dispose(): void {
+    this.decode.dispose();
+  }
+}
+
+/** The decode engine of `lm` where the engine path is available (WebGPU, a compiled decoding graph, no head). */
+export function decodeEngine(lm: CausalLM): DecodeEngine | undefined {
+  const arch = lm.taskHead ? undefined : lm.stepArchitecture();
+  if (arch?.decoding === undefined || tf.getBackend() !== "webgpu")
+    return undefined;
+  return new DecodeEngine(arch, lm.dims.numLayers, lm.dims.vocabSize);
 }
 
 /**
@@ -188,14 +289,11 @@ export function tokenDecoder(
     throw new ShapeError(
       `decoder: ${S} positions is over the model's ${lm.dims.maxPositions}; shorten the prompt or the generation.`,
     );
-  const arch = lm.taskHead ? undefined : lm.stepArchitecture();
-  const available =
-    arch?.decoding !== undefined && tf.getBackend() === "webgpu";
-  if (path === "engine" && !available)
+  const engine = path === "tape" ? undefined : decodeEngine(lm);
+  if (path === "engine" && !engine)
     throw new ConfigError(
       "decoder: the engine path needs the WebGPU backend, an architecture with a compiled decoding graph and no " +
         "classification head.",
     );
-  if (path === "tape" || !available) return new TapeDecoder(lm, B);
-  return new EngineDecoder(arch!, lm.dims.numLayers, B, S, lm.dims.vocabSize);
+  return engine ? new EngineDecoder(engine, B, S) : new TapeDecoder(lm, B);
 }

@@ -21,6 +21,7 @@ import {
   type GenerateOptions,
   type GenerateResult,
 } from "./generate.js";
+import { prefixLabelNlls, type LabelScores } from "./prefix_scoring.js";
 import type { Linear } from "./layers.js";
 import { resolveConfig } from "./registry.js";
 import { ClassificationHead, headModuleName, type HeadTask } from "./heads.js";
@@ -119,6 +120,26 @@ export class PretrainedModel {
       ...r,
       text: this.tokenizer?.decode(r.ids, { skipSpecialTokens: true }) ?? "",
     }));
+  }
+
+  /**
+   * Each label's summed NLL after each prompt (token ids), every prompt run once and the labels as short
+   * continuations of its KV cache; undefined where the compiled decoder is not available (not WebGPU, or a
+   * classification head).
+   *
+   * @example
+   * ```ts
+   * const eos = [model.tokenizer!.eosTokenId!];
+   * const labels = ["positive", "negative"].map((l) => [...tok.encode(` ${l}`, { addSpecialTokens: false }), ...eos]);
+   * const scores = await model.labelNlls([tok.encode("Review: great film\nSentiment:")], labels);
+   * ```
+   */
+  labelNlls(
+    prompts: number[][],
+    labels: number[][],
+    signal?: AbortSignal,
+  ): Promise<LabelScores | undefined> {
+    return prefixLabelNlls(this.lm, prompts, labels, signal);
   }
 
   private eosTokenIds(): number[] {

@@ -23,6 +23,7 @@ import { lossTokens } from "./trainer.js";
 import type { ClassificationHead } from "../models/heads.js";
 import type { NerMetrics } from "./ner_metrics.js";
 import { evaluateHead } from "./head_evaluate.js";
+import type { LabelScores } from "../models/prefix_scoring.js";
 
 /** What evaluation needs of a model: logits, a loss over labelled ids, and generation. */
 export interface Scorer {
@@ -38,6 +39,15 @@ export interface Scorer {
     maxNewTokens: number[],
     options?: { signal?: AbortSignal },
   ): Promise<GenerateResult[]>;
+  /**
+   * Each label's summed NLL after each prompt with the prompt run once (see models/prefix_scoring.ts); undefined
+   * where the compiled decoder is not available, and then labels are scored as whole rows.
+   */
+  labelNlls?(
+    prompts: number[][],
+    labels: number[][],
+    signal?: AbortSignal,
+  ): Promise<LabelScores | undefined>;
 }
 
 export interface EvaluationResult {
@@ -175,8 +185,12 @@ async function predictLabels(
     ...tokenizer.encode(` ${label}`, { addSpecialTokens: false }),
     ...eos,
   ]);
-  const candidates = examples.flatMap((ex) => {
-    const prefix = tokenizer.encode(ex.prompt ?? "");
+  const prompts = examples.map((ex) => tokenizer.encode(ex.prompt ?? ""));
+  const pick = (scores: number[]) =>
+    labels[scores.indexOf(Math.min(...scores))]!;
+  const shared = await model.labelNlls?.(prompts, labelIds, signal);
+  if (shared) return shared.nll.map(pick);
+  const candidates = prompts.flatMap((prefix) => {
     return labelIds.map((ids) => {
       const inputIds = [...prefix, ...ids];
       return {
@@ -188,10 +202,9 @@ async function predictLabels(
     });
   });
   const nlls = await rowNlls(model, candidates, signal);
-  return examples.map((_, e) => {
-    const scores = labels.map((_, l) => nlls[e * labels.length + l]!.nll);
-    return labels[scores.indexOf(Math.min(...scores))]!;
-  });
+  return examples.map((_, e) =>
+    pick(labels.map((_, l) => nlls[e * labels.length + l]!.nll)),
+  );
 }
 
 /**
