@@ -125,8 +125,11 @@ export const COLUMNS: Record<Scenario, Column[]> = {
     ["no cache tokens/s", m("uncached_tokens_per_s")],
     ["speedup", times("speedup")],
     [
-      "same tokens",
-      (r) => `${String(r.metrics["same_tokens"])}/${c("new_tokens")(r)}`,
+      "same as no cache / tape path",
+      (r) =>
+        r.metrics["tape_same_rows"] !== undefined
+          ? `–, ${String(r.metrics["tape_same_rows"])}/${c("rows")(r)} rows`
+          : `${String(r.metrics["same_tokens"])}, ${String(r.metrics["tape_same_tokens"] ?? "–")} of ${c("new_tokens")(r)} tokens`,
     ],
   ],
 };

@@ -5,6 +5,8 @@
  * cache's rows 0..p+t: one token and several, at position 0, in the middle and crossing a block of 64 keys,
  * grouped-query heads, a sliding window and a softcap, head dims 8, 32 and 256.
  *
+ * Also the greedy pick (`rowArgmax`): each row's first maximum, exactly.
+ *
  * Tolerance: 1e-5 relative (`expectClose`, floored at the output's rms); the online softmax sums at most 100
  * terms, in another order than the reference.
  *
@@ -29,6 +31,11 @@ import {
   qkRopeForward,
 } from "../../../packages/core/src/kernels/rope/program.js";
 import { qkRopeForwardReference } from "../../../packages/core/src/kernels/rope/reference.js";
+import {
+  pickChunks,
+  rowArgmax,
+} from "../../../packages/core/src/kernels/argmax/program.js";
+import { rowArgmaxReference } from "../../../packages/core/src/kernels/argmax/reference.js";
 import { decodeStepParams } from "../../../packages/core/src/kernels/step_params.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
 import { expectClose, seededValues } from "../../helpers/tensors.js";
@@ -216,5 +223,32 @@ describe("decoding programs", () => {
         { scale: 1 },
       ),
     ).toThrow(/view q has offset 2/);
+  });
+});
+
+describe("greedy pick", () => {
+  it("rowArgmax gives each row's first maximum and its column, offset by the chunk's start", async (ctx) => {
+    await needGpu(ctx);
+    const [rows, V, v0] = [5, 333, 4096];
+    const z = seededValues(rows * V, 61);
+    // Ties: row 1's maximum twice (the first must win), row 2's at the last column, row 3 all equal.
+    z[1 * V + 7] = 9;
+    z[1 * V + 200] = 9;
+    z[2 * V + V - 1] = 11;
+    for (let c = 0; c < V; c++) z[3 * V + c] = -2;
+    const pc = new ProgramCase();
+    const out = pc.output("out", 2 * rows);
+    pc.dispatch("argmax", rowArgmax(rows, V, v0), [out, pc.input("z", z)]);
+    const [got] = await pc.run();
+    expectClose(got!, rowArgmaxReference(z, rows, V, v0), 0, "argmax");
+    expect(got![3]).toBe(v0 + 7);
+    expect(got![5]).toBe(v0 + V - 1);
+    expect(got![7]).toBe(v0);
+  });
+
+  it("pickChunks keeps the best chunk, the earlier one on a tie", () => {
+    const a = Float32Array.from([1, 10, 5, 20]);
+    const b = Float32Array.from([2, 300, 5, 400]);
+    expect(pickChunks([a, b], 2)).toEqual([300, 20]);
   });
 });

@@ -2,7 +2,8 @@
  * The compiled decoding path against the tape path (tfjs ops, a cache grown by concatenation), on small random
  * models of every architecture that decodes in a compiled graph: the prompt's prefill and then one token at a time,
  * the same last-position logits (normwise 1e-4 relative to the row's largest logit: two implementations of the
- * same f32 maths, summing in different orders) and the same greedy tokens; with a LoRA adapter too. Decoding
+ * same f32 maths, summing in different orders) and the same greedy tokens, also when only the GPU's argmax comes
+ * back; with a LoRA or DoRA adapter too. Decoding
  * leaves tfjs's tensor count and the engine's buffers where they were, and refuses a run past its cache.
  *
  * Letters: B rows, P prompt tokens, V vocabulary.
@@ -73,6 +74,8 @@ async function bothPaths(lm: CausalLM, prompts: number[][], steps: number) {
   const S = prompts[0]!.length + steps;
   const engine = tokenDecoder(lm, prompts.length, S, "engine");
   const tape = tokenDecoder(lm, prompts.length, S, "tape");
+  // Greedy on the GPU: only each row's argmax comes back.
+  const greedy = tokenDecoder(lm, prompts.length, S, "engine");
   const V = lm.dims.vocabSize;
   const tokens: number[][] = [];
   try {
@@ -84,12 +87,14 @@ async function bothPaths(lm: CausalLM, prompts: number[][], steps: number) {
       expect(
         input.map((_, r) => argmax(a.subarray(r * V, (r + 1) * V))),
       ).toEqual(next);
+      expect(await greedy.nextGreedy(input)).toEqual(next);
       tokens.push(next);
       input = next.map((id) => [id]);
     }
   } finally {
     engine.dispose();
     tape.dispose();
+    greedy.dispose();
   }
   return tokens;
 }

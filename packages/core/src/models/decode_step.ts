@@ -9,6 +9,7 @@
  *
  * Letters: B rows, T new tokens, N = B·T, C hidden size, V vocabulary, Vc one chunk's rows, S cache positions.
  */
+import { rowArgmax } from "../kernels/argmax/program.js";
 import { embeddingLookup } from "../kernels/gather/program.js";
 import type { StepBuilder } from "../engine/builder.js";
 import type { GraphTensor } from "../engine/graph.js";
@@ -23,13 +24,19 @@ export interface DecodeIO {
   ids: GraphTensor;
   /** The row of [N] whose logits each batch row returns ([B], i32); absent when T = 1 (every row is last). */
   last: GraphTensor | undefined;
-  /** Logits of the last rows, one [B, Vc] per vocabulary chunk (with `allRows`, [B·T, Vc]), read back. */
+  /**
+   * Read back per vocabulary chunk: the last rows' logits [B, Vc] (with "all", every new token's [B·T, Vc]; with
+   * "greedy", each last row's largest logit and its token id [B, 2]).
+   */
   logits: GraphTensor[];
 }
 
+/** What a decoding graph reads back: the last rows' logits, every new token's, or the last rows' argmax. */
+export type DecodeOutput = "last" | "all" | "greedy";
+
 /**
- * Records the decoding graph of [B, T] new tokens over `cache` (its layers bound as the graph's externals). With
- * `allRows` every new token's logits are read back ([B·T, V]: scoring a continuation), else each row's last.
+ * Records the decoding graph of [B, T] new tokens over `cache` (its layers bound as the graph's externals), reading
+ * back `output` (see DecodeIO.logits): "all" scores a continuation, "greedy" serves batched greedy decoding.
  */
 export function recordDecode(
   s: StepBuilder,
@@ -37,8 +44,9 @@ export function recordDecode(
   B: number,
   T: number,
   cache: KvCache,
-  allRows = false,
+  output: DecodeOutput = "last",
 ): DecodeIO {
+  const allRows = output === "all";
   const decoding = arch.decoding;
   if (!decoding)
     throw new Error(
@@ -82,6 +90,7 @@ export function recordDecode(
     x = lastH;
   }
   const h = norm.forward(s, x).y;
+  let v0 = 0;
   const logits = arch.head.chunks.map((c, k) => {
     const z = headLogits(
       s,
@@ -90,8 +99,21 @@ export function recordDecode(
       s.matrix(c, `${arch.head.name} chunk ${k}`),
       allRows ? N : B,
     );
-    s.g.readback(z);
-    return z;
+    const Vc = c.shape[0];
+    const read =
+      output === "greedy"
+        ? s.g.activation(`lm_head chunk ${k}.argmax`, [B, 2])
+        : z;
+    // The softcap is monotone: the largest logit is the largest capped one.
+    if (output === "greedy")
+      s.g.dispatch(
+        `lm_head chunk ${k} argmax`,
+        rowArgmax(B, Vc, v0, s.g.limits.maxComputeWorkgroupsPerDimension),
+        [read, z],
+      );
+    v0 += Vc;
+    s.g.readback(read);
+    return read;
   });
   return { ids, last, logits };
 }

@@ -18,7 +18,13 @@ import { ConfigError, ShapeError } from "../errors.js";
 import { decodeStepParams } from "../kernels/step_params.js";
 import { gpuDevice, isSoftwareGpu } from "../runtime/runtime.js";
 import type { CausalLM } from "./causal_lm.js";
-import { recordDecode, type DecodeIO } from "./decode_step.js";
+import { pickChunks } from "../kernels/argmax/program.js";
+import {
+  recordDecode,
+  type DecodeIO,
+  type DecodeOutput,
+} from "./decode_step.js";
+import { argmax } from "./sampling.js";
 import type { StepArchitecture } from "./step.js";
 
 export interface TokenDecoder {
@@ -31,6 +37,8 @@ export interface TokenDecoder {
    * row's logits after its last one: [B·V], row-major.
    */
   next(ids: number[][]): Promise<Float32Array>;
+  /** As `next`, but only each row's most likely token (the first maximum): B ids. */
+  nextGreedy(ids: number[][]): Promise<number[]>;
   /** Frees the cache (and the engine path's graphs). */
   dispose(): void;
 }
@@ -68,6 +76,12 @@ class TapeDecoder implements TokenDecoder {
     } finally {
       logits.dispose();
     }
+  }
+
+  async nextGreedy(ids: number[][]): Promise<number[]> {
+    const all = await this.next(ids);
+    const V = this.lm.dims.vocabSize;
+    return ids.map((_, b) => argmax(all.subarray(b * V, (b + 1) * V)));
   }
 
   dispose(): void {
@@ -149,15 +163,15 @@ export class DecodeEngine {
     this.caches.delete(cache);
   }
 
-  private plan(cache: KvCache, T: number, allRows: boolean) {
-    const key = `${this.ids.get(cache)}:${T}:${allRows}`;
+  private plan(cache: KvCache, T: number, output: DecodeOutput) {
+    const key = `${this.ids.get(cache)}:${T}:${output}`;
     let plan = this.plans.get(key);
     if (plan) {
       this.plans.delete(key); // re-inserted below: most recently used last
     } else {
       const g = new StepGraph(graphLimits(this.engine.device));
       const s = new StepBuilder(g, isSoftwareGpu(), "eval");
-      const io = recordDecode(s, this.arch, cache.shape.B, T, cache, allRows);
+      const io = recordDecode(s, this.arch, cache.shape.B, T, cache, output);
       plan = { graph: this.engine.compile(g), io };
     }
     this.plans.set(key, plan);
@@ -179,14 +193,44 @@ export class DecodeEngine {
     position: number,
     options: { allRows?: boolean; copies?: BufferCopy[] } = {},
   ): Promise<Float32Array> {
+    const allRows = options.allRows ?? false;
+    const values = await this.launch(
+      cache,
+      ids,
+      position,
+      allRows ? "all" : "last",
+      options.copies,
+    );
+    return this.assemble(
+      values,
+      allRows ? ids.length * (ids[0]?.length ?? 0) : cache.shape.B,
+    );
+  }
+
+  /** As `run`, but resolves with each row's most likely next token (the first maximum), found on the GPU. */
+  async runGreedy(
+    cache: KvCache,
+    ids: number[][],
+    position: number,
+  ): Promise<number[]> {
+    const parts = await this.launch(cache, ids, position, "greedy");
+    return pickChunks(parts, cache.shape.B);
+  }
+
+  private async launch(
+    cache: KvCache,
+    ids: number[][],
+    position: number,
+    output: DecodeOutput,
+    copies?: BufferCopy[],
+  ): Promise<Float32Array[]> {
     const { B, S } = cache.shape;
     const T = checkRows(ids, B);
     if (position + T > S)
       throw new ShapeError(
         `decoder: ${position} cached + ${T} new tokens is over the cache's ${S} positions.`,
       );
-    const allRows = options.allRows ?? false;
-    const { graph, io } = this.plan(cache, T, allRows);
+    const { graph, io } = this.plan(cache, T, output);
     const inputs: [CompiledGraph, GraphTensor, Int32Array][] = [
       [graph, io.ids, Int32Array.from(ids.flat())],
     ];
@@ -196,14 +240,13 @@ export class DecodeEngine {
         io.last,
         Int32Array.from({ length: B }, (_, b) => b * T + T - 1),
       ]);
-    const values = await this.engine.run({
+    return this.engine.run({
       graphs: [graph],
       inputs,
       params: decodeStepParams(position),
       readback: io.logits.map((z) => [graph, z]),
-      copies: options.copies,
+      copies,
     });
-    return this.assemble(values, allRows ? B * T : B);
   }
 
   /** [rows, V] from the chunks' [rows, Vc] blocks, softcapped as the LM head is. */
@@ -255,6 +298,12 @@ class EngineDecoder implements TokenDecoder {
     const logits = await this.decode.run(this.cache, ids, this.position);
     this.position += ids[0]!.length;
     return logits;
+  }
+
+  async nextGreedy(ids: number[][]): Promise<number[]> {
+    const next = await this.decode.runGreedy(this.cache, ids, this.position);
+    this.position += ids[0]!.length;
+    return next;
   }
 
   dispose(): void {

@@ -7,7 +7,6 @@ import { trimBufferPool } from "../backend/buffers.js";
 import type { CausalLM } from "./causal_lm.js";
 import { tokenDecoder, type TokenDecoder } from "./decoder.js";
 import {
-  argmax,
   sampleNext,
   seededRandom,
   validateSampling,
@@ -196,7 +195,6 @@ export async function greedyBatch(
       try {
         await greedyRows(
           decoder,
-          model,
           batch,
           prompts,
           maxNewTokens,
@@ -215,7 +213,6 @@ export async function greedyBatch(
 
 async function greedyRows(
   decoder: TokenDecoder,
-  model: CausalLM,
   rows: number[],
   prompts: number[][],
   maxNewTokens: number[],
@@ -223,15 +220,14 @@ async function greedyRows(
   results: { ids: number[]; stopReason: "eos" | "length" }[],
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  const V = model.dims.vocabSize;
   const budget = Math.max(...rows.map((r) => maxNewTokens[r]!));
   const done = rows.map((r) => maxNewTokens[r]! < 1);
   let input = rows.map((r) => prompts[r]!);
   for (let step = 0; step < budget && done.includes(false); step++) {
     signal?.throwIfAborted();
-    const all = await decoder.next(input);
+    const picked = await decoder.nextGreedy(input);
     input = rows.map((r, b) => {
-      const next = argmax(all.subarray(b * V, (b + 1) * V));
+      const next = picked[b]!;
       if (done[b]) return [next];
       if (eos.has(next)) {
         results[r]!.stopReason = "eos";
