@@ -18,6 +18,7 @@ import {
   cacheLayout,
   cacheWrite,
   decodeAttention,
+  ropeQkv,
   type CacheView,
   type DecodeDims,
   type DecodeOptions,
@@ -251,4 +252,91 @@ describe("greedy pick", () => {
     const b = Float32Array.from([2, 300, 5, 400]);
     expect(pickChunks([a, b], 2)).toEqual([300, 20]);
   });
+});
+
+describe("a decoding run's attention inputs in one dispatch", () => {
+  for (const fused of [false, true])
+    it(`ropeQkv rotates q, rotates k into the cache and copies v there (${fused ? "one fused projection" : "three projections"})`, async (ctx) => {
+      await needGpu(ctx);
+      const [B, T, H, G, D, S] = [2, 3, 4, 2, 32, 20];
+      const position = 11;
+      const cos = seededValues(S * D, 71);
+      const sin = seededValues(S * D, 72);
+      // Fused: one [B, T, (H + 2G)·D] tensor; else three.
+      const width = (H + 2 * G) * D;
+      const whole = seededValues(B * T * width, 73);
+      const heads = (n: number, column: number, w: number) =>
+        projection(B, T, n, D, column, w);
+      const views = fused
+        ? {
+            q: heads(H, 0, width),
+            k: heads(G, H * D, width),
+            v: heads(G, (H + G) * D, width),
+          }
+        : {
+            q: heads(H, 0, H * D),
+            k: heads(G, 0, G * D),
+            v: heads(G, 0, G * D),
+          };
+      const srcs = fused
+        ? { q: whole, k: whole, v: whole }
+        : {
+            q: seededValues(B * T * H * D, 74),
+            k: seededValues(B * T * G * D, 75),
+            v: seededValues(B * T * G * D, 76),
+          };
+      const priorK = seededValues(B * G * S * D, 77);
+      const priorV = seededValues(B * G * S * D, 78);
+      const pc = new ProgramCase();
+      const qOut = pc.output("q out", B * H * T * D);
+      const kCache = pc.output("k cache", priorK.length, priorK);
+      const vCache = pc.output("v cache", priorV.length, priorV);
+      const inputs = fused
+        ? [pc.input("qkv", whole)]
+        : [pc.input("q", srcs.q), pc.input("k", srcs.k), pc.input("v", srcs.v)];
+      pc.dispatch("rope qkv", ropeQkv({ B, T, H, G, D, S }, views, fused), [
+        qOut,
+        kCache,
+        vCache,
+        ...inputs,
+        pc.input("cos", cos),
+        pc.input("sin", sin),
+      ]);
+      const [gq, gk, gv] = await pc.run(decodeStepParams(position));
+      const at = (t: Float32Array) => t.subarray(position * D);
+      const toHead = (v: CacheView, n: number) =>
+        projectionHeads(B, T, n, D, v.offset, v.sT);
+      const wantQ = qkRopeForwardReference(
+        srcs.q,
+        toHead(views.q, H),
+        at(cos),
+        at(sin),
+      ).out;
+      const kRotated = qkRopeForwardReference(
+        srcs.k,
+        toHead(views.k, G),
+        at(cos),
+        at(sin),
+      ).out;
+      const dims = { B, G, T, D, S };
+      expectClose(gq!, wantQ, RTOL, "q");
+      expectClose(
+        gk!,
+        cacheWriteReference(
+          priorK,
+          kRotated,
+          cacheLayout(G, T, D),
+          dims,
+          position,
+        ),
+        RTOL,
+        "k cache",
+      );
+      expectClose(
+        gv!,
+        cacheWriteReference(priorV, srcs.v, views.v, dims, position),
+        0,
+        "v cache",
+      );
+    });
 });

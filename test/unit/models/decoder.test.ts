@@ -12,6 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   disposeRuntime,
+  gpuDevice,
   loadModel,
   LoraModel,
   ShapeError,
@@ -19,6 +20,13 @@ import {
 } from "@webtune/core";
 import { liveEngineBuffers } from "../../../packages/core/src/runtime/memory.js";
 import { tokenDecoder } from "../../../packages/core/src/models/decoder.js";
+import { recordDecode } from "../../../packages/core/src/models/decode_step.js";
+import { StepBuilder } from "../../../packages/core/src/engine/builder.js";
+import {
+  graphLimits,
+  StepGraph,
+} from "../../../packages/core/src/engine/graph.js";
+import { KvCache } from "../../../packages/core/src/engine/kv_cache.js";
 import { greedyBatch } from "../../../packages/core/src/models/generate.js";
 import { resolveConfig } from "../../../packages/core/src/models/registry.js";
 import type { CausalLM } from "../../../packages/core/src/models/causal_lm.js";
@@ -141,6 +149,69 @@ describe("compiled decoding", () => {
         model.dispose();
       }
     });
+
+  it("runs q, k and v as one projection without an adapter, and as three with one (llama, qwen2's biases)", async (ctx) => {
+    await needGpu(ctx);
+    for (const arch of ["llama", "qwen2"]) {
+      const lm = models.get(arch)!;
+      const labels = () => {
+        const cache = new KvCache(gpuDevice(), {
+          layers: lm.dims.numLayers,
+          B: 1,
+          G: 2,
+          S: 8,
+          D: 8,
+        });
+        try {
+          const g = new StepGraph(graphLimits(gpuDevice()));
+          recordDecode(
+            new StepBuilder(g, true, "eval"),
+            lm.stepArchitecture()!,
+            1,
+            1,
+            cache,
+          );
+          return g.dispatches.map((d) => d.label).join("\n");
+        } finally {
+          cache.dispose();
+        }
+      };
+      const base = labels();
+      expect(base).toMatch(/layers\.0\.self_attn\.qkv_proj/);
+      expect(base).not.toMatch(/layers\.0\.self_attn\.q_proj/);
+    }
+    const model = await loadModel(DEMO, { cache: false });
+    try {
+      new LoraModel(model).addAdapter("default", {
+        r: 2,
+        targetModules: ["q_proj"],
+      });
+      const cache = new KvCache(gpuDevice(), {
+        layers: model.lm.dims.numLayers,
+        B: 1,
+        G: 2,
+        S: 8,
+        D: 32,
+      });
+      try {
+        const g = new StepGraph(graphLimits(gpuDevice()));
+        recordDecode(
+          new StepBuilder(g, true, "eval"),
+          model.lm.stepArchitecture()!,
+          1,
+          1,
+          cache,
+        );
+        const labels = g.dispatches.map((d) => d.label).join("\n");
+        expect(labels).toMatch(/layers\.0\.self_attn\.q_proj/);
+        expect(labels).not.toMatch(/qkv_proj/);
+      } finally {
+        cache.dispose();
+      }
+    } finally {
+      model.dispose();
+    }
+  });
 
   it("leaves tfjs's tensors and the engine's buffers where they were", async (ctx) => {
     await needGpu(ctx);

@@ -39,6 +39,7 @@ export interface BoundParam {
 export class StepBuilder {
   private readonly externals = new Map<object, GraphTensor>();
   private readonly matrices = new Map<object, BoundMatrix>();
+  private readonly concats = new Map<string, GraphTensor>();
   private stateTensors: { params: GraphTensor; grads: GraphTensor } | undefined;
 
   constructor(
@@ -69,6 +70,29 @@ export class StepBuilder {
       this.externals.set(t, bound);
     }
     return bound;
+  }
+
+  /**
+   * tfjs tensors' values one after another as one tensor of `shape`, copied when the graph is compiled (see
+   * `StepGraph.concat`): the same GraphTensor each time the same tensors are asked for.
+   */
+  concatenated(
+    tensors: tf.Tensor[],
+    name: string,
+    shape: number[],
+  ): GraphTensor {
+    const key = this.concats.get(name);
+    if (key) return key;
+    const t = this.g.concat(
+      name,
+      shape,
+      tensors.map((x) => ({
+        resolve: () => tensorBuffer(x),
+        bytes: 4 * x.size,
+      })),
+    );
+    this.concats.set(name, t);
+    return t;
   }
 
   /**

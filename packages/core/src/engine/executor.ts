@@ -9,6 +9,7 @@
  * A bind group refers to buffers by identity, so it is remade (only) when one of them changes: an arena grew for
  * a larger graph, or an external tensor (a frozen weight) was replaced, as merging an adapter does.
  */
+import { flushTfjs } from "../backend/interop.js";
 import { DeviceError, ShapeError } from "../errors.js";
 import { uniformBytes, writeUniforms } from "../kernels/program.js";
 import {
@@ -159,7 +160,10 @@ export class CompiledGraph {
     return { buffer, offsets };
   }
 
-  /** Where every tensor lives: arenas, one buffer for the constants, one for the inputs, or its owner's. */
+  /**
+   * Where every tensor lives: arenas, one buffer for the constants, one for the concatenations, one for the
+   * inputs, or its owner's.
+   */
   private placeTensors(): void {
     for (const [t, p] of this.plan.place)
       this.locations.set(t, {
@@ -205,6 +209,31 @@ export class CompiledGraph {
     const inputs = of("input");
     pack(inputs, "webtune inputs");
     for (const t of inputs) this.inputs.set(t, this.locations.get(t)!);
+    const concats = of("concat");
+    const concatBuffer = pack(concats, "webtune concatenated weights");
+    if (concats.length > 0) {
+      // The parts may be tfjs tensors whose upload is still recorded, not submitted.
+      flushTfjs();
+      const encoder = this.device.createCommandEncoder({
+        label: "webtune concat",
+      });
+      for (const t of concats) {
+        let at = this.locations.get(t)!.byteOffset;
+        for (const part of (
+          t.source as { parts: { resolve: () => GPUBuffer; bytes: number }[] }
+        ).parts) {
+          encoder.copyBufferToBuffer(
+            part.resolve(),
+            0,
+            concatBuffer!,
+            at,
+            part.bytes,
+          );
+          at += part.bytes;
+        }
+      }
+      this.device.queue.submit([encoder.finish()]);
+    }
     for (const t of of("external")) {
       const { resolve } = t.source as { resolve: () => GPUBuffer };
       this.locations.set(t, { buffer: resolve, byteOffset: 0 });

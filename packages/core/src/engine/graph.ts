@@ -7,7 +7,9 @@
  * - activation: planned, reused once its last reader is done; its contents do not outlive a run;
  * - input: written by the host before each run (token ids, labels);
  * - constant: uploaded once, when the graph is compiled (RoPE tables, index tables);
- * - external: bound where it already lives (frozen weights held by tfjs, the engine's training state).
+ * - external: bound where it already lives (frozen weights held by tfjs, the engine's training state);
+ * - concat: other buffers' bytes one after another, copied once when the graph is compiled (a decoding graph's
+ *   q, k and v weights as one projection); a graph with one must not outlive a change of its parts.
  */
 import { ShapeError } from "../errors.js";
 import type { Program, ProgramCall } from "../kernels/program.js";
@@ -18,7 +20,8 @@ export type TensorSource =
   | { kind: "activation" }
   | { kind: "input" }
   | { kind: "constant"; data: ArrayBufferView }
-  | { kind: "external"; resolve: () => GPUBuffer };
+  | { kind: "external"; resolve: () => GPUBuffer }
+  | { kind: "concat"; parts: { resolve: () => GPUBuffer; bytes: number }[] };
 
 export class GraphTensor {
   constructor(
@@ -149,6 +152,21 @@ export class StepGraph {
     dtype: Dtype = "f32",
   ) {
     return this.add(name, shape, dtype, { kind: "external", resolve });
+  }
+
+  /** A tensor made of `parts` one after another, copied when the graph is compiled. */
+  concat(
+    name: string,
+    shape: readonly number[],
+    parts: { resolve: () => GPUBuffer; bytes: number }[],
+  ) {
+    const t = this.add(name, shape, "f32", { kind: "concat", parts });
+    const bytes = parts.reduce((n, p) => n + p.bytes, 0);
+    if (bytes !== t.bytes)
+      throw new ShapeError(
+        `${name}: parts of ${bytes} bytes for shape [${shape.join(", ")}].`,
+      );
+    return t;
   }
 
   /** Keeps `t` to the end of the run, for the host to read. */

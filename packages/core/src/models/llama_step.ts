@@ -28,15 +28,18 @@ import {
   contiguousHeads,
   rowHeads,
   type AttentionDims,
+  type Heads,
 } from "../engine/ops/attention.js";
+import { linearForward } from "../engine/ops/linear.js";
+import { FLOAT32_WEIGHT } from "../kernels/quant/inputs.js";
+import { isPacked } from "../kernels/quant/packed.js";
 import {
   attendCache,
-  writeCache,
+  ropeIntoCache,
   type LayerCache,
 } from "../engine/ops/kv_cache.js";
 import {
   ropeHeads,
-  ropeHeadsAt,
   ropeHeadsBackward,
   type RopeTables,
 } from "../engine/ops/rope.js";
@@ -215,14 +218,13 @@ class LlamaBlockStep implements StepBlock<Saved>, DecodeBlock {
       s.vector(layer.input_layernorm, `${name}.input_layernorm.weight`),
       eps,
     );
-    const q = a.q_proj.stepForward(s, n1.y).y;
-    const k = a.k_proj.stepForward(s, n1.y).y;
-    const v = a.v_proj.stepForward(s, n1.y).y;
-    const qr = ropeHeadsAt(s, `${name}.q`, rowHeads(q, B, T, H, D), rope);
-    ropeHeadsAt(s, `${name}.k`, rowHeads(k, B, T, G, D), rope, {
-      cache: { tensor: cache.k, S: cache.S },
-    });
-    writeCache(s, `${name}.v`, rowHeads(v, B, T, G, D), cache.v, cache.S);
+    const qr = ropeIntoCache(
+      s,
+      `${name}.self_attn`,
+      this.qkv(s, n1.y),
+      rope,
+      cache,
+    );
     const o = s.g.activation(`${name}.attn_out`, [B * T, H * D]);
     attendCache(
       s,
@@ -234,6 +236,54 @@ class LlamaBlockStep implements StepBlock<Saved>, DecodeBlock {
     );
     const x1 = a.o_proj.stepForward(s, o, { residual: x });
     return this.mlp(s, x1.y).y.y;
+  }
+
+  /**
+   * Decoding's q, k and v heads of n1 [N, C]: one matmul over the three weights concatenated, when all three are
+   * f32 and none has an adapter that applies now (the base model, or a merged adapter); else three projections.
+   */
+  private qkv(
+    s: StepBuilder,
+    n1: GraphTensor,
+  ): { q: Heads; k: Heads; v: Heads } {
+    const { B, T, H, G, D } = this.dims;
+    const a = this.layer.self_attn;
+    const projections = [a.q_proj, a.k_proj, a.v_proj];
+    const weights = projections.map((p) => p.weight);
+    const biases = projections.map((p) => p.bias);
+    const fusable =
+      weights.every((w) => !isPacked(w)) &&
+      (biases.every((b) => b === null) || biases.every((b) => b !== null)) &&
+      projections.every((p) => p.adapter?.stepBinding(s) === undefined);
+    if (!fusable) {
+      const [q, k, v] = projections.map((p) => p.stepForward(s, n1).y);
+      return {
+        q: rowHeads(q!, B, T, H, D),
+        k: rowHeads(k!, B, T, G, D),
+        v: rowHeads(v!, B, T, G, D),
+      };
+    }
+    const width = (H + 2 * G) * D;
+    const C = projections[0]!.inFeatures;
+    const label = `${this.name}.self_attn.qkv_proj`;
+    const w = s.concatenated(weights as tf.Tensor[], `${label}.weight`, [
+      width,
+      C,
+    ]);
+    const bias = biases[0]
+      ? s.concatenated(biases as tf.Tensor[], `${label}.bias`, [width])
+      : undefined;
+    const y = linearForward(
+      s,
+      label,
+      n1,
+      { data: w, scales: [], attrs: FLOAT32_WEIGHT, shape: [width, C] },
+      "out_in",
+      { bias: bias && { value: bias, grad: undefined, size: width } },
+    );
+    const heads = (n: number, column: number) =>
+      rowHeads(y, B, T, n, D, { offset: column, rowStride: width });
+    return { q: heads(H, 0), k: heads(G, H * D), v: heads(G, (H + G) * D) };
   }
 
   backward(

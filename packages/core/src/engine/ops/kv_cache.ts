@@ -9,12 +9,14 @@
 import {
   cacheWrite,
   decodeAttention,
+  ropeQkv,
   type CacheView,
   type DecodeOptions,
 } from "../../kernels/kv_cache/program.js";
 import type { StepBuilder } from "../builder.js";
 import type { GraphTensor } from "../graph.js";
 import type { Heads } from "./attention.js";
+import type { RopeTables } from "./rope.js";
 
 /** One layer's cache as a graph binds it: keys (after RoPE) and values, each [B, G, S, D]. */
 export interface LayerCache {
@@ -67,4 +69,39 @@ export function attendCache(
     ),
     [o.tensor, q.tensor, cache.k, cache.v],
   );
+}
+
+/**
+ * A RoPE model's attention inputs for a decoding run, in one dispatch: q rotated at its positions into a new
+ * [B, H, T, D], k rotated into the cache and v copied into it, at rows p..p+T−1 (tables of every position).
+ * Returns q's output.
+ */
+export function ropeIntoCache(
+  s: StepBuilder,
+  label: string,
+  io: { q: Heads; k: Heads; v: Heads },
+  tables: RopeTables,
+  cache: LayerCache,
+): GraphTensor {
+  const { q, k, v } = io;
+  const { B, T, heads: H, D } = q;
+  const fused = q.tensor === k.tensor && k.tensor === v.tensor;
+  const qOut = s.g.activation(`${label}.q_rope`, [B, H, T, D]);
+  s.g.dispatch(
+    `${label} rope q, k; cache k, v`,
+    ropeQkv(
+      { B, T, H, G: k.heads, D, S: cache.S },
+      { q: viewOf(q), k: viewOf(k), v: viewOf(v) },
+      fused,
+    ),
+    [
+      qOut,
+      cache.k,
+      cache.v,
+      ...(fused ? [q.tensor] : [q.tensor, k.tensor, v.tensor]),
+      tables.cos,
+      tables.sin,
+    ],
+  );
+  return qOut;
 }

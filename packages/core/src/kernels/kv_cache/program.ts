@@ -5,6 +5,8 @@
  * p..p+T−1, then attends from each new query to the cache's rows 0..p+t.
  *
  *   cacheWrite:        src (a [B, G, T, D] view of a projection)  ->  cache rows p..p+T−1
+ *   ropeQkv:           q, k, v views  ->  rope(q) [B, H, T, D], rope(k) and v into cache rows p..p+T−1: a RoPE
+ *                      model's whole preparation of a decoding run's attention inputs in one dispatch
  *   decodeAttention:   q [B, H, T, D] view, K, V caches           ->  o (view), per query row p + t:
  *                      o = softmax(q·kⱼᵀ·scale (→ cap·tanh(s/cap)), j ∈ [lo, p + t]) · v,
  *                      lo = max(0, p + t − window + 1) with a sliding window, else 0
@@ -118,6 +120,99 @@ fn main(i : i32) {
   return {
     program,
     uniforms: [total, G, T, D, S, ...viewValues(src, 1)],
+    workgroups: flatGrid(Math.ceil(total / 64)),
+  };
+}
+
+/**
+ * RoPE of q (into a contiguous [B, H, T, D]) and of k (into the K cache at rows p + t), and v copied into the V
+ * cache, tables of every position read at p + t. One invocation per rotated pair (d, d + D/2) of a q or k head
+ * row; a k row's invocation copies the same two elements of v. Bindings: qOut, kCache, vCache, then q, k, v (or,
+ * with `fused`, their one tensor), cos [S, D], sin [S, D].
+ */
+export function ropeQkv(
+  dims: Pick<DecodeDims, "B" | "T" | "H" | "G" | "D" | "S">,
+  views: { q: CacheView; k: CacheView; v: CacheView },
+  fused: boolean,
+): ProgramCall {
+  const { B, T, H, G, D, S } = dims;
+  checkDims("ropeQkv", dims);
+  if (D % 2 !== 0)
+    throw new ShapeError(
+      `ropeQkv: head dim D = ${D} is odd; RoPE rotates pairs.`,
+    );
+  const half = D / 2;
+  const total = B * T * (H + G) * half;
+  const src = fused ? ["QKV", "QKV", "QKV"] : ["Q", "K", "V"];
+  const program: Program = {
+    key: `webtuneDecode_ropeQkv${fused ? "_fused" : ""}`,
+    storage: [
+      ...["qOut", "kCache", "vCache"].map((name) => ({
+        name,
+        element: "f32" as const,
+        access: "read_write" as const,
+      })),
+      ...[...new Set(src), "cosT", "sinT"].map((name) => ({
+        name,
+        element: "f32" as const,
+        access: "read" as const,
+      })),
+    ],
+    uniforms: [
+      ...["total", "H", "G", "T", "D", "S"],
+      ...["q", "k", "v"].flatMap((v) =>
+        ["Off", "B", "H", "T"].map((x) => v + x),
+      ),
+    ].map((name) => ({ name, type: "i32" as const })),
+    stepParams: true,
+    workgroupSize: [64, 1, 1],
+    body: /* wgsl */ `
+fn main(i : i32) {
+  if (i >= uniforms.total) { return; }
+  let half = uniforms.D / 2;
+  let d = i % half;
+  var row = i / half;
+  let qRows = uniforms.H * uniforms.T;
+  let perBatch = (uniforms.H + uniforms.G) * uniforms.T;
+  let b = row / perBatch;
+  row = row % perBatch;
+  let p = i32(step.position);
+  if (row < qRows) {
+    let h = row / uniforms.T;
+    let t = row % uniforms.T;
+    let x = uniforms.qOff + b * uniforms.qB + h * uniforms.qH + t * uniforms.qT;
+    let tab = (p + t) * uniforms.D;
+    let x1 = ${src[0]}[x + d];
+    let x2 = ${src[0]}[x + d + half];
+    let o = ((b * uniforms.H + h) * uniforms.T + t) * uniforms.D;
+    qOut[o + d] = x1 * cosT[tab + d] - x2 * sinT[tab + d];
+    qOut[o + d + half] = x2 * cosT[tab + d + half] + x1 * sinT[tab + d + half];
+    return;
+  }
+  let g = (row - qRows) / uniforms.T;
+  let t = (row - qRows) % uniforms.T;
+  if (p + t >= uniforms.S) { return; }
+  let tab = (p + t) * uniforms.D;
+  let x = uniforms.kOff + b * uniforms.kB + g * uniforms.kH + t * uniforms.kT;
+  let x1 = ${src[1]}[x + d];
+  let x2 = ${src[1]}[x + d + half];
+  let c = ((b * uniforms.G + g) * uniforms.S + p + t) * uniforms.D;
+  kCache[c + d] = x1 * cosT[tab + d] - x2 * sinT[tab + d];
+  kCache[c + d + half] = x2 * cosT[tab + d + half] + x1 * sinT[tab + d + half];
+  let y = uniforms.vOff + b * uniforms.vB + g * uniforms.vH + t * uniforms.vT;
+  vCache[c + d] = ${src[2]}[y + d];
+  vCache[c + d + half] = ${src[2]}[y + d + half];
+}`,
+    flat: true,
+  };
+  return {
+    program,
+    uniforms: [
+      ...[total, H, G, T, D, S],
+      ...viewValues(views.q, 1),
+      ...viewValues(views.k, 1),
+      ...viewValues(views.v, 1),
+    ],
     workgroups: flatGrid(Math.ceil(total / 64)),
   };
 }
