@@ -17,6 +17,7 @@ import {
   activationForward,
   gatedActivationBackward,
   gatedActivationForward,
+  packedGatedActivationForward,
 } from "../../../packages/core/src/kernels/activation/program.js";
 import {
   act,
@@ -61,6 +62,25 @@ describe("activation programs", () => {
       const [gy, gdx] = await pc.run();
       expectClose(gy!, activationForwardReference(x, kind), RTOL, "y");
       expectClose(gdx!, activationBackwardReference(dy, x, kind), RTOL, "dx");
+    });
+
+    it(`${kind}: gated y = act(g)·u from one [R, 2F] tensor (gate then up in each row) matches the reference`, async (ctx) => {
+      await needGpu(ctx);
+      const [R, F] = [7, 37];
+      const [g, u] = [values(R * F, 46, 8), values(R * F, 47, 2)];
+      const packed = new Float32Array(2 * R * F);
+      for (let r = 0; r < R; r++) {
+        packed.set(g.subarray(r * F, (r + 1) * F), 2 * r * F);
+        packed.set(u.subarray(r * F, (r + 1) * F), (2 * r + 1) * F);
+      }
+      const pc = new ProgramCase();
+      const y = pc.output("y", R * F);
+      pc.dispatch("packed gated", packedGatedActivationForward(R, F, kind), [
+        y,
+        pc.input("gu", packed),
+      ]);
+      const [gy] = await pc.run();
+      expectClose(gy!, gatedActivationForwardReference(g, u, kind), RTOL, "y");
     });
 
     it(`${kind}: gated y = act(g)·u, and dg, du from one dispatch, match the reference`, async (ctx) => {

@@ -150,7 +150,7 @@ describe("compiled decoding", () => {
       }
     });
 
-  it("runs q, k and v as one projection without an adapter, and as three with one (llama, qwen2's biases)", async (ctx) => {
+  it("runs q, k and v (and gate and up) as one projection without an adapter, and apart with one (llama, qwen2's biases)", async (ctx) => {
     await needGpu(ctx);
     for (const arch of ["llama", "qwen2"]) {
       const lm = models.get(arch)!;
@@ -179,6 +179,7 @@ describe("compiled decoding", () => {
       const base = labels();
       expect(base).toMatch(/layers\.0\.self_attn\.qkv_proj/);
       expect(base).not.toMatch(/layers\.0\.self_attn\.q_proj/);
+      expect(base).toMatch(/layers\.0\.mlp\.gate_up_proj/);
     }
     const model = await loadModel(DEMO, { cache: false });
     try {

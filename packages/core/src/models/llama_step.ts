@@ -21,7 +21,11 @@
 import type * as tf from "@tensorflow/tfjs";
 import type { StepBuilder } from "../engine/builder.js";
 import type { GraphTensor } from "../engine/graph.js";
-import { activate, activateBackward } from "../engine/ops/activation.js";
+import {
+  activate,
+  activatePacked,
+  activateBackward,
+} from "../engine/ops/activation.js";
 import {
   attention,
   attentionBackward,
@@ -49,6 +53,7 @@ import type { Embedding } from "./embedding.js";
 import {
   ropeTableValues,
   withRecomputedRmsNorm,
+  type Linear,
   type LinearSaved,
 } from "./layers.js";
 import type {
@@ -235,12 +240,12 @@ class LlamaBlockStep implements StepBlock<Saved>, DecodeBlock {
       { scale: 1 / Math.sqrt(D) },
     );
     const x1 = a.o_proj.stepForward(s, o, { residual: x });
-    return this.mlp(s, x1.y).y.y;
+    return this.decodeMlp(s, x1.y);
   }
 
   /**
-   * Decoding's q, k and v heads of n1 [N, C]: one matmul over the three weights concatenated, when all three are
-   * f32 and none has an adapter that applies now (the base model, or a merged adapter); else three projections.
+   * Decoding's q, k and v heads of n1 [N, C]: one matmul over the three weights concatenated where they fuse (see
+   * `fusedProjection`); else three projections.
    */
   private qkv(
     s: StepBuilder,
@@ -249,13 +254,13 @@ class LlamaBlockStep implements StepBlock<Saved>, DecodeBlock {
     const { B, T, H, G, D } = this.dims;
     const a = this.layer.self_attn;
     const projections = [a.q_proj, a.k_proj, a.v_proj];
-    const weights = projections.map((p) => p.weight);
-    const biases = projections.map((p) => p.bias);
-    const fusable =
-      weights.every((w) => !isPacked(w)) &&
-      (biases.every((b) => b === null) || biases.every((b) => b !== null)) &&
-      projections.every((p) => p.adapter?.stepBinding(s) === undefined);
-    if (!fusable) {
+    const y = fusedProjection(
+      s,
+      `${this.name}.self_attn.qkv_proj`,
+      n1,
+      projections,
+    );
+    if (!y) {
       const [q, k, v] = projections.map((p) => p.stepForward(s, n1).y);
       return {
         q: rowHeads(q!, B, T, H, D),
@@ -264,26 +269,32 @@ class LlamaBlockStep implements StepBlock<Saved>, DecodeBlock {
       };
     }
     const width = (H + 2 * G) * D;
-    const C = projections[0]!.inFeatures;
-    const label = `${this.name}.self_attn.qkv_proj`;
-    const w = s.concatenated(weights as tf.Tensor[], `${label}.weight`, [
-      width,
-      C,
-    ]);
-    const bias = biases[0]
-      ? s.concatenated(biases as tf.Tensor[], `${label}.bias`, [width])
-      : undefined;
-    const y = linearForward(
-      s,
-      label,
-      n1,
-      { data: w, scales: [], attrs: FLOAT32_WEIGHT, shape: [width, C] },
-      "out_in",
-      { bias: bias && { value: bias, grad: undefined, size: width } },
-    );
     const heads = (n: number, column: number) =>
       rowHeads(y, B, T, n, D, { offset: column, rowStride: width });
     return { q: heads(H, 0), k: heads(G, H * D), v: heads(G, (H + G) * D) };
+  }
+
+  /** Decoding's MLP: gate and up as one projection where they fuse, else as in training. */
+  private decodeMlp(s: StepBuilder, x1: GraphTensor): GraphTensor {
+    const { layer, name, eps } = this;
+    const { gate_proj, up_proj, down_proj } = layer.mlp;
+    const n2 = rmsNorm(
+      s,
+      `${name}.post_attention_layernorm`,
+      x1,
+      s.vector(
+        layer.post_attention_layernorm,
+        `${name}.post_attention_layernorm.weight`,
+      ),
+      eps,
+    );
+    const gateUp = fusedProjection(s, `${name}.mlp.gate_up_proj`, n2.y, [
+      gate_proj,
+      up_proj,
+    ]);
+    if (!gateUp) return this.mlp(s, x1).y.y;
+    const act = activatePacked(s, `${name}.mlp.act_fn`, gateUp, "silu");
+    return down_proj.stepForward(s, act, { residual: x1 }).y;
   }
 
   backward(
@@ -370,6 +381,44 @@ class LlamaBlockStep implements StepBlock<Saved>, DecodeBlock {
     );
     return dy;
   }
+}
+
+/**
+ * x [N, C] through several out_in projections at once, over their weights (and biases) concatenated into one
+ * [ΣOUT, C] (copied when the graph is compiled): for a decoding graph, where none has an adapter that applies
+ * now (the base model, or a merged adapter) and every weight is f32. Undefined where they do not fuse.
+ */
+export function fusedProjection(
+  s: StepBuilder,
+  label: string,
+  x: GraphTensor,
+  projections: Linear[],
+): GraphTensor | undefined {
+  const weights = projections.map((p) => p.weight);
+  const biases = projections.map((p) => p.bias);
+  const fuses =
+    projections.every((p) => p.layout === "out_in") &&
+    weights.every((w) => !isPacked(w)) &&
+    (biases.every((b) => b === null) || biases.every((b) => b !== null)) &&
+    projections.every((p) => p.adapter?.stepBinding(s) === undefined);
+  if (!fuses) return undefined;
+  const width = projections.reduce((n, p) => n + p.outFeatures, 0);
+  const C = projections[0]!.inFeatures;
+  const w = s.concatenated(weights as tf.Tensor[], `${label}.weight`, [
+    width,
+    C,
+  ]);
+  const bias = biases[0]
+    ? s.concatenated(biases as tf.Tensor[], `${label}.bias`, [width])
+    : undefined;
+  return linearForward(
+    s,
+    label,
+    x,
+    { data: w, scales: [], attrs: FLOAT32_WEIGHT, shape: [width, C] },
+    "out_in",
+    { bias: bias && { value: bias, grad: undefined, size: width } },
+  );
 }
 
 /** The final RMSNorm as a step block: its backward makes the last block's output gradient. */

@@ -8,6 +8,7 @@ import {
   activationForward,
   gatedActivationBackward,
   gatedActivationForward,
+  packedGatedActivationForward,
 } from "../../kernels/activation/program.js";
 import type { StepBuilder } from "../builder.js";
 import type { GraphTensor } from "../graph.js";
@@ -26,6 +27,22 @@ export function activate(
     up ? gatedActivationForward(x.size, act) : activationForward(x.size, act),
     up ? [y, x, up] : [y, x],
   );
+  return y;
+}
+
+/** act(gate)·up with each row of `gateUp` [R, 2F] holding gate then up: a new [R, F]. */
+export function activatePacked(
+  s: StepBuilder,
+  label: string,
+  gateUp: GraphTensor,
+  act: Activation,
+): GraphTensor {
+  const [R, twoF] = gateUp.shape as [number, number];
+  const y = s.g.activation(`${label}.out`, [R, twoF / 2]);
+  s.g.dispatch(label, packedGatedActivationForward(R, twoF / 2, act), [
+    y,
+    gateUp,
+  ]);
   return y;
 }
 

@@ -95,6 +95,29 @@ export function gatedActivationForward(
   );
 }
 
+/**
+ * y = act(g)·u with g and u the two halves of each row of one [R, 2F] tensor (a projection over gate and up
+ * concatenated). Bindings: Y [R, F], GU [R, 2F]. Uniforms: size (R·F), F.
+ */
+export function packedGatedActivationForward(
+  rows: number,
+  F: number,
+  act: Activation,
+): ProgramCall {
+  const p = program(
+    "packedGatedActivationForward",
+    act,
+    ["Y", "GU"],
+    1,
+    "let r = i / uniforms.F; let f = i % uniforms.F;\n  Y[i] = act(GU[2 * r * uniforms.F + f]) * GU[(2 * r + 1) * uniforms.F + f];",
+  );
+  return {
+    program: { ...p, uniforms: [...p.uniforms, { name: "F", type: "i32" }] },
+    uniforms: [rows * F, F],
+    workgroups: flatGrid(Math.ceil((rows * F) / WORKGROUP)),
+  };
+}
+
 /** dx = dy·act'(x). Bindings: dX [S], dY [S], X [S]. Uniforms: size. */
 export function activationBackward(size: number, act: Activation): ProgramCall {
   return call(
