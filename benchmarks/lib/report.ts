@@ -132,6 +132,21 @@ export const COLUMNS: Record<Scenario, Column[]> = {
           : `${String(r.metrics["same_tokens"])}, ${String(r.metrics["tape_same_tokens"] ?? "–")} of ${c("new_tokens")(r)} tokens`,
     ],
   ],
+  scoring: [
+    ["case", (r) => r.case],
+    ["prompt run once (ms)", m("scoring_ms", 0)],
+    ["whole rows (ms)", m("whole_rows_ms", 0)],
+    ["speedup", times("scoring_speedup")],
+    [
+      "tokens run (once / whole rows)",
+      (r) =>
+        `${String(r.metrics["scoring_tokens"])} / ${String(r.metrics["whole_rows_tokens"])}`,
+    ],
+    [
+      "same labels",
+      (r) => `${String(r.metrics["same_labels"])}/${c("rows")(r)}`,
+    ],
+  ],
 };
 
 /** The rows of one scenario as [header, ...rows] cells. */

@@ -8,6 +8,7 @@ import {
   FullFineTune,
   gpuInfo,
   loadModel,
+  rowNlls,
   type ByteSource,
   type ModelSource,
   type TrainBatch,
@@ -53,6 +54,7 @@ export const SCENARIOS = [
   "train-step",
   "lora-vs-full",
   "generate",
+  "scoring",
   "memory",
   "host",
 ] as const;
@@ -238,6 +240,14 @@ export async function runBenchmarks(
       ),
     "lora-vs-full": () => loraVsFullScenario(host, size, records),
     generate: () => generateScenario(host, size, records),
+    scoring: async () => {
+      const model = await loadModel(host.embeddedModel, { cache: false });
+      try {
+        records.push(await labelScoringCase(host, model, size));
+      } finally {
+        model.dispose();
+      }
+    },
     memory: () => memoryScenario(host, size, records),
     host: async () => {
       records.push(...(await hostScenario(host, size)));
@@ -607,6 +617,66 @@ async function greedyBatchCase(
       tape_same_rows: engine.value.filter(
         (r, i) => JSON.stringify(r.ids) === JSON.stringify(tape.value[i]!.ids),
       ).length,
+    },
+  };
+}
+
+/**
+ * Classification by label likelihood: k labels scored after each prompt, the prompt run once and the labels as
+ * continuations of its KV cache (`labelNlls`), against each prompt + label as a whole row through tfjs
+ * (`rowNlls`, how evaluation scored before). Synthetic prompts of a few lengths, 6 labels of 1 to 3 tokens (+ EOS).
+ */
+async function labelScoringCase(
+  host: BenchHost,
+  model: Awaited<ReturnType<typeof loadModel>>,
+  size: BenchSize,
+): Promise<BenchRecord> {
+  const examples = size.name === "smoke" ? 6 : 48;
+  const V = model.lm.dims.vocabSize;
+  const eos = model.lm.dims.eosTokenIds[0] ?? 0;
+  const prompts = Array.from({ length: examples }, (_, e) =>
+    Array.from(
+      { length: 24 + 8 * (e % 4) },
+      (_, i) => (e * 53 + i * 31 + 7) % V,
+    ),
+  );
+  const labels = Array.from({ length: 6 }, (_, j) => [
+    ...Array.from({ length: 1 + (j % 3) }, (_, t) => (j * 97 + t * 13 + 5) % V),
+    eos,
+  ]);
+  const rows = prompts.flatMap((p) =>
+    labels.map((l) => ({
+      inputIds: [...p, ...l],
+      labels: [...p.map(() => -100), ...l],
+    })),
+  );
+  const shared = () => model.labelNlls(prompts, labels);
+  const whole = () => rowNlls(model, rows);
+  await shared();
+  await whole();
+  const a = await timed(shared);
+  const b = await timed(whole);
+  const argmin = (xs: number[]) => xs.indexOf(Math.min(...xs));
+  const picks = a.value!.nll.map(argmin);
+  const same = picks.filter(
+    (j, e) =>
+      j === argmin(labels.map((_, l) => b.value[e * labels.length + l]!.nll)),
+  ).length;
+  const wholeTokens = rows.reduce((n, r) => n + r.inputIds.length, 0);
+  host.log(
+    `  label scoring, ${examples} prompts × ${labels.length} labels: ${a.ms.toFixed(0)} ms (${a.value!.tokens} tokens) against ${b.ms.toFixed(0)} ms (${wholeTokens} tokens) as whole rows`,
+  );
+  return {
+    scenario: "scoring",
+    case: `embedded model, ${examples} prompts × ${labels.length} labels`,
+    config: { prompt_tokens: "24–48", new_tokens: "1–3 + EOS", rows: examples },
+    metrics: {
+      scoring_ms: a.ms,
+      whole_rows_ms: b.ms,
+      scoring_speedup: b.ms / a.ms,
+      scoring_tokens: a.value!.tokens,
+      whole_rows_tokens: wholeTokens,
+      same_labels: same,
     },
   };
 }

@@ -123,6 +123,7 @@ function checkRun(run: StampedRun) {
       "train-step",
       "lora-vs-full",
       "generate",
+      "scoring",
       "memory",
       "host",
     ]),
@@ -143,6 +144,18 @@ function checkRun(run: StampedRun) {
   // Correctness inside the scenarios: cached and uncached greedy decoding agree token for token.
   const gen = run.records.find((r) => r.scenario === "generate")!;
   expect(gen.metrics["same_tokens"]).toBe(gen.config["new_tokens"]);
+  // The compiled decoder and the tape path agree too, one prompt and a greedy batch; so do the label picks of
+  // the shared-prompt scoring and whole rows, which runs fewer tokens.
+  expect(gen.metrics["tape_same_tokens"]).toBe(gen.config["new_tokens"]);
+  const batch = run.records.find(
+    (r) => r.metrics["tape_same_rows"] !== undefined,
+  )!;
+  expect(batch.metrics["tape_same_rows"]).toBe(batch.config["rows"]);
+  const scoring = run.records.find((r) => r.scenario === "scoring")!;
+  expect(scoring.metrics["same_labels"]).toBe(scoring.config["rows"]);
+  expect(scoring.metrics["scoring_tokens"] as number).toBeLessThan(
+    scoring.metrics["whole_rows_tokens"] as number,
+  );
   const full = run.records.find((r) => r.scenario === "lora-vs-full")!;
   expect(full.metrics["full_trainable"] as number).toBeGreaterThan(
     full.metrics["lora_trainable"] as number,
