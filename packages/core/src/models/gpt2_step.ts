@@ -274,34 +274,24 @@ class Gpt2BlockStep implements StepBlock<Saved>, DecodeBlock {
 export function gpt2Step(m: Gpt2StepModel): StepArchitecture {
   const { hiddenSize: C, numHeads: H, layerNormEps: eps } = m.dims;
   const finalNorm = finalNormBlock(m.ln_f, eps) as StepBlock;
+  const layers = (B: number, T: number) => {
+    const dims = { B, T, H, G: H, D: C / H };
+    return {
+      embedding: { table: m.wte, positions: m.wpe },
+      blocks: m.h.map(
+        (layer, i) => new Gpt2BlockStep(layer, `transformer.h.${i}`, eps, dims),
+      ),
+      norm: finalNorm,
+    };
+  };
   return {
     head: m.wte,
     logitSoftcap: undefined,
-    layers(_s, B, T) {
-      const dims = { B, T, H, G: H, D: C / H };
-      return {
-        embedding: { table: m.wte, positions: m.wpe },
-        blocks: m.h.map(
-          (layer, i) =>
-            new Gpt2BlockStep(layer, `transformer.h.${i}`, eps, dims),
-        ),
-        norm: finalNorm,
-      };
-    },
+    layers: (_s, B, T) => layers(B, T),
     decoding: {
       kvHeads: H,
       headDim: C / H,
-      layers(_s, B, T) {
-        const dims = { B, T, H, G: H, D: C / H };
-        return {
-          embedding: { table: m.wte, positions: m.wpe },
-          blocks: m.h.map(
-            (layer, i) =>
-              new Gpt2BlockStep(layer, `transformer.h.${i}`, eps, dims),
-          ),
-          norm: finalNorm,
-        };
-      },
+      layers: (_s, B, T) => layers(B, T),
     },
   };
 }

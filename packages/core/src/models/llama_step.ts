@@ -56,12 +56,7 @@ import {
   type Linear,
   type LinearSaved,
 } from "./layers.js";
-import type {
-  DecodeBlock,
-  StepArchitecture,
-  StepBlock,
-  StepLayers,
-} from "./step.js";
+import type { DecodeBlock, StepArchitecture, StepBlock } from "./step.js";
 
 /** The parts of a Llama decoder layer the step reads. */
 export interface LlamaStepLayer {
@@ -445,48 +440,34 @@ export function rmsNormBlock(
   };
 }
 
-/** Llama's layers for the compiled step of one batch shape. */
+/** Llama's layers for the compiled step of one batch shape, and for decoding. */
 export function llamaStep(m: LlamaStepModel): StepArchitecture {
   const { numHeads: H, numKvHeads: G, headDim: D, rmsNormEps: eps } = m.dims;
+  /** The layers of [B, T] tokens with RoPE tables of `positions` rows (T in training; decoding reads p + t). */
+  const layers = (s: StepBuilder, B: number, T: number, positions: number) => {
+    const { cos, sin } = ropeTableValues(m.invFreq, 0, positions);
+    const rope = {
+      cos: s.g.constant("rope.cos", [positions, D], cos),
+      sin: s.g.constant("rope.sin", [positions, D], sin),
+    };
+    const dims = { B, T, H, G, D };
+    return {
+      embedding: { table: m.embed_tokens },
+      blocks: m.layers.map(
+        (layer, i) =>
+          new LlamaBlockStep(layer, `model.layers.${i}`, eps, dims, rope),
+      ),
+      norm: rmsNormBlock(m.norm, "model.norm", eps),
+    };
+  };
   return {
     head: m.head,
     logitSoftcap: undefined,
-    layers(s, B, T): StepLayers {
-      const { cos, sin } = ropeTableValues(m.invFreq, 0, T);
-      const rope = {
-        cos: s.g.constant("rope.cos", [T, D], cos),
-        sin: s.g.constant("rope.sin", [T, D], sin),
-      };
-      const dims = { B, T, H, G, D };
-      return {
-        embedding: { table: m.embed_tokens },
-        blocks: m.layers.map(
-          (layer, i) =>
-            new LlamaBlockStep(layer, `model.layers.${i}`, eps, dims, rope),
-        ),
-        norm: rmsNormBlock(m.norm, "model.norm", eps),
-      };
-    },
+    layers: (s, B, T) => layers(s, B, T, T),
     decoding: {
       kvHeads: G,
       headDim: D,
-      layers(s, B, T, S) {
-        // Tables of every position the cache holds, read at the step's position.
-        const { cos, sin } = ropeTableValues(m.invFreq, 0, S);
-        const rope = {
-          cos: s.g.constant("rope.cos", [S, D], cos),
-          sin: s.g.constant("rope.sin", [S, D], sin),
-        };
-        const dims = { B, T, H, G, D };
-        return {
-          embedding: { table: m.embed_tokens },
-          blocks: m.layers.map(
-            (layer, i) =>
-              new LlamaBlockStep(layer, `model.layers.${i}`, eps, dims, rope),
-          ),
-          norm: rmsNormBlock(m.norm, "model.norm", eps),
-        };
-      },
+      layers: (s, B, T, S) => layers(s, B, T, S),
     },
   };
 }
