@@ -141,13 +141,14 @@ export function recordDispatch(
 const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
 /**
- * A compute pipeline for complete WGSL (entry point `main`), built once per device and key. Printed under
- * WEBGPU_PRINT_SHADER as tfjs prints its programs ('all', or a comma-separated list of key substrings).
+ * A compute pipeline for complete WGSL (entry point `main` unless named), built once per device and key. Printed
+ * under WEBGPU_PRINT_SHADER as tfjs prints its programs ('all', or a comma-separated list of key substrings).
  */
 export function computePipeline(
   backend: WebGPUBackend,
   key: string,
   code: () => string,
+  entryPoint = "main",
 ): GPUComputePipeline {
   const device = backend.device;
   let cache = pipelines.get(device);
@@ -170,7 +171,7 @@ export function computePipeline(
     layout: "auto",
     compute: {
       module: device.createShaderModule({ label: key, code: source }),
-      entryPoint: "main",
+      entryPoint,
     },
   });
   cache.set(key, pipeline);

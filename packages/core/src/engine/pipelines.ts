@@ -5,6 +5,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { DeviceError } from "../errors.js";
 import { programSource, type Program } from "../kernels/program.js";
+import { programFor } from "../kernels/subgroups.js";
 
 export interface CompiledProgram {
   pipeline: GPUComputePipeline;
@@ -20,10 +21,12 @@ export function compiledPrograms(device: GPUDevice): number {
   return cache.get(device)?.size ?? 0;
 }
 
+/** Compiles `program`, or its subgroup variant where this device reduces with subgroups (kernels/subgroups.ts). */
 export function compileProgram(
   device: GPUDevice,
-  program: Program,
+  asked: Program,
 ): CompiledProgram {
+  const program = programFor(device, asked);
   let programs = cache.get(device);
   if (!programs) cache.set(device, (programs = new Map()));
   const hit = programs.get(program.key);

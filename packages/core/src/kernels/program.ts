@@ -46,6 +46,16 @@ export interface Program {
   /** Private variables, declared before the body and set by `init` before `main` runs. */
   privates?: string;
   init?: string;
+  /**
+   * Uses subgroup operations: the module enables `subgroups`, and the builtins `subgroupSize` and `subgroupLane`
+   * (the invocation's index within its subgroup) join the others. Only devices with the feature compile it.
+   */
+  subgroups?: boolean;
+  /**
+   * The same dispatch (bindings, uniforms, workgroup size and grid) reducing with subgroups, which devices that
+   * have them compile instead of this program (`programFor` in subgroups.ts).
+   */
+  subgroupVariant?: Program;
 }
 
 /** One dispatch of a program: its uniform values (in `program.uniforms` order) and its grid. */
@@ -71,7 +81,8 @@ export function programSource(p: Program): string {
 @group(0) @binding(${n + 1}) var<uniform> step : StepParams;`
     : "";
   const [x, y, z] = p.workgroupSize;
-  return `${storage.join("\n")}
+  const sg = p.subgroups ?? false;
+  return `${sg ? "enable subgroups;\n" : ""}${storage.join("\n")}
 ${uniforms}
 ${step}
 var<private> localId : vec3<u32>;
@@ -79,6 +90,7 @@ var<private> localIndex : u32;
 var<private> globalId : vec3<u32>;
 var<private> numWorkgroups : vec3<u32>;
 var<private> workgroupId : vec3<u32>;
+${sg ? "var<private> subgroupSize : u32;\nvar<private> subgroupLane : u32;" : ""}
 ${p.privates ?? ""}
 ${p.body}
 
@@ -87,12 +99,19 @@ fn _start(@builtin(local_invocation_id) LocalId : vec3<u32>,
           @builtin(global_invocation_id) GlobalId : vec3<u32>,
           @builtin(local_invocation_index) LocalIndex : u32,
           @builtin(workgroup_id) WorkgroupId : vec3<u32>,
-          @builtin(num_workgroups) NumWorkgroups : vec3<u32>) {
+          @builtin(num_workgroups) NumWorkgroups : vec3<u32>${
+            sg
+              ? `,
+          @builtin(subgroup_size) SubgroupSize : u32,
+          @builtin(subgroup_invocation_id) SubgroupLane : u32`
+              : ""
+          }) {
   localId = LocalId;
   localIndex = LocalIndex;
   globalId = GlobalId;
   numWorkgroups = NumWorkgroups;
   workgroupId = WorkgroupId;
+  ${sg ? "subgroupSize = SubgroupSize;\n  subgroupLane = SubgroupLane;" : ""}
   ${p.init ?? ""}
   ${p.flat ? `main(i32((WorkgroupId.z * NumWorkgroups.x * NumWorkgroups.y + WorkgroupId.y * NumWorkgroups.x + WorkgroupId.x) * ${x * y * z}u + LocalIndex));` : "main();"}
 }

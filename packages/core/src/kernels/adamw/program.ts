@@ -20,13 +20,21 @@
  * Padding stays exactly zero as long as the gradient padding is zero: m = v = 0 there, so the update is 0 / eps.
  * With eps = 0 that would be 0 / 0 (torch's result for a zero gradient); the update is 0 instead.
  *
+ * Both sums reduce over the workgroup in workgroup memory, or with subgroups on devices that have them
+ * (kernels/subgroups.ts); the two add in different orders, so their norms differ in the last bits.
+ *
  * Letters: P elements of each flat buffer (a multiple of BLOCK), W partial sums, P / BLOCK table entries.
  * The arrays are read as vec4 (P is a multiple of 4); shapes and β, eps are uniforms, only workgroup constants
- * are spliced into the source.
+ * and the kind of reduction are spliced into the source.
  */
 import { ShapeError } from "../../errors.js";
 import { MAX_PARAM_GROUPS } from "../step_params.js";
 import type { Program, ProgramCall, StorageBinding } from "../program.js";
+import {
+  reductionSuffix,
+  withSubgroupVariant,
+  workgroupReduceWGSL,
+} from "../subgroups.js";
 import type { AdamWScalars } from "./attrs.js";
 
 /** Elements per block of the group table; each tensor's region starts at a multiple of it. */
@@ -48,30 +56,13 @@ const vec4Array = (
   access: StorageBinding["access"],
 ): StorageBinding => ({ name, element: "vec4<f32>", access });
 
-/** Sums `value` over the workgroup into partial[0]. */
-const REDUCE_WGSL = /* wgsl */ `
-var<workgroup> partial : array<f32, ${ADAMW_WORKGROUP}>;
-
-fn workgroupSum(value : f32) -> f32 {
-  let tid = localIndex;
-  partial[tid] = value;
-  workgroupBarrier();
-  for (var stride = ${ADAMW_WORKGROUP / 2}u; stride > 0u; stride = stride >> 1u) {
-    if (tid < stride) {
-      partial[tid] = partial[tid] + partial[tid + stride];
-    }
-    workgroupBarrier();
-  }
-  return partial[0];
-}
-`;
-
 const GRID_STRIDE = `let stride = numWorkgroups.x * ${ADAMW_WORKGROUP}u;
   for (var i = workgroupId.x * ${ADAMW_WORKGROUP}u + localIndex; i < uniforms.P / 4u; i = i + stride)`;
 
-function gradNormProgram(): Program {
+function gradNormProgram(subgroups: boolean): Program {
   return {
-    key: `adamwGradNormPartials_${ADAMW_WORKGROUP}`,
+    key: `adamwGradNormPartials_${ADAMW_WORKGROUP}${reductionSuffix(subgroups)}`,
+    subgroups,
     storage: [
       { name: "partials", element: "f32", access: "read_write" },
       vec4Array("grads", "read"),
@@ -80,7 +71,7 @@ function gradNormProgram(): Program {
     stepParams: false,
     workgroupSize: [ADAMW_WORKGROUP, 1, 1],
     flat: false,
-    body: /* wgsl */ `${REDUCE_WGSL}
+    body: /* wgsl */ `${workgroupReduceWGSL(ADAMW_WORKGROUP, subgroups)}
 fn main() {
   var sumSq = 0.0;
   ${GRID_STRIDE} {
@@ -96,9 +87,10 @@ fn main() {
   };
 }
 
-function adamwStepProgram(): Program {
+function adamwStepProgram(subgroups: boolean): Program {
   return {
-    key: `adamwStepFlat_${ADAMW_WORKGROUP}_${BLOCK}`,
+    key: `adamwStepFlat_${ADAMW_WORKGROUP}_${BLOCK}${reductionSuffix(subgroups)}`,
+    subgroups,
     storage: [
       vec4Array("params", "read_write"),
       vec4Array("expAvg", "read_write"),
@@ -120,7 +112,7 @@ function adamwStepProgram(): Program {
     stepParams: true,
     workgroupSize: [ADAMW_WORKGROUP, 1, 1],
     flat: false,
-    body: /* wgsl */ `${REDUCE_WGSL}
+    body: /* wgsl */ `${workgroupReduceWGSL(ADAMW_WORKGROUP, subgroups)}
 // By the bits, since WGSL has no isnan and compilers may fold x != x away: an all-ones exponent is Inf or NaN.
 fn isFinite(x : f32) -> bool {
   return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
@@ -181,7 +173,7 @@ export function gradNormWorkgroups(P: number): number {
  */
 export function gradNormPartialsCall(P: number): ProgramCall {
   return {
-    program: gradNormProgram(),
+    program: withSubgroupVariant(gradNormProgram),
     uniforms: [P],
     workgroups: [gradNormWorkgroups(P), 1, 1],
   };
@@ -207,7 +199,7 @@ export function adamwStepCall(
       `adamwStep: expected 1 to ${MAX_ADAMW_WORKGROUPS} partial sums, got ${W}; use gradNormWorkgroups(P).`,
     );
   return {
-    program: adamwStepProgram(),
+    program: withSubgroupVariant(adamwStepProgram),
     uniforms: [P, W, beta1, 1 - beta1, beta2, 1 - beta2, eps],
     workgroups: [
       Math.min(Math.ceil(P / 4 / ADAMW_WORKGROUP), MAX_ADAMW_WORKGROUPS),

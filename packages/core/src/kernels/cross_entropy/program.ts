@@ -11,7 +11,8 @@
  * is not −100 and 0 for the others, and dl/dz = 1 − tanh²(z / cap) (else 1). Everything is f32.
  *
  * Letters: n rows of one block, Vc columns of one chunk (vocabulary ids v0 .. v0 + Vc − 1), K chunks.
- * Shapes are uniforms; only the workgroup size and whether there is a softcap are spliced into the source.
+ * Shapes are uniforms; only the workgroup size, whether there is a softcap and the kind of reduction (in workgroup
+ * memory, or with subgroups on devices that have them: kernels/subgroups.ts) are spliced into the source.
  */
 import { ShapeError } from "../../errors.js";
 import {
@@ -20,6 +21,11 @@ import {
   type ProgramCall,
   type StorageBinding,
 } from "../program.js";
+import {
+  reductionSuffix,
+  withSubgroupVariant,
+  workgroupReduceWGSL,
+} from "../subgroups.js";
 
 /** Invocations per workgroup of every cross-entropy program. */
 export const CE_WORKGROUP = 256;
@@ -59,10 +65,39 @@ const TARGETS: StorageBinding = {
 /** The workgroup's flat position (grids of more than 65535 workgroups wrap into y, see `flatGrid`). */
 const WORKGROUP_INDEX = "i32(workgroupId.y * numWorkgroups.x + workgroupId.x)";
 
-function chunkStatsProgram(softcap: boolean): Program {
+/**
+ * The slices' (max, Σ exp(l − max)) of a row merged over the workgroup, into invocation 0's m and s: a tree that
+ * merges pairs, or with subgroups the row's max first, then the sum of every slice's rescaled sum.
+ */
+function mergeSlicesWgsl(subgroups: boolean): string {
+  const W = CE_WORKGROUP;
+  if (subgroups)
+    return `
+  let top = workgroupMax(m);
+  s = workgroupSum(s * exp(m - top));
+  m = top;`;
+  return `
+  maxes[tid] = m;
+  sums[tid] = s;
+  workgroupBarrier();
+  for (var stride = ${W / 2}; stride > 0; stride = stride >> 1) {
+    if (tid < stride) {
+      let m2 = maxes[tid + stride];
+      let top = max(m, m2);
+      s = s * exp(m - top) + sums[tid + stride] * exp(m2 - top);
+      m = top;
+      maxes[tid] = m;
+      sums[tid] = s;
+    }
+    workgroupBarrier();
+  }`;
+}
+
+function chunkStatsProgram(softcap: boolean, subgroups: boolean): Program {
   const W = CE_WORKGROUP;
   return {
-    key: `ceChunkStats_${W}_${softcap ? "cap" : "plain"}`,
+    key: `ceChunkStats_${W}_${softcap ? "cap" : "plain"}${reductionSuffix(subgroups)}`,
+    subgroups,
     storage: [f32Array("stats", "read_write"), f32Array("z", "read"), TARGETS],
     uniforms: [
       { name: "n", type: "i32" },
@@ -75,11 +110,15 @@ function chunkStatsProgram(softcap: boolean): Program {
     workgroupSize: [W, 1, 1],
     flat: false,
     body: /* wgsl */ `${logitWgsl(softcap)}
-var<workgroup> maxes : array<f32, ${W}>;
-var<workgroup> sums : array<f32, ${W}>;
+${
+  subgroups
+    ? workgroupReduceWGSL(W, true)
+    : `var<workgroup> maxes : array<f32, ${W}>;
+var<workgroup> sums : array<f32, ${W}>;`
+}
 
 // One workgroup per row: each invocation keeps a running (max, Σ exp(l − max)) of a strided slice of the row,
-// then a tree merges the slices. One exp per logit: the sum is rescaled only when the max moves.
+// then the slices are merged. One exp per logit: the sum is rescaled only when the max moves.
 fn main() {
   let row = ${WORKGROUP_INDEX};
   let live = row < uniforms.n;
@@ -98,20 +137,7 @@ fn main() {
       }
     }
   }
-  maxes[tid] = m;
-  sums[tid] = s;
-  workgroupBarrier();
-  for (var stride = ${W / 2}; stride > 0; stride = stride >> 1) {
-    if (tid < stride) {
-      let m2 = maxes[tid + stride];
-      let top = max(m, m2);
-      s = s * exp(m - top) + sums[tid + stride] * exp(m2 - top);
-      m = top;
-      maxes[tid] = m;
-      sums[tid] = s;
-    }
-    workgroupBarrier();
-  }
+${mergeSlicesWgsl(subgroups)}
   if (live && tid == 0) {
     let column = targets[row] - uniforms.v0;
     var targetLogit = 0.0;
@@ -131,10 +157,11 @@ fn main() {
   };
 }
 
-function combineProgram(): Program {
+function combineProgram(subgroups: boolean): Program {
   const W = CE_WORKGROUP;
   return {
-    key: `ceCombine_${W}`,
+    key: `ceCombine_${W}${reductionSuffix(subgroups)}`,
+    subgroups,
     storage: [
       f32Array("lse", "read_write"),
       f32Array("loss", "read_write"),
@@ -149,10 +176,9 @@ function combineProgram(): Program {
     stepParams: true,
     workgroupSize: [W, 1, 1],
     flat: false,
-    body: /* wgsl */ `
-var<workgroup> partial : array<f32, ${W}>;
+    body: /* wgsl */ `${workgroupReduceWGSL(W, subgroups)}
 
-// One workgroup: each invocation merges the K chunks of a strided set of rows, then a tree sums their losses.
+// One workgroup: each invocation merges the K chunks of a strided set of rows, then the workgroup sums their losses.
 fn main() {
   let tid = i32(localIndex);
   let n = uniforms.n;
@@ -177,16 +203,9 @@ fn main() {
       rowLosses = rowLosses + (rowLse - targetLogit);
     }
   }
-  partial[tid] = rowLosses;
-  workgroupBarrier();
-  for (var stride = ${W / 2}; stride > 0; stride = stride >> 1) {
-    if (tid < stride) {
-      partial[tid] = partial[tid] + partial[tid + stride];
-    }
-    workgroupBarrier();
-  }
+  let losses = workgroupSum(rowLosses);
   if (tid == 0) {
-    let blockLoss = partial[0] * step.lossScale;
+    let blockLoss = losses * step.lossScale;
     // The run's first block starts the sum; every other block adds to it. Micro-batches of one optimizer step
     // are separate runs, each read back on its own (the host adds them up).
     if (uniforms.first != 0u) {
@@ -278,7 +297,9 @@ export function chunkStatsCall(
       `chunkStats: chunk must be an integer ≥ 0, got ${chunk}.`,
     );
   return {
-    program: chunkStatsProgram(softcap !== undefined),
+    program: withSubgroupVariant((subgroups) =>
+      chunkStatsProgram(softcap !== undefined, subgroups),
+    ),
     uniforms: [shape.n, shape.Vc, shape.v0, chunk, softcap ?? 0],
     workgroups: flatGrid(shape.n),
   };
@@ -297,7 +318,7 @@ export function combineCall(n: number, K: number, first: boolean): ProgramCall {
       `combine: expected n > 0 rows and K > 0 chunks, got n=${n}, K=${K}.`,
     );
   return {
-    program: combineProgram(),
+    program: withSubgroupVariant(combineProgram),
     uniforms: [n, K, first ? 1 : 0],
     workgroups: [1, 1, 1],
   };

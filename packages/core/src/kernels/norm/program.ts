@@ -1,7 +1,8 @@
 /**
  * LayerNorm and RMSNorm as plain programs for the compiled step, forward and backward side by side. One workgroup
  * of NORM_WORKGROUP invocations per row, as the tfjs kernels (`shader.wgsl.ts`, whose row statistics these share);
- * rows past 65535 wrap into y. The forward saves its statistics for the backward.
+ * rows past 65535 wrap into y. The forward saves its statistics for the backward. Each program reduces its rows in
+ * workgroup memory, or with subgroups on devices that have them (kernels/subgroups.ts).
  *
  * LayerNorm: y = x̂·w + b,  x̂ = (x − mean)·rstd,  rstd = rsqrt(var + eps)   (biased variance, f32, as torch)
  *            dx = rstd·(g − mean(g) − x̂·mean(g·x̂)),  g = dy·w
@@ -17,7 +18,8 @@ import {
   type ProgramCall,
   type StorageBinding,
 } from "../program.js";
-import { NORM_WORKGROUP, ROW_STATS_WGSL } from "./shader.wgsl.js";
+import { reductionSuffix, withSubgroupVariant } from "../subgroups.js";
+import { NORM_WORKGROUP, rowStatsWGSL } from "./shader.wgsl.js";
 
 const W = NORM_WORKGROUP;
 
@@ -51,15 +53,16 @@ function program(
   uniforms: Program["uniforms"],
   body: string,
 ): Program {
-  return {
-    key: `webtuneEngine_${name}_w${W}`,
+  return withSubgroupVariant((subgroups) => ({
+    key: `webtuneEngine_${name}_w${W}${reductionSuffix(subgroups)}`,
     storage: bindings,
     uniforms,
     stepParams: false,
     workgroupSize: [W, 1, 1],
-    body: `${ROW_STATS_WGSL}\n${body}`,
+    body: `${rowStatsWGSL(subgroups)}\n${body}`,
     flat: false,
-  };
+    subgroups,
+  }));
 }
 
 const FORWARD_UNIFORMS: Program["uniforms"] = [

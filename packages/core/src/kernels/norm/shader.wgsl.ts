@@ -6,20 +6,35 @@
  *
  * RMSNorm:   y = x · rsqrt(mean(x²) + eps) · scale
  * LayerNorm: y = (x − mean(x)) · rsqrt(var(x) + eps) · weight + bias   (biased variance, as torch)
- * The statistics are accumulated in f32 (as torch does for f32 inputs). tfjs calls main with a flat index, which
- * the row kernels ignore: the workgroup is the row, the invocation its slice.
+ * The statistics are accumulated in f32 (as torch does for f32 inputs). The workgroup is the row, the invocation
+ * its slice. The sums reduce in workgroup memory, or with subgroups on devices that have them (kernels/subgroups.ts).
  */
+import { workgroupReduceWGSL } from "../subgroups.js";
 
 export const NORM_WORKGROUP = 64;
-
-export const NORM_UNIFORMS = "C : i32, eps : f32,";
 
 /**
  * `fn segmentSum(value, tid) -> f32`: the sum of `value` over the aligned segment of `lanes` invocations (a power of
  * two dividing `workgroup`) that holds invocation `tid`, on every invocation of it; `lanes == workgroup` sums
- * over the whole workgroup. A tree in workgroup memory: call it from uniform control flow (it has barriers).
+ * over the whole workgroup. A tree in workgroup memory, or with `subgroups` (whole workgroups only) subgroup
+ * operations (kernels/subgroups.ts): call it from uniform control flow (it has barriers).
  */
-export function segmentSumWGSL(workgroup: number, lanes: number): string {
+export function segmentSumWGSL(
+  workgroup: number,
+  lanes: number,
+  subgroups = false,
+): string {
+  if (subgroups) {
+    if (lanes !== workgroup)
+      throw new Error(
+        `segmentSumWGSL: subgroup reductions sum whole workgroups, got segments of ${lanes} of ${workgroup}.`,
+      );
+    return `${workgroupReduceWGSL(workgroup, true)}
+fn segmentSum(value : f32, tid : i32) -> f32 {
+  return workgroupSum(value);
+}
+`;
+  }
   return `
 var<workgroup> partial : array<f32, ${workgroup}>;
 
@@ -45,9 +60,11 @@ fn segmentSum(value : f32, tid : i32) -> f32 {
  * The statistics of the row X[base .. base + C), reduced over the workgroup (every invocation gets them):
  *   fn rmsNormRstd(base, C, tid, eps) -> f32          rsqrt(mean(x²) + eps)
  *   fn layerNormStats(base, C, tid, eps) -> vec2<f32>  (mean, rsqrt(var + eps)), two passes
- * Shared by the tfjs kernels below and the compiled step's programs (`program.ts`).
+ * Shared by the tfjs kernels below and the compiled step's programs (`program.ts`), so that both paths normalise
+ * a row to the same bits.
  */
-export const ROW_STATS_WGSL = `${segmentSumWGSL(NORM_WORKGROUP, NORM_WORKGROUP)}
+export const rowStatsWGSL = (subgroups: boolean) =>
+  `${segmentSumWGSL(NORM_WORKGROUP, NORM_WORKGROUP, subgroups)}
 fn rmsNormRstd(base : i32, C : i32, tid : i32, eps : f32) -> f32 {
   var sumSq = 0.0;
   for (var c = tid; c < C; c = c + ${NORM_WORKGROUP}) {
@@ -72,9 +89,9 @@ fn layerNormStats(base : i32, C : i32, tid : i32, eps : f32) -> vec2<f32> {
 }
 `;
 
-/** Bindings (tfjs order): result, X [rows, C], scale [C]. */
-export const RMS_NORM_WGSL = `${ROW_STATS_WGSL}
-fn main(_index : i32) {
+/** The forward of the tfjs kernels (webgpu.ts). Bindings: X [rows, C], scale [C], result [rows, C]. */
+export const rmsNormWGSL = (subgroups: boolean) => `${rowStatsWGSL(subgroups)}
+fn main() {
   let row = i32(workgroupId.x);
   let tid = i32(localId.x);
   let C = uniforms.C;
@@ -86,9 +103,9 @@ fn main(_index : i32) {
 }
 `;
 
-/** Bindings (tfjs order): result, X [rows, C], weight [C], bias [C]. Two passes: the mean, then the variance. */
-export const LAYER_NORM_WGSL = `${ROW_STATS_WGSL}
-fn main(_index : i32) {
+/** As `rmsNormWGSL`, for LayerNorm. Bindings: X [rows, C], weight [C], bias [C], result [rows, C]. */
+export const layerNormWGSL = (subgroups: boolean) => `${rowStatsWGSL(subgroups)}
+fn main() {
   let row = i32(workgroupId.x);
   let tid = i32(localId.x);
   let C = uniforms.C;

@@ -1,61 +1,83 @@
-/** The fused norms as tfjs WebGPU programs: one workgroup per row, rows dispatched along x (and y past the limit). */
+/**
+ * The fused norms on tfjs's WebGPU backend: one workgroup per row, rows along x. Plain pipelines recorded into
+ * tfjs's command encoder (backend/programs.ts), not tfjs programs, because tfjs puts its own declarations where
+ * `enable subgroups;` must stand: so the forward reduces as the compiled step's norms do on the same device
+ * (kernels/subgroups.ts), and the two paths give the same bits.
+ */
 import { registerKernel, type NamedTensorInfoMap } from "@tensorflow/tfjs";
 import {
-  runProgram,
+  computePipeline,
+  recordDispatch,
   webgpuBackendOf,
   type TensorInfo,
-  type WebGPUProgram,
 } from "../../backend/programs.js";
+import { programSource, type Program } from "../program.js";
 import {
-  LAYER_NORM_WGSL,
-  NORM_UNIFORMS,
-  NORM_WORKGROUP,
-  RMS_NORM_WGSL,
-} from "./shader.wgsl.js";
+  programFor,
+  reductionSuffix,
+  withSubgroupVariant,
+} from "../subgroups.js";
 import { NORM_KERNELS } from "./attrs.js";
+import { layerNormWGSL, NORM_WORKGROUP, rmsNormWGSL } from "./shader.wgsl.js";
 
-class RowNormProgram implements WebGPUProgram {
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout = { x: [0] };
-  dispatch: [number, number, number];
-  variableNames: string[];
-  workgroupSize: [number, number, number] = [NORM_WORKGROUP, 1, 1];
-  uniforms = NORM_UNIFORMS;
+type Kind = "rms" | "layer";
 
-  constructor(
-    rows: number,
-    C: number,
-    private readonly kind: "rms" | "layer",
-  ) {
-    this.outputShape = [rows, C];
-    this.dispatch = [rows, 1, 1];
-    this.variableNames =
-      kind === "rms" ? ["X", "scale"] : ["X", "weight", "bias"];
-    this.shaderKey = `webtuneNorm_${kind}`;
-  }
-
-  getUserCode(): string {
-    return this.kind === "rms" ? RMS_NORM_WGSL : LAYER_NORM_WGSL;
-  }
+/** Bindings: the inputs (X [rows, C], then scale, or weight and bias, [C]), then result [rows, C]. */
+function rowNormProgram(kind: Kind, subgroups: boolean): Program {
+  const inputs = kind === "rms" ? ["X", "scale"] : ["X", "weight", "bias"];
+  return {
+    key: `webtuneNorm_${kind}${reductionSuffix(subgroups)}`,
+    storage: [
+      ...inputs.map((name) => ({
+        name,
+        element: "f32" as const,
+        access: "read" as const,
+      })),
+      { name: "result", element: "f32", access: "read_write" },
+    ],
+    uniforms: [
+      { name: "C", type: "i32" },
+      { name: "eps", type: "f32" },
+    ],
+    stepParams: false,
+    workgroupSize: [NORM_WORKGROUP, 1, 1],
+    body: kind === "rms" ? rmsNormWGSL(subgroups) : layerNormWGSL(subgroups),
+    flat: false,
+    subgroups,
+  };
 }
+
+const PROGRAMS: Record<Kind, Program> = {
+  rms: withSubgroupVariant((subgroups) => rowNormProgram("rms", subgroups)),
+  layer: withSubgroupVariant((subgroups) => rowNormProgram("layer", subgroups)),
+};
 
 function rowNorm(
   backend: unknown,
-  kind: "rms" | "layer",
+  kind: Kind,
   inputs: TensorInfo[],
   eps: number,
 ): TensorInfo {
+  const gpu = webgpuBackendOf(backend);
   const [rows, C] = inputs[0]!.shape as [number, number];
-  return runProgram(
-    webgpuBackendOf(backend),
-    new RowNormProgram(rows, C, kind),
+  const program = programFor(gpu.device, PROGRAMS[kind]);
+  const result = gpu.makeTensorInfo([rows, C], "float32");
+  recordDispatch(gpu, {
+    pipeline: computePipeline(
+      gpu,
+      program.key,
+      () => programSource(program),
+      "_start",
+    ),
     inputs,
-    [
+    outputs: [result],
+    uniforms: [
       { type: "int32", data: [C] },
       { type: "float32", data: [eps] },
     ],
-  );
+    workgroups: [rows, 1, 1],
+  });
+  return result;
 }
 
 export function registerNormWebGPUKernels(): void {
