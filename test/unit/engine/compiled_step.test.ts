@@ -187,6 +187,16 @@ describe("the compiled step against the tape", () => {
         setAttentionKernelVariant(undefined);
       }
     });
+    it(`${type}: the big-GPU matmul variant, split-K on every projection`, async (ctx) => {
+      await needGpu(ctx);
+      // 128-wide tiles, double-buffered, and every LoRA and frozen matmul in two passes through a scratch.
+      setLoraKernelVariant("shared128-double-splitk");
+      try {
+        await compare(type, {}, "all-linear", { dropout: 0.1 });
+      } finally {
+        setLoraKernelVariant(undefined);
+      }
+    });
     it(`${type}: gradient checkpointing`, async (ctx) => {
       await needGpu(ctx);
       await compare(type, {}, "all-linear", {

@@ -8,6 +8,7 @@ import {
   disposeRuntime,
   setLoraKernelVariant,
   type KernelKind,
+  type VariantName,
 } from "@webtune/core";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
 import {
@@ -58,6 +59,40 @@ describe.each(variants)("loraLinear, %s kernels", (variant) => {
       });
     });
   }
+});
+
+// The big-GPU tiles through tfjs's kernels (forward, h, g, dx, dA, dB): 8×8 per invocation and double buffering.
+// A split-K variant runs there without the split (tfjs records one program per kernel); the engine's two-pass
+// path is matmul_variants.test.ts.
+const bigTiles: VariantName[] = [
+  "shared-double",
+  "shared128",
+  "shared128-double",
+  "shared128-double-splitk",
+];
+describe.each(bigTiles)("loraLinear, %s kernels", (variant) => {
+  for (const weightLayout of layouts) {
+    for (const c of [oddCases[2]!, oddCases[4]!])
+      it(`matches the reference: T=${c.T} in=${c.IN} out=${c.OUT} r=${c.R} ${weightLayout}${c.bias ? " +bias" : ""}`, async (ctx) => {
+        await needGpu(ctx);
+        setLoraKernelVariant(variant);
+        await expectCaseMatchesReference({ ...c, weightLayout });
+      });
+  }
+  it("applies one seeded dropout mask in forward and backward (out_in)", async (ctx) => {
+    await needGpu(ctx);
+    setLoraKernelVariant(variant);
+    await expectCaseMatchesReference({
+      T: 19,
+      IN: 40,
+      OUT: 24,
+      R: 4,
+      weightLayout: "out_in",
+      dropout: 0.3,
+      seed: 12345,
+      bias: true,
+    });
+  });
 });
 
 describe("loraLinear at the size limits", () => {

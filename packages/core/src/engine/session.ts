@@ -13,6 +13,8 @@
 import type * as tf from "@tensorflow/tfjs";
 import { ShapeError } from "../errors.js";
 import type { StepParams } from "../kernels/step_params.js";
+import { collectMatmulUses } from "../kernels/lora_linear/variant.js";
+import { autotuneFor, type AutotuneOption } from "./autotune.js";
 import { StepBuilder } from "./builder.js";
 import { Engine } from "./engine.js";
 import { planOptions, type CompiledGraph } from "./executor.js";
@@ -212,6 +214,23 @@ export class TrainingSession {
       largestTensor: largest,
       dispatches: g.dispatches.length,
     };
+  }
+
+  /**
+   * Times the matmul variants on the matmuls of a step of this batch's shape, and keeps the fastest per shape class
+   * for every graph recorded after (engine/autotune.ts). `option` as TrainerOptions.autotune.
+   */
+  autotune(batch: SessionBatch, option?: AutotuneOption): Promise<void> {
+    const [B, T] = this.shapeOf(batch);
+    const s = () =>
+      new StepBuilder(
+        new StepGraph(graphLimits(this.device)),
+        this.options.software,
+        "train",
+        this.state,
+      );
+    const uses = () => collectMatmulUses(() => this.record.train(s(), B, T));
+    return autotuneFor(this.device, uses, option, this.options.software);
   }
 
   /** The padded shape of a batch: [rows, tokens] rounded up to the session's buckets. */

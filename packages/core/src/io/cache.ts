@@ -51,12 +51,17 @@ export async function openCache(
 
 /** `$XDG_CACHE_HOME/webtune/hub`, or `~/.cache/webtune/hub`. */
 export async function defaultNodeCacheDir(): Promise<string> {
+  return nodeCacheDir("hub");
+}
+
+/** `$XDG_CACHE_HOME/webtune/<name>`, or `~/.cache/webtune/<name>`: one of webtune's caches in Node. */
+export async function nodeCacheDir(name: string): Promise<string> {
   const os = await importNode<typeof import("node:os")>("node:os");
   const env = (
     globalThis as { process?: { env?: Record<string, string | undefined> } }
   ).process?.env;
   const base = env?.["XDG_CACHE_HOME"] || `${os.homedir()}/.cache`;
-  return `${base}/webtune/hub`;
+  return `${base}/webtune/${name}`;
 }
 
 /**

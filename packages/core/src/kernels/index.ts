@@ -1,7 +1,22 @@
 export { loraLinear } from "./lora_linear/op.js";
 export type { LoraLinearOptions } from "./lora_linear/op.js";
 export { setLoraKernelVariant } from "./lora_linear/variant.js";
-export type { KernelKind } from "./lora_linear/variant.js";
+export type {
+  KernelKind,
+  MatmulUse,
+  TileTable,
+  VariantName,
+} from "./lora_linear/variant.js";
+export type { MatmulLayout } from "./lora_linear/shader.wgsl.js";
+// The autotuner times the kernels through the engine's pipelines; it is exported with the kernels it chooses among.
+export { autotune } from "../engine/autotune.js";
+export type {
+  AutotuneMode,
+  AutotuneOption,
+  AutotuneOptions,
+} from "../engine/autotune.js";
+export { setReductionKind } from "./subgroups.js";
+export type { ReductionKind } from "./subgroups.js";
 export {
   verifyLoraKernels,
   DEFAULT_CHECK_CASES,

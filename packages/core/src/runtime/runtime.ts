@@ -183,6 +183,11 @@ export function isSoftwareGpu(): boolean {
   return state?.info.software ?? false;
 }
 
+/** A limit of the running device (e.g. maxComputeWorkgroupStorageSize); undefined before it starts or on the CPU. */
+export function deviceLimit(name: string): number | undefined {
+  return state?.info.limits[name];
+}
+
 /**
  * Releases every tensor, the tfjs backend and the GPU device. Node exits only once the device is destroyed.
  */

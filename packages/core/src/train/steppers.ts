@@ -5,6 +5,7 @@
  * loop reads the same either way.
  */
 import * as tf from "@tensorflow/tfjs";
+import type { AutotuneOption } from "../engine/autotune.js";
 import type { StepMemory, TrainingSession } from "../engine/session.js";
 import type { AdamWMoments, AdamWState } from "./optimizer.js";
 import { AdamW, type ParamGroup } from "./optimizer.js";
@@ -121,6 +122,11 @@ export class CompiledStepper implements Stepper {
   /** The planned GPU bytes of a step of this batch's shape, beyond the model's weights (nothing allocated). */
   memory(batch: TrainBatch): StepMemory {
     return this.session.memoryPlan(batch);
+  }
+
+  /** Picks the fastest matmul variants for steps of this batch's shape (TrainerOptions.autotune). */
+  autotune(batch: TrainBatch, option?: AutotuneOption): Promise<void> {
+    return this.session.autotune(batch, option);
   }
 
   /** Next-token labels, or a classification head's (see TrainableModel.labelsShifted). */

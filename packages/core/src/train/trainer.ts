@@ -14,6 +14,7 @@ import {
   type MemoryOptionNames,
 } from "./preflight.js";
 import type { MemoryFootprint } from "../models/footprint.js";
+import type { AutotuneOption } from "../engine/autotune.js";
 import type { StepMemory } from "../engine/session.js";
 import type { TrainableModel } from "./trainable.js";
 import type { CheckpointStore } from "../io/checkpoint_store.js";
@@ -92,6 +93,13 @@ export interface TrainerOptions {
    * autograd, the compiled step's oracle. Default "compiled".
    */
   executor?: "compiled" | "tape";
+  /**
+   * Time the tiled-matmul variants once on this run's shapes and use the fastest, cached per GPU (a file in Node,
+   * OPFS in browsers); "cached" only reads the cache; an object gives `autotune`'s options (cache folder, variants).
+   * Compiled step only. Default: on for GPUs, off on software adapters (lavapipe, SwiftShader), which keep the
+   * fixed choice.
+   */
+  autotune?: AutotuneOption;
   /** Report the loss every N steps. Default 1. */
   logEvery?: number;
   /** Evaluate on `val` every N optimizer steps (and at the end). Default: only at the end. */
@@ -183,6 +191,7 @@ export class Trainer {
       | "optionNames"
       | "executor"
       | "run"
+      | "autotune"
     >
   > &
     TrainerOptions;
@@ -334,6 +343,9 @@ export class Trainer {
     const unread: { step: number; pending: PendingStep }[] = [];
     try {
       stepper = this.stepper(this.paramGroups(vars), shapes.planRows);
+      // Tuned first: a split-K choice adds scratch to the plan the memory check reads.
+      if (stepper instanceof CompiledStepper)
+        await stepper.autotune(shapes.longest, o.autotune);
       this.checkMemory(shapes, stepper);
       if (resume) {
         const state = await restoreCheckpoint(

@@ -12,7 +12,12 @@
  */
 import { addInto } from "../../kernels/elementwise/program.js";
 import { keepScale } from "../../kernels/lora_linear/dropout.js";
-import { matmulCall } from "../../kernels/lora_linear/program.js";
+import {
+  matmulCalls,
+  recordMatmul,
+  type MatmulScalars,
+} from "../../kernels/lora_linear/program.js";
+import type { ProblemShape } from "../../kernels/lora_linear/variant.js";
 import type { MatmulLayout } from "../../kernels/lora_linear/shader.wgsl.js";
 import { biasGrad } from "../../kernels/grads/column_grads.js";
 import type {
@@ -26,6 +31,27 @@ import { recordParamGrads } from "./norm.js";
 import type { DoraBinding } from "./dora.js";
 
 export type WeightLayout = "in_out" | "out_in";
+
+/**
+ * Records one matmul of the step: one dispatch, or split-K's two where the variant chosen for this shape splits K
+ * (its partials [S, M, N] are an activation of their own). `bindings` are the one-pass program's.
+ */
+function dispatchMatmul(
+  s: StepBuilder,
+  label: string,
+  shape: ProblemShape & { R?: number },
+  layout: MatmulLayout,
+  bindings: (GraphTensor | TensorRange)[],
+  scalars: MatmulScalars = {},
+): void {
+  recordMatmul(
+    matmulCalls(shape, layout, s.software, scalars),
+    bindings,
+    (elements) => s.g.activation(`${label}.splitk`, [elements]),
+    (call, b, pass) =>
+      s.g.dispatch(pass === 0 ? label : `${label} (split-K sum)`, call, b),
+  );
+}
 
 /** The layout fields that bind a frozen W as stored. */
 function weightFields(w: BoundMatrix) {
@@ -89,22 +115,20 @@ export function linearForward(
   const fused =
     options.residual !== undefined &&
     residualFits(s, 3 + bias.length + w.scales.length);
-  s.g.dispatch(
+  dispatchMatmul(
+    s,
     label,
-    matmulCall(
-      { M: N, N: OUT, K: IN },
-      {
-        ...PLAIN,
-        xLayout: "mk",
-        wLayout: layout === "in_out" ? "kn" : "nk",
-        bias: options.bias !== undefined,
-        residual: fused,
-        ...weightFields(w),
-      },
-      s.software,
-      { wOffset: w.attrs.wOffset },
-    ),
+    { M: N, N: OUT, K: IN },
+    {
+      ...PLAIN,
+      xLayout: "mk",
+      wLayout: layout === "in_out" ? "kn" : "nk",
+      bias: options.bias !== undefined,
+      residual: fused,
+      ...weightFields(w),
+    },
     [y, x, w.data, ...bias, ...(fused ? [options.residual!] : []), ...w.scales],
+    { wOffset: w.attrs.wOffset },
   );
   if (options.residual && !fused) addResidual(s, label, y, options.residual);
   return y;
@@ -142,22 +166,20 @@ export function linearBackward(
   if (options.inputGrad === false) return undefined;
   const { into } = options;
   const dx = into ?? s.g.activation(`${label}.dx`, [N, IN]);
-  s.g.dispatch(
+  dispatchMatmul(
+    s,
     `${label} dx`,
-    matmulCall(
-      { M: N, N: IN, K: OUT },
-      {
-        ...PLAIN,
-        xLayout: "mk",
-        // x·W read W as [IN, OUT] = [K, N] for 'in_out'; dy·Wᵀ reads the same buffer as [N, K].
-        wLayout: layout === "in_out" ? "nk" : "kn",
-        accumulate: into ? "always" : "none",
-        ...weightFields(w),
-      },
-      s.software,
-      { wOffset: w.attrs.wOffset },
-    ),
+    { M: N, N: IN, K: OUT },
+    {
+      ...PLAIN,
+      xLayout: "mk",
+      // x·W read W as [IN, OUT] = [K, N] for 'in_out'; dy·Wᵀ reads the same buffer as [N, K].
+      wLayout: layout === "in_out" ? "nk" : "kn",
+      accumulate: into ? "always" : "none",
+      ...weightFields(w),
+    },
     [dx, dy, w.data, ...w.scales],
+    { wOffset: w.attrs.wOffset },
   );
   return dx;
 }
@@ -176,13 +198,11 @@ function weightGrad(
   const N = dy.size / OUT;
   const [a, b, M, cols] =
     layout === "in_out" ? [x, dy, IN, OUT] : [dy, x, OUT, IN];
-  s.g.dispatch(
+  dispatchMatmul(
+    s,
     `${label} dW`,
-    matmulCall(
-      { M, N: cols, K: N },
-      { ...PLAIN, xLayout: "km", wLayout: "kn", accumulate: "step" },
-      s.software,
-    ),
+    { M, N: cols, K: N },
+    { ...PLAIN, xLayout: "km", wLayout: "kn", accumulate: "step" },
     [grad, a, b],
   );
 }
@@ -222,42 +242,37 @@ export function loraForward(
   const { r: R, dropout } = lora;
   const N = x.size / IN;
   const h = s.g.activation(`${label}.lora_h`, [N, R]);
-  s.g.dispatch(
+  dispatchMatmul(
+    s,
     `${label} lora_A`,
-    matmulCall(
-      { M: N, N: R, K: IN },
-      {
-        ...PLAIN,
-        xLayout: "mk",
-        wLayout: "nk",
-        dropout: dropout > 0 ? "x" : "none",
-      },
-      s.software,
-      { outScale: keepScale(dropout), seedSalt: lora.salt, dropout },
-    ),
+    { M: N, N: R, K: IN },
+    {
+      ...PLAIN,
+      xLayout: "mk",
+      wLayout: "nk",
+      dropout: dropout > 0 ? "x" : "none",
+    },
     [h, x, lora.A.value],
+    { outScale: keepScale(dropout), seedSalt: lora.salt, dropout },
   );
   const y = s.g.activation(`${label}.out`, [N, OUT]);
   const bias = options.bias ? [options.bias.value] : [];
   const fused =
     options.residual !== undefined &&
     residualFits(s, 5 + bias.length + w.scales.length);
-  s.g.dispatch(
+  dispatchMatmul(
+    s,
     label,
-    matmulCall(
-      { M: N, N: OUT, K: IN, R },
-      {
-        ...PLAIN,
-        xLayout: "mk",
-        wLayout: layout === "in_out" ? "kn" : "nk",
-        lowRank: "nr",
-        bias: options.bias !== undefined,
-        residual: fused,
-        ...weightFields(w),
-      },
-      s.software,
-      { loraScale: lora.scale, wOffset: w.attrs.wOffset },
-    ),
+    { M: N, N: OUT, K: IN, R },
+    {
+      ...PLAIN,
+      xLayout: "mk",
+      wLayout: layout === "in_out" ? "kn" : "nk",
+      lowRank: "nr",
+      bias: options.bias !== undefined,
+      residual: fused,
+      ...weightFields(w),
+    },
     [
       y,
       x,
@@ -268,6 +283,7 @@ export function loraForward(
       ...(fused ? [options.residual!] : []),
       ...w.scales,
     ],
+    { loraScale: lora.scale, wOffset: w.attrs.wOffset },
   );
   if (options.residual && !fused) addResidual(s, label, y, options.residual);
   return { y, saved: { x, h } };
@@ -293,62 +309,54 @@ export function loraBackward(
   const keep = keepScale(dropout);
   const mask = { seedSalt: lora.salt, dropout };
   const g = s.g.activation(`${label}.lora_g`, [N, R]);
-  s.g.dispatch(
+  dispatchMatmul(
+    s,
     `${label} lora g`,
-    matmulCall(
-      { M: N, N: R, K: OUT },
-      { ...PLAIN, xLayout: "mk", wLayout: "kn" },
-      s.software,
-    ),
+    { M: N, N: R, K: OUT },
+    { ...PLAIN, xLayout: "mk", wLayout: "kn" },
     [g, dy, lora.B.value],
   );
   if (lora.A.grad)
-    s.g.dispatch(
+    dispatchMatmul(
+      s,
       `${label} lora dA`,
-      matmulCall(
-        { M: R, N: IN, K: N },
-        {
-          ...PLAIN,
-          xLayout: "km",
-          wLayout: "kn",
-          dropout: dropout > 0 ? "w" : "none",
-          accumulate: "step",
-        },
-        s.software,
-        { outScale: scale * keep, ...mask },
-      ),
+      { M: R, N: IN, K: N },
+      {
+        ...PLAIN,
+        xLayout: "km",
+        wLayout: "kn",
+        dropout: dropout > 0 ? "w" : "none",
+        accumulate: "step",
+      },
       [lora.A.grad, g, saved.x],
+      { outScale: scale * keep, ...mask },
     );
   if (lora.B.grad)
-    s.g.dispatch(
+    dispatchMatmul(
+      s,
       `${label} lora dB`,
-      matmulCall(
-        { M: OUT, N: R, K: N },
-        { ...PLAIN, xLayout: "km", wLayout: "kn", accumulate: "step" },
-        s.software,
-        { outScale: scale },
-      ),
+      { M: OUT, N: R, K: N },
+      { ...PLAIN, xLayout: "km", wLayout: "kn", accumulate: "step" },
       [lora.B.grad, dy, saved.h],
+      { outScale: scale },
     );
   if (options.inputGrad === false) return undefined;
   const dx = options.into ?? s.g.activation(`${label}.dx`, [N, IN]);
-  s.g.dispatch(
+  dispatchMatmul(
+    s,
     `${label} dx`,
-    matmulCall(
-      { M: N, N: IN, K: OUT, R },
-      {
-        ...PLAIN,
-        xLayout: "mk",
-        wLayout: layout === "in_out" ? "nk" : "kn",
-        lowRank: "rn",
-        lowRankMask: dropout > 0,
-        accumulate: options.into ? "always" : "none",
-        ...weightFields(w),
-      },
-      s.software,
-      { loraScale: scale * keep, wOffset: w.attrs.wOffset, ...mask },
-    ),
+    { M: N, N: IN, K: OUT, R },
+    {
+      ...PLAIN,
+      xLayout: "mk",
+      wLayout: layout === "in_out" ? "nk" : "kn",
+      lowRank: "rn",
+      lowRankMask: dropout > 0,
+      accumulate: options.into ? "always" : "none",
+      ...weightFields(w),
+    },
     [dx, dy, w.data, g, lora.A.value, ...w.scales],
+    { loraScale: scale * keep, wOffset: w.attrs.wOffset, ...mask },
   );
   return dx;
 }

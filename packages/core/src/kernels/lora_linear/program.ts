@@ -3,9 +3,17 @@
  * declared explicitly, the dropout seed taken from the step parameters, and the epilogue options only the
  * compiled step uses (a residual input, accumulation into the output).
  *
- * Bindings, in order: result, X, W[, H, U][, bias][, residual], then a packed W's scales.
+ * Bindings, in order: result, X, W[, H, U][, bias][, residual], then a packed W's scales. A split-K matmul is two
+ * programs (see `split_k.ts`); `recordMatmul` hands each its bindings from that one list.
  */
-import type { Program, ProgramCall, StorageBinding } from "../program.js";
+import { ShapeError } from "../../errors.js";
+import {
+  flatGrid,
+  type Program,
+  type ProgramCall,
+  type StorageBinding,
+  type UniformField,
+} from "../program.js";
 import { scaleBindingNames } from "../quant/shader.wgsl.js";
 import { dropThreshold, STEP_SEED_HASH_WGSL } from "./dropout.js";
 import {
@@ -14,9 +22,17 @@ import {
   type MatmulLayout,
   type TileConfig,
 } from "./shader.wgsl.js";
+import {
+  partialLayout,
+  SPLIT_SUM_WORKGROUP,
+  SPLIT_UNIFORMS,
+  splitChunk,
+  splitSumBindingNames,
+  splitSumProgram,
+} from "./split_k.js";
 import { chooseTile, type ProblemShape } from "./variant.js";
 
-const UNIFORMS = [
+const UNIFORMS: UniformField[] = [
   { name: "M", type: "i32" },
   { name: "N", type: "i32" },
   { name: "K", type: "i32" },
@@ -26,7 +42,7 @@ const UNIFORMS = [
   { name: "seedSalt", type: "u32" },
   { name: "dropThreshold", type: "u32" },
   { name: "wOffset", type: "f32" },
-] as const;
+];
 
 /** The names of a matmul's storage bindings, in binding order. */
 export function matmulBindingNames(layout: MatmulLayout): string[] {
@@ -55,6 +71,11 @@ function storage(layout: MatmulLayout, tile: TileConfig): StorageBinding[] {
   }));
 }
 
+/** The matmul's uniforms; split-K's passes add kChunk and S. */
+function uniformsOf(tile: TileConfig): UniformField[] {
+  return [...UNIFORMS, ...(tile.splits > 1 ? SPLIT_UNIFORMS : [])];
+}
+
 export function matmulProgram(layout: MatmulLayout, tile: TileConfig): Program {
   const usesMask = layout.dropout !== "none" || layout.lowRankMask;
   const step = usesMask || layout.accumulate === "step";
@@ -62,7 +83,7 @@ export function matmulProgram(layout: MatmulLayout, tile: TileConfig): Program {
   return {
     key: `${shaderKey(seeded, tile)}_plain`,
     storage: storage(layout, tile),
-    uniforms: [...UNIFORMS],
+    uniforms: uniformsOf(tile),
     stepParams: step,
     workgroupSize: [tile.workgroup[0], tile.workgroup[1], 1],
     body: matmulShader(seeded, tile),
@@ -82,32 +103,123 @@ export interface MatmulScalars {
   wOffset?: number;
 }
 
-/** out[M, N] = outScale · X·W (+ epilogue), as one dispatch of 4×4 register blocks. */
+/**
+ * One matmul as dispatches: one call, or split-K's two (partials into a scratch of `scratch` elements, then the
+ * sum and epilogue). Record it with `recordMatmul`.
+ */
+export interface MatmulDispatches {
+  layout: MatmulLayout;
+  tile: TileConfig;
+  /** Elements of the partials [S, M, N]; 0 for one call. */
+  scratch: number;
+  calls: ProgramCall[];
+}
+
+/** out[M, N] = outScale · X·W (+ epilogue) with the given tile: one dispatch, or two when the tile splits K. */
+export function matmulDispatches(
+  shape: ProblemShape & { R?: number },
+  layout: MatmulLayout,
+  tile: TileConfig,
+  s: MatmulScalars = {},
+): MatmulDispatches {
+  const [wx, wy] = tile.workgroup;
+  const S = tile.splits;
+  const kChunk = splitChunk(shape.K, S);
+  const uniforms = [
+    shape.M,
+    shape.N,
+    shape.K,
+    shape.R ?? 0,
+    s.outScale ?? 1,
+    s.loraScale ?? 0,
+    s.seedSalt ?? 0,
+    dropThreshold(s.dropout ?? 0),
+    s.wOffset ?? 0,
+    ...(S > 1 ? [kChunk, S] : []),
+  ];
+  const grid: [number, number, number] = [
+    Math.ceil(shape.N / (tile.thread * wx)),
+    Math.ceil(shape.M / (tile.thread * wy)),
+    S,
+  ];
+  if (S <= 1)
+    return {
+      layout,
+      tile,
+      scratch: 0,
+      calls: [
+        { program: matmulProgram(layout, tile), uniforms, workgroups: grid },
+      ],
+    };
+  const sum = splitSumProgram(layout, uniformsOf(tile));
+  return {
+    layout,
+    tile,
+    scratch: S * shape.M * shape.N,
+    calls: [
+      {
+        program: matmulProgram(partialLayout(layout), tile),
+        uniforms,
+        workgroups: grid,
+      },
+      {
+        program: sum,
+        uniforms,
+        workgroups: flatGrid(
+          Math.ceil((shape.M * shape.N) / SPLIT_SUM_WORKGROUP),
+        ),
+      },
+    ],
+  };
+}
+
+/** A matmul of the engine: the chosen variant, split-K included (record it with `recordMatmul`). */
+export function matmulCalls(
+  shape: ProblemShape & { R?: number },
+  layout: MatmulLayout,
+  software: boolean,
+  s: MatmulScalars = {},
+): MatmulDispatches {
+  const tile = chooseTile(shape, layout, { software, splitK: true });
+  return matmulDispatches(shape, layout, tile, s);
+}
+
+/** out[M, N] = outScale · X·W (+ epilogue), as one dispatch (the chosen variant, never split). */
 export function matmulCall(
   shape: ProblemShape & { R?: number },
   layout: MatmulLayout,
   software: boolean,
   s: MatmulScalars = {},
 ): ProgramCall {
-  const tile = chooseTile(shape, layout, software);
-  const [wx, wy] = tile.workgroup;
-  return {
-    program: matmulProgram(layout, tile),
-    uniforms: [
-      shape.M,
-      shape.N,
-      shape.K,
-      shape.R ?? 0,
-      s.outScale ?? 1,
-      s.loraScale ?? 0,
-      s.seedSalt ?? 0,
-      dropThreshold(s.dropout ?? 0),
-      s.wOffset ?? 0,
-    ],
-    workgroups: [
-      Math.ceil(shape.N / (4 * wx)),
-      Math.ceil(shape.M / (4 * wy)),
-      1,
-    ],
-  };
+  const tile = chooseTile(shape, layout, { software, splitK: false });
+  return matmulDispatches(shape, layout, tile, s).calls[0]!;
+}
+
+/**
+ * Records a matmul with whatever records dispatches, from the bindings of its one-pass program
+ * (`matmulBindingNames`): one dispatch, or split-K's partial pass (P, X, W, W's scales) and sum pass (result, P,
+ * then the epilogue's inputs), with `scratch(elements)` making P. `dispatch` gets the pass's index.
+ */
+export function recordMatmul<T>(
+  m: MatmulDispatches,
+  bindings: T[],
+  scratch: (elements: number) => T,
+  dispatch: (call: ProgramCall, bindings: T[], pass: number) => void,
+): void {
+  const names = matmulBindingNames(m.layout);
+  if (bindings.length !== names.length)
+    throw new ShapeError(
+      `recordMatmul: ${names.length} bindings expected (${names.join(", ")}), got ${bindings.length}.`,
+    );
+  const [first, second] = m.calls;
+  if (!second) {
+    dispatch(first!, bindings, 0);
+    return;
+  }
+  const P = scratch(m.scratch);
+  const byName = (name: string) =>
+    name === "P" ? P : bindings[names.indexOf(name)]!;
+  const partialNames = matmulBindingNames(partialLayout(m.layout));
+  dispatch(first!, [P, ...partialNames.slice(1).map(byName)], 0);
+  dispatch(second, splitSumBindingNames(m.layout).map(byName), 1);
 }

@@ -7,6 +7,7 @@
  */
 import type { LoraDims as Dims, LoraKernelAttrs } from "./attrs.js";
 import { dropoutKeep, dropoutUniforms } from "./dropout.js";
+import type { MatmulLayout } from "./shader.wgsl.js";
 
 /** W(i, o) for either layout. */
 function weightAt(
@@ -165,4 +166,65 @@ export function loraGradBReference(
     }
   }
   return dB;
+}
+
+/** The inputs of one configured matmul (`shader.wgsl.ts`), each stored as the program reads it; W decoded to f32. */
+export interface MatmulReferenceInputs {
+  X: Float32Array;
+  W: Float32Array;
+  H?: Float32Array;
+  U?: Float32Array;
+  bias?: Float32Array;
+  residual?: Float32Array;
+  /** The output's value before the call, added where the layout accumulates. */
+  initial?: Float32Array;
+}
+
+/**
+ * The configured matmul itself, the oracle of every tile variant: out[M, N] = outScale · Σ_k X(m, k)·W(k, n)
+ * (+ bias[n]) (+ loraScale · keep(m, n) · Σ_r H[m, r]·U(r, n)) (+ residual[m, n]) (+ initial[m, n]), with the
+ * dropout mask (seedHash, threshold as `dropoutUniforms` gives them) on the operand the layout names.
+ */
+export function matmulReference(
+  layout: MatmulLayout,
+  shape: { M: number; N: number; K: number; R?: number },
+  inputs: MatmulReferenceInputs,
+  s: {
+    outScale?: number;
+    loraScale?: number;
+    seedHash?: number;
+    threshold?: number;
+  } = {},
+): Float32Array {
+  const { M, N, K } = shape;
+  const R = shape.R ?? 0;
+  const { X, W, H, U } = inputs;
+  const keep = (i: number) => dropoutKeep(i, s.seedHash ?? 0, s.threshold ?? 0);
+  const out = new Float32Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let sum = 0;
+      for (let k = 0; k < K; k++) {
+        const xi = layout.xLayout === "mk" ? m * K + k : k * M + m;
+        const wi = layout.wLayout === "kn" ? k * N + n : n * K + k;
+        const x = X[xi]! * (layout.dropout === "x" ? keep(xi) : 1);
+        sum += x * W[wi]! * (layout.dropout === "w" ? keep(wi) : 1);
+      }
+      let v = (s.outScale ?? 1) * sum;
+      if (layout.bias) v += inputs.bias![n]!;
+      if (layout.lowRank !== "none") {
+        let low = 0;
+        for (let r = 0; r < R; r++)
+          low +=
+            H![m * R + r]! *
+            (layout.lowRank === "rn" ? U![r * N + n]! : U![n * R + r]!);
+        const mask = layout.lowRankMask ? keep(m * N + n) : 1;
+        v += (s.loraScale ?? 0) * mask * low;
+      }
+      if (layout.residual) v += inputs.residual![m * N + n]!;
+      if (layout.accumulate && layout.accumulate !== "none")
+        v += inputs.initial?.[m * N + n] ?? 0;
+      out[m * N + n] = v;
+    }
+  return out;
 }

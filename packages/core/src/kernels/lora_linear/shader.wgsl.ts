@@ -14,9 +14,12 @@
  * follow the other inputs, and the double-quant offset is the `wOffset` uniform.
  * Shapes are uniforms, so one compiled pipeline serves every shape; only layouts, formats, flags and tile sizes
  * are spliced into the source, and all of them are in the shader key.
+ * This file holds the loaders and the epilogue; the main loops (tile sizes, double buffering, split-K's K range)
+ * are in `tiles.wgsl.ts`, split-K's second pass in `split_k.ts`, and the choice among them in `variant.ts`.
  */
 import { matrixReadersWGSL, type WeightFormat } from "../quant/shader.wgsl.js";
 import { dropoutWGSL } from "./dropout.js";
+import { directBody, sharedBody } from "./tiles.wgsl.js";
 
 export interface MatmulLayout {
   xLayout: "mk" | "km";
@@ -50,10 +53,19 @@ export const F32_W = { wFormat: "float32", doubleQuant: false } as const;
 export interface TileConfig {
   /** 'shared': workgroup-memory tiles, for GPUs. 'direct': register tiles read straight from storage, for CPU adapters. */
   kind: "shared" | "direct";
-  /** Workgroup size [x over N, y over M]; each invocation computes 4 rows × 4 columns. */
+  /** Workgroup size [x over N, y over M]; each invocation computes `thread` rows × `thread` columns. */
   workgroup: [number, number];
+  /** Rows (and columns) of one invocation's register block: 4, or 8 as 2×2 blocks of 4×4 ('shared' only). */
+  thread: 4 | 8;
   /** Depth of one K step held in workgroup memory ('shared' only). */
   tileK: number;
+  /** Workgroup-memory buffers: 2 double-buffers the K steps ('shared' only). */
+  stages: 1 | 2;
+  /**
+   * Splits of K over grid z. Above 1 the program is the first pass of a split-K matmul: it writes raw partial
+   * sums [S, M, N] (no epilogue), and `split_k.ts` adds them and applies the epilogue.
+   */
+  splits: number;
   /**
    * vec4 loads of X (along its contiguous dim) and of W. For a packed W, `vec4W` means its 4-element loaders
    * (one or two words each) are used; the binding itself stays scalar.
@@ -84,7 +96,10 @@ export function shaderKey(layout: MatmulLayout, tile: TileConfig): string {
     layout.seedFrom === "step" ? "stepseed" : "",
     tile.kind,
     tile.workgroup.join("x"),
+    `t${tile.thread}`,
     tile.tileK,
+    tile.stages === 2 ? "double" : "",
+    tile.splits > 1 ? "splitk" : "",
     tile.vec4X ? "x4" : "x1",
     tile.vec4W ? "w4" : "w1",
   ].join("_");
@@ -168,27 +183,46 @@ function vectorLoaders(layout: MatmulLayout, tile: TileConfig): string {
   ].join("\n");
 }
 
-/** The epilogue: bias, low-rank term and store for one 4-row × 4-column register block. */
-function epilogue(layout: MatmulLayout): string {
+/**
+ * The epilogue of one output element, `storeOne(m, n, sum)`: out[m, n] = outScale · sum (+ bias[n]) (+ the
+ * low-rank term) (+ residual[m, n]) (+ out's current value). The split-K sum pass (`split_k.ts`) calls it too.
+ */
+export function epilogueWGSL(layout: MatmulLayout): string {
   const uRead =
     layout.lowRank === "rn" ? "U[r * uniforms.N + n]" : "U[n * uniforms.R + r]";
   const lowRank =
     layout.lowRank === "none"
       ? ""
       : `
-      var lr = 0.0;
-      for (var r = 0; r < uniforms.R; r++) { lr = fma(H[m * uniforms.R + r], ${uRead}, lr); }
-      v = fma(uniforms.loraScale${layout.lowRankMask ? " * dropoutKeep(m * uniforms.N + n)" : ""}, lr, v);`;
+  var lr = 0.0;
+  for (var r = 0; r < uniforms.R; r++) { lr = fma(H[m * uniforms.R + r], ${uRead}, lr); }
+  v = fma(uniforms.loraScale${layout.lowRankMask ? " * dropoutKeep(m * uniforms.N + n)" : ""}, lr, v);`;
   const residual = layout.residual
-    ? "\n      v = v + residual[m * uniforms.N + n];"
+    ? "\n  v = v + residual[m * uniforms.N + n];"
     : "";
   const accumulate =
     layout.accumulate === "always"
-      ? "\n      v = v + result[m * uniforms.N + n];"
+      ? "\n  v = v + result[m * uniforms.N + n];"
       : layout.accumulate === "step"
-        ? "\n      if (step.accumulate != 0u) { v = v + result[m * uniforms.N + n]; }"
+        ? "\n  if (step.accumulate != 0u) { v = v + result[m * uniforms.N + n]; }"
         : "";
   return `
+fn storeOne(m: i32, n: i32, sum: f32) {
+  var v = uniforms.outScale * sum;${layout.bias ? "\n  v = v + bias[n];" : ""}${lowRank}${residual}${accumulate}
+  result[m * uniforms.N + n] = v;
+}`;
+}
+
+/**
+ * `storeBlock`: one 4-row × 4-column register block through the epilogue, or, as split-K's first pass, its raw
+ * sums into the partials [S, M, N] at split z.
+ */
+function storeBlockWGSL(layout: MatmulLayout, tile: TileConfig): string {
+  const split = tile.splits > 1;
+  const store = split
+    ? "result[(i32(workgroupId.z) * uniforms.M + m) * uniforms.N + n] = acc[i][j];"
+    : "storeOne(m, n, acc[i][j]);";
+  return `${split ? "" : epilogueWGSL(layout)}
 fn storeBlock(row0: i32, col0: i32, acc: array<vec4<f32>, 4>) {
   for (var i = 0; i < 4; i++) {
     let m = row0 + i;
@@ -196,214 +230,10 @@ fn storeBlock(row0: i32, col0: i32, acc: array<vec4<f32>, 4>) {
     for (var j = 0; j < 4; j++) {
       let n = col0 + j;
       if (n >= uniforms.N) { break; }
-      var v = uniforms.outScale * acc[i][j];${layout.bias ? "\n      v = v + bias[n];" : ""}${lowRank}${residual}${accumulate}
-      result[m * uniforms.N + n] = v;
+      ${store}
     }
   }
 }`;
-}
-
-/**
- * The loop that stages one operand's [outer × TK] slice into workgroup memory `dst`, stored k-major and packed
- * as vec4 along the outer dim (M for X, N for W). Reads are 16-byte vectors along the operand's contiguous dim
- * where it allows them; elements past an edge are staged as zero. Offsets are multiples of 4 and vec4 needs the
- * contiguous extent to be a multiple of 4, so a vector is either wholly inside or wholly outside.
- */
-function stage(
-  dst: string,
-  outer: number,
-  tk: number,
-  threads: number,
-  o: {
-    origin: string;
-    bound: string;
-    load: string;
-    load4Outer: string;
-    load4K: string;
-    contiguous: "k" | "outer" | "none";
-  },
-  order: (outerIndex: string, k: string) => string,
-): string {
-  if (o.contiguous === "outer") {
-    // One vec4 of 4 outer neighbours at one k: stored as is.
-    return `
-    for (var e = lid; e < ${(outer * tk) / 4}; e += ${threads}) {
-      let kk = e / ${outer / 4};
-      let oq = (e % ${outer / 4}) * 4;
-      var v = vec4<f32>(0.0);
-      if (${o.origin} + oq < ${o.bound} && k0 + kk < uniforms.K) { v = ${o.load4Outer}(${order(`${o.origin} + oq`, "k0 + kk")}); }
-      ${dst}[kk][oq / 4] = v;
-    }`;
-  }
-  if (o.contiguous === "k") {
-    // One vec4 of 4 consecutive k at one outer index: scattered into 4 k rows.
-    return `
-    for (var e = lid; e < ${(outer * tk) / 4}; e += ${threads}) {
-      let oo = e / ${tk / 4};
-      let kq = (e % ${tk / 4}) * 4;
-      var v = vec4<f32>(0.0);
-      if (${o.origin} + oo < ${o.bound} && k0 + kq < uniforms.K) { v = ${o.load4K}(${order(`${o.origin} + oo`, "k0 + kq")}); }
-      for (var j = 0; j < 4; j++) { ${dst}[kq + j][oo / 4][oo % 4] = v[j]; }
-    }`;
-  }
-  return `
-    for (var e = lid; e < ${outer * tk}; e += ${threads}) {
-      let oo = e / ${tk};
-      let kk = e % ${tk};
-      var v = 0.0;
-      if (${o.origin} + oo < ${o.bound} && k0 + kk < uniforms.K) { v = ${o.load}(${order(`${o.origin} + oo`, "k0 + kk")}); }
-      ${dst}[kk][oo / 4][oo % 4] = v;
-    }`;
-}
-
-/**
- * Workgroup-memory tiling for GPUs. A workgroup of [WX, WY] invocations owns an output tile of
- * TM = 4·WY rows × TN = 4·WX columns. Per K step of depth TK it stages X[TM × TK] and W[TK × TN] in workgroup
- * memory (vec4 global loads where the layout allows), both k-major and packed as vec4 along M and N, so that each
- * invocation's inner loop is one vec4 read of 4 rows, one vec4 read of 4 columns and 4 vec4 FMAs.
- */
-function sharedBody(layout: MatmulLayout, tile: TileConfig): string {
-  const [wx, wy] = tile.workgroup;
-  const tm = 4 * wy;
-  const tn = 4 * wx;
-  const tk = tile.tileK;
-  const threads = wx * wy;
-  const xContiguous = !tile.vec4X
-    ? "none"
-    : layout.xLayout === "mk"
-      ? "k"
-      : "outer";
-  const wContiguous = !tile.vec4W
-    ? "none"
-    : layout.wLayout === "nk"
-      ? "k"
-      : "outer";
-  const stageX = stage(
-    "xs",
-    tm,
-    tk,
-    threads,
-    {
-      origin: "m0",
-      bound: "uniforms.M",
-      load: "loadX",
-      load4Outer: "loadX4m",
-      load4K: "loadX4k",
-      contiguous: xContiguous,
-    },
-    (m, k) => `${m}, ${k}`,
-  );
-  const stageW = stage(
-    "ws",
-    tn,
-    tk,
-    threads,
-    {
-      origin: "n0",
-      bound: "uniforms.N",
-      load: "loadW",
-      load4Outer: "loadW4n",
-      load4K: "loadW4k",
-      contiguous: wContiguous,
-    },
-    (n, k) => `${k}, ${n}`,
-  );
-  return `
-var<workgroup> xs: array<array<vec4<f32>, ${tm / 4}>, ${tk}>;
-var<workgroup> ws: array<array<vec4<f32>, ${tn / 4}>, ${tk}>;
-
-fn main() {
-  let tx = i32(localId.x);
-  let ty = i32(localId.y);
-  let lid = ty * ${wx} + tx;
-  let m0 = i32(workgroupId.y) * ${tm};
-  let n0 = i32(workgroupId.x) * ${tn};
-  var acc: array<vec4<f32>, 4>;
-  for (var k0 = 0; k0 < uniforms.K; k0 += ${tk}) {
-    // Stage X: ${tm} × ${tk}.${stageX}
-    // Stage W: ${tk} × ${tn}.${stageW}
-    workgroupBarrier();
-    for (var kk = 0; kk < ${tk}; kk++) {
-      let a = xs[kk][ty];
-      let b = ws[kk][tx];
-      acc[0] = fma(vec4<f32>(a.x), b, acc[0]);
-      acc[1] = fma(vec4<f32>(a.y), b, acc[1]);
-      acc[2] = fma(vec4<f32>(a.z), b, acc[2]);
-      acc[3] = fma(vec4<f32>(a.w), b, acc[3]);
-    }
-    workgroupBarrier();
-  }
-  storeBlock(m0 + ty * 4, n0 + tx * 4, acc);
-}`;
-}
-
-/**
- * The 4 k × 4 n block of W at (k, col0) as a matrix whose column j is row k + j over the 4 columns. Past the
- * right edge the columns repeat the last one (never stored). Where W is [N, K] with vec4 loads along k, the block
- * is 4 column loads transposed: 4 vector (or packed-word) loads instead of 16 scalar ones.
- */
-function wBlockLoader(layout: MatmulLayout, tile: TileConfig): string {
-  if (layout.wLayout === "nk" && tile.vec4W)
-    return `
-fn loadWBlock(k: i32, col0: i32, full: bool) -> mat4x4<f32> {
-  let c = uniforms.N - 1;
-  return transpose(mat4x4<f32>(loadW4k(k, col0), loadW4k(k, min(col0 + 1, c)), loadW4k(k, min(col0 + 2, c)), loadW4k(k, min(col0 + 3, c))));
-}`;
-  return `
-// Columns col0..col0+3 of row k of W; past the right edge they repeat the last column (never stored).
-fn loadWCols(k: i32, col0: i32, full: bool) -> vec4<f32> {
-  if (full) { return loadW4n(k, col0); }
-  let c = uniforms.N - 1;
-  return vec4<f32>(loadW(k, col0), loadW(k, min(col0 + 1, c)), loadW(k, min(col0 + 2, c)), loadW(k, min(col0 + 3, c)));
-}
-fn loadWBlock(k: i32, col0: i32, full: bool) -> mat4x4<f32> {
-  return mat4x4<f32>(loadWCols(k, col0, full), loadWCols(k + 1, col0, full), loadWCols(k + 2, col0, full), loadWCols(k + 3, col0, full));
-}`;
-}
-
-/**
- * Register tiling without workgroup memory, for adapters that run shaders on CPU cores (lavapipe, SwiftShader):
- * there, barriers are costly and caches already do what workgroup memory would. Each invocation reads its
- * 4 rows of X and 4 columns of W straight from storage; rows and columns past the edge are clamped for the
- * reads and skipped at the store, so the k loop carries no bounds checks.
- */
-function directBody(layout: MatmulLayout, tile: TileConfig): string {
-  const [wx, wy] = tile.workgroup;
-  return `${wBlockLoader(layout, tile)}
-
-fn main() {
-  let row0 = i32(globalId.y) * 4;
-  let col0 = i32(globalId.x) * 4;
-  if (row0 >= uniforms.M || col0 >= uniforms.N) { return; }
-  let m1 = min(row0 + 1, uniforms.M - 1);
-  let m2 = min(row0 + 2, uniforms.M - 1);
-  let m3 = min(row0 + 3, uniforms.M - 1);
-  let full = col0 + 3 < uniforms.N;
-  var acc: array<vec4<f32>, 4>;
-  // Four k at a time: 4 reads of 4 consecutive k per row of X, one 4 × 4 block of W, 16 vec4 FMAs.
-  let k4 = uniforms.K - uniforms.K % 4;
-  for (var k = 0; k < k4; k += 4) {
-    let b = loadWBlock(k, col0, full);
-    let a0 = loadX4k(row0, k);
-    let a1 = loadX4k(m1, k);
-    let a2 = loadX4k(m2, k);
-    let a3 = loadX4k(m3, k);
-    acc[0] = fma(vec4<f32>(a0.x), b[0], fma(vec4<f32>(a0.y), b[1], fma(vec4<f32>(a0.z), b[2], fma(vec4<f32>(a0.w), b[3], acc[0]))));
-    acc[1] = fma(vec4<f32>(a1.x), b[0], fma(vec4<f32>(a1.y), b[1], fma(vec4<f32>(a1.z), b[2], fma(vec4<f32>(a1.w), b[3], acc[1]))));
-    acc[2] = fma(vec4<f32>(a2.x), b[0], fma(vec4<f32>(a2.y), b[1], fma(vec4<f32>(a2.z), b[2], fma(vec4<f32>(a2.w), b[3], acc[2]))));
-    acc[3] = fma(vec4<f32>(a3.x), b[0], fma(vec4<f32>(a3.y), b[1], fma(vec4<f32>(a3.z), b[2], fma(vec4<f32>(a3.w), b[3], acc[3]))));
-  }
-  let c = uniforms.N - 1;
-  for (var k = k4; k < uniforms.K; k++) {
-    let b = vec4<f32>(loadW(k, col0), loadW(k, min(col0 + 1, c)), loadW(k, min(col0 + 2, c)), loadW(k, min(col0 + 3, c)));
-    acc[0] = fma(vec4<f32>(loadX(row0, k)), b, acc[0]);
-    acc[1] = fma(vec4<f32>(loadX(m1, k)), b, acc[1]);
-    acc[2] = fma(vec4<f32>(loadX(m2, k)), b, acc[2]);
-    acc[3] = fma(vec4<f32>(loadX(m3, k)), b, acc[3]);
-  }
-  storeBlock(row0, col0, acc);
-}
-// workgroup ${wx}x${wy}`;
 }
 
 /** The user code of one program; tfjs prepends bindings (result, X, W[, H, U][, bias]) and the uniforms. */
@@ -425,7 +255,7 @@ export function matmulShader(layout: MatmulLayout, tile: TileConfig): string {
         ),
     scalarLoaders(layout, tile),
     vectorLoaders(layout, tile),
-    epilogue(layout),
+    storeBlockWGSL(layout, tile),
     tile.kind === "shared"
       ? sharedBody(layout, tile)
       : directBody(layout, tile),

@@ -75,7 +75,7 @@ class LoraMatmulProgram implements WebGPUProgram {
       this.dispatchLayout,
       this.outputShape,
       this.workgroupSize,
-      [4, 4, 1],
+      [tile.thread, tile.thread, 1],
     );
     this.shaderKey = shaderKey(layout, tile);
   }
@@ -104,7 +104,11 @@ export function runLoraMatmul(
   call: MatmulCall,
 ): TensorInfo {
   const { shape, layout } = call;
-  const tile = chooseTile(shape, layout, isSoftwareGpu());
+  // tfjs runs one program per kernel: a split-K choice runs here as its variant without the split.
+  const tile = chooseTile(shape, layout, {
+    software: isSoftwareGpu(),
+    splitK: false,
+  });
   const program = new LoraMatmulProgram(shape, layout, tile);
   const mask = dropoutUniforms(call.dropout?.p ?? 0, call.dropout?.seed ?? 0);
   const uniforms: ProgramUniform[] = [

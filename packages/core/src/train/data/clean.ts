@@ -5,7 +5,7 @@
  * some loss tokens remain).
  */
 import { FormatError } from "../../errors.js";
-import { keyDigest } from "./overlap.js";
+import { keyDigest } from "../../hash.js";
 import type { Rendered } from "./render.js";
 import {
   IGNORE_INDEX,

@@ -2,6 +2,7 @@
  * Contamination between training and evaluation data: test rows whose record also appears in the training data,
  * compared as deduplication compares rows (the fields the format reads), through {@link Example.key}.
  */
+import { keyDigest } from "../../hash.js";
 import type { Example } from "./types.js";
 
 /** Test rows that also appear in the training data. */
@@ -41,26 +42,4 @@ export function findOverlap(
 
 function exampleKey(e: Example): string {
   return e.key ?? keyDigest(JSON.stringify([e.inputIds, e.labels]));
-}
-
-/**
- * A 64-bit digest of a record key as 16 hex digits (two multiply-xorshift lanes over the UTF-16 code units, as
- * cyrb53). Not cryptographic: two different records collide with probability about n² / 2⁶⁵ among n rows.
- */
-export function keyDigest(key: string): string {
-  let h1 = 0xdeadbeef;
-  let h2 = 0x41c6ce57;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 2654435761);
-    h2 = Math.imul(h2 ^ c, 1597334677);
-  }
-  h1 =
-    Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^
-    Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 =
-    Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^
-    Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  const hex = (h: number) => (h >>> 0).toString(16).padStart(8, "0");
-  return hex(h2) + hex(h1);
 }
