@@ -9,14 +9,29 @@
  *      (forward, forward+backward, clip+AdamW, the full step, an idle readback), each split into the JS enqueue
  *      and the wait for the GPU, with dispatch, submit and buffer-creation counts; then one or two steps under
  *      tf.profile, which gives every dispatch its own timestamped compute pass, for the top kernels by GPU time
- *      and the step's wall time split into GPU-busy time and the rest.
+ *      and the step's wall time split into GPU-busy time and the rest. This is the tape's step (tfjs ops);
+ *   6. engine (engine_step.ts): host enqueue time against GPU-busy time per step of the compiled step, the
+ *      Trainer's default, timed with timestamp queries on its compute pass;
+ *   7. packed, adamw (checks.ts): the packed f16/int8/NF4 matmuls and the AdamW kernels against their CPU
+ *      references, max relative error per format / kernel;
+ *   8. decode (decode.ts): greedy decoding tokens/s, compiled decoder against the tape, one sequence and 64 rows
+ *      batched, on gpt2 and the embedded demo model.
  * Each part's failure is recorded and the next part still runs. The last line printed is one JSON object.
  *
  * Usage (bundled by pack.sh; from the sources: node --import tsx benchmarks/gpu/bench.ts)
  *   WEBTUNE_GPU_BENCH_SMOKE=1  a tiny, fast run (2 layers, batch 1, seq 32) to check the recipe on lavapipe
  *   BENCH_STEPS, BENCH_WARMUP   timed and warm-up training steps (default 10 and 3)
  *   BENCH_LAYERS, BENCH_BATCH, BENCH_SEQ  override the training shape (default 12, 4, 256)
- *   BENCH_PARTS                 comma-separated subset of verify,roof,train,profile (default verify,roof,train)
+ *   BENCH_PARTS                 comma-separated subset of verify,roof,train,profile,variants (default: below);
+ *                               variants: each tiled-matmul variant's TFLOP/s on LoRA shapes (variants.ts)
+ *                               Also engine, packed, adamw, decode; with no BENCH_PARTS and no --profile, every
+ *                               part but profile runs (run.sh runs them in three processes). A name that no part
+ *                               here answers to is reported at the end.
+ *   BENCH_ENGINE_STEPS, BENCH_ENGINE_ISOLATED  the engine part's pipelined and idle-GPU steps (default 10 and 3)
+ *   BENCH_DECODE_PROMPT, BENCH_DECODE_NEW, BENCH_DECODE_ROWS, BENCH_DECODE_ROW_TOKENS, BENCH_DEMO_MODEL  decode's
+ *                               sizes (32, 128, 64, 32) and the demo model's folder (default: beside the bundle)
+ *   BENCH_PACKED_VARIANTS       the kernel variants the packed part forces (default every base variant, shared
+ *                               first); BENCH_PACKED_BUDGET_S stops it starting new cases after that long (35)
  *   --profile                   the same as BENCH_PARTS=profile
  *   BENCH_PROFILE_REPS          steps averaged per timed phase (default 3), also the Trainer steps compared
  *   BENCH_PROFILE_STEPS         steps run under tf.profile (default 2)
@@ -43,6 +58,7 @@ import {
   type StepEvent,
   type TrainBatch,
 } from "@webtune/core";
+import { watchEngine } from "../lib/count_steps.js";
 import { loraStepFlops } from "../lib/flops.js";
 import {
   configWithLayers,
@@ -51,6 +67,11 @@ import {
   withLora,
 } from "../lib/models.js";
 import { measureRoof } from "../lib/roof.js";
+import { adamwPart, packedPart } from "./checks.js";
+import { decodePart } from "./decode.js";
+import { engineStepPart } from "./engine_step.js";
+import type { PartContext } from "./part.js";
+import { variantsPart } from "./variants.js";
 
 const env = process.env;
 const SMOKE = env["WEBTUNE_GPU_BENCH_SMOKE"] === "1";
@@ -58,7 +79,9 @@ const STEPS = Number(env["BENCH_STEPS"] ?? (SMOKE ? 2 : 10));
 const WARMUP = Number(env["BENCH_WARMUP"] ?? (SMOKE ? 1 : 3));
 const PARTS = (
   env["BENCH_PARTS"] ??
-  (process.argv.includes("--profile") ? "profile" : "verify,roof,train")
+  (process.argv.includes("--profile")
+    ? "profile"
+    : "verify,roof,variants,train,engine,packed,adamw,decode")
 ).split(",");
 /**
  * Flags for Dawn's `create()` (npm `webgpu`), space-separated. The profile turns Dawn's timestamp quantization
@@ -66,7 +89,7 @@ const PARTS = (
  */
 const DAWN_FLAGS = (
   env["BENCH_DAWN_FLAGS"] ??
-  (PARTS.includes("profile")
+  (["profile", "engine", "decode"].some((p) => PARTS.includes(p))
     ? "disable-dawn-features=timestamp_quantization"
     : "")
 )
@@ -99,6 +122,8 @@ const gpuErrors = { count: 0, first: [] as string[] };
 result["webgpu_errors"] = gpuErrors;
 let currentPart = "";
 let partFirstError: string | undefined;
+/** Parts that ran (or failed): a name in BENCH_PARTS that is not here had no part to answer it. */
+const partsRun = new Set<string>();
 
 function log(line: string): void {
   console.log(line);
@@ -113,6 +138,7 @@ function errorText(error: unknown): string {
 /** Runs one part; a throw is logged and recorded, and the benchmark goes on. */
 async function part(name: string, fn: () => Promise<void>): Promise<void> {
   log(`\n=== ${name} ===`);
+  partsRun.add(name);
   const start = performance.now();
   const errorsBefore = gpuErrors.count;
   currentPart = name;
@@ -352,6 +378,7 @@ async function trainerRun(
 
 async function trainPart(): Promise<void> {
   const { model, peft } = await buildModel();
+  const compiled = watchEngine(peft, () => undefined); // the Trainer's default executor: the compiled step
   const params = peft.parameterCounts();
   const batches = Array.from({ length: 8 }, (_, i) => randomBatch(i + 1));
   const run = (steps: number) => trainerRun(peft, batches, steps);
@@ -369,6 +396,10 @@ async function trainPart(): Promise<void> {
   const flops = loraStepFlops(GPT2_DIMS, TRAIN, TRAIN);
   const gflops = flops.total / (stepMs / 1000) / 1e9;
   const roof = result["roof_gflops"] as number | undefined;
+  const executor = compiled() ? "compiled" : "tape";
+  log(
+    `executor: ${executor}${compiled() ? " (a training session was compiled)" : " (NO training session: the tape ran)"}`,
+  );
   log(`losses: ${timed.events.map((e) => e.loss.toFixed(4)).join(" ")}`);
   log(
     `per-step ms: ${deltas.map((d) => d.toFixed(1)).join(" ")} (median ${median(deltas).toFixed(1)})`,
@@ -383,6 +414,7 @@ async function trainPart(): Promise<void> {
   const mem = tf.memory() as { numBytesInGPU?: number };
   result["train"] = {
     config: { ...TRAIN, n_layer: GPT2_DIMS.layers, dtype: "float32" },
+    executor,
     params_total: params.total,
     params_trainable: params.trainable,
     warmup_steps: WARMUP,
@@ -885,7 +917,45 @@ if (!result["adapter"]) {
   if (PARTS.includes("verify")) await part("verify", verifyPart);
   if (PARTS.includes("roof")) await part("roof", roofPart);
   if (PARTS.includes("train")) await part("train", trainPart);
+  const ctx: PartContext = { smoke: SMOKE, log, result };
+  if (PARTS.includes("engine"))
+    await part("engine", () =>
+      engineStepPart(ctx, {
+        build: buildModel,
+        batches: Array.from({ length: 8 }, (_, i) => randomBatch(i + 1)),
+        trainer: {
+          learningRate: TRAIN.lr,
+          schedule: "constant",
+          logEvery: 1,
+        },
+        tokensPerStep: TRAIN.batch * TRAIN.seq,
+        warmup: WARMUP,
+        steps: Number(env["BENCH_ENGINE_STEPS"] ?? (SMOKE ? 2 : 10)),
+        isolated: Number(env["BENCH_ENGINE_ISOLATED"] ?? (SMOKE ? 1 : 3)),
+        config: { ...TRAIN, n_layer: GPT2_DIMS.layers, dtype: "float32" },
+      }),
+    );
   if (PARTS.includes("profile")) await part("profile", profilePart);
+  if (PARTS.includes("variants"))
+    await part("variants", () => variantsPart({ smoke: SMOKE, log, result }));
+  if (PARTS.includes("adamw")) await part("adamw", () => adamwPart(ctx));
+  if (PARTS.includes("packed")) await part("packed", () => packedPart(ctx));
+  if (PARTS.includes("decode"))
+    await part("decode", () =>
+      decodePart(ctx, () =>
+        randomModel(
+          GPT2,
+          gpuInfo().limits["maxStorageBufferBindingSize"] ?? 1 << 27,
+        ),
+      ),
+    );
+  const unanswered = PARTS.filter((p) => p && !partsRun.has(p));
+  if (unanswered.length > 0) {
+    result["parts_not_here"] = unanswered;
+    log(
+      `\nBENCH_PARTS named ${unanswered.join(", ")}: no such part in this bench.ts (skipped)`,
+    );
+  }
 }
 try {
   disposeRuntime();

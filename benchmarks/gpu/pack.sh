@@ -2,14 +2,19 @@
 # Builds .gpucarry/: everything the GPU machine needs to run benchmarks/gpu/run.sh without node or npm there.
 #   node.xz        this machine's node binary, stripped and xz-compressed
 #   app.tar.xz     node_modules/webgpu with only its linux-x64 dawn.node;
-#                  bench.mjs: benchmarks/gpu/bench.ts bundled with @webtune/core and tfjs (esbuild, ESM, Node 20);
-#                  kernels.mjs: benchmarks/kernels.ts bundled likewise; manifest.json: commit, date, sizes
+#                  bench.mjs: benchmarks/gpu/bench.ts (and its parts beside it) bundled with @webtune/core, tfjs and
+#                  benchmarks/lib (esbuild, ESM, Node 20); kernels.mjs: benchmarks/kernels.ts bundled likewise;
+#                  demo-model/: the embedded demo model's config and weights (decode part);
+#                  manifest.json: commit, date, sizes
 #                  (archived, so the repo's eslint and prettier never see loose .mjs or .json files here)
 #   *.deb          Debian's Vulkan loader and the GL vendor-neutral dispatch libraries (amd64), unpacked to / on
 #                  the GPU machine: NVIDIA's Vulkan driver lives in libGLX_nvidia and needs glvnd to start
 #
-# By default @webtune/core and benchmarks/kernels.ts are bundled from the committed HEAD (git archive), so the
-# run measures the commit it is recorded under; PACK_SOURCES=worktree bundles the working tree instead.
+# By default @webtune/core, benchmarks/kernels.ts, test/helpers (random weights) and the demo model are bundled
+# from the committed HEAD (git archive), so the run measures the commit it is recorded under;
+# PACK_SOURCES=worktree bundles the working tree instead. The benchmark's own code, benchmarks/gpu/*.ts and
+# benchmarks/lib, always comes from the working tree (the manifest's bench_ts says whether it differs from HEAD).
+# PACK_KEEP_NODE=1 keeps an existing .gpucarry/node.xz of the same node version (xz of node is most of the time).
 # Usage, from anywhere: bash benchmarks/gpu/pack.sh
 set -euo pipefail
 
@@ -19,28 +24,36 @@ SOURCES=${PACK_SOURCES:-head}
 MAX_BYTES=$((60 * 1024 * 1024))
 cd "$ROOT"
 
-rm -rf "$CARRY"
-mkdir -p "$CARRY"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+if [ "${PACK_KEEP_NODE:-0}" = 1 ] && [ -f "$CARRY/node.xz" ] && [ "$(cat "$CARRY/node.version" 2>/dev/null)" = "$(node --version)" ]; then
+  mv "$CARRY/node.xz" "$WORK/node.xz.kept"
+fi
+rm -rf "$CARRY"
+mkdir -p "$CARRY"
 
 echo "== sources ($SOURCES)"
 SRC="$WORK/src"
 mkdir -p "$SRC/benchmarks/gpu"
+DEMO=demo/public/models/webtune-demo-base
+LIBRARY=(packages/core/src benchmarks/kernels.ts test/helpers "$DEMO")
 if [ "$SOURCES" = head ]; then
-  git archive HEAD packages/core/src benchmarks/kernels.ts | tar -x -C "$SRC"
-  dirty=$(git status --porcelain -- packages/core/src benchmarks/kernels.ts | wc -l)
+  git archive HEAD "${LIBRARY[@]}" | tar -x -C "$SRC"
+  dirty=$(git status --porcelain -- "${LIBRARY[@]}" | wc -l)
   [ "$dirty" -gt 0 ] &&
-    echo "note: $dirty changed file(s) under packages/core/src or benchmarks/kernels.ts are NOT in the bundle (HEAD is)"
+    echo "note: $dirty changed file(s) under ${LIBRARY[*]} are NOT in the bundle (HEAD is)"
 else
-  mkdir -p "$SRC/packages/core" "$SRC/benchmarks"
-  cp -r packages/core/src "$SRC/packages/core/src"
-  cp benchmarks/kernels.ts "$SRC/benchmarks/kernels.ts"
+  for path in "${LIBRARY[@]}"; do
+    mkdir -p "$SRC/$(dirname "$path")"
+    cp -r "$path" "$SRC/$path"
+  done
 fi
-# bench.ts itself always comes from the working tree; the manifest says whether it differs from HEAD.
-cp benchmarks/gpu/bench.ts "$SRC/benchmarks/gpu/bench.ts"
-BENCH_TS=$([ -n "$(git status --porcelain -- benchmarks/gpu/bench.ts)" ] && echo "worktree, modified" || echo "as HEAD")
-echo "benchmarks/gpu/bench.ts: $BENCH_TS"
+# The benchmark's own code always comes from the working tree; the manifest says whether it differs from HEAD.
+mkdir -p "$SRC/benchmarks/lib"
+cp benchmarks/gpu/*.ts "$SRC/benchmarks/gpu/"
+cp -r benchmarks/lib/. "$SRC/benchmarks/lib/"
+BENCH_TS=$([ -n "$(git status --porcelain -- benchmarks/gpu benchmarks/lib)" ] && echo "worktree, modified" || echo "as HEAD")
+echo "benchmarks/gpu, benchmarks/lib: $BENCH_TS"
 # The snapshot resolves tfjs, cli-table3 and friends from the repo's node_modules.
 ln -s "$ROOT/node_modules" "$SRC/node_modules"
 
@@ -60,6 +73,12 @@ for entry in benchmarks/gpu/bench.ts:bench.mjs benchmarks/kernels.ts:kernels.mjs
     --outfile="$APP/${entry##*:}"
 done
 
+echo "== demo model"
+mkdir -p "$APP/demo-model"
+for f in config.json generation_config.json model.safetensors; do
+  cp "$SRC/$DEMO/$f" "$APP/demo-model/"
+done
+
 echo "== webgpu (dawn.node, linux-x64)"
 W="$APP/node_modules/webgpu"
 mkdir -p "$W/dist/linux-x64"
@@ -67,9 +86,15 @@ cp node_modules/webgpu/index.js node_modules/webgpu/package.json node_modules/we
 cp node_modules/webgpu/dist/linux-x64/dawn.node "$W/dist/linux-x64/"
 
 echo "== node ($(node --version))"
-cp "$(command -v node)" "$WORK/node"
-strip "$WORK/node" 2>/dev/null || echo "strip unavailable: packing node unstripped"
-xz -9 -T2 -c "$WORK/node" >"$CARRY/node.xz"
+if [ -f "$WORK/node.xz.kept" ]; then
+  echo "kept the existing node.xz (PACK_KEEP_NODE=1)"
+  mv "$WORK/node.xz.kept" "$CARRY/node.xz"
+else
+  cp "$(command -v node)" "$WORK/node"
+  strip "$WORK/node" 2>/dev/null || echo "strip unavailable: packing node unstripped"
+  xz -9 -T2 -c "$WORK/node" >"$CARRY/node.xz"
+fi
+node --version >"$CARRY/node.version"
 
 DEBS=(libvulkan1 libglvnd0 libglx0 libgl1 libegl1 libgles2 libopengl0)
 echo "== ${DEBS[*]} (amd64)"

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Runs the GPU benchmark on the GPU machine, from the repo root, with .gpucarry/ (made by pack.sh) beside it:
-#   setup (node, dawn.node, the Vulkan loader) -> nvidia-smi -> webtune bench (adapter, kernel self-test,
-#   matmul roof, gpt2 LoRA steps) -> [webtune profile, when asked] -> PyTorch+PEFT baseline -> kernels.ts
-#   --variant shared, --variant direct.
+#   setup (node, dawn.node, the Vulkan loader) -> nvidia-smi -> stages, each with its own time limit:
+#     bench    bench.mjs verify,roof,variants,train,engine: adapter, kernel self-test, matmul roof, per-variant
+#              LoRA-shape matmul TFLOP/s, gpt2 LoRA steps through the Trainer (compiled step), host enqueue
+#              against GPU-busy time per compiled step                                   170 s  webtune_bench.log
+#     checks   bench.mjs packed,adamw: packed f16/int8/NF4 matmuls and AdamW against CPU refs  60 s  webtune_checks.log
+#     decode   bench.mjs decode: greedy decoding, compiled decoder against the tape       70 s  webtune_decode.log
+#     peft     PyTorch+PEFT baseline of the gpt2 LoRA step                                120 s  peft_baseline.log
+#     kernels  kernels.mjs --variant shared, --variant direct                          2 × 30 s  kernels.log
+#     profile  (not in the default) bench.mjs --profile: the tape step's profile     200 s  webtune_profile.log
+#   The default stages' limits add up to 480 s; setup takes about 30 s more.
 # A failing stage is reported and the next one still runs. Logs and results.json go to $OUT (default
 # /tmp/webtune-gpu-out).
-#   RUN_STAGES="bench peft kernels"  the stages to run (default these three); also given as arguments:
-#                                    bash run.sh profile. profile (not in the default): bench.mjs --profile,
-#                                    the adapter, then a profile of the gpt2 LoRA step (webtune_profile.log)
+#   RUN_STAGES="bench checks decode peft kernels"  the stages to run (the default); also given as arguments:
+#                                    bash run.sh profile
 #   WEBTUNE_GPU_BENCH_SMOKE=1        tiny sizes everywhere, for checking the recipe on lavapipe
+#   STAGE_LIMIT_SCALE=N              multiplies every stage's time limit (default 1; 4 with SMOKE, since lavapipe
+#                                    compiles each pipeline in seconds)
 #   DEBS_ROOT=DIR                    unpack the carried .debs there, not to / (for a local check as root)
 # Usage: bash benchmarks/gpu/run.sh
 set -uo pipefail
@@ -17,8 +25,9 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CARRY=${GPUCARRY:-$ROOT/.gpucarry}
 OUTDIR=${OUT:-/tmp/webtune-gpu-out}
 W=${WEBTUNE_GPU_DIR:-/tmp/webtune-gpu}
-STAGES=${RUN_STAGES:-${*:-bench peft kernels}}
+STAGES=${RUN_STAGES:-${*:-bench checks decode peft kernels}}
 SMOKE=${WEBTUNE_GPU_BENCH_SMOKE:-0}
+SCALE=${STAGE_LIMIT_SCALE:-$([ "$SMOKE" = 1 ] && echo 4 || echo 1)}
 mkdir -p "$OUTDIR" "$W"
 LOG="$OUTDIR/run.log"
 exec > >(tee -a "$LOG") 2>&1
@@ -32,7 +41,7 @@ unxz_to() { # file.xz -> stdout, with xz or Python's lzma
 stage setup
 setup_ok=1
 { unxz_to "$CARRY/node.xz" >"$W/node" && chmod +x "$W/node"; } || setup_ok=0
-# bench.mjs, kernels.mjs, manifest.json and node_modules/webgpu (dawn.node)
+# bench.mjs, kernels.mjs, manifest.json, demo-model/ and node_modules/webgpu (dawn.node)
 unxz_to "$CARRY/app.tar.xz" | tar -x -C "$W" || setup_ok=0
 cat "$W/manifest.json"
 NODE="$W/node"
@@ -73,8 +82,8 @@ else
   STATUS[nvidia_smi]=absent
 fi
 
-run_stage() { # name, timeout seconds, log file, command...
-  local name=$1 limit=$2 file=$3
+run_stage() { # name, timeout seconds (× SCALE), log file, command...
+  local name=$1 limit=$(($2 * SCALE)) file=$3
   shift 3
   stage "$name"
   timeout -k 10 "$limit" "$@" 2>&1 | tee "$file"
@@ -87,7 +96,14 @@ run_stage() { # name, timeout seconds, log file, command...
 
 export WEBTUNE_GPU_BENCH_SMOKE=$SMOKE FORCE_COLOR=0
 if [[ " $STAGES " == *" bench "* ]]; then
-  run_stage webtune_bench 200 "$OUTDIR/webtune_bench.log" "$NODE" "$W/bench.mjs"
+  BENCH_PARTS=verify,roof,variants,train,engine \
+    run_stage webtune_bench 170 "$OUTDIR/webtune_bench.log" "$NODE" "$W/bench.mjs"
+fi
+if [[ " $STAGES " == *" checks "* ]]; then
+  BENCH_PARTS=packed,adamw run_stage webtune_checks 60 "$OUTDIR/webtune_checks.log" "$NODE" "$W/bench.mjs"
+fi
+if [[ " $STAGES " == *" decode "* ]]; then
+  BENCH_PARTS=decode run_stage webtune_decode 70 "$OUTDIR/webtune_decode.log" "$NODE" "$W/bench.mjs"
 fi
 if [[ " $STAGES " == *" profile "* ]]; then
   run_stage webtune_profile 200 "$OUTDIR/webtune_profile.log" "$NODE" "$W/bench.mjs" --profile
@@ -96,16 +112,16 @@ if [[ " $STAGES " == *" peft "* ]]; then
   smoke_flag=()
   [ "$SMOKE" = 1 ] && smoke_flag=(--smoke)
   export PYTHONUNBUFFERED=1
-  run_stage peft_baseline 150 "$OUTDIR/peft_baseline.log" \
+  run_stage peft_baseline 120 "$OUTDIR/peft_baseline.log" \
     "${PYTHON:-python3}" "$ROOT/benchmarks/gpu/peft_baseline.py" "${smoke_flag[@]}"
 fi
 if [[ " $STAGES " == *" kernels "* ]]; then
-  reps=5
-  [ "$SMOKE" = 1 ] && reps=1
+  kernel_args=(--reps 5)
+  [ "$SMOKE" = 1 ] && kernel_args=(--reps 1 --tokens 64)
   : >"$OUTDIR/kernels.log"
   for variant in shared direct; do
-    run_stage "kernels_$variant" 60 "$OUTDIR/kernels_$variant.tmp" \
-      "$NODE" "$W/kernels.mjs" --reps "$reps" --variant "$variant"
+    run_stage "kernels_$variant" 30 "$OUTDIR/kernels_$variant.tmp" \
+      "$NODE" "$W/kernels.mjs" "${kernel_args[@]}" --variant "$variant"
     cat "$OUTDIR/kernels_$variant.tmp" >>"$OUTDIR/kernels.log"
   done
 fi
@@ -131,17 +147,62 @@ try:
     res["nvidia_smi"] = open(os.path.join(out, "nvidia-smi.txt")).read().strip().splitlines()[-1]
 except (OSError, IndexError):
     pass
-res["webtune"] = last_json("webtune_bench.log")
-res["peft"] = last_json("peft_baseline.log")
-if os.path.exists(os.path.join(out, "webtune_profile.log")):
-    res["profile"] = last_json("webtune_profile.log")
+for key, name in (("webtune", "webtune_bench.log"), ("checks", "webtune_checks.log"),
+                  ("decode", "webtune_decode.log"), ("peft", "peft_baseline.log"),
+                  ("profile", "webtune_profile.log")):
+    if os.path.exists(os.path.join(out, name)):
+        res[key] = last_json(name)
 res["kernels"] = {v: last_json(f"kernels_{v}.tmp") for v in ("shared", "direct")}
-w = ((res["webtune"] or {}).get("train") or {}).get("tokens_per_sec")
-p = ((res["peft"] or {}).get("train") or {}).get("tokens_per_sec")
+def get(*path):
+    x = res
+    for k in path:
+        x = x.get(k) if isinstance(x, dict) else None
+    return x
+w = get("webtune", "train", "tokens_per_sec")
+p = get("peft", "train", "tokens_per_sec")
 if w and p:
     res["webtune_over_peft_tokens_per_sec"] = round(w / p, 4)
+e = get("webtune", "engine_step", "tokens_per_sec")
+if e and p:
+    res["engine_step_over_peft_tokens_per_sec"] = round(e / p, 4)
+# The numbers issue 22 section 3 asks for, in one place (null where a stage did not give them).
+res["headline"] = {
+    "adapter": get("webtune", "adapter", "description"),
+    "software_adapter": get("webtune", "adapter_is_software"),
+    "train_executor": get("webtune", "train", "executor"),
+    "webtune_tokens_per_sec": w,
+    "peft_tokens_per_sec": p,
+    "webtune_over_peft": res.get("webtune_over_peft_tokens_per_sec"),
+    "tf_matmul_roof_gflops": get("webtune", "roof_gflops"),
+    "torch_mm_roof_gflops": get("peft", "roof_gflops"),
+    # Per matmul shape of the variants part: the autotuner's pick and the fastest variant, in TFLOP/s.
+    "variants": {
+        shape: {
+            "chosen": v.get("chosen"),
+            "chosen_tflops": (v["variants"].get(v.get("chosen")) or {}).get("tflops"),
+            "best": max(v["variants"], key=lambda n: v["variants"][n].get("tflops") or 0),
+            "best_tflops": max((x.get("tflops") or 0) for x in v["variants"].values()),
+        }
+        for shape, v in (get("webtune", "variants") or {}).items()
+        if isinstance(v, dict) and isinstance(v.get("variants"), dict) and v["variants"]
+    },
+    "engine_step_wall_ms": get("webtune", "engine_step", "pipelined", "wall_ms"),
+    "engine_step_host_enqueue_ms": get("webtune", "engine_step", "pipelined", "enqueue_ms"),
+    "engine_step_gpu_ms_timestamp": get("webtune", "engine_step", "pipelined", "gpu_ms_timestamp"),
+    "engine_step_gpu_ms_submit_to_done": get("webtune", "engine_step", "pipelined", "gpu_ms_submit_to_done"),
+    "packed_max_relative_error": {k: v.get("max_relative_error") for k, v in (get("checks", "packed", "formats") or {}).items()},
+    "adamw_fused_max_relative_error": get("checks", "adamw", "fused", "max_relative_error"),
+    "adamw_engine_max_relative_error": {k: v.get("max_relative_error") for k, v in (get("checks", "adamw", "engine") or {}).items()},
+    "decode_tokens_per_sec": {m: {"engine": get("decode", "decode", m, "single", "engine_tokens_per_sec"),
+                                  "tape": get("decode", "decode", m, "single", "tape_tokens_per_sec"),
+                                  "batch_engine": get("decode", "decode", m, "batch", "engine", "tokens_per_sec"),
+                                  "batch_tape": get("decode", "decode", m, "batch", "tape", "tokens_per_sec")}
+                              for m in ("gpt2", "demo")},
+    "failures": {k: get(k, "failures") for k in ("webtune", "checks", "decode") if get(k, "failures")},
+}
 json.dump(res, open(os.path.join(out, "results.json"), "w"), indent=2)
 print(json.dumps(res, indent=2))
+print("HEADLINE " + json.dumps(res["headline"]))
 EOF
 rm -f "$OUTDIR"/kernels_*.tmp
 echo "stages: $(for k in "${!STATUS[@]}"; do printf '%s=%s; ' "$k" "${STATUS[$k]}"; done)"

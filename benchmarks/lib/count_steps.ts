@@ -63,7 +63,7 @@ interface Stepper {
  * Calls `around` with each optimizer step's enqueue. The Trainer exposes no hook around one step's enqueue, so this
  * wraps its private `stepper()` factory on this instance; it fails loudly if that is renamed.
  */
-function hookSteps(
+export function hookSteps(
   trainer: Trainer,
   around: (enqueue: () => unknown) => unknown,
 ): void {
@@ -84,7 +84,7 @@ function hookSteps(
 }
 
 /** Calls `onRun` with every run of the compiled session the Trainer makes from `peft` (public methods, wrapped). */
-function watchEngine(
+export function watchEngine(
   peft: LoraModel,
   onRun: (request: RunRequest) => void,
 ): () => boolean {
