@@ -12,9 +12,10 @@
  *                      lo = max(0, p + t − window + 1) with a sliding window, else 0
  *
  * decodeAttention: one workgroup of LANES invocations per query row (b, h, t). The keys are taken LANES at a
- * time: lane c scores key j0 + c (a D-long dot product of its own), the scores go through workgroup memory, and
- * then every lane folds the whole block into the online softmax (the same m and l in every lane) while adding
- * p·v into the one vec4 column of the output it owns (D ≤ 4·LANES). No [T, S] scores are stored, and the work
+ * time: lane c scores key j0 + c (a D-long dot product of its own) and, once the block's maximum is known,
+ * exponentiates it; the probabilities go through workgroup memory, and every lane folds the block into the online
+ * softmax (the same m and l in every lane) while adding p·v into the one vec4 column of the output it owns
+ * (D ≤ 4·LANES). No [T, S] scores are stored, and the work
  * per token grows with p, not with S.
  *
  * Letters: B batch, G kv heads, H query heads (head h reads kv head ⌊h / (H/G)⌋), S cache rows, T new tokens,
@@ -286,13 +287,17 @@ fn main() {
     let n = min(LANES, hi - j0);
     var mx = m;
     for (var c = 0; c < n; c++) { mx = max(mx, scores[c]); }
+    // Each lane exponentiates its own key once; the block's probabilities replace its scores.
+    let p = select(0.0, exp(s - mx), j < hi);
+    workgroupBarrier();
+    scores[lane] = p;
+    workgroupBarrier();
     let corr = exp(m - mx);
     l = l * corr;
     acc = acc * corr;
     for (var c = 0; c < n; c++) {
-      let p = exp(scores[c] - mx);
-      l += p;
-      if (lane < d4) { acc += p * V[kv + (j0 + c) * d4 + lane]; }
+      l += scores[c];
+      if (lane < d4) { acc += scores[c] * V[kv + (j0 + c) * d4 + lane]; }
     }
     m = mx;
     workgroupBarrier();
