@@ -15,7 +15,8 @@ const m =
 const c = (key: string) => (r: BenchRecord) => String(r.config[key] ?? "");
 const mib = (key: string) => (r: BenchRecord) =>
   num(1)((r.metrics[key] as number) / 2 ** 20);
-const times = (key: string) => (r: BenchRecord) => `${m(key, 2)(r)}×`;
+const times = (key: string) => (r: BenchRecord) =>
+  typeof r.metrics[key] === "number" ? `${m(key, 2)(r)}×` : "–";
 const gb = (key: string) => (r: BenchRecord) =>
   typeof r.metrics[key] === "number"
     ? ((r.metrics[key] as number) / 1e9).toFixed(3)

@@ -111,7 +111,7 @@ describe("RESULTS.md regeneration", () => {
     expect(first.indexOf(BEGIN)).toBeLessThan(first.indexOf("## NVIDIA H200"));
     expect(first).toContain("| 0.250 |");
     expect(first).toContain(
-      "| embedded model, greedy, 8+8 tokens | 20.0 | 4.0 | 5.00× | 8/8 |",
+      "| embedded model, greedy, 8+8 tokens | 20.0 | – | – | 4.0 | 5.00× | 8, – of 8 tokens |",
     );
 
     const second = regenerateResults(first, [
