@@ -14,6 +14,7 @@ import { disposeRuntime, loadModel, LoraModel } from "@webtune/core";
 import type { CausalLM } from "../../../packages/core/src/models/causal_lm.js";
 import { prefixLabelNlls } from "../../../packages/core/src/models/prefix_scoring.js";
 import { resolveConfig } from "../../../packages/core/src/models/registry.js";
+import { liveEngineBuffers } from "../../../packages/core/src/runtime/memory.js";
 import {
   rowNlls,
   type Scorer,
@@ -113,6 +114,35 @@ describe("label scoring with a shared prompt", () => {
       await expectAgreement(peft, model.lm, prompts, [[64], [70]]);
     } finally {
       model.dispose();
+    }
+  });
+
+  it("refuses an empty label, an empty prompt and a prompt + label past the model's positions, naming them", async (ctx) => {
+    await needGpu(ctx);
+    const raw = TINY_CONFIGS["gpt2"]!; // 64 positions
+    const lm = await resolveConfig(raw, "gpt2").load(
+      randomWeightSource(raw, "gpt2 (random)"),
+      1 << 30,
+    );
+    try {
+      const before = tf.memory().numTensors;
+      const buffers = liveEngineBuffers();
+      await expect(prefixLabelNlls(lm, [[1, 2]], [[3], []])).rejects.toThrow(
+        /a label has no tokens/,
+      );
+      await expect(prefixLabelNlls(lm, [[1, 2], []], [[3]])).rejects.toThrow(
+        /prompt 1 has no tokens/,
+      );
+      const long = Array.from({ length: 63 }, (_, i) => i % 90);
+      await expect(
+        prefixLabelNlls(lm, [[1, 2], long], [[3, 4, 5]]),
+      ).rejects.toThrow(
+        /prompt 1 has 63 tokens; with a label of 3 that is over the model's 64 positions/,
+      );
+      expect(tf.memory().numTensors).toBe(before);
+      expect(liveEngineBuffers()).toBe(buffers);
+    } finally {
+      lm.dispose();
     }
   });
 
