@@ -185,7 +185,7 @@ describe("compiled decoding", () => {
     try {
       new LoraModel(model).addAdapter("default", {
         r: 2,
-        targetModules: ["q_proj"],
+        targetModules: ["q_proj", "up_proj"],
       });
       const cache = new KvCache(gpuDevice(), {
         layers: model.lm.dims.numLayers,
@@ -205,7 +205,11 @@ describe("compiled decoding", () => {
         );
         const labels = g.dispatches.map((d) => d.label).join("\n");
         expect(labels).toMatch(/layers\.0\.self_attn\.q_proj/);
-        expect(labels).not.toMatch(/qkv_proj/);
+        expect(labels).not.toMatch(/qkv_proj|gate_up_proj/);
+        // Each norm once per layer, whichever way the projections went.
+        expect(
+          labels.match(/^model\.layers\.0\.post_attention_layernorm$/gm),
+        ).toHaveLength(1);
       } finally {
         cache.dispose();
       }

@@ -183,10 +183,10 @@ class LlamaBlockStep implements StepBlock<Saved>, DecodeBlock {
     };
   }
 
-  /** The SwiGLU MLP with its norm and residual: x1 -> y. */
-  private mlp(s: StepBuilder, x1: GraphTensor) {
+  /** The MLP's input norm. */
+  private postNorm(s: StepBuilder, x1: GraphTensor) {
     const { layer, name, eps } = this;
-    const n2 = rmsNorm(
+    return rmsNorm(
       s,
       `${name}.post_attention_layernorm`,
       x1,
@@ -196,6 +196,11 @@ class LlamaBlockStep implements StepBlock<Saved>, DecodeBlock {
       ),
       eps,
     );
+  }
+
+  /** The SwiGLU MLP with its norm (given, or recorded here) and residual: x1 -> y. */
+  private mlp(s: StepBuilder, x1: GraphTensor, n2 = this.postNorm(s, x1)) {
+    const { layer, name } = this;
     const gate = layer.mlp.gate_proj.stepForward(s, n2.y);
     const up = layer.mlp.up_proj.stepForward(s, n2.y);
     const act = activate(s, `${name}.mlp.act_fn`, gate.y, "silu", up.y);
@@ -271,23 +276,14 @@ class LlamaBlockStep implements StepBlock<Saved>, DecodeBlock {
 
   /** Decoding's MLP: gate and up as one projection where they fuse, else as in training. */
   private decodeMlp(s: StepBuilder, x1: GraphTensor): GraphTensor {
-    const { layer, name, eps } = this;
+    const { layer, name } = this;
     const { gate_proj, up_proj, down_proj } = layer.mlp;
-    const n2 = rmsNorm(
-      s,
-      `${name}.post_attention_layernorm`,
-      x1,
-      s.vector(
-        layer.post_attention_layernorm,
-        `${name}.post_attention_layernorm.weight`,
-      ),
-      eps,
-    );
+    const n2 = this.postNorm(s, x1);
     const gateUp = fusedProjection(s, `${name}.mlp.gate_up_proj`, n2.y, [
       gate_proj,
       up_proj,
     ]);
-    if (!gateUp) return this.mlp(s, x1).y.y;
+    if (!gateUp) return this.mlp(s, x1, n2).y.y;
     const act = activatePacked(s, `${name}.mlp.act_fn`, gateUp, "silu");
     return down_proj.stepForward(s, act, { residual: x1 }).y;
   }
