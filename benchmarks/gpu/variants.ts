@@ -23,21 +23,13 @@ import {
   type MatmulLayout,
   type MatmulUse,
   type VariantName,
+  PLAIN_MATMUL,
 } from "@webtune/core";
 import { envInt, sig, type PartContext } from "./part.js";
 
-const PLAIN = {
-  dropout: "none",
-  lowRank: "none",
-  lowRankMask: false,
-  bias: false,
-  wFormat: "float32",
-  doubleQuant: false,
-} as const;
-
 function layout(x: "mk" | "km", w: "kn" | "nk", step = false): MatmulLayout {
   return {
-    ...PLAIN,
+    ...PLAIN_MATMUL,
     xLayout: x,
     wLayout: w,
     accumulate: step ? "step" : "none",

@@ -31,27 +31,19 @@ import {
   type VariantName,
 } from "../../../packages/core/src/kernels/lora_linear/variant.js";
 import { WEBTUNE_VERSION } from "../../../packages/core/src/version.js";
+import { PLAIN_MATMUL } from "../../../packages/core/src/kernels/lora_linear/shader.wgsl.js";
 import { needGpu, startGpu } from "../../helpers/gpu.js";
-
-const PLAIN = {
-  dropout: "none",
-  lowRank: "none",
-  lowRankMask: false,
-  bias: false,
-  wFormat: "float32",
-  doubleQuant: false,
-} as const;
 
 /** LoRA's dA at gpt2's c_attn input, rank 8 over 1024 tokens: skinny, with a long K. */
 const skinny: MatmulUse = {
   shape: { M: 8, N: 768, K: 1024 },
-  layout: { ...PLAIN, xLayout: "km", wLayout: "kn", accumulate: "step" },
+  layout: { ...PLAIN_MATMUL, xLayout: "km", wLayout: "kn", accumulate: "step" },
   splitK: true,
 };
 /** A square projection. */
 const square: MatmulUse = {
   shape: { M: 256, N: 256, K: 256 },
-  layout: { ...PLAIN, xLayout: "mk", wLayout: "kn" },
+  layout: { ...PLAIN_MATMUL, xLayout: "mk", wLayout: "kn" },
   splitK: true,
 };
 

@@ -22,7 +22,10 @@ import {
   type MatmulScalars,
 } from "../../../packages/core/src/kernels/lora_linear/program.js";
 import { matmulReference } from "../../../packages/core/src/kernels/lora_linear/reference.js";
-import type { MatmulLayout } from "../../../packages/core/src/kernels/lora_linear/shader.wgsl.js";
+import {
+  PLAIN_MATMUL,
+  type MatmulLayout,
+} from "../../../packages/core/src/kernels/lora_linear/shader.wgsl.js";
 import {
   VARIANT_NAMES,
   type VariantName,
@@ -40,15 +43,6 @@ beforeAll(async () => {
 });
 afterEach(() => setLoraKernelVariant(undefined));
 afterAll(() => disposeRuntime());
-
-const PLAIN = {
-  dropout: "none",
-  lowRank: "none",
-  lowRankMask: false,
-  bias: false,
-  wFormat: "float32",
-  doubleQuant: false,
-} as const;
 
 interface Case {
   name: string;
@@ -69,7 +63,7 @@ const cases: Case[] = [
     name: "forward: no vec4, dropout on X, bias, low-rank [N, R], residual",
     ...{ M: 37, N: 70, K: 45, R: 3 },
     layout: {
-      ...PLAIN,
+      ...PLAIN_MATMUL,
       xLayout: "mk",
       wLayout: "kn",
       dropout: "x",
@@ -83,7 +77,7 @@ const cases: Case[] = [
     name: "dx: NF4 + double-quant W [N, K], vec4, masked low-rank [R, N], accumulate always",
     ...{ M: 33, N: 68, K: 132, R: 5 },
     layout: {
-      ...PLAIN,
+      ...PLAIN_MATMUL,
       xLayout: "mk",
       wLayout: "nk",
       lowRank: "rn",
@@ -97,7 +91,7 @@ const cases: Case[] = [
     name: "dA: X [K, M], rank rows, dropout on W's loads, accumulate on a later micro-batch",
     ...{ M: 8, N: 100, K: 300 },
     layout: {
-      ...PLAIN,
+      ...PLAIN_MATMUL,
       xLayout: "km",
       wLayout: "kn",
       dropout: "w",
@@ -109,14 +103,19 @@ const cases: Case[] = [
   {
     name: "dB: rank columns, odd K, int8 W, first micro-batch (overwrites)",
     ...{ M: 130, N: 6, K: 257 },
-    layout: { ...PLAIN, xLayout: "km", wLayout: "kn", accumulate: "step" },
+    layout: {
+      ...PLAIN_MATMUL,
+      xLayout: "km",
+      wLayout: "kn",
+      accumulate: "step",
+    },
     scalars: { outScale: 2 },
     packed: { format: "int8", doubleQuant: false },
   },
   {
     name: "tiny, f16 W",
     ...{ M: 1, N: 3, K: 5 },
-    layout: { ...PLAIN, xLayout: "mk", wLayout: "kn" },
+    layout: { ...PLAIN_MATMUL, xLayout: "mk", wLayout: "kn" },
     packed: { format: "float16", doubleQuant: false },
   },
 ];
@@ -222,7 +221,7 @@ describe("the variants' tiles", () => {
   it("name every choice in the shader key, and fit the device's workgroup memory", async (ctx) => {
     const info = await needGpu(ctx);
     const keys = new Set<string>();
-    const layout = { ...PLAIN, xLayout: "mk", wLayout: "kn" } as const;
+    const layout = { ...PLAIN_MATMUL, xLayout: "mk", wLayout: "kn" } as const;
     for (const variant of VARIANT_NAMES) {
       setLoraKernelVariant(variant as VariantName);
       const m = matmulCalls({ M: 512, N: 512, K: 512 }, layout, false);

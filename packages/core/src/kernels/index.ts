@@ -8,6 +8,7 @@ export type {
   VariantName,
 } from "./lora_linear/variant.js";
 export type { MatmulLayout } from "./lora_linear/shader.wgsl.js";
+export { PLAIN_MATMUL } from "./lora_linear/shader.wgsl.js";
 // The autotuner times the kernels through the engine's pipelines; it is exported with the kernels it chooses among.
 export { autotune } from "../engine/autotune.js";
 export type {

@@ -18,7 +18,10 @@ import {
   type MatmulScalars,
 } from "../../kernels/lora_linear/program.js";
 import type { ProblemShape } from "../../kernels/lora_linear/variant.js";
-import type { MatmulLayout } from "../../kernels/lora_linear/shader.wgsl.js";
+import {
+  PLAIN_MATMUL,
+  type MatmulLayout,
+} from "../../kernels/lora_linear/shader.wgsl.js";
 import { biasGrad } from "../../kernels/grads/column_grads.js";
 import type {
   BoundMatrix,
@@ -66,15 +69,6 @@ export function features(
   return layout === "in_out" ? w.shape : [w.shape[1], w.shape[0]];
 }
 
-const PLAIN = {
-  dropout: "none",
-  lowRank: "none",
-  lowRankMask: false,
-  bias: false,
-  wFormat: "float32",
-  doubleQuant: false,
-} as const satisfies Partial<MatmulLayout>;
-
 /**
  * Whether a matmul binding `bindings` arrays can also bind the residual in its epilogue on this device; if not,
  * the residual is added by a dispatch of its own after it.
@@ -120,7 +114,7 @@ export function linearForward(
     label,
     { M: N, N: OUT, K: IN },
     {
-      ...PLAIN,
+      ...PLAIN_MATMUL,
       xLayout: "mk",
       wLayout: layout === "in_out" ? "kn" : "nk",
       bias: options.bias !== undefined,
@@ -171,7 +165,7 @@ export function linearBackward(
     `${label} dx`,
     { M: N, N: IN, K: OUT },
     {
-      ...PLAIN,
+      ...PLAIN_MATMUL,
       xLayout: "mk",
       // x·W read W as [IN, OUT] = [K, N] for 'in_out'; dy·Wᵀ reads the same buffer as [N, K].
       wLayout: layout === "in_out" ? "nk" : "kn",
@@ -202,7 +196,7 @@ function weightGrad(
     s,
     `${label} dW`,
     { M, N: cols, K: N },
-    { ...PLAIN, xLayout: "km", wLayout: "kn", accumulate: "step" },
+    { ...PLAIN_MATMUL, xLayout: "km", wLayout: "kn", accumulate: "step" },
     [grad, a, b],
   );
 }
@@ -247,7 +241,7 @@ export function loraForward(
     `${label} lora_A`,
     { M: N, N: R, K: IN },
     {
-      ...PLAIN,
+      ...PLAIN_MATMUL,
       xLayout: "mk",
       wLayout: "nk",
       dropout: dropout > 0 ? "x" : "none",
@@ -265,7 +259,7 @@ export function loraForward(
     label,
     { M: N, N: OUT, K: IN, R },
     {
-      ...PLAIN,
+      ...PLAIN_MATMUL,
       xLayout: "mk",
       wLayout: layout === "in_out" ? "kn" : "nk",
       lowRank: "nr",
@@ -313,7 +307,7 @@ export function loraBackward(
     s,
     `${label} lora g`,
     { M: N, N: R, K: OUT },
-    { ...PLAIN, xLayout: "mk", wLayout: "kn" },
+    { ...PLAIN_MATMUL, xLayout: "mk", wLayout: "kn" },
     [g, dy, lora.B.value],
   );
   if (lora.A.grad)
@@ -322,7 +316,7 @@ export function loraBackward(
       `${label} lora dA`,
       { M: R, N: IN, K: N },
       {
-        ...PLAIN,
+        ...PLAIN_MATMUL,
         xLayout: "km",
         wLayout: "kn",
         dropout: dropout > 0 ? "w" : "none",
@@ -336,7 +330,7 @@ export function loraBackward(
       s,
       `${label} lora dB`,
       { M: OUT, N: R, K: N },
-      { ...PLAIN, xLayout: "km", wLayout: "kn", accumulate: "step" },
+      { ...PLAIN_MATMUL, xLayout: "km", wLayout: "kn", accumulate: "step" },
       [lora.B.grad, dy, saved.h],
       { outScale: scale },
     );
@@ -347,7 +341,7 @@ export function loraBackward(
     `${label} dx`,
     { M: N, N: IN, K: OUT, R },
     {
-      ...PLAIN,
+      ...PLAIN_MATMUL,
       xLayout: "mk",
       wLayout: layout === "in_out" ? "nk" : "kn",
       lowRank: "rn",

@@ -22,6 +22,7 @@ import {
   STATS_WIDTH,
 } from "../../kernels/cross_entropy/program.js";
 import { matmulCall } from "../../kernels/lora_linear/program.js";
+import { PLAIN_MATMUL } from "../../kernels/lora_linear/shader.wgsl.js";
 import { biasGrad } from "../../kernels/grads/column_grads.js";
 import type { BoundMatrix, BoundVector, StepBuilder } from "../builder.js";
 import { subRange, type GraphTensor, type TensorRange } from "../graph.js";
@@ -41,13 +42,6 @@ export interface ChunkedTable {
  * f16 base) under the tape's peak, at a few more dispatches (the `memory` and `host` benchmarks).
  */
 export const LOGIT_BUDGET = 32 * 2 ** 20;
-
-const PLAIN = {
-  dropout: "none",
-  lowRank: "none",
-  lowRankMask: false,
-  bias: false,
-} as const;
 
 /**
  * Rows per block: the whole vocabulary's logits within the budget, and each chunk's within one binding, in
@@ -83,7 +77,7 @@ export function headLogits(
     matmulCall(
       { M: n, N: Vc, K: C },
       {
-        ...PLAIN,
+        ...PLAIN_MATMUL,
         xLayout: "mk",
         wLayout: "nk",
         wFormat: w.attrs.wFormat,
@@ -191,7 +185,7 @@ export function crossEntropy(
           matmulCall(
             { M: Vc, N: C, K: n },
             {
-              ...PLAIN,
+              ...PLAIN_MATMUL,
               xLayout: "km",
               wLayout: "kn",
               wFormat: "float32",
@@ -207,7 +201,7 @@ export function crossEntropy(
         matmulCall(
           { M: n, N: C, K: Vc },
           {
-            ...PLAIN,
+            ...PLAIN_MATMUL,
             xLayout: "mk",
             wLayout: "kn",
             wFormat: w.attrs.wFormat,

@@ -21,6 +21,16 @@ import { matrixReadersWGSL, type WeightFormat } from "../quant/shader.wgsl.js";
 import { dropoutWGSL } from "./dropout.js";
 import { directBody, sharedBody } from "./tiles.wgsl.js";
 
+/** The layout fields of a plain f32 matmul: no dropout, no low-rank term, no bias (callers add xLayout, wLayout). */
+export const PLAIN_MATMUL = {
+  dropout: "none",
+  lowRank: "none",
+  lowRankMask: false,
+  bias: false,
+  wFormat: "float32",
+  doubleQuant: false,
+} as const;
+
 export interface MatmulLayout {
   xLayout: "mk" | "km";
   wLayout: "kn" | "nk";
