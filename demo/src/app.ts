@@ -64,7 +64,11 @@ import {
   type DataReading,
   type Task,
 } from "./settings.js";
-import { showDataSummary, showReadingNote } from "./data_view.js";
+import {
+  showAugmented,
+  showDataSummary,
+  showReadingNote,
+} from "./data_view.js";
 
 /** idle; busy (an action with every button locked); a job's or Evaluate's scoring; training; paused. */
 export type Phase = "idle" | "busy" | "scoring" | "training" | "paused";
@@ -460,13 +464,16 @@ export class DemoApp {
       events: this.events,
     };
     saveRun(this.run);
-    const total = this.totalSteps(job);
+    let total = this.totalSteps(job);
     this.metrics.tuned = undefined;
     this.metrics.forgetting = undefined;
     this.clearAnswers();
     const onEvent = Comlink.proxy((event: JobEvent) => {
       if (event.type === "test" && event.phase === "base")
         this.baseTask = job.adapter.task;
+      // Augmentation adds training rows: an epoch is longer than the loaded data said.
+      if (event.type === "data")
+        total = this.totalSteps(job, event.sizes.train);
       this.onEvent(event, total);
     });
     const outcome = await this.api
@@ -521,16 +528,23 @@ export class DemoApp {
     job: FineTuneJobSpec,
   ): Promise<Record<string, string>> {
     const files = { ...this.dataFiles };
-    for (const path of [job.replay.source, job.evaluation.reference])
+    for (const path of [
+      job.replay.source,
+      job.evaluation.reference,
+      job.augment.lexicon,
+    ])
       if (path && files[path] === undefined)
         files[path] = await fetchPresetFile(path);
     return files;
   }
 
   /** Optimizer steps the run will take, for the progress bar. */
-  private totalSteps(job: FineTuneJobSpec): number {
+  private totalSteps(
+    job: FineTuneJobSpec,
+    trainRows = this.data!.sizes.train,
+  ): number {
     const t = job.training;
-    const perEpoch = Math.ceil(this.data!.sizes.train / t.batchSize);
+    const perEpoch = Math.ceil(trainRows / t.batchSize);
     return t.maxSteps ?? Math.ceil((perEpoch * t.epochs) / t.gradAccum);
   }
 
@@ -563,6 +577,8 @@ export class DemoApp {
         );
         return;
       case "data":
+        showAugmented(event.report.augmented);
+        return;
       case "retention":
         return;
     }
@@ -584,6 +600,8 @@ export class DemoApp {
     const words: Record<PhaseEvent["phase"], string> = {
       "loading model": "Loading the model for this job…",
       "reading data": "Reading the data…",
+      augmenting: "Augmenting the training split…",
+      paraphrasing: `The base model is paraphrasing ${event.rows ?? ""} training rows…`,
       "scoring base": `Scoring the base model${rows} (Skip scoring to go straight to training)…`,
       training: "Training…",
       "scoring tuned": `Scoring the ${this.fullyTuned ? "tuned model" : "adapter"}${rows} (Skip scoring to leave it for later)…`,

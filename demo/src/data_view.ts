@@ -2,10 +2,34 @@
  * The data panel's report: what cleaning kept and dropped, the splits, a warning when test rows are also training
  * rows, a note when the form's task reads them differently, and a preview of rows as the model sees them.
  */
+import type { AugmentReport } from "@webtune/core";
 import type { DataSummary } from "@webtune/worker";
 import { byId, headerRow, tableRow } from "./dom.js";
 import { markEntities, TASK_NAMES } from "./heads.js";
 import { sameReading, type DataReading, type Task } from "./settings.js";
+
+/**
+ * What augmentation added to the training split when the run started (rows by kind, the paraphrase filter, what
+ * cleaning dropped), or nothing.
+ */
+export function showAugmented(a: AugmentReport | undefined): void {
+  const box = byId("data-augmented");
+  box.hidden = !a;
+  if (!a) return;
+  const p = a.paraphrases;
+  const rejected = Object.entries(p.rejected)
+    .map(([why, n]) => `${n} ${why}`)
+    .join(", ");
+  const dropped = Object.entries(a.dropped)
+    .filter(([, n]) => n > 0)
+    .map(([why, n]) => `${n} ${why}`)
+    .join(", ");
+  box.textContent =
+    `Augmented: ${a.added} rows added to the ${a.sourceRows} training rows (validation and test untouched)` +
+    `${a.eda > 0 ? `; word operations made ${a.eda}` : ""}` +
+    `${p.sampled > 0 ? `; the base model's paraphrases: ${p.kept} of ${p.sampled} kept${rejected ? ` (rejected: ${rejected})` : ""}` : ""}` +
+    `${dropped ? `; cleaning dropped ${dropped}` : ""}.`;
+}
 
 /** `s`, the rows of `source` as the worker read them for `task`. */
 export function showDataSummary(

@@ -29,7 +29,9 @@ type Kind =
   /** A share of every batch replayed from the demo's general text; 0: no replay. */
   | "replay"
   /** A checkbox: the forgetting check on the demo's reference text, or none. */
-  | "reference";
+  | "reference"
+  /** Text-level augmentation: variants per training row, with the demo's WordNet lexicon; 0: none. */
+  | "augment-eda";
 
 interface Field {
   name: string;
@@ -154,6 +156,20 @@ const FIELDS: Field[] = [
     kind: "replay",
   },
   {
+    name: "augmentEda",
+    field: "augment.eda",
+    label: "word-level augmentation",
+    help: "Copies of each training row with one word operation each (WordNet synonyms, insertion, swap, deletion), against overfitting small data; validation and test are never augmented. 0: none.",
+    kind: "augment-eda",
+  },
+  {
+    name: "augmentParaphrases",
+    field: "augment.paraphrases",
+    label: "paraphrases by the base model",
+    help: "Paraphrases of each training row sampled from the base model, kept when likely and related to the row (instruction and classification data). 0: none.",
+    kind: "int",
+  },
+  {
     name: "checkForgetting",
     field: "evaluation.reference",
     label: "check forgetting",
@@ -220,6 +236,8 @@ export type Task = JobAdapter["task"];
 /** The demo's general text: replayed against forgetting, and the held-out reference that measures it. */
 export const REPLAY_FILE = "data/replay.jsonl";
 export const REFERENCE_FILE = "data/reference.jsonl";
+/** The synonyms text-level augmentation draws from: WordNet 3.0's (demo/public/data/lexicon). */
+export const LEXICON_FILE = "data/lexicon/synonyms.tsv";
 
 /** The form's labels as job errors and the Trainer's advice should say them. */
 export const PAGE_FIELD_NAMES: JobFieldNames = {
@@ -239,6 +257,7 @@ function read(job: FineTuneJobInput, f: Field): unknown {
     if (job.replay?.source === undefined) return undefined;
     return job.replay.source === null ? 0 : job.replay.ratio;
   }
+  if (f.kind === "augment-eda") return job.augment?.eda;
   if (f.kind === "reference") {
     const reference = job.evaluation?.reference;
     return reference === undefined ? undefined : reference !== null;
@@ -255,6 +274,12 @@ function write(job: FineTuneJobInput, f: Field, value: unknown): void {
         : { source: REPLAY_FILE, ratio: value as number };
   else if (f.kind === "reference")
     set(job, f.field, value === true ? REFERENCE_FILE : null);
+  else if (f.kind === "augment-eda")
+    job.augment = {
+      ...job.augment,
+      eda: value as number,
+      lexicon: (value as number) > 0 ? LEXICON_FILE : null,
+    };
   else set(job, f.field, value);
 }
 

@@ -8,3 +8,8 @@ import { fileURLToPath } from "node:url";
 export const EMBEDDED_MODEL = fileURLToPath(
   new URL("../../../demo/public/models/webtune-demo-base", import.meta.url),
 );
+
+/** The synonym lexicon text-level augmentation uses by default: WordNet 3.0's, converted by scripts/lexicon/. */
+export const EMBEDDED_LEXICON = fileURLToPath(
+  new URL("../../../demo/public/data/lexicon/synonyms.tsv", import.meta.url),
+);

@@ -3,7 +3,9 @@
  * (classification: accuracy, macro precision/recall/F1, confusion matrix; instruction: exact match). Prints a
  * table, then one JSON line. With `--few-shot k --train file`, the few-shot baseline: each row scored with k
  * seeded examples of the training file in front (see core's fewShotRows), the prompt length and the examples'
- * lines printed too, and the JSON line's `fewShot` holding the report. An adapter with a classification head
+ * lines printed too, and the JSON line's `fewShot` holding the report. With `--retrieve k --train file`, one table
+ * comparing the base model, the few-shot baseline (with --few-shot), the retrieval baseline and the tuned adapter
+ * (with --adapter) on the same rows (eval_compare.ts). An adapter with a classification head
  * (SEQ_CLS / TOKEN_CLS) is scored through its head: `{"text","label"}` rows by the pooled argmax, tagged rows by
  * entity-level precision, recall and F1 per type.
  */
@@ -20,6 +22,11 @@ import {
   type PretrainedModel,
 } from "@webtune/core";
 import { loadForCommand, readDataset } from "./common.js";
+import {
+  compareCommand,
+  RETRIEVERS,
+  type RetrieverName,
+} from "./eval_compare.js";
 
 export async function evalCommand(o: {
   model: string;
@@ -31,22 +38,19 @@ export async function evalCommand(o: {
   fewShot?: number;
   train?: string;
   seed?: number;
+  retrieve?: number;
+  retriever?: string;
 }): Promise<void> {
-  if (o.fewShot !== undefined && o.train === undefined)
-    throw new ConfigError(
-      "--few-shot needs --train: the training file its examples are drawn from.",
-    );
-  if (o.train !== undefined && o.fewShot === undefined)
-    throw new ConfigError(
-      "--train is read only with --few-shot: pass --few-shot <k> to score with k of its rows in each prompt.",
-    );
+  const retriever = checkExampleFlags(o);
   const { model, peft } = await loadForCommand(o.model, o.adapter);
   // The adapter's head, or the head a merged classification model was saved with.
   const head = model.lm.taskHead;
   if (head) {
-    if (o.fewShot !== undefined)
+    const flag = o.retrieve !== undefined ? "--retrieve" : "--few-shot";
+    if (o.fewShot !== undefined || o.retrieve !== undefined)
       throw new ConfigError(
-        `--adapter ${o.adapter} answers with a ${head.task} head: a few-shot prompt is no baseline for it; leave --few-shot out.`,
+        `${o.adapter ? `--adapter ${o.adapter}` : `--model ${o.model}`} answers with a ${head.task} head: a prompt ` +
+          `with examples is no baseline for it; leave ${flag} out.`,
       );
     const rows = await headRows(o.data, model, head, o.seqLen);
     const result = await evaluate(peft, model.tokenizer!, rows, {
@@ -68,22 +72,27 @@ export async function evalCommand(o: {
     skipBadRows: o.skipBadRows,
   });
   const options = { format: data.format, labels: data.labels };
+  if (o.retrieve !== undefined) {
+    const train = await readTrain(o.train!, model, data.format, o);
+    await compareCommand(peft, model, data, train, {
+      ...o,
+      retrieve: o.retrieve,
+      retriever,
+    });
+    peft.dispose();
+    model.dispose();
+    return;
+  }
   let lines: string[] = [];
   let fewShot: object | undefined;
   let result;
   if (o.fewShot === undefined) {
     result = await evaluate(peft, model.tokenizer!, data.examples, options);
   } else {
-    // The examples as training reads them (deduplicated), in the test file's format.
-    const train = await readDataset(o.train!, model, {
-      format: data.format,
-      seqLen: o.seqLen,
-      flag: "--train",
-      skipBadRows: o.skipBadRows,
-    });
+    const train = await readTrain(o.train!, model, data.format, o);
     const scored = await fewShotEvaluate(peft, model.tokenizer!, {
       ...options,
-      train: train.examples,
+      train,
       test: data.examples,
       k: o.fewShot,
       seed: o.seed ?? 0,
@@ -91,7 +100,7 @@ export async function evalCommand(o: {
     });
     const { report } = scored;
     result = scored.result;
-    const trainLines = report.shots.map((i) => train.examples[i]!.line);
+    const trainLines = report.shots.map((i) => train[i]!.line);
     fewShot = { ...report, lines: trainLines };
     lines = [
       `few-shot     k=${report.k} seed=${report.seed}${report.balanced ? " (balanced across labels)" : ""}, --train lines ${trainLines.join(", ") || "none"}`,
@@ -110,6 +119,58 @@ export async function evalCommand(o: {
   );
   peft.dispose();
   model.dispose();
+}
+
+/** The flags that put examples in prompts, checked before anything loads; the retriever --retriever names. */
+function checkExampleFlags(o: {
+  fewShot?: number;
+  train?: string;
+  retrieve?: number;
+  retriever?: string;
+}): RetrieverName {
+  if (o.fewShot !== undefined && o.train === undefined)
+    throw new ConfigError(
+      "--few-shot needs --train: the training file its examples are drawn from.",
+    );
+  if (o.retrieve !== undefined && o.train === undefined)
+    throw new ConfigError(
+      "--retrieve needs --train: the training file its examples are retrieved from.",
+    );
+  if (
+    o.train !== undefined &&
+    o.fewShot === undefined &&
+    o.retrieve === undefined
+  )
+    throw new ConfigError(
+      "--train is read only with --few-shot or --retrieve: pass --few-shot <k> to score with k of its rows in each " +
+        "prompt, or --retrieve <k> for each row's k nearest.",
+    );
+  if (o.retriever !== undefined && o.retrieve === undefined)
+    throw new ConfigError(
+      `--retriever is read only with --retrieve: pass --retrieve <k> to put each row's k nearest --train rows in its prompt.`,
+    );
+  const retriever = o.retriever ?? "bm25";
+  if (!(RETRIEVERS as readonly string[]).includes(retriever))
+    throw new ConfigError(
+      `--retriever is "${retriever}"; expected ${RETRIEVERS.join(" or ")}.`,
+    );
+  return retriever as RetrieverName;
+}
+
+/** The examples as training reads them (deduplicated), in the test file's format. */
+async function readTrain(
+  file: string,
+  model: PretrainedModel,
+  format: string,
+  o: { seqLen: number; skipBadRows?: boolean },
+): Promise<Example[]> {
+  const train = await readDataset(file, model, {
+    format,
+    seqLen: o.seqLen,
+    flag: "--train",
+    skipBadRows: o.skipBadRows,
+  });
+  return train.examples;
 }
 
 /** Each number of a result, one a line. */

@@ -9,7 +9,7 @@ import {
   type FineTuneJobInput,
   type JobFieldNames,
 } from "@webtune/core";
-import { EMBEDDED_MODEL } from "./embedded.js";
+import { EMBEDDED_LEXICON, EMBEDDED_MODEL } from "./embedded.js";
 
 /** The job file a run leaves beside its adapter: `webtune train --job` reruns it, `generate` reads its prompt template. */
 export const JOB_FILE = "webtune_job.json";
@@ -32,6 +32,14 @@ export interface RecipeFlags {
   mixTemperature?: number;
   replay?: string;
   replayRatio?: number;
+  augment?: string;
+  augmentOps?: string;
+  augmentAlpha?: number;
+  lexicon?: string;
+  paraphrasePrompt?: string;
+  paraphraseMinLogprob?: number;
+  paraphraseMinGain?: number;
+  paraphraseTemperature?: number;
   continueFrom?: string;
   retention?: string;
   task?: string;
@@ -81,6 +89,15 @@ export const FLAG_NAMES = {
   "data.mixTemperature": "--mix-temperature",
   "replay.source": "--replay",
   "replay.ratio": "--replay-ratio",
+  "augment.eda": "--augment eda=N",
+  "augment.paraphrases": "--augment paraphrase=N",
+  "augment.edaOps": "--augment-ops",
+  "augment.edaAlpha": "--augment-alpha",
+  "augment.lexicon": "--lexicon",
+  "augment.paraphrasePrompt": "--paraphrase-prompt",
+  "augment.paraphraseMinLogProb": "--paraphrase-min-logprob",
+  "augment.paraphraseMinGain": "--paraphrase-min-gain",
+  "augment.paraphraseTemperature": "--paraphrase-temperature",
   "adapter.continueFrom": "--continue-from",
   "adapter.task": "--task",
   "data.labelSubwords": "--label-subwords",
@@ -136,6 +153,38 @@ const fileList = (v: string | undefined) => {
 const shares = (v: string | undefined) =>
   v?.split(",").map((w) => (w.trim() === "" ? NaN : Number(w)));
 
+/**
+ * `--augment eda=4,paraphrase=2`: augmented rows per training row, by kind (a kind alone means 1).
+ *
+ * @example
+ * ```ts
+ * augmentCounts("eda=4,paraphrase"); // { eda: 4, paraphrases: 1 }
+ * ```
+ */
+export function augmentCounts(v: string | undefined): {
+  eda?: number;
+  paraphrases?: number;
+} {
+  if (v === undefined) return {};
+  const out: { eda?: number; paraphrases?: number } = {};
+  for (const part of v
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const [kind, count = "1", ...rest] = part.split("=");
+    const n = Number(count);
+    const field = { eda: "eda", paraphrase: "paraphrases" }[kind!.trim()] as
+      "eda" | "paraphrases" | undefined;
+    if (!field || rest.length > 0 || !Number.isInteger(n) || n < 0)
+      throw new ConfigError(
+        `--augment ${v}: "${part}" is not kind=count; the kinds are eda (word operations) and paraphrase ` +
+          `(sampled from the base model), e.g. --augment eda=4,paraphrase=2.`,
+      );
+    out[field] = n;
+  }
+  return out;
+}
+
 /** The job fields the flags set; a flag not given sets nothing. */
 export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
   return {
@@ -183,6 +232,16 @@ export function jobFromFlags(f: RecipeFlags): FineTuneJobInput {
       memoryBudget: f.memoryBudget,
     },
     replay: { source: f.replay, ratio: f.replayRatio },
+    augment: {
+      ...augmentCounts(f.augment),
+      edaOps: f.augmentOps?.split(",").map((op) => op.trim()) as ["swap"],
+      edaAlpha: f.augmentAlpha,
+      lexicon: f.lexicon,
+      paraphrasePrompt: f.paraphrasePrompt?.replaceAll("\\n", "\n"),
+      paraphraseMinLogProb: f.paraphraseMinLogprob,
+      paraphraseMinGain: f.paraphraseMinGain,
+      paraphraseTemperature: f.paraphraseTemperature,
+    },
     evaluation: {
       evalEvery: f.evalEvery,
       valRows: f.valRows,
@@ -210,6 +269,7 @@ function overlay(base: FineTuneJobInput, over: FineTuneJobInput): object {
     "adapter",
     "training",
     "replay",
+    "augment",
     "evaluation",
   ] as const)
     out[section] = { ...base[section], ...defined(over[section]) };
@@ -262,6 +322,9 @@ export async function buildJob(
     ...input.model,
     source: input.model?.source ?? EMBEDDED_MODEL,
   };
+  // Text-level augmentation draws synonyms from the shipped WordNet lexicon unless the job names another.
+  if ((input.augment?.eda ?? 0) > 0 && input.augment?.lexicon === undefined)
+    input.augment = { ...input.augment, lexicon: EMBEDDED_LEXICON };
   const earlier = await earlierTests(input);
   if (earlier)
     input.evaluation = { ...input.evaluation, retention: earlier.test };

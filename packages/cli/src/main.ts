@@ -9,6 +9,7 @@ import { exportCommand } from "./export.js";
 import { generateCommand } from "./generate.js";
 import { infoCommand } from "./info.js";
 import { mergeCommand } from "./merge.js";
+import { monitorCommand } from "./monitor.js";
 import { collectAdapter, serveCommand } from "./serve/index.js";
 import { EMBEDDED_MODEL } from "./embedded.js";
 import { sweepCommand } from "./sweep.js";
@@ -328,6 +329,42 @@ program
     "--prompt-template <text>",
     'how prompts wrap an input, with {input} where it goes (default: derived from the data, e.g. "Date: {input}\\nWritten out:")',
   )
+  .option(
+    "--augment <kinds>",
+    "augment the training split: eda=N word-operation variants and/or paraphrase=N samples of the base model per row (e.g. eda=4,paraphrase=2)",
+  )
+  .option(
+    "--augment-ops <ops>",
+    `eda's operations, taken in turn (default: ${D.augment.edaOps.join(",")})`,
+  )
+  .option(
+    "--augment-alpha <a>",
+    `share of a row's words an eda operation changes (default: ${D.augment.edaAlpha})`,
+    num("--augment-alpha"),
+  )
+  .option(
+    "--lexicon <file>",
+    "synonyms for eda, word<TAB>synonyms lines (default: the shipped WordNet lexicon)",
+  )
+  .option(
+    "--paraphrase-prompt <text>",
+    `what the base model continues with a paraphrase, {text} where the row goes (default: ${JSON.stringify(D.augment.paraphrasePrompt)})`,
+  )
+  .option(
+    "--paraphrase-min-logprob <x>",
+    `keep a paraphrase whose mean log-likelihood per token is at least x (default: ${D.augment.paraphraseMinLogProb})`,
+    num("--paraphrase-min-logprob"),
+  )
+  .option(
+    "--paraphrase-min-gain <x>",
+    `keep a paraphrase that the row's text makes likelier by at least x nats per token (default: ${D.augment.paraphraseMinGain})`,
+    num("--paraphrase-min-gain"),
+  )
+  .option(
+    "--paraphrase-temperature <t>",
+    `sampling temperature of paraphrases (default: ${D.augment.paraphraseTemperature})`,
+    num("--paraphrase-temperature"),
+  )
   .action((o) => run(() => trainCommand(o)));
 
 program
@@ -436,15 +473,102 @@ program
     "the few-shot baseline: score each row with k examples of --train in front",
     int("--few-shot"),
   )
-  .option("--train <file>", "the training file --few-shot draws from")
+  .option(
+    "--retrieve <k>",
+    "the retrieval baseline: score each row with its k nearest --train rows in front, in one table with the base model, --few-shot and --adapter",
+    int("--retrieve"),
+  )
+  .option(
+    "--retriever <name>",
+    "how --retrieve finds the nearest rows: bm25 (words) or hidden (the model's mean hidden states) (default: bm25)",
+  )
+  .option(
+    "--train <file>",
+    "the training file --few-shot draws from and --retrieve searches",
+  )
   .option("--seed <n>", "seed of the --few-shot draw", int("--seed"), 0)
   .action((o) => run(() => evalCommand(o)));
 
-/** Runs a command; any error becomes one line on stderr and exit code 1. Dawn keeps Node alive until exit. */
-async function run(command: () => Promise<void>): Promise<void> {
-  let code = 0;
+program
+  .command("monitor")
+  .description(
+    "score new labelled rows with a trained adapter and compare them with its training run's test scores: metric change with a bootstrap interval, input-length and label shift; --retrain goes on training it on them; the last line is JSON",
+  )
+  .option("--adapter <dir>", "the adapter folder webtune train wrote")
+  .option(
+    "--data <file>",
+    "new labelled rows (JSONL, CSV), in the adapter's format",
+  )
+  .option(
+    "--model <src>",
+    "hub id, URL or local folder (default: the adapter's job's model, else the embedded demo base model)",
+  )
+  .option(
+    "--baseline <file>",
+    "the metrics.jsonl whose last tuned test scores are the baseline (default: <adapter>/metrics.jsonl)",
+  )
+  .option(
+    "--baseline-task <name>",
+    "the task to compare with, when the adapter's run trained several",
+  )
+  .option(
+    "--format <f>",
+    "dataset format of --data (default: the adapter's job's, else detected)",
+  )
+  .option(
+    "--seq-len <n>",
+    "tokens per row, longer ones truncated (default: the adapter's job's)",
+    int("--seq-len"),
+  )
+  .option("--seed <n>", "seed of the bootstrap", int("--seed"))
+  .option(
+    "--resamples <n>",
+    "bootstrap resamples (default: 2000)",
+    int("--resamples"),
+  )
+  .option(
+    "--fail-on-drift",
+    "exit with code 3 when drift is flagged (for cron or CI)",
+  )
+  .option(
+    "--retrain",
+    "go on training the adapter on --data (part held out), replaying its old training file; writes to --out",
+  )
+  .option("--out <dir>", "--retrain: the folder the retrained adapter goes to")
+  .option(
+    "--replay <file>",
+    "--retrain: the file replayed into every batch (default: the adapter's job's training file)",
+  )
+  .option(
+    "--replay-ratio <f>",
+    "--retrain: --replay's share of every batch (default: 0.25)",
+    num("--replay-ratio"),
+  )
+  .option(
+    "--max-steps <n>",
+    "--retrain: optimizer steps (default: the adapter's job's)",
+    int("--max-steps"),
+  )
+  .option(
+    "--lr <lr>",
+    "--retrain: peak learning rate (default: the adapter's job's)",
+    num("--lr"),
+  )
+  .option(
+    "--holdout <f>",
+    "--retrain: share of --data held out to score before and after (default: 0.3)",
+    num("--holdout"),
+  )
+  .action((o) => run(() => monitorCommand(o)));
+
+/**
+ * Runs a command; any error becomes one line on stderr and exit code 1, else the exit code the command gives (0 when
+ * none). Dawn keeps Node alive until exit.
+ */
+async function run(command: () => Promise<void | number>): Promise<void> {
+  let code: number;
   try {
-    await command();
+    code = (await command()) ?? 0;
   } catch (error) {
     process.stderr.write(
       `webtune: ${error instanceof Error ? error.message : String(error)}\n`,

@@ -16,6 +16,8 @@ import { ConfigError, writeFilesAtomically } from "@webtune/core";
 
 export const METRICS = "metrics.jsonl";
 const CHECKPOINTS = "checkpoints";
+/** The augmented training rows a run lists beside its adapter, each traced to its source row. */
+export const AUGMENTED = "augmented.jsonl";
 /** What a run leaves in its --out: the adapter or the full model, its metrics, its checkpoints. */
 const RUN_FILES = [
   "adapter_model.safetensors",
@@ -85,8 +87,11 @@ export async function startRun(
     rows = keptMetricRows(old, resumeStep);
   }
   await writeFilesAtomically(plan.out, [[METRICS, rows]], METRICS);
-  if (plan.replaces)
+  if (plan.replaces) {
     await rm(join(plan.out, CHECKPOINTS), { recursive: true, force: true });
+    // The run replaced may have augmented its data; this one writes its own list, or none.
+    await rm(join(plan.out, AUGMENTED), { force: true });
+  }
 }
 
 /**

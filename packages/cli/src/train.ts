@@ -11,10 +11,13 @@ import {
   saveAdapterToDirectory,
   savePretrainedToDirectory,
   writeFilesAtomically,
+  augmentedRecords,
+  type AugmentReport,
   type EvaluationResult,
   type DataEvent,
   type FineTuneJob,
   type JobEvent,
+  type JobResult,
 } from "@webtune/core";
 import { DATA_FLAG_NAMES } from "./common.js";
 import {
@@ -24,6 +27,7 @@ import {
   type RecipeFlags,
 } from "./job_flags.js";
 import {
+  AUGMENTED,
   abandonRun,
   checkApartFromModel,
   checkOutFolder,
@@ -78,6 +82,21 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
     process.stdout.write(`${JSON.stringify(job, null, 2)}\n`);
     return;
   }
+  const run = await trainJob(job, o);
+  process.stdout.write(`${JSON.stringify({ ...run.summary, out: o.out })}\n`);
+  run.peft.dispose();
+  run.model.dispose();
+}
+
+/**
+ * Runs a checked job as `webtune train` does: checks --out, writes metrics.jsonl as it goes, then the adapter (or
+ * model) and the job, and prints the test tables. The caller disposes the run's model and adapter (`webtune monitor
+ * --retrain` runs its job through here too).
+ */
+export async function trainJob(
+  job: FineTuneJob,
+  o: TrainFlags,
+): Promise<JobResult> {
   if (!o.out)
     throw new ConfigError(
       "--out is needed: the folder the adapter, the job and metrics.jsonl go to.",
@@ -143,9 +162,20 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
   await writes;
   if (full) await savePretrainedToDirectory(run.model, out);
   else await saveAdapterToDirectory(await run.peft.saveAdapter(), out);
+  const augmented = augmentedRecords(run.splits);
   await writeFilesAtomically(
     out,
-    [[JOB_FILE, `${JSON.stringify(run.job, null, 2)}\n`]],
+    [
+      [JOB_FILE, `${JSON.stringify(run.job, null, 2)}\n`],
+      ...(augmented.length > 0
+        ? [
+            [
+              AUGMENTED,
+              augmented.map((r) => `${JSON.stringify(r)}\n`).join(""),
+            ] as [string, string],
+          ]
+        : []),
+    ],
     "the job",
   );
   for (const t of run.tasks)
@@ -178,9 +208,7 @@ export async function trainCommand(o: TrainFlags): Promise<void> {
       `${"reference".padEnd(12)}${run.forgetting.base_loss.toFixed(4).padStart(10)}${run.forgetting.tuned_loss.toFixed(4).padStart(10)}` +
         `  (loss on general text: ${run.forgetting.loss_delta >= 0 ? "+" : ""}${run.forgetting.loss_delta.toFixed(2)} nats)\n`,
     );
-  process.stdout.write(`${JSON.stringify({ ...run.summary, out })}\n`);
-  run.peft.dispose();
-  run.model.dispose();
+  return run;
 }
 
 /** The cleaning report, and a warning when test rows are in the training data too. */
@@ -191,6 +219,7 @@ function dataLines(e: DataEvent, job: FineTuneJob): void {
       `too long ${r.dropped.tooLong}, malformed ${r.dropped.malformed}; truncated ${r.truncated}); ` +
       `${e.sizes.train} train, ${e.sizes.val} validation, ${e.sizes.test} test\n`,
   );
+  if (r.augmented) process.stderr.write(augmentLine(r.augmented));
   if (e.promptTemplate)
     process.stderr.write(
       `prompt template: ${JSON.stringify(e.promptTemplate)}\n`,
@@ -214,6 +243,23 @@ function dataLines(e: DataEvent, job: FineTuneJob): void {
         "from one of the files.\n",
     );
   }
+}
+
+/** What augmentation added: rows by kind, the paraphrase filter, and what cleaning dropped. */
+function augmentLine(a: AugmentReport): string {
+  const p = a.paraphrases;
+  const rejected = Object.entries(p.rejected)
+    .map(([why, n]) => `${why} ${n}`)
+    .join(", ");
+  const dropped = Object.entries(a.dropped)
+    .filter(([, n]) => n > 0)
+    .map(([why, n]) => `${why} ${n}`)
+    .join(", ");
+  return (
+    `augmented: ${a.added} rows added to ${a.sourceRows} training rows (eda made ${a.eda}` +
+    `${p.sampled > 0 ? `; paraphrases kept ${p.kept} of ${p.sampled} sampled${rejected ? `, rejected: ${rejected}` : ""}` : ""})` +
+    `${dropped ? `; dropped ${dropped}` : ""}\n`
+  );
 }
 
 async function latestCheckpoint(

@@ -67,6 +67,7 @@ describe("evaluate", () => {
     const result = await evaluate(model, tok, data.examples, {
       format: "classification",
       labels: data.labels,
+      keepRows: true,
     });
     const eos = tok.eosTokenId!;
     const expected: string[] = [];
@@ -108,6 +109,24 @@ describe("evaluate", () => {
       1e-5,
     );
     expect(result.tokens).toBe(tokens);
+    // Each row's own scores (what monitoring resamples): the label, the prediction, and the row's share of the loss.
+    const perRow = result.rowScores!;
+    expect(perRow.map((r) => r.predicted)).toEqual(expected);
+    expect(perRow.map((r) => r.label)).toEqual(truth);
+    expect(perRow.map((r) => r.correct)).toEqual(
+      expected.map((p, i) => (p === truth[i] ? 1 : 0)),
+    );
+    const summed = perRow.reduce((s, r) => s + r.nll, 0);
+    expect(Math.abs(summed - nll) / nll).toBeLessThan(1e-5);
+    expect(perRow.reduce((s, r) => s + r.tokens, 0)).toBe(tokens);
+    expect(perRow.map((r) => r.inputTokens)).toEqual(
+      data.examples.map((e) => tok.encode(e.prompt!).length),
+    );
+    const plain = await evaluate(model, tok, data.examples, {
+      format: "classification",
+      labels: data.labels,
+    });
+    expect(plain.rowScores).toBeUndefined();
   });
 
   it("scores instruction data by exact match of greedy generations", async (ctx) => {
@@ -152,8 +171,11 @@ describe("evaluate", () => {
     const result = await evaluate(model, tok, data.examples, {
       format: "instruction",
       exactMatchTokens: 5,
+      keepRows: true,
     });
     expect(result.exactMatch).toBe(0.5);
+    // Row by row: the rows whose completion is the greedy one are the right ones.
+    expect(result.rowScores!.map((r) => r.correct)).toEqual([1, 0, 1, 0]);
   });
 
   it("scores every row of a file read for evaluation, repeated rows included, as every other tool does", async (ctx) => {

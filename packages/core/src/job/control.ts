@@ -15,6 +15,11 @@ export class JobControl {
     return this.stopped.signal.aborted;
   }
 
+  /** @internal Aborted by {@link stop}: what the run's other long passes (paraphrasing) watch. */
+  get stopSignal(): AbortSignal {
+    return this.stopped.signal;
+  }
+
   /** Ends the run: training after its current step (the adapter so far is kept), scoring at once. */
   stop(): void {
     this.stopped.abort(new DOMException("The run was stopped.", "AbortError"));

@@ -55,7 +55,8 @@ export type JobFileField =
   | "data.test"
   | "evaluation.reference"
   | "evaluation.retention"
-  | "replay.source";
+  | "replay.source"
+  | "augment.lexicon";
 
 /** Where a run gets the files a job names, and how its messages name the job's fields and the reader's options. */
 export interface JobDataOptions {

@@ -10,6 +10,8 @@ export interface PhaseEvent {
   phase:
     | "loading model"
     | "reading data"
+    | "augmenting"
+    | "paraphrasing"
     | "scoring base"
     | "scoring few-shot"
     | "training"

@@ -7,6 +7,7 @@ import type {
   JobEvaluation,
   JobModel,
   JobReplay,
+  JobAugment,
   JobTraining,
 } from "./job.js";
 import { runJob, type JobResult, type JobRunOptions } from "./run.js";
@@ -43,6 +44,7 @@ export class FineTuneJob implements FineTuneJobSpec {
   readonly adapter: JobAdapter;
   readonly training: JobTraining;
   readonly replay: JobReplay;
+  readonly augment: JobAugment;
   readonly evaluation: JobEvaluation;
   readonly checkpointEvery: number | null;
 
@@ -53,6 +55,7 @@ export class FineTuneJob implements FineTuneJobSpec {
     this.adapter = { ...spec.adapter };
     this.training = { ...spec.training };
     this.replay = { ...spec.replay };
+    this.augment = { ...spec.augment, edaOps: [...spec.augment.edaOps] };
     this.evaluation = { ...spec.evaluation };
     this.checkpointEvery = spec.checkpointEvery;
   }
@@ -91,6 +94,7 @@ export class FineTuneJob implements FineTuneJobSpec {
         adapter: { ...spec.adapter, ...changes.adapter },
         training: { ...spec.training, ...changes.training },
         replay: { ...spec.replay, ...changes.replay },
+        augment: { ...spec.augment, ...changes.augment },
         evaluation: { ...spec.evaluation, ...changes.evaluation },
       },
       names,
@@ -107,6 +111,7 @@ export class FineTuneJob implements FineTuneJobSpec {
       adapter: { ...this.adapter },
       training: { ...this.training },
       replay: { ...this.replay },
+      augment: { ...this.augment, edaOps: [...this.augment.edaOps] },
       evaluation: { ...this.evaluation },
       checkpointEvery: this.checkpointEvery,
     };

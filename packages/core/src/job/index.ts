@@ -9,6 +9,8 @@ export type {
   JobField,
   JobModel,
   JobReplay,
+  JobAugment,
+  AugmentOp,
   JobTraining,
 } from "./job.js";
 export { JobError, adapterConfig } from "./validate.js";
@@ -39,3 +41,5 @@ export {
   fitsPromptTemplate,
 } from "./prompt_template.js";
 export * from "./sweep.js";
+export { augmentedRecords } from "./augment.js";
+export type { AugmentedRecord } from "./augment.js";

@@ -101,6 +101,43 @@ export interface JobReplay {
   ratio: number;
 }
 
+/** A word operation of text-level augmentation (EDA: Wei & Zou, 2019). */
+export type AugmentOp = "synonym" | "insert" | "swap" | "delete";
+
+/**
+ * Augmentation, against overfitting and scarce data: more training rows made from the training split (never from
+ * validation or test), each traceable to the row it came from and counted in the cleaning report.
+ */
+export interface JobAugment {
+  /** Text-level variants made of each training row (EDA: one word operation each, in turn); 0: none. */
+  eda: number;
+  /** The word operations the variants take in turn. synonym and insert need `lexicon`. */
+  edaOps: AugmentOp[];
+  /** The share of a row's words an operation changes (EDA's alpha). */
+  edaAlpha: number;
+  /** The synonym lexicon (`word<TAB>synonym synonym ...` lines, e.g. the shipped WordNet one); null: none. */
+  lexicon: string | null;
+  /**
+   * Model-level: paraphrases of each training row sampled from the base model itself (classification: the text;
+   * instruction: the prompt's input); 0: none.
+   */
+  paraphrases: number;
+  /** What the base model continues with a paraphrase, `{text}` where the row's text goes. */
+  paraphrasePrompt: string;
+  /**
+   * A paraphrase is kept when the base model's mean log-likelihood per token of it, after the prompt, is at least
+   * this (nats; natural text on the demo base model scores about -3.2).
+   */
+  paraphraseMinLogProb: number;
+  /**
+   * A paraphrase is kept when the source text in the prompt makes it likelier by at least this much per token (nats)
+   * than the prompt without it: its pointwise mutual information with the text, which unrelated text lacks.
+   */
+  paraphraseMinGain: number;
+  /** The sampling temperature of paraphrases. */
+  paraphraseTemperature: number;
+}
+
 /** The optimizer, the schedule and the batches. */
 export interface JobTraining {
   learningRate: number;
@@ -159,6 +196,7 @@ export interface FineTuneJobSpec {
   adapter: JobAdapter;
   training: JobTraining;
   replay: JobReplay;
+  augment: JobAugment;
   evaluation: JobEvaluation;
   /** Save a resumable checkpoint every N optimizer steps; null: none. */
   checkpointEvery: number | null;
@@ -173,6 +211,7 @@ export type FineTuneJobInput = {
   adapter?: Partial<JobAdapter>;
   training?: Partial<JobTraining>;
   replay?: Partial<JobReplay>;
+  augment?: Partial<JobAugment>;
   evaluation?: Partial<JobEvaluation>;
   checkpointEvery?: number | null;
 };
@@ -227,6 +266,17 @@ export const JOB_DEFAULTS = {
     memoryBudget: null,
   },
   replay: { source: null, ratio: 0.25 },
+  augment: {
+    eda: 0,
+    edaOps: ["synonym", "insert", "swap", "delete"],
+    edaAlpha: 0.1,
+    lexicon: null,
+    paraphrases: 0,
+    paraphrasePrompt: "{text}\nIn other words:",
+    paraphraseMinLogProb: -3.5,
+    paraphraseMinGain: 0.3,
+    paraphraseTemperature: 0.8,
+  },
   evaluation: {
     evalEvery: 50,
     valRows: null,
@@ -250,6 +300,7 @@ export const JOB_SECTIONS = [
   "adapter",
   "training",
   "replay",
+  "augment",
   "evaluation",
 ] as const;
 export type JobSection = (typeof JOB_SECTIONS)[number];

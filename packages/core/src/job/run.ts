@@ -36,6 +36,7 @@ import {
 import type { ForgettingEvent, JobEvent, RetentionEvent } from "./events.js";
 import type { FineTuneJobSpec, JobField } from "./job.js";
 import { derivePromptTemplate } from "./prompt_template.js";
+import { augmentJobData, augments } from "./augment.js";
 import { adapterConfig, fieldName } from "./validate.js";
 
 /** The adapter a job trains, in a LoraModel's adapters. */
@@ -171,6 +172,8 @@ async function runOn(
     ...job,
     data: { ...job.data, promptTemplate },
   };
+  if (augments(job))
+    await augmentData(job, data, model, peft, o, emit, promptTemplate);
   emit({
     type: "data",
     format: data.format,
@@ -266,6 +269,8 @@ async function runOn(
             labels: how.labels,
             signal,
             head: trained === peft ? peft.head() : undefined,
+            // The test event keeps each row's scores: `webtune monitor` resamples them later as its baseline.
+            keepRows: phase !== "retention",
           }).then((result) => ({ result }));
     try {
       return phase === "base" || phase === "few-shot"
@@ -381,6 +386,42 @@ async function runOn(
     train: trainResult,
     summary: summarize({ ...result, train: trainResult }),
   };
+}
+
+/**
+ * The job's augmented rows added to `data`'s training splits, made by the base model with every adapter off. A
+ * stop while the base model paraphrases leaves the data as read (the run then ends before its first step).
+ */
+async function augmentData(
+  job: FineTuneJobSpec,
+  data: JobSplits,
+  model: PretrainedModel,
+  peft: LoraModel,
+  o: JobRunOptions,
+  emit: (e: JobEvent) => void,
+  promptTemplate: string | null,
+): Promise<void> {
+  emit({ type: "phase", phase: "augmenting", rows: data.train.length });
+  const signal = o.control?.stopSignal;
+  try {
+    await peft.withAdaptersDisabled(() =>
+      augmentJobData(job, data, model, {
+        readFile: o.readFile,
+        names: o.names,
+        promptTemplate,
+        signal,
+        onParaphrasing: (task, rows) =>
+          emit({
+            type: "phase",
+            phase: "paraphrasing",
+            rows,
+            ...(data.tasks.length > 1 ? { task } : {}),
+          }),
+      }),
+    );
+  } catch (error) {
+    if (!signal?.aborted) throw error;
+  }
 }
 
 /** Runs `fn` with the model's LM head in place of its task head, if it has one. */
@@ -559,7 +600,7 @@ function summarize(r: Omit<JobResult, "summary">): Record<string, unknown> {
   const prefixed = (prefix: string, m: EvaluationResult | undefined) =>
     Object.fromEntries([
       ...Object.entries(m ?? {})
-        .filter(([k]) => k !== "entities")
+        .filter(([k]) => k !== "entities" && k !== "rowScores")
         .map(([k, v]) => [`${prefix}${k}`, v]),
       ...Object.entries(m?.entities?.perType ?? {}).map(([type, s]) => [
         `${prefix}f1_${type}`,

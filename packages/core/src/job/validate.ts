@@ -42,6 +42,7 @@ export class JobError extends ConfigError {
 }
 
 const FORMATS = DATASET_FORMATS;
+const AUGMENT_OPS: readonly unknown[] = JOB_DEFAULTS.augment.edaOps;
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
@@ -327,6 +328,43 @@ export function jobProblems(
     finite((n) => n > 0 && n < 1),
     "a share of each batch in (0, 1), e.g. 0.25",
   );
+  need("augment.eda", int(0), "a number of variants per row ≥ 0");
+  need(
+    "augment.edaOps",
+    (v) =>
+      Array.isArray(v) &&
+      v.length > 0 &&
+      v.every((op) => AUGMENT_OPS.includes(op)) &&
+      new Set(v).size === v.length,
+    `some of ${AUGMENT_OPS.join(", ")}, each once`,
+  );
+  need(
+    "augment.edaAlpha",
+    finite((n) => n > 0 && n <= 1),
+    "a share of words in (0, 1], e.g. 0.1",
+  );
+  need("augment.lexicon", orNull(text), "a synonym file or none");
+  need("augment.paraphrases", int(0), "a number of paraphrases per row ≥ 0");
+  need(
+    "augment.paraphrasePrompt",
+    (v) => typeof v === "string" && v.includes("{text}"),
+    'a text with "{text}" where the row\'s text goes',
+  );
+  need(
+    "augment.paraphraseMinLogProb",
+    finite((n) => n <= 0),
+    "a mean log-likelihood per token ≤ 0, e.g. -3.5",
+  );
+  need(
+    "augment.paraphraseMinGain",
+    finite(() => true),
+    "a gain in nats per token, e.g. 0.3",
+  );
+  need(
+    "augment.paraphraseTemperature",
+    finite((n) => n > 0),
+    "above 0",
+  );
   need("checkpointEvery", orNull(int(1)), "a whole number ≥ 1 or none");
   problems.push(...combinations(job, names));
   if (
@@ -402,6 +440,15 @@ function combinations(
       field: "model.quantize",
       message: `full fine-tuning trains every weight in float32: leave ${name("model.quantize")} out, or train an adapter (QLoRA).`,
     });
+  const { augment } = job;
+  const needsLexicon = (augment.edaOps ?? []).filter(
+    (op) => op === "synonym" || op === "insert",
+  );
+  if (augment.eda > 0 && augment.lexicon === null && needsLexicon.length > 0)
+    out.push({
+      field: "augment.lexicon",
+      message: `${name("augment.edaOps")} has ${needsLexicon.join(" and ")}, which draw${needsLexicon.length === 1 ? "s" : ""} synonyms from ${name("augment.lexicon")}: give one (webtune ships WordNet's, demo/public/data/lexicon/synonyms.tsv), or leave ${needsLexicon.join(" and ")} out.`,
+    });
   if (evaluation.earlyStopPatience !== null && data.valSplit === 0)
     out.push({
       field: "evaluation.earlyStopPatience",
@@ -427,6 +474,11 @@ function headProblems(
     refuse("method", "a head trains beside a LoRA adapter; use lora");
   if (Array.isArray(job.data.train))
     refuse("data.train", "a head learns one task; name one training file");
+  if (job.augment.paraphrases > 0)
+    refuse(
+      "augment.paraphrases",
+      "paraphrases are made for a language model's prompts; use augment.eda for a head",
+    );
   if (job.replay.source !== null)
     refuse(
       "replay.source",

@@ -69,6 +69,25 @@ export interface EvaluationResult {
    * `recall` and `f1` are then the micro entity scores and `accuracy` the share of words tagged right.
    */
   entities?: NerMetrics;
+  /** Each row's own scores, in row order, when evaluate() was asked to `keepRows` (what monitoring compares). */
+  rowScores?: RowScore[];
+}
+
+/**
+ * One evaluated row: what a later comparison (monitoring, drift) needs to resample rows and to see how the inputs
+ * and labels moved.
+ */
+export interface RowScore {
+  /** Summed NLL of the row's loss tokens, and their count. */
+  nll: number;
+  tokens: number;
+  /** Tokens the model reads before the answer: the prompt (instruction, classification), else every token. */
+  inputTokens: number;
+  /** Classification: the true label and the predicted one. */
+  label?: string;
+  predicted?: string;
+  /** Classification and instruction: 1 when the answer was right (the label, or an exact match), else 0. */
+  correct?: 0 | 1;
 }
 
 /** The summed NLL of one row's loss tokens and their count (label t is predicted at t − 1; -100 is skipped). */
@@ -231,6 +250,8 @@ export async function evaluate(
     signal?: AbortSignal;
     /** The model's active classification head: the rows are scored through it (see head_evaluate.ts). */
     head?: ClassificationHead;
+    /** Also give each row's own scores (`rowScores`). Default false. */
+    keepRows?: boolean;
   },
 ): Promise<EvaluationResult> {
   if (options.head)
@@ -239,10 +260,17 @@ export async function evaluate(
     });
   let nll = 0;
   let tokens = 0;
-  for (const row of await rowNlls(model, examples, options.signal)) {
+  const perRow = await rowNlls(model, examples, options.signal);
+  for (const row of perRow) {
     nll += row.nll;
     tokens += row.tokens;
   }
+  const rowScores: RowScore[] | undefined = options.keepRows
+    ? perRow.map((row, i) => ({
+        ...row,
+        inputTokens: inputTokens(tokenizer, examples[i]!),
+      }))
+    : undefined;
   const result: EvaluationResult = {
     loss: nll / tokens,
     perplexity: Math.exp(nll / tokens),
@@ -265,6 +293,13 @@ export async function evaluate(
     const m = classificationMetrics(truth, predicted, {
       labels: options.labels,
     });
+    predicted.forEach((p, i) =>
+      Object.assign(rowScores?.[i] ?? {}, {
+        label: truth[i],
+        predicted: p,
+        correct: p === truth[i] ? 1 : 0,
+      }),
+    );
     Object.assign(result, {
       accuracy: m.accuracy,
       precision: m.macroPrecision,
@@ -275,9 +310,10 @@ export async function evaluate(
     });
   }
   if (options.format === "instruction") {
-    const scored = examples.filter(
-      (e) => e.prompt !== undefined && e.completion !== undefined,
+    const scoredAt = examples.flatMap((e, i) =>
+      e.prompt !== undefined && e.completion !== undefined ? [i] : [],
     );
+    const scored = scoredAt.map((i) => examples[i]!);
     const generated = (
       await model.greedyBatch(
         scored.map((ex) => tokenizer.encode(ex.prompt!)),
@@ -295,8 +331,19 @@ export async function evaluate(
         generated,
         scored.map((e) => e.completion!),
       );
+    scoredAt.forEach((at, i) => {
+      const same = exactMatch([generated[i]!], [scored[i]!.completion!]);
+      if (rowScores) rowScores[at]!.correct = same === 1 ? 1 : 0;
+    });
   }
+  if (rowScores) result.rowScores = rowScores;
   return result;
+}
+
+/** The tokens a row's model reads before its answer: the prompt's, or the whole row's when it has no prompt. */
+function inputTokens(tokenizer: Tokenizer, row: Example): number {
+  if (row.prompt === undefined) return row.inputIds.length;
+  return tokenizer.encode(row.prompt).length;
 }
 
 /**

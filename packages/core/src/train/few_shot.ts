@@ -13,6 +13,8 @@
  *   of the loss, so loss and perplexity are over exactly the tokens that plain evaluate() scores.
  * - Too long: when a row's prompt and what is scored after it pass `maxPositions`, examples are dropped from the
  *   front until it fits, and counted. The test row itself is never cut.
+ * - Per-row examples: the rendering and the fitting are {@link rowsWithShots}, which the retrieval baseline
+ *   (retrieval_rows.ts: each row's nearest training rows) shares.
  */
 import type { Tokenizer } from "../models/tokenizer.js";
 import { ConfigError } from "../errors.js";
@@ -86,7 +88,8 @@ export interface FewShotRows {
 }
 
 const FEW_SHOT_STREAM = 0xf5e7;
-const FORMATS: readonly DatasetFormat[] = [
+/** The formats examples can be put in front of. */
+export const SHOT_FORMATS: readonly DatasetFormat[] = [
   "completion",
   "instruction",
   "classification",
@@ -110,46 +113,102 @@ export function fewShotRows(
   checkOptions(options, seed);
   const separator = options.separator ?? defaultSeparator(tokenizer);
   const shots = drawShots(train, k, seed, format, options.labels);
-  const texts = shots.map((i) => shotText(tokenizer, train[i]!) + separator);
-  const labelTokens = Math.max(
-    0,
-    ...(options.labels ?? []).map((label) => labelLength(tokenizer, label)),
-  );
-  const limit = options.maxPositions ?? Infinity;
-  const rows: Example[] = [];
-  const promptLengths: number[] = [];
-  let shortened = 0;
-  let minShots = shots.length;
-  for (const row of test) {
-    // Drop examples from the front until the row fits; with none left it is the plain row (never cut).
-    let n = shots.length;
-    let built = withPrefix(tokenizer, row, texts.join(""), format);
-    while (n > 0 && needed(tokenizer, built, labelTokens, options) > limit) {
-      n--;
-      const kept = texts.slice(shots.length - n).join("");
-      built = withPrefix(tokenizer, row, kept, format);
-    }
-    if (n < shots.length) shortened++;
-    minShots = Math.min(minShots, n);
-    rows.push(built.row);
-    promptLengths.push(built.promptTokens);
-  }
-  const sum = promptLengths.reduce((a, b) => a + b, 0);
+  const fitted = rowsWithShots(tokenizer, test, () => shots, {
+    ...options,
+    separator,
+  });
   return {
-    rows,
+    rows: fitted.rows,
     report: {
       k,
       seed,
       shots,
       balanced: isBalanced(train, k, format, options.labels),
       separator,
-      promptTokens: {
-        mean: rows.length > 0 ? sum / rows.length : 0,
-        max: Math.max(0, ...promptLengths),
-      },
-      shortened,
-      minShots,
+      promptTokens: fitted.promptTokens,
+      shortened: fitted.shortened,
+      minShots: fitted.kept.reduce((m, s) => Math.min(m, s.length), k),
     },
+  };
+}
+
+/** What {@link rowsWithShots} reads: how rows are rendered and how long they may get. */
+export type ShotRowOptions = Pick<
+  FewShotOptions,
+  "train" | "format" | "labels" | "maxPositions" | "exactMatchTokens"
+> & { separator: string };
+
+/** Test rows with examples in front, and what each kept. */
+export interface ShotRows {
+  rows: Example[];
+  /** Per test row, the examples its prompt holds (indices into `train`, prompt order), after any were dropped. */
+  kept: number[][];
+  /** As {@link FewShotReport.promptTokens}. */
+  promptTokens: { mean: number; max: number };
+  /** Rows that lost examples to stay within `maxPositions`. */
+  shortened: number;
+}
+
+/**
+ * Each test row with its own examples in front (`shotsForRow`: indices into `train`, prompt order), rendered as
+ * the file header says, examples dropped from the front of a row until it fits `maxPositions`. Shared by the fixed
+ * draw ({@link fewShotRows}) and per-row retrieval (retrieval_rows.ts); not exported from the package.
+ *
+ * @example
+ * ```ts
+ * const { rows, kept } = rowsWithShots(tok, test, () => [3, 5], { train, format: "instruction", separator: "\n\n" });
+ * ```
+ */
+export function rowsWithShots(
+  tokenizer: FewShotTokenizer,
+  test: readonly Example[],
+  shotsForRow: (row: Example, index: number) => readonly number[],
+  options: ShotRowOptions,
+): ShotRows {
+  const { train, format, separator } = options;
+  const cache = new Map<number, string>();
+  const textOf = (i: number): string => {
+    let text = cache.get(i);
+    if (text === undefined) {
+      text = shotText(tokenizer, train[i]!) + separator;
+      cache.set(i, text);
+    }
+    return text;
+  };
+  const labelTokens = Math.max(
+    0,
+    ...(options.labels ?? []).map((label) => labelLength(tokenizer, label)),
+  );
+  const limit = options.maxPositions ?? Infinity;
+  const rows: Example[] = [];
+  const kept: number[][] = [];
+  const promptLengths: number[] = [];
+  let shortened = 0;
+  test.forEach((row, r) => {
+    const shots = shotsForRow(row, r);
+    const texts = shots.map(textOf);
+    // Drop examples from the front until the row fits; with none left it is the plain row (never cut).
+    let n = shots.length;
+    let built = withPrefix(tokenizer, row, texts.join(""), format);
+    while (n > 0 && needed(tokenizer, built, labelTokens, options) > limit) {
+      n--;
+      const prefix = texts.slice(shots.length - n).join("");
+      built = withPrefix(tokenizer, row, prefix, format);
+    }
+    if (n < shots.length) shortened++;
+    kept.push(shots.slice(shots.length - n));
+    rows.push(built.row);
+    promptLengths.push(built.promptTokens);
+  });
+  const sum = promptLengths.reduce((a, b) => a + b, 0);
+  return {
+    rows,
+    kept,
+    promptTokens: {
+      mean: rows.length > 0 ? sum / rows.length : 0,
+      max: promptLengths.reduce((a, b) => Math.max(a, b), 0),
+    },
+    shortened,
   };
 }
 
@@ -185,27 +244,37 @@ export async function fewShotEvaluate(
 }
 
 function checkOptions(options: FewShotOptions, seed: number): void {
-  const names = { k: "k", train: "train", ...options.names };
-  const { k, train, format } = options;
-  if (!Number.isSafeInteger(k) || k < 0)
+  const names = { k: "k", ...options.names };
+  const { k, format } = options;
+  checkShotCount(options, 0);
+  if (!Number.isSafeInteger(seed))
+    throw new ConfigError(`seed is ${seed}; expected an integer.`);
+  if (k > 0 && !SHOT_FORMATS.includes(format))
     throw new ConfigError(
-      `${names.k} is ${k}; expected an integer >= 0 (the examples in each prompt).`,
+      `Few-shot prompts are built for ${SHOT_FORMATS.join(", ")} data; this is ${format} data. Pass ${names.k} 0.`,
+    );
+}
+
+/** k is an integer from `min` to the number of training rows; messages name the options as the caller does. */
+export function checkShotCount(
+  options: Pick<FewShotOptions, "k" | "train" | "names">,
+  min: number,
+): void {
+  const names = { k: "k", train: "train", ...options.names };
+  const { k, train } = options;
+  if (!Number.isSafeInteger(k) || k < min)
+    throw new ConfigError(
+      `${names.k} is ${k}; expected an integer >= ${min} (the examples in each prompt).`,
     );
   if (k > train.length)
     throw new ConfigError(
       `${names.k} is ${k}, but ${names.train} has ${train.length} row${train.length === 1 ? "" : "s"}; ` +
         `pass at most ${train.length}, or more training rows.`,
     );
-  if (!Number.isSafeInteger(seed))
-    throw new ConfigError(`seed is ${seed}; expected an integer.`);
-  if (k > 0 && !FORMATS.includes(format))
-    throw new ConfigError(
-      `Few-shot prompts are built for ${FORMATS.join(", ")} data; this is ${format} data. Pass ${names.k} 0.`,
-    );
 }
 
 /** The EOS token's text when it encodes back to EOS alone (as a training row ends), else a blank line. */
-function defaultSeparator(tokenizer: FewShotTokenizer): string {
+export function defaultSeparator(tokenizer: FewShotTokenizer): string {
   const eos = tokenizer.eosTokenId;
   if (eos === undefined) return "\n\n";
   const text = tokenizer.decode([eos]);
@@ -282,7 +351,7 @@ function needed(
   tokenizer: FewShotTokenizer,
   built: { row: Example; promptTokens: number },
   labelTokens: number,
-  options: FewShotOptions,
+  options: Pick<FewShotOptions, "format" | "exactMatchTokens">,
 ): number {
   const { row, promptTokens } = built;
   if (options.format === "classification")

@@ -36,7 +36,41 @@ export {
 } from "./metrics.js";
 export type { ClassificationMetrics, Label } from "./metrics.js";
 export { evaluate, forgettingCheck, rowNll, rowNlls } from "./evaluate.js";
-export type { EvaluationResult, Scorer } from "./evaluate.js";
+export type { EvaluationResult, RowScore, Scorer } from "./evaluate.js";
+export {
+  driftReport,
+  labelShift,
+  lengthShift,
+  metricRows,
+  pValueText,
+  readBaselineMetrics,
+  signedText,
+  taskMetric,
+} from "./drift.js";
+export type {
+  BaselineMetrics,
+  DriftMetric,
+  DriftOptions,
+  DriftReport,
+  LabelShift,
+  LengthShift,
+  LengthSummary,
+  MetricDrift,
+} from "./drift.js";
+export {
+  bootstrapDelta,
+  chiSquareHomogeneity,
+  chiSquareSurvival,
+  gammaQ,
+  kolmogorovSurvival,
+  ksTwoSample,
+} from "./drift_stats.js";
+export type {
+  ChiSquareTest,
+  DeltaInterval,
+  KsTest,
+  RatioRow,
+} from "./drift_stats.js";
 export { fewShotEvaluate, fewShotRows } from "./few_shot.js";
 export type {
   FewShotOptionNames,
@@ -45,6 +79,27 @@ export type {
   FewShotRows,
   FewShotTokenizer,
 } from "./few_shot.js";
+export {
+  bm25Retriever,
+  embeddingRetriever,
+  retrievalTerms,
+  retrievalText,
+} from "./retrieval.js";
+export type { Neighbour, Retriever } from "./retrieval.js";
+export {
+  hiddenStateEmbeddings,
+  hiddenStateRetriever,
+} from "./hidden_embeddings.js";
+export type {
+  HiddenStateModel,
+  HiddenStateOptions,
+} from "./hidden_embeddings.js";
+export { retrievalEvaluate, retrievalRows } from "./retrieval_rows.js";
+export type {
+  RetrievalOptions,
+  RetrievalReport,
+  RetrievalRows,
+} from "./retrieval_rows.js";
 export { FullFineTune } from "./trainable.js";
 export type { TrainableModel, NamedVariable } from "./trainable.js";
 export { evaluateHead } from "./head_evaluate.js";
@@ -58,3 +113,10 @@ export type {
 } from "./ner_metrics.js";
 export { predictWithHead, splitWords } from "./head_predict.js";
 export type { HeadPrediction } from "./head_predict.js";
+export { paraphrase } from "./paraphrase.js";
+export type {
+  Paraphrase,
+  ParaphraseModel,
+  ParaphraseOptions,
+  ParaphraseRejection,
+} from "./paraphrase.js";

@@ -15,6 +15,8 @@ export {
   API_OPTION_NAMES,
   DATASET_FORMATS,
   RowFormatError,
+  type AugmentOrigin,
+  type AugmentReport,
   type CleaningReport,
   type DatasetFormat,
   type DatasetInput,
@@ -82,3 +84,13 @@ export {
   taggedDataset,
   type TaggedDataset,
 } from "./head_examples.js";
+export {
+  augmentText,
+  edaVariants,
+  parseLexicon,
+  EDA_OPS,
+  type AugmentOptions,
+  type EdaOp,
+  type EdaOptions,
+  type Lexicon,
+} from "./augment/index.js";

@@ -88,6 +88,44 @@ export interface Example {
    * across files or splits. Set by buildDataset.
    */
   key?: string;
+  /** An augmented row: how it was made from the training row at `line` (see job/augment.ts). */
+  origin?: AugmentOrigin;
+}
+
+/** How an augmented row was made, from which training row. */
+export interface AugmentOrigin {
+  /** "eda": a word operation on the text; "paraphrase": sampled from the base model. */
+  kind: "eda" | "paraphrase";
+  /** The source row's line in its file. */
+  line: number;
+  /** Its number among the source row's variants of this kind. */
+  variant: number;
+  /** A paraphrase's mean log-likelihood per token under the base model, and its gain from the source text. */
+  logProb?: number;
+  gain?: number;
+}
+
+/** What augmentation added to a training split, and what it threw away. */
+export interface AugmentReport {
+  /** The training rows augmented. */
+  sourceRows: number;
+  /** Text-level variants made (before cleaning). */
+  eda: number;
+  /** Paraphrases sampled, kept by the filter, and rejected by reason. */
+  paraphrases: {
+    sampled: number;
+    kept: number;
+    rejected: Partial<
+      Record<
+        "empty" | "same" | "repeat" | "length" | "unlikely" | "unrelated",
+        number
+      >
+    >;
+  };
+  /** New rows added to the training split. */
+  added: number;
+  /** Made rows that cleaning dropped: a duplicate repeats another new row or any training, validation or test row. */
+  dropped: Record<DropReason, number>;
 }
 
 /** Why a row was dropped. */
@@ -111,6 +149,8 @@ export interface CleaningReport {
   truncated: number;
   /** The dropped rows (the first 1000 dropped), in file order. */
   rows: DroppedRow[];
+  /** Rows added to the training split by augmentation (`job.augment`), counted apart from the file's. */
+  augmented?: AugmentReport;
 }
 
 /** A row that does not follow its file type or format, with where it is. Thrown with `onError: "throw"`. */
