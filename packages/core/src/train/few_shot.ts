@@ -230,10 +230,30 @@ export async function fewShotEvaluate(
   tokenizer: Tokenizer,
   options: FewShotOptions & { signal?: AbortSignal },
 ): Promise<{ result: EvaluationResult; report: FewShotReport }> {
-  const { rows, report } = fewShotRows(tokenizer, {
-    ...options,
-    maxPositions: options.maxPositions ?? scorer.dims.maxPositions,
-  });
+  return scoreWithShots(scorer, tokenizer, options, (maxPositions) =>
+    fewShotRows(tokenizer, { ...options, maxPositions }),
+  );
+}
+
+/**
+ * @internal Rows with examples in front, built by `build` within the scorer's positions (unless the options give
+ * them), scored by evaluate() as the plain test rows would be: the few-shot and the retrieval baselines.
+ */
+export async function scoreWithShots<Report>(
+  scorer: Scorer & { readonly dims: { maxPositions?: number } },
+  tokenizer: Tokenizer,
+  options: Pick<
+    FewShotOptions,
+    "format" | "labels" | "exactMatchTokens" | "maxPositions"
+  > & { signal?: AbortSignal },
+  build: (maxPositions: number | undefined) => {
+    rows: Example[];
+    report: Report;
+  },
+): Promise<{ result: EvaluationResult; report: Report }> {
+  const { rows, report } = build(
+    options.maxPositions ?? scorer.dims.maxPositions,
+  );
   const result = await evaluate(scorer, tokenizer, rows, {
     format: options.format,
     labels: options.labels,

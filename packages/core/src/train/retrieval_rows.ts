@@ -14,11 +14,12 @@
 import type { Tokenizer } from "../models/tokenizer.js";
 import { ConfigError } from "../errors.js";
 import type { DatasetFormat, Example } from "./data/types.js";
-import { evaluate, type EvaluationResult, type Scorer } from "./evaluate.js";
+import type { EvaluationResult, Scorer } from "./evaluate.js";
 import {
   checkShotCount,
   defaultSeparator,
   rowsWithShots,
+  scoreWithShots,
   SHOT_FORMATS,
   type FewShotOptionNames,
   type FewShotTokenizer,
@@ -149,17 +150,9 @@ export async function retrievalEvaluate(
   tokenizer: Tokenizer,
   options: RetrievalOptions & { signal?: AbortSignal },
 ): Promise<{ result: EvaluationResult; report: RetrievalReport }> {
-  const { rows, report } = retrievalRows(tokenizer, {
-    ...options,
-    maxPositions: options.maxPositions ?? scorer.dims.maxPositions,
-  });
-  const result = await evaluate(scorer, tokenizer, rows, {
-    format: options.format,
-    labels: options.labels,
-    exactMatchTokens: options.exactMatchTokens,
-    signal: options.signal,
-  });
-  return { result, report };
+  return scoreWithShots(scorer, tokenizer, options, (maxPositions) =>
+    retrievalRows(tokenizer, { ...options, maxPositions }),
+  );
 }
 
 /** A retriever built over other rows than `train` would put the wrong examples in: refuse its indices. */
