@@ -165,6 +165,59 @@ describe("the flags against forgetting", () => {
     );
   });
 
+  it("give the worker's job: augmentation, with the shipped lexicon unless told another; bad kinds named", async () => {
+    const cli = await buildJob({
+      model: "m",
+      data: "train.jsonl",
+      augment: "eda=4,paraphrase",
+      augmentOps: "swap, delete",
+      augmentAlpha: 0.2,
+      paraphraseMinGain: 0.5,
+      paraphrasePrompt: "{text}\\nSaid again:",
+    });
+    expect(cli.augment.lexicon).toMatch(
+      /demo\/public\/data\/lexicon\/synonyms\.tsv$/,
+    );
+    const fromWorker = await worker.checkJob({
+      model: { source: "m" },
+      data: { train: "train.jsonl" },
+      augment: {
+        eda: 4,
+        paraphrases: 1,
+        edaOps: ["swap", "delete"],
+        edaAlpha: 0.2,
+        lexicon: cli.augment.lexicon,
+        paraphraseMinGain: 0.5,
+        paraphrasePrompt: "{text}\nSaid again:",
+      },
+    });
+    expect(cli.toJSON()).toEqual(fromWorker);
+    // The demo's field turns the lexicon on with its count.
+    const form = settingsJob({ ...defaultValues(), augmentEda: "2" });
+    expect(form.augment).toMatchObject({
+      eda: 2,
+      lexicon: "data/lexicon/synonyms.tsv",
+    });
+    expect(settingsJob(defaultValues()).augment).toMatchObject({
+      eda: 0,
+      lexicon: null,
+    });
+    await expect(
+      buildJob({ model: "m", data: "t.jsonl", augment: "eda=2,back=1" }),
+    ).rejects.toThrow(/--augment eda=2,back=1: "back=1" is not kind=count/);
+    await expect(
+      buildJob({
+        model: "m",
+        data: "t.jsonl",
+        augment: "eda=2",
+        augmentOps: "swap,shout",
+        augmentAlpha: 0,
+      }),
+    ).rejects.toThrow(
+      /--augment-ops must be some of synonym, insert, swap, delete, each once[^]*--augment-alpha must be a share of words in \(0, 1\]/,
+    );
+  });
+
   it("score the earlier stage's test file when continuing its adapter, unless told other files", async () => {
     const stage = mkdtempSync(join(tmpdir(), "webtune-stage-"));
     writeFileSync(
