@@ -5,8 +5,9 @@
  * init, the shuffling and the augmentation). Every run takes the same optimizer steps, so the comparison is of the
  * data alone. Each run is the fortunes preset's job through the webtune CLI, scored on the whole test file.
  *
- * Flags: `--seeds 0,1,2`, `--kinds none,eda,paraphrase,both`, `--steps 60`, `--fraction 0.1`, `--parallel 2`;
- * anything after `--` goes to every `webtune train`. Results: runs/small-data/results.json and a table on stdout.
+ * Flags: `--seeds 0,1,2`, `--kinds none,eda,paraphrase,both` (and `paraphrase-unfiltered`: paraphrases with both
+ * thresholds off), `--steps 60`, `--fraction 0.1`, `--parallel 2`, `--out runs/small-data`; anything after `--` goes
+ * to every `webtune train`. Results: <out>/results.json and a table on stdout.
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -23,15 +24,26 @@ const { values, positionals } = parseArgs({
     parallel: { type: "string", default: "2" },
     eda: { type: "string", default: "8" },
     paraphrases: { type: "string", default: "4" },
+    out: { type: "string", default: "runs/small-data" },
   },
   allowPositionals: true,
 });
-const OUT = "runs/small-data";
+const OUT = values.out;
 const AUGMENT: Record<string, string | undefined> = {
   none: undefined,
   eda: `eda=${values.eda}`,
   paraphrase: `paraphrase=${values.paraphrases}`,
   both: `eda=${values.eda},paraphrase=${values.paraphrases}`,
+  // Every sample the screen lets through, whatever its likelihood: what the filter keeps out.
+  "paraphrase-unfiltered": `paraphrase=${values.paraphrases}`,
+};
+const EXTRA: Record<string, string[]> = {
+  "paraphrase-unfiltered": [
+    "--paraphrase-min-logprob",
+    "-1000",
+    "--paraphrase-min-gain",
+    "-1000",
+  ],
 };
 const seeds = values.seeds.split(",").map(Number);
 const kinds = values.kinds.split(",");
@@ -118,6 +130,7 @@ function train(
     out,
     "--overwrite",
     ...(AUGMENT[kind] ? ["--augment", AUGMENT[kind]] : []),
+    ...(EXTRA[kind] ?? []),
     ...positionals,
   ];
   const started = Date.now();

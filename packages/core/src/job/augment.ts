@@ -161,6 +161,7 @@ async function augmentTask(
         minGain: augment.paraphraseMinGain,
         temperature: augment.paraphraseTemperature,
         seed: training.seed,
+        keys: task.train.map((row) => row.line),
         signal: o.signal,
       },
     );

@@ -9,8 +9,8 @@
  * - that likelihood gains at least `minGain` per token from the text being in the prompt (against the prompt with
  *   the text left out): fluent text that is likely anyway, whatever the text said, is no paraphrase of it.
  *
- * Each text's samples are seeded by (seed, the text's index, the sample's number), so they do not depend on which
- * other texts are paraphrased.
+ * Each text's samples are seeded by (seed, the text's key, the sample's number): with keys that name the texts (a
+ * job passes each row's line), a text's samples do not depend on which other texts are paraphrased.
  */
 import type { Tokenizer } from "../models/tokenizer.js";
 import { ConfigError } from "../errors.js";
@@ -38,6 +38,8 @@ export interface ParaphraseOptions {
   temperature: number;
   /** Integer seed of every sample. */
   seed: number;
+  /** A non-negative integer per text that seeds its samples with `seed` (e.g. its line). Default: its index. */
+  keys?: readonly number[];
   signal?: AbortSignal;
 }
 
@@ -98,8 +100,11 @@ export async function paraphrase(
         ),
         temperature: options.temperature,
         seed: streamSeed(
-          streamSeed(options.seed, PARAPHRASE_STREAM),
-          source * 65_536 + sample,
+          streamSeed(
+            streamSeed(options.seed, PARAPHRASE_STREAM),
+            options.keys?.[source] ?? source,
+          ),
+          sample,
         ),
         stop: ["\n"],
         signal: options.signal,
