@@ -17,6 +17,7 @@ import type {
   CheckpointInfo,
   DataSummary,
   ModelInfo,
+  RetrainOutcome,
   WorkerTrainer,
 } from "@webtune/worker";
 import { TrainingCharts } from "./charts.js";
@@ -33,9 +34,13 @@ import {
 import { showMetrics } from "./metrics.js";
 import { finishedRun, recordRun, showHistory } from "./history.js";
 import { showFewShot } from "./few_shot.js";
+import { showRetrieval } from "./retrieval.js";
+import { showMonitorButtons, type DriftCheck } from "./monitor.js";
+import { showDrift, showRetrained } from "./drift_view.js";
 import { fetchPresetFile, presetOf, PRESETS } from "./presets.js";
 import {
   describePrediction,
+  FEW_SHOT_NOTE,
   HEAD_WORDS,
   showHeadNotes,
   TASK_NAMES,
@@ -57,6 +62,7 @@ import {
   formReading,
   formTask,
   PAGE_FIELD_NAMES,
+  PAGE_OPTION_NAMES,
   PAGE_TRAINER_NAMES,
   sameReading,
   settingsJob,
@@ -76,14 +82,6 @@ export type Phase = "idle" | "busy" | "scoring" | "training" | "paused";
 const EMBEDDED_MODEL = "models/webtune-demo-base/";
 /** Tokens each side of the before/after panel generates. */
 const COMPARE_TOKENS = 32;
-
-/** How data messages name this page's controls, instead of the API's option names. */
-const PAGE_OPTION_NAMES = {
-  skip: 'tick "Skip rows that cannot be read" (with your own file)',
-  maxLength: '"max tokens per row"',
-  truncate: null,
-  format: null,
-};
 
 export class DemoApp {
   phase: Phase = "idle";
@@ -120,6 +118,11 @@ export class DemoApp {
     forgetting?: ForgettingEvent;
   } = {};
   compared?: { base: string; tuned: string };
+  /** The last drift check (8 · Monitor new data), and the last retraining on new rows. */
+  drift?: DriftCheck;
+  retrained?: RetrainOutcome;
+  /** A retraining on new rows is running: its phases are worded for it. */
+  retraining = false;
   lastTrain?: TrainResult;
   /** Made with the page, so that starting a run draws into charts that exist. */
   readonly charts = new TrainingCharts();
@@ -194,14 +197,13 @@ export class DemoApp {
         : answers === "causal-lm"
           ? `These rows are read for ${TASK_NAMES[readFor!]}, which a job trains: train first.`
           : `The model answers with ${TASK_NAMES[answers]} and these rows are read for ${TASK_NAMES[readFor!]}: load data for the adapter's task to score it.`;
-    enable(
-      "few-shot",
-      trainable &&
-        this.data!.sizes.test > 0 &&
-        !this.fullyTuned &&
-        readFor === "causal-lm" &&
-        head === "causal-lm",
-    );
+    // The prompting baselines: the base model on text, with training rows in its prompts.
+    const baseline = baselineBlocker(this, trainable, head, readFor);
+    for (const id of ["few-shot", "retrieval"]) {
+      enable(id, trainable && !baseline);
+      byId(id).title = baseline ?? "";
+    }
+    showMonitorButtons(this, idle);
     showReadingNote(this.data && this.dataRead, formReading());
     enable("export-adapter", ready && this.hasAdapter);
     const merged = ready && (this.hasAdapter || this.fullyTuned);
@@ -263,7 +265,7 @@ export class DemoApp {
     this.fullyTuned = false;
     this.metrics = {};
     showMetrics();
-    showFewShot();
+    this.clearBaselines();
     this.clearAnswers();
     const info = await this.api.loadModel(
       source,
@@ -334,7 +336,7 @@ export class DemoApp {
       this.dataJob = undefined;
       this.metrics = {};
       showMetrics();
-      showFewShot();
+      this.clearBaselines();
     }
     const maxLength = settingsJob().data?.maxLength;
     // The page trains on one file (a multitask job runs in the CLI): loadJob refuses a list.
@@ -355,7 +357,7 @@ export class DemoApp {
     });
     // Scores of other rows are no scores of these.
     this.metrics = {};
-    showFewShot();
+    this.clearBaselines();
     this.dataRead = reading;
     this.data = summary;
     this.dataChoice = choice;
@@ -468,6 +470,7 @@ export class DemoApp {
     this.metrics.tuned = undefined;
     this.metrics.forgetting = undefined;
     this.clearAnswers();
+    this.clearMonitor();
     const onEvent = Comlink.proxy((event: JobEvent) => {
       if (event.type === "test" && event.phase === "base")
         this.baseTask = job.adapter.task;
@@ -524,9 +527,7 @@ export class DemoApp {
   }
 
   /** The loaded data's files, and the demo's general text when the job replays it or checks forgetting on it. */
-  private async jobFiles(
-    job: FineTuneJobSpec,
-  ): Promise<Record<string, string>> {
+  async jobFiles(job: FineTuneJobSpec): Promise<Record<string, string>> {
     const files = { ...this.dataFiles };
     for (const path of [
       job.replay.source,
@@ -548,12 +549,13 @@ export class DemoApp {
     return t.maxSteps ?? Math.ceil((perEpoch * t.epochs) / t.gradAccum);
   }
 
-  private startCharts(fromStep: number): void {
+  startCharts(fromStep: number): void {
     this.events = this.events.filter((e) => e.step <= fromStep);
     this.charts.reset(this.events);
   }
 
-  private onEvent(event: JobEvent, total: number): void {
+  /** A job's event into the charts, the progress line, the metrics and the status line. */
+  onEvent(event: JobEvent, total: number): void {
     switch (event.type) {
       case "phase":
         return this.onPhase(event);
@@ -604,9 +606,13 @@ export class DemoApp {
       paraphrasing: `The base model is paraphrasing ${event.rows ?? ""} training rows…`,
       "scoring base": `Scoring the base model${rows} (Skip scoring to go straight to training)…`,
       training: "Training…",
-      "scoring tuned": `Scoring the ${this.fullyTuned ? "tuned model" : "adapter"}${rows} (Skip scoring to leave it for later)…`,
+      "scoring tuned": this.retraining
+        ? `Scoring the retrained adapter on ${event.rows ?? ""} held-out new rows (Skip scoring to leave it)…`
+        : `Scoring the ${this.fullyTuned ? "tuned model" : "adapter"}${rows} (Skip scoring to leave it for later)…`,
       "scoring few-shot": `Scoring the base model with training examples in each prompt${rows}…`,
-      "checking retention": "Scoring an earlier task again…",
+      "checking retention": this.retraining
+        ? `Scoring the adapter as it was and as retrained on ${event.rows ?? ""} ${event.task ?? "rows"} (Skip scoring to leave it)…`
+        : "Scoring an earlier task again…",
       "checking forgetting": "Checking the reference text for forgetting…",
     };
     if (this.phase !== "paused")
@@ -668,7 +674,11 @@ export class DemoApp {
       setStatus(
         `Scoring the ${this.fullyTuned ? "tuned model" : "adapter"} on the test split…`,
       );
-      this.metrics.tuned = await this.api.evaluate("test", { maxRows });
+      // Row by row: the drift check (8 · Monitor new data) compares new rows with these.
+      this.metrics.tuned = await this.api.evaluate("test", {
+        maxRows,
+        keepRows: true,
+      });
     }
     showMetrics(
       this.metrics.base,
@@ -802,6 +812,20 @@ export class DemoApp {
     this.compared = undefined;
   }
 
+  /** Empties the baselines' and the monitor's boxes, which were for another model or other data. */
+  private clearBaselines(): void {
+    showFewShot();
+    showRetrieval();
+    this.clearMonitor();
+  }
+
+  /** Empties the monitor's boxes, which were for another adapter. */
+  private clearMonitor(): void {
+    this.drift = this.retrained = undefined;
+    showDrift();
+    showRetrained();
+  }
+
   async exportAdapter(): Promise<void> {
     const files = await this.api.saveAdapter();
     download(
@@ -837,6 +861,7 @@ export class DemoApp {
     this.adapterTask = taskOfAdapter(config);
     this.adapterDora = config.use_dora;
     this.metrics.tuned = undefined;
+    this.clearMonitor();
     showMetrics(this.metrics.base, undefined, this.data?.format);
     setStatus(
       `Imported an adapter: r ${config.r}, alpha ${config.lora_alpha}, on ${[config.target_modules].flat().join(", ")}.`,
@@ -862,6 +887,27 @@ function hubAddress(): { hubUrl?: string } {
 /** Whether an error is a cancellation (Stop or Skip scoring), which is no error to the user. */
 function isAbort(error: unknown): boolean {
   return (error as { name?: string } | undefined)?.name === "AbortError";
+}
+
+/**
+ * Why the prompting baselines (few-shot, retrieval) cannot score, or undefined when they can: they prompt the base
+ * model with training rows, which needs text data with test rows and the base model's own weights.
+ */
+function baselineBlocker(
+  app: DemoApp,
+  trainable: boolean,
+  head: Task,
+  readFor: Task | undefined,
+): string | undefined {
+  if (!trainable) return "Load a model and data first.";
+  if (head !== "causal-lm") return FEW_SHOT_NOTE;
+  if (readFor !== "causal-lm")
+    return "These rows are read for a classification head: read them for the language model (the task in 4 · LoRA and training) to prompt it.";
+  if (app.data!.sizes.test === 0)
+    return "The data has no test rows: load it with a test split or a test file.";
+  if (app.fullyTuned)
+    return "Full fine-tuning changed the base model's own weights: load the model again to prompt the base model.";
+  return undefined;
 }
 
 /** A warning when validation loss has risen for two checks while training loss kept falling. */

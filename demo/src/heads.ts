@@ -30,8 +30,8 @@ const HEADS: Record<
   },
 };
 
-const FEW_SHOT_NOTE =
-  "No few-shot baseline for a classification head: it answers with labels, not text, so a prompt of examples is no baseline for it.";
+export const FEW_SHOT_NOTE =
+  "No few-shot or retrieval baseline for a classification head: it answers with labels, not text, so a prompt of examples is no baseline for it.";
 
 /** What answers for each task, in the page's words. */
 export const TASK_NAMES: Record<Task, string> = {

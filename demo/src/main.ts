@@ -4,6 +4,8 @@ import { DemoApp } from "./app.js";
 import { showDevice, checkKernels } from "./device.js";
 import { byId, hideError, setStatus, showError } from "./dom.js";
 import { scoreFewShot } from "./few_shot.js";
+import { checkDrift, retrainOnDrift } from "./monitor.js";
+import { scoreRetrieval } from "./retrieval.js";
 import { downloadAdapterGguf, downloadModelGguf } from "./gguf.js";
 import { PRESETS } from "./presets.js";
 import { loadRun, type DataChoice, type ModelChoice } from "./run_store.js";
@@ -86,6 +88,13 @@ function wire(app: DemoApp): void {
   on("download-job", "Saving the job…", () => app.downloadJob());
   on("evaluate", "Evaluating…", () => app.evaluate());
   on("few-shot", "Scoring the few-shot baseline…", () => scoreFewShot(app));
+  on("retrieval", "Scoring the retrieval baseline…", () => scoreRetrieval(app));
+  on("check-drift", "Checking the new rows for drift…", () => checkDrift(app));
+  on("retrain", "Retraining the adapter on the new rows…", () =>
+    retrainOnDrift(app),
+  );
+  // Check for drift waits for a file; Retrain, for a check of the file now picked.
+  input("monitor-file").addEventListener("change", () => app.refresh());
   on("compare", "Asking the base model and the adapter…", () => app.compare());
   on("export-adapter", "Saving the adapter…", () => app.exportAdapter());
   on("export-merged", "Saving the merged model…", () => app.exportMerged());

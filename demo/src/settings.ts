@@ -251,6 +251,14 @@ export const PAGE_TRAINER_NAMES = {
   warmupSteps: '"warm-up steps" at',
 };
 
+/** How data messages name this page's controls, instead of the API's option names. */
+export const PAGE_OPTION_NAMES = {
+  skip: 'tick "Skip rows that cannot be read" (with your own file)',
+  maxLength: '"max tokens per row"',
+  truncate: null,
+  format: null,
+};
+
 /** A field's value in a job input, as the form holds it (replay: its ratio, 0 when off; the check: on or off). */
 function read(job: FineTuneJobInput, f: Field): unknown {
   if (f.kind === "replay") {

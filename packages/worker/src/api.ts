@@ -13,6 +13,9 @@ import type {
   AdapterFiles,
   CleaningReport,
   DatasetFormat,
+  DeltaInterval,
+  DriftMetric,
+  DriftReport,
   EvaluationResult,
   FewShotOptionNames,
   FewShotReport,
@@ -26,7 +29,10 @@ import type {
   JobResult,
   LoraConfig,
   OptionNames,
+  RetrievalReport,
+  RowScore,
   TrainerOptionNames,
+  TrainResult,
   WeightOptions,
 } from "@webtune/core";
 
@@ -65,6 +71,8 @@ export interface WorkerEvaluateOptions {
   maxRows?: number;
   /** false: the frozen base model alone. Default true. */
   useAdapter?: boolean;
+  /** Also give each row's scores (`rowScores`), which a drift check compares new rows with. Default false. */
+  keepRows?: boolean;
 }
 
 /** What `fewShot` scores, and how its messages name the caller's controls. */
@@ -73,6 +81,104 @@ export interface WorkerFewShotOptions {
   maxRows?: number;
   /** Default `{ k: "k", train: "the train split" }`. */
   names?: Partial<FewShotOptionNames>;
+}
+
+/** The retrievers `retrieval` offers: lexical (BM25), or the base model's own mean final hidden states. */
+export type RetrieverName = "bm25" | "hidden";
+
+/** What `retrieval` scores, with which retriever, and how its messages name the caller's controls. */
+export interface WorkerRetrievalOptions {
+  /** Default "bm25". "hidden" embeds every training and test row with the base model first. */
+  retriever?: RetrieverName;
+  /** Score only the first N test rows, as `evaluate`'s maxRows. */
+  maxRows?: number;
+  /** Default `{ k: "k", train: "the train split" }`. */
+  names?: Partial<FewShotOptionNames>;
+}
+
+/** A file of new labelled rows handed to the worker: its name (for messages and its file type) and contents. */
+export interface NewRowsFile {
+  name: string;
+  text: string | ArrayBuffer;
+}
+
+/** What new rows are compared with: the adapter's test scores row by row (a tuned TestEvent's), and the metric. */
+export interface DriftBaseline {
+  rowScores: RowScore[];
+  metric: DriftMetric;
+}
+
+/** How `monitor` scores the new rows and tests what moved. */
+export interface WorkerMonitorOptions {
+  /** Score only the first N rows of the file (instruction rows cost one greedy decode each). Default all. */
+  maxRows?: number;
+  /** The bootstrap's resamples (default 2000) and seed (default 0); a length or label test below alpha (default 0.01) is flagged. */
+  resamples?: number;
+  seed?: number;
+  alpha?: number;
+  /** How reading messages name the page's controls. */
+  optionNames?: Partial<OptionNames>;
+}
+
+/** What `monitor` found. */
+export interface MonitorResult {
+  /** The baseline against the adapter's scores on the new rows. */
+  report: DriftReport;
+  /** The adapter's scores on the new rows (without their rows). */
+  current: EvaluationResult;
+  /** How reading the file went: rows seen, kept, dropped and why. */
+  read: CleaningReport;
+  /** The rows read as the loaded data is: its format. */
+  format: DatasetFormat;
+  /**
+   * Instruction data: the prompt template the adapter's training prompts share (null: none), and how many new rows'
+   * prompts are not in its shape (reported, not refused).
+   */
+  promptTemplate: string | null;
+  misfits: number;
+}
+
+/** How `retrainOnDrift` goes on training the adapter on new rows. */
+export interface WorkerRetrainOptions {
+  /** The drift check's metric, which before → after is read on. */
+  metric: DriftMetric;
+  /** The share of the new rows held out, seeded and stratified as a job's test split. Default 0.3. */
+  holdout?: number;
+  /** The share of every batch replayed from the loaded training file. Default 0.25. */
+  replayRatio?: number;
+  /** The bootstrap's resamples (default 2000) and seed (default the job's). */
+  resamples?: number;
+  seed?: number;
+  /** How messages name the job's fields, the Trainer's and the reader's options (as runJob's). */
+  names?: JobFieldNames;
+  trainerNames?: Partial<TrainerOptionNames>;
+  dataNames?: Partial<OptionNames>;
+}
+
+/** One comparison of the adapter as it was with the retrained one, on the same rows. */
+export interface BeforeAfter {
+  rows: number;
+  metric: DriftMetric;
+  before: EvaluationResult;
+  after: EvaluationResult;
+  /** after − before, with its bootstrap interval. */
+  change: DeltaInterval;
+}
+
+/** What `retrainOnDrift` reports. */
+export interface RetrainOutcome {
+  /** The job as run: the new rows, the hold-out, replay and the adapter continued from. */
+  job: FineTuneJobSpec;
+  train: TrainResult;
+  /** Rows of the new file trained on and held out (the first `evaluation.testRows` of them scored), and replayed. */
+  sizes: { train: number; heldOut: number; replay: number };
+  /** On the held-out new rows; none when the run was stopped or its scoring skipped. */
+  heldOut?: BeforeAfter;
+  /**
+   * On the loaded test split (the rows Evaluate scores, the first `evaluation.testRows`); `after` keeps its
+   * rowScores, the retrained adapter's new drift baseline. None when stopped or skipped.
+   */
+  test?: BeforeAfter;
 }
 
 /** How to read and split a dataset in the worker. */
@@ -241,6 +347,39 @@ export interface TrainerApi {
     seed?: number,
     options?: WorkerFewShotOptions,
   ): Promise<{ result: EvaluationResult; report: FewShotReport }>;
+  /**
+   * The retrieval-augmented baseline: the base model (adapters off) on the test split with, in front of each row,
+   * its k nearest rows of the train split, the nearest last (see core's retrievalRows). Refused as fewShot is;
+   * Stop and skipScoring cancel it.
+   */
+  retrieval(
+    k: number,
+    options?: WorkerRetrievalOptions,
+  ): Promise<{ result: EvaluationResult; report: RetrievalReport }>;
+  /**
+   * Drift: the adapter's scores on a file of new labelled rows (read as the loaded data is: its format, max tokens,
+   * bad-row policy) against `baseline`, its test scores from training (see core's driftReport). Stop and
+   * skipScoring cancel it. Refused for a classification head.
+   */
+  monitor(
+    file: NewRowsFile,
+    baseline: DriftBaseline,
+    options?: WorkerMonitorOptions,
+  ): Promise<MonitorResult>;
+  /**
+   * Goes on training the active adapter on `file`'s rows: the job `input` (the page's settings and loaded data) with
+   * the new rows as its training data, `holdout` of them held out, the loaded training file (in `files`, by the
+   * name the loaded data gave it) replayed. Then the adapter as it was and the retrained one on the held-out rows
+   * and on the loaded test split. The retrained adapter stays active; the loaded data stays loaded. Pause, stop
+   * and skipScoring act as in runJob.
+   */
+  retrainOnDrift(
+    input: FineTuneJobInput,
+    file: NewRowsFile,
+    files: Record<string, string | ArrayBuffer>,
+    options: WorkerRetrainOptions,
+    onEvent?: (event: JobEvent) => void,
+  ): Promise<RetrainOutcome>;
   /** The active adapter's PEFT files; the weights buffer is transferred, not copied. */
   saveAdapter(): Promise<AdapterFiles>;
   /**

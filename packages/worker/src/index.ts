@@ -17,17 +17,26 @@
 export { createTrainer } from "./client.js";
 export type { WorkerTrainer } from "./client.js";
 export type {
+  BeforeAfter,
   CheckpointInfo,
   DataOptions,
   DataSummary,
+  DriftBaseline,
   GgufExportRequest,
   JobOutcome,
   ModelInfo,
+  MonitorResult,
+  NewRowsFile,
   PreviewRow,
+  RetrainOutcome,
+  RetrieverName,
   RunJobOptions,
   TrainerApi,
   WorkerEvaluateOptions,
   WorkerFewShotOptions,
   WorkerGenerateOptions,
   WorkerLoadOptions,
+  WorkerMonitorOptions,
+  WorkerRetrainOptions,
+  WorkerRetrievalOptions,
 } from "./api.js";

@@ -20,7 +20,9 @@ import {
   type GgufFile,
   type JobEvent,
   type JobFieldNames,
+  type JobResult,
   type LoraConfig,
+  type RetrievalReport,
   ConfigError,
   disposeRuntime,
   gpuInfo,
@@ -43,16 +45,31 @@ import type {
   DataOptions,
   DataSummary,
   GgufExportRequest,
+  DriftBaseline,
   JobOutcome,
   ModelInfo,
+  MonitorResult,
+  NewRowsFile,
+  RetrainOutcome,
   RunJobOptions,
   TrainerApi,
   WorkerEvaluateOptions,
   WorkerFewShotOptions,
   WorkerGenerateOptions,
   WorkerLoadOptions,
+  WorkerMonitorOptions,
+  WorkerRetrainOptions,
+  WorkerRetrievalOptions,
 } from "./api.js";
+import { retrievalBaseline } from "./baselines.js";
 import { readData, type LoadedData } from "./data.js";
+import {
+  jobReading,
+  monitorNewRows,
+  readingOf,
+  type DataReading,
+} from "./monitor.js";
+import { retrainOnNewRows } from "./retrain.js";
 
 /** Where checkpoints go unless the service is given a store: OPFS in browsers, a folder in Node. */
 export const DEFAULT_CHECKPOINT_FOLDER = "webtune-checkpoints";
@@ -74,6 +91,8 @@ export class TrainerService implements TrainerApi {
   private model: PretrainedModel | undefined;
   private peft: LoraModel | undefined;
   private data: LoadedData | undefined;
+  /** How the loaded data was read (by loadData or the last job), which monitored rows are read the same way. */
+  private reading: DataReading | undefined;
   /** The loaded model's source and storage, which a job's model must match to run on it. */
   private loaded: FineTuneJobSpec["model"] | undefined;
   /** The model's own weights were trained (a full fine-tune): there is no separate base to compare with. */
@@ -180,6 +199,7 @@ export class TrainerService implements TrainerApi {
       );
     const { data, summary } = await readData(input, options, model);
     this.data = data;
+    this.reading = readingOf(options);
     return summary;
   }
 
@@ -202,10 +222,7 @@ export class TrainerService implements TrainerApi {
     onEvent?: (event: JobEvent) => void,
     options: RunJobOptions = {},
   ): Promise<JobOutcome> {
-    if (this.control)
-      throw new ConfigError(
-        "A job is already running in this worker; stop() it first.",
-      );
+    this.refuseWhileRunning();
     const job = FineTuneJob.from(input, options.names);
     const reuse =
       job.method === "lora" &&
@@ -216,25 +233,12 @@ export class TrainerService implements TrainerApi {
       ? await this.checkpoints.load(options.resumeFrom)
       : undefined;
     if (!resume && job.checkpointEvery !== null) await this.checkpoints.clear();
-    this.control = new JobControl();
+    const control = (this.control = new JobControl());
     try {
-      const run = await job.run({
-        readFile: async (source) => {
-          const given = files[source];
-          if (given !== undefined)
-            return typeof given === "string" ? given : new Uint8Array(given);
-          return fetchData(source);
-        },
-        model: reuse ? this.model : undefined,
-        peft: reuse ? this.peft : undefined,
-        load: { onProgress: options.onProgress },
-        control: this.control,
-        checkpoints: this.checkpoints,
+      const run = await this.execute(job, files, control, onEvent, {
+        ...options,
+        reuse,
         resume,
-        names: options.names,
-        trainerNames: options.trainerNames,
-        dataNames: options.dataNames,
-        onEvent,
       });
       if (!reuse) {
         this.releaseModel();
@@ -245,6 +249,7 @@ export class TrainerService implements TrainerApi {
       }
       this.fullyTuned = job.method === "full";
       this.data = run.splits;
+      this.reading = jobReading(run.job);
       return {
         job: run.job,
         train: run.train,
@@ -255,6 +260,74 @@ export class TrainerService implements TrainerApi {
         retention: run.retention,
         summary: run.summary,
       };
+    } finally {
+      this.control = undefined;
+    }
+  }
+
+  /** Runs a checked job on this worker's model (`reuse`) or on the one it loads; the caller owns `control`. */
+  private execute(
+    job: FineTuneJob,
+    files: Record<string, string | ArrayBuffer>,
+    control: JobControl,
+    onEvent: ((event: JobEvent) => void) | undefined,
+    o: RunJobOptions & {
+      reuse: boolean;
+      resume?: Record<string, Uint8Array>;
+      readAdapter?: (source: string) => Promise<AdapterFiles>;
+    },
+  ): Promise<JobResult> {
+    return job.run({
+      readFile: async (source) => {
+        const given = files[source];
+        if (given !== undefined)
+          return typeof given === "string" ? given : new Uint8Array(given);
+        return fetchData(source);
+      },
+      readAdapter: o.readAdapter,
+      model: o.reuse ? this.model : undefined,
+      peft: o.reuse ? this.peft : undefined,
+      load: { onProgress: o.onProgress },
+      control,
+      checkpoints: this.checkpoints,
+      resume: o.resume,
+      names: o.names,
+      trainerNames: o.trainerNames,
+      dataNames: o.dataNames,
+      onEvent,
+    });
+  }
+
+  async retrainOnDrift(
+    input: FineTuneJobInput,
+    file: NewRowsFile,
+    files: Record<string, string | ArrayBuffer>,
+    options: WorkerRetrainOptions,
+    onEvent?: (event: JobEvent) => void,
+  ): Promise<RetrainOutcome> {
+    this.refuseWhileRunning();
+    const peft = this.requireRetrainable();
+    const control = (this.control = new JobControl());
+    try {
+      return await retrainOnNewRows(
+        {
+          peft,
+          tokenizer: this.requireModel().tokenizer!,
+          data: this.requireData(),
+          reading: this.reading!,
+          control,
+          onEvent,
+          isLoaded: (model) => sameModel(this.loaded!, model),
+          runJob: (job, jobFiles, readAdapter) =>
+            this.execute(job, jobFiles, control, onEvent, {
+              ...options,
+              reuse: true,
+              readAdapter,
+            }),
+        },
+        { input, file, files },
+        options,
+      );
     } finally {
       this.control = undefined;
     }
@@ -292,6 +365,7 @@ export class TrainerService implements TrainerApi {
         labels: data.labels,
         signal: scoring.signal,
         head: peft.head(),
+        keepRows: options.keepRows,
       });
     try {
       return await (options.useAdapter === false
@@ -307,18 +381,10 @@ export class TrainerService implements TrainerApi {
     seed = 0,
     options: WorkerFewShotOptions = {},
   ): Promise<{ result: EvaluationResult; report: FewShotReport }> {
-    const data = this.requireData();
-    const test = this.splitRows("test", options.maxRows);
-    if (this.fullyTuned)
-      throw new ConfigError(
-        "The model's own weights were trained (a full fine-tune), so there is no base model to prompt: load the model again first.",
-      );
-    const peft = this.requirePeft();
-    if (data.format === "tagged" || peft.head())
-      throw new ConfigError(
-        "A classification head answers with labels, not text: a few-shot prompt is no baseline for it.",
-      );
-    const format = data.format;
+    const { peft, data, test, format } = this.baselineInputs(
+      "a few-shot prompt",
+      options.maxRows,
+    );
     const scoring = (this.scoring = new AbortController());
     try {
       return await peft.withAdaptersDisabled(() =>
@@ -332,6 +398,73 @@ export class TrainerService implements TrainerApi {
           names: { k: "k", train: "the train split", ...options.names },
           signal: scoring.signal,
         }),
+      );
+    } finally {
+      if (this.scoring === scoring) this.scoring = undefined;
+    }
+  }
+
+  /**
+   * What a prompting baseline (`what`: few-shot, retrieval) scores: the base model on the first `maxRows` test rows
+   * of text data; refused after a full fine-tune (no base is left) and for a classification head.
+   */
+  private baselineInputs(what: string, maxRows?: number) {
+    const data = this.requireData();
+    const test = this.splitRows("test", maxRows);
+    if (this.fullyTuned)
+      throw new ConfigError(
+        "The model's own weights were trained (a full fine-tune), so there is no base model to prompt: load the model again first.",
+      );
+    const peft = this.requirePeft();
+    if (data.format === "tagged" || peft.head())
+      throw new ConfigError(
+        `A classification head answers with labels, not text: ${what} is no baseline for it.`,
+      );
+    return { peft, data, test, format: data.format };
+  }
+
+  async retrieval(
+    k: number,
+    options: WorkerRetrievalOptions = {},
+  ): Promise<{ result: EvaluationResult; report: RetrievalReport }> {
+    const inputs = this.baselineInputs("a retrieval prompt", options.maxRows);
+    const scoring = (this.scoring = new AbortController());
+    try {
+      return await retrievalBaseline(
+        { ...inputs, model: this.requireModel() },
+        k,
+        options,
+        scoring.signal,
+      );
+    } finally {
+      if (this.scoring === scoring) this.scoring = undefined;
+    }
+  }
+
+  async monitor(
+    file: NewRowsFile,
+    baseline: DriftBaseline,
+    options: WorkerMonitorOptions = {},
+  ): Promise<MonitorResult> {
+    const data = this.requireData();
+    const peft = this.requirePeft();
+    if (peft.head())
+      throw new ConfigError(
+        "The adapter answers with a classification head: monitoring head adapters is not supported yet.",
+      );
+    const scoring = (this.scoring = new AbortController());
+    try {
+      return await monitorNewRows(
+        {
+          peft,
+          model: this.requireModel(),
+          data,
+          reading: this.reading!,
+          signal: scoring.signal,
+        },
+        file,
+        baseline,
+        options,
       );
     } finally {
       if (this.scoring === scoring) this.scoring = undefined;
@@ -441,10 +574,36 @@ export class TrainerService implements TrainerApi {
     }
   }
 
+  private refuseWhileRunning(): void {
+    if (this.control)
+      throw new ConfigError(
+        "A job is already running in this worker; stop() it first.",
+      );
+  }
+
+  /** The LoraModel whose active adapter can go on training on new rows, with the loaded data read as it was. */
+  private requireRetrainable(): LoraModel {
+    const peft = this.requirePeft();
+    this.requireData();
+    if (this.fullyTuned)
+      throw new ConfigError(
+        "The model's own weights were trained (a full fine-tune): retraining on new rows continues a LoRA adapter. Train an adapter first.",
+      );
+    if (!peft.activeAdapter || !this.loaded || !this.reading)
+      throw new ConfigError(
+        "There is no adapter to retrain: train one (or import one and load its data) first.",
+      );
+    if (peft.head())
+      throw new ConfigError(
+        "The adapter answers with a classification head: retraining head adapters on new rows is not supported yet.",
+      );
+    return peft;
+  }
+
   private releaseModel(): void {
     this.peft?.dispose();
     this.model?.dispose();
-    this.peft = this.model = this.data = this.loaded = undefined;
+    this.peft = this.model = this.data = this.loaded = this.reading = undefined;
     this.fullyTuned = false;
   }
 
