@@ -75,7 +75,7 @@ export async function augmentJobData(
   if (!augments(job)) return;
   const name = (f: Parameters<typeof fieldName>[1]) => fieldName(o.names, f);
   const lexicon = await readLexicon(job, o);
-  const added: Example[][] = [];
+  const added: { rows: Example[]; report: AugmentReport }[] = [];
   for (const task of data.tasks) {
     if (
       task.format === "tagged" ||
@@ -93,7 +93,11 @@ export async function augmentJobData(
       );
     added.push(await augmentTask(job, task, model, lexicon, o));
   }
-  data.tasks.forEach((task, i) => (task.train = [...task.train, ...added[i]!]));
+  // Applied once every task is made, so that a stop midway leaves every task as it was read.
+  data.tasks.forEach((task, i) => {
+    task.train = [...task.train, ...added[i]!.rows];
+    task.report = { ...task.report, augmented: added[i]!.report };
+  });
   data.train = data.tasks[0]!.train;
   data.report = data.tasks[0]!.report;
 }
@@ -110,14 +114,14 @@ async function readLexicon(
   return parseLexicon(text, source);
 }
 
-/** One task's new rows; its report gains their counts. */
+/** One task's new rows, and their counts for its report. */
 async function augmentTask(
   job: FineTuneJobSpec,
   task: TaskSplits,
   model: PretrainedModel,
   lexicon: Lexicon | undefined,
   o: AugmentJobOptions,
-): Promise<Example[]> {
+): Promise<{ rows: Example[]; report: AugmentReport }> {
   const tokenizer = model.tokenizer!;
   const { augment, training } = job;
   const editable = task.train.map((e) =>
@@ -188,8 +192,7 @@ async function augmentTask(
   }
   const rows = clean(job, task, model, made, report);
   report.added = rows.length;
-  task.report = { ...task.report, augmented: report };
-  return rows;
+  return { rows, report };
 }
 
 /** The new records as training examples: cleaned like the file's rows, minus repeats of any real row. */
