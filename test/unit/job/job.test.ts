@@ -36,6 +36,7 @@ describe("FineTuneJob", () => {
       adapter: JOB_DEFAULTS.adapter,
       training: JOB_DEFAULTS.training,
       replay: { source: null, ratio: 0.25 },
+      augment: JOB_DEFAULTS.augment,
       evaluation: JOB_DEFAULTS.evaluation,
       checkpointEvery: null,
     });
@@ -81,7 +82,7 @@ describe("FineTuneJob", () => {
     expect(
       problemsOf({ ...minimal, training: { lerningRate: 1e-3 }, epochs: 3 }),
     ).toEqual([
-      "job.epochs is not a field of a job (its fields: webtuneJob, method, checkpointEvery, model, data, adapter, training, replay, evaluation).",
+      "job.epochs is not a field of a job (its fields: webtuneJob, method, checkpointEvery, model, data, adapter, training, replay, augment, evaluation).",
       "job.training.lerningRate is not a field of job.training: did you mean learningRate?",
     ]);
     expect(problemsOf([1, 2])).toEqual([
