@@ -7,7 +7,7 @@ import type { EvaluationResult, FewShotReport } from "@webtune/core";
 import type { DataSummary } from "@webtune/worker";
 import type { DemoApp } from "./app.js";
 import { byId, setStatus, tableRow } from "./dom.js";
-import { ROWS, rowFits } from "./metrics.js";
+import { baselineTable } from "./metrics.js";
 import { settingsJob } from "./settings.js";
 
 /** How the worker's messages name this page's controls. */
@@ -40,22 +40,13 @@ export function showFewShot(
   const box = byId("few-shot-result");
   box.replaceChildren();
   if (!result || !report) return;
-  const table = document.createElement("table");
-  const head = table.createTHead().insertRow();
-  for (const text of ["few-shot baseline", `base, k ${report.k}`])
-    head.append(
-      Object.assign(document.createElement("th"), { textContent: text }),
-    );
-  for (const [name, read, fits] of ROWS) {
-    const value = read(result);
-    if (value !== undefined && rowFits(fits, format, true))
-      table.append(tableRow([name, value]));
-  }
-  const { mean, max } = report.promptTokens;
-  table.append(
-    tableRow(["prompt tokens", `${mean.toFixed(0)} mean, ${max} max`]),
-    tableRow(["seed", String(report.seed)]),
+  const table = baselineTable(
+    ["few-shot baseline", `base, k ${report.k}`],
+    result,
+    report.promptTokens,
+    format,
   );
+  table.append(tableRow(["seed", String(report.seed)]));
   if (report.shortened > 0)
     table.append(
       tableRow([

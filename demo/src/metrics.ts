@@ -68,6 +68,30 @@ export function rowFits(
  * Fills the table with whichever of the two results exist. Before any, it lists the metrics that the loaded
  * data's format (if any) will have, each "–".
  */
+/**
+ * A baseline's box: a table headed by `heads`, the result's metrics that fit the data's format, then its prompt
+ * lengths (the few-shot and retrieval baselines add their own rows after it).
+ */
+export function baselineTable(
+  heads: [string, string],
+  result: EvaluationResult,
+  promptTokens: { mean: number; max: number },
+  format: DataSummary["format"] | undefined,
+): HTMLTableElement {
+  const table = document.createElement("table");
+  table.createTHead().append(headerRow(heads));
+  for (const [name, read, fits] of ROWS) {
+    const value = read(result);
+    if (value !== undefined && rowFits(fits, format, true))
+      table.append(tableRow([name, value]));
+  }
+  const { mean, max } = promptTokens;
+  table.append(
+    tableRow(["prompt tokens", `${mean.toFixed(0)} mean, ${max} max`]),
+  );
+  return table;
+}
+
 export function showMetrics(
   base?: EvaluationResult,
   tuned?: EvaluationResult,

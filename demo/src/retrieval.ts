@@ -7,7 +7,7 @@ import type { EvaluationResult, RetrievalReport } from "@webtune/core";
 import type { DataSummary, RetrieverName } from "@webtune/worker";
 import type { DemoApp } from "./app.js";
 import { byId, setStatus, tableRow } from "./dom.js";
-import { ROWS, rowFits } from "./metrics.js";
+import { baselineTable } from "./metrics.js";
 import { settingsJob } from "./settings.js";
 
 /** How the worker's messages name this page's controls. */
@@ -48,23 +48,11 @@ export function showRetrieval(
   const box = byId("retrieval-result");
   box.replaceChildren();
   if (!result || !report) return;
-  const table = document.createElement("table");
-  const head = table.createTHead().insertRow();
-  for (const text of [
-    "retrieval baseline",
-    `base, k ${report.k} by ${report.retriever}`,
-  ])
-    head.append(
-      Object.assign(document.createElement("th"), { textContent: text }),
-    );
-  for (const [name, read, fits] of ROWS) {
-    const value = read(result);
-    if (value !== undefined && rowFits(fits, format, true))
-      table.append(tableRow([name, value]));
-  }
-  const { mean, max } = report.promptTokens;
-  table.append(
-    tableRow(["prompt tokens", `${mean.toFixed(0)} mean, ${max} max`]),
+  const table = baselineTable(
+    ["retrieval baseline", `base, k ${report.k} by ${report.retriever}`],
+    result,
+    report.promptTokens,
+    format,
   );
   if (report.shortened > 0)
     table.append(
